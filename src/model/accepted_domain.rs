@@ -1,0 +1,144 @@
+//! Accepted domains (spec §1.1): the domains this organisation receives mail
+//! for. A recipient in any accepted domain is not relay.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::domain::{Domain, DomainPattern};
+use super::error::{Errors, Invalid};
+use super::{Role, ServerContext, check_name, from_json, merge_patch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub enum DomainType {
+    /// Every recipient is local; unknown recipients are refused.
+    #[default]
+    Authoritative,
+    /// Some recipients are local, the rest go out through a connector.
+    InternalRelay,
+    /// No recipient is local; mail is relayed through a connector.
+    ExternalRelay,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptedDomain {
+    /// Unique.
+    pub name: String,
+    /// `contoso.com`, or `*.contoso.com` for the domain and its subdomains.
+    pub domain_name: DomainPattern,
+    pub domain_type: DomainType,
+    /// Look recipients up before accepting them. An Edge without directory
+    /// data has nothing to look up, so it defaults to false there.
+    pub address_book_enabled: bool,
+    /// Exactly one accepted domain is the default; the first one created is.
+    pub default: bool,
+    pub comment: Option<String>,
+}
+
+impl AcceptedDomain {
+    pub fn from_create(body: &Value, ctx: &ServerContext, first: bool) -> Result<Self, Invalid> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Invalid::field("", "the body must be a JSON object"))?;
+        let domain_type: DomainType = match obj.get("domainType") {
+            Some(t) => from_json(t.clone())
+                .map_err(|e| Invalid::field("domainType", e.0[0].message.clone()))?,
+            None => DomainType::Authoritative,
+        };
+        let mut value = serde_json::json!({
+            "name": obj.get("domainName").cloned().unwrap_or(Value::Null),
+            "domainType": domain_type,
+            "addressBookEnabled": domain_type == DomainType::Authoritative && ctx.role == Role::Hub,
+            "default": first,
+        });
+        merge_patch(&mut value, body);
+        let d: Self = from_json(value)?;
+        d.validate()?;
+        if first && !d.default {
+            return Err(Invalid::field(
+                "default",
+                "the first accepted domain is the default",
+            ));
+        }
+        Ok(d)
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+        let d: Self = super::apply_patch(self, patch, &[])?;
+        d.validate()?;
+        if self.default && !d.default {
+            return Err(Invalid::field(
+                "default",
+                "exactly one accepted domain is the default: make another domain the default instead",
+            ));
+        }
+        Ok(d)
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut e = Errors::default();
+        check_name(&mut e, &self.name, 64);
+        e.check(
+            self.domain_name.domain().as_str().len() > 256,
+            "domainName",
+            "must be at most 256 characters",
+        );
+        e.finish()
+    }
+
+    /// Whether `domain` is in this accepted domain.
+    pub fn covers(&self, domain: &Domain) -> bool {
+        self.domain_name.matches(domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> ServerContext {
+        ServerContext {
+            role: Role::Hub,
+            server_name: "HUB01".into(),
+            fqdn: "hub01.contoso.test".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn first_domain_is_default_and_named_after_domain() {
+        let d = AcceptedDomain::from_create(&json!({"domainName": "contoso.test"}), &ctx(), true)
+            .unwrap();
+        assert!(d.default);
+        assert_eq!(d.name, "contoso.test");
+        assert!(d.address_book_enabled);
+    }
+
+    #[test]
+    fn relay_types_default_to_no_recipient_lookup() {
+        let d = AcceptedDomain::from_create(
+            &json!({"domainName": "*.fabrikam.test", "domainType": "InternalRelay"}),
+            &ctx(),
+            false,
+        )
+        .unwrap();
+        assert!(!d.address_book_enabled && !d.default);
+        assert!(d.covers(&"a.fabrikam.test".parse().unwrap()));
+    }
+
+    #[test]
+    fn embedded_wildcards_and_default_removal_are_refused() {
+        let e = AcceptedDomain::from_create(&json!({"domainName": "*contoso.test"}), &ctx(), true)
+            .unwrap_err();
+        assert_eq!(e.first_field(), "domainName");
+        let d = AcceptedDomain::from_create(&json!({"domainName": "contoso.test"}), &ctx(), true)
+            .unwrap();
+        assert_eq!(
+            d.patched(&json!({"default": false}))
+                .unwrap_err()
+                .first_field(),
+            "default"
+        );
+    }
+}

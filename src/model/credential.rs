@@ -1,0 +1,165 @@
+//! Credentials: logins that SMTP clients AUTH as, and smart-host credentials
+//! that send connectors present. The secrets themselves never live in these
+//! types; the store keeps an argon2 hash (logins) or an AEAD ciphertext
+//! (smart-host credentials) beside them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::{Errors, Invalid};
+use super::{check_name, from_json, merge_patch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum CredentialKind {
+    /// A user name and password that SMTP clients may AUTH as.
+    Login,
+    /// A user name and password that a send connector presents to its smart hosts.
+    SmartHost,
+}
+
+/// Which permission group an authenticated login belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub enum LoginPrincipal {
+    /// `ExchangeUsers`: a person submitting mail.
+    #[default]
+    User,
+    /// `ExchangeServers`: a partner transport server (e.g. a Hub relaying through an Edge).
+    Server,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credential {
+    /// Unique; send connectors refer to smart-host credentials by it.
+    pub name: String,
+    /// Set at creation only.
+    pub kind: CredentialKind,
+    /// The AUTH identity.
+    pub user_name: String,
+    /// Logins only.
+    pub principal: Option<LoginPrincipal>,
+    pub comment: Option<String>,
+}
+
+const CREATE_ONLY: &[&str] = &["kind"];
+
+/// Takes the write-only password out of a request body.
+pub fn take_password(body: &mut Value, required: bool) -> Result<Option<String>, Invalid> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(Invalid::field("", "the body must be a JSON object"));
+    };
+    match obj.remove("password") {
+        None | Some(Value::Null) if required => Err(Invalid::field("password", "is required")),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) => {
+            if p.is_empty() || p.len() > 1024 {
+                Err(Invalid::field("password", "must be 1 to 1024 bytes"))
+            } else if p.contains('\0') {
+                Err(Invalid::field(
+                    "password",
+                    "must not contain NUL, which SASL PLAIN cannot carry",
+                ))
+            } else {
+                Ok(Some(p))
+            }
+        }
+        Some(_) => Err(Invalid::field("password", "must be a string")),
+    }
+}
+
+impl Credential {
+    pub fn from_create(body: &Value) -> Result<Self, Invalid> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Invalid::field("", "the body must be a JSON object"))?;
+        let kind: CredentialKind = match obj.get("kind") {
+            Some(k) => {
+                from_json(k.clone()).map_err(|e| Invalid::field("kind", e.0[0].message.clone()))?
+            }
+            None => {
+                return Err(Invalid::field(
+                    "kind",
+                    "is required: 'Login' or 'SmartHost'",
+                ));
+            }
+        };
+        let mut value = serde_json::json!({
+            "name": obj.get("userName").cloned().unwrap_or(Value::Null),
+            "principal": if kind == CredentialKind::Login { serde_json::json!("User") } else { Value::Null },
+        });
+        merge_patch(&mut value, body);
+        let c: Self = from_json(value)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+        let c: Self = super::apply_patch(self, patch, CREATE_ONLY)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut e = Errors::default();
+        check_name(&mut e, &self.name, 64);
+        let u = &self.user_name;
+        e.check(
+            u.is_empty() || u.len() > 256 || u.chars().any(|c| c.is_control() || c == '\0'),
+            "userName",
+            "must be 1 to 256 characters without control characters",
+        );
+        match self.kind {
+            CredentialKind::Login => e.check(
+                self.principal.is_none(),
+                "principal",
+                "is required for a login",
+            ),
+            CredentialKind::SmartHost => e.check(
+                self.principal.is_some(),
+                "principal",
+                "applies to logins only",
+            ),
+        }
+        e.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn logins_default_to_user_principal() {
+        let c = Credential::from_create(&json!({"kind": "Login", "userName": "hub01"})).unwrap();
+        assert_eq!(c.principal, Some(LoginPrincipal::User));
+        assert_eq!(c.name, "hub01");
+    }
+
+    #[test]
+    fn smart_host_credentials_have_no_principal() {
+        let e = Credential::from_create(
+            &json!({"kind": "SmartHost", "userName": "u", "principal": "Server"}),
+        )
+        .unwrap_err();
+        assert_eq!(e.first_field(), "principal");
+    }
+
+    #[test]
+    fn password_is_taken_out_and_checked() {
+        let mut b = json!({"kind": "Login", "userName": "u", "password": "s3cret"});
+        assert_eq!(
+            take_password(&mut b, true).unwrap().as_deref(),
+            Some("s3cret")
+        );
+        assert!(b.get("password").is_none());
+        assert_eq!(
+            take_password(&mut json!({}), true)
+                .unwrap_err()
+                .first_field(),
+            "password"
+        );
+        assert!(take_password(&mut json!({"password": "a\u{0}b"}), true).is_err());
+    }
+}

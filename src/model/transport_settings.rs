@@ -1,0 +1,306 @@
+//! Server-wide transport settings (spec §1.7, with the org-level postmaster
+//! of §1.8): retry schedule, expiry, DNS servers. One object per server.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+use super::domain::Domain;
+use super::error::{Errors, Invalid, in_range};
+use super::limit::{Limit, check_limit};
+use super::timespan::{Timespan, check_range};
+use super::{Role, ServerContext};
+
+/// A DNS server, `ip` or `ip:port` (`[ipv6]:port`); port 53 by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DnsServer(pub SocketAddr);
+
+impl FromStr for DnsServer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(DnsServer(a));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| DnsServer(SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("'{s}' is not a DNS server: write ip, ip:port or [ipv6]:port"))
+    }
+}
+
+impl fmt::Display for DnsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+string_type!(
+    DnsServer,
+    "A DNS server: `ip`, `ip:port` or `[ipv6]:port` (port 53 by default).",
+    "127.0.0.1:5353"
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportSettings {
+    /// This server's FQDN: the default for every connector's `fqdn`.
+    pub server_fqdn: Domain,
+    /// Sender of DSNs. `null`: `postmaster@<server FQDN>` on an Edge,
+    /// `postmaster@<default accepted domain>` on a Hub.
+    pub external_postmaster_address: Option<String>,
+    /// Glitch retries before the transient schedule (4).
+    pub queue_glitch_retry_count: u32,
+    pub queue_glitch_retry_interval: Timespan,
+    /// 0–15.
+    pub transient_failure_retry_count: u32,
+    /// 1 s–12 h; Hub 5 min, Edge 10 min.
+    pub transient_failure_retry_interval: Timespan,
+    /// 1 s–20 d; Hub 10 min, Edge 30 min.
+    pub outbound_connection_failure_retry_interval: Timespan,
+    /// Retry after a per-message failure, 1 s–1 d.
+    pub message_retry_interval: Timespan,
+    /// Undelivered longer than this → NDR `4.4.7`; 5 s–90 d.
+    pub message_expiration_timeout: Timespan,
+    /// A delay DSN goes out after this; must exceed the transient schedule.
+    pub delay_notification_timeout: Timespan,
+    /// A queue in Retry with no delivery for this long is routed again.
+    pub max_idle_time_before_resubmit: Timespan,
+    pub max_outbound_connections: Limit,
+    pub max_per_domain_outbound_connections: Limit,
+    /// DNS servers for send connectors with useExternalDNSServersEnabled.
+    #[serde(rename = "externalDNSServers")]
+    #[schema(rename = "externalDNSServers")]
+    pub external_dns_servers: Vec<DnsServer>,
+    /// DNS servers for smart hosts and internal names; empty means the
+    /// system resolver.
+    #[serde(rename = "internalDNSServers")]
+    #[schema(rename = "internalDNSServers")]
+    pub internal_dns_servers: Vec<DnsServer>,
+    /// Address written into Received headers instead of the local one.
+    #[serde(rename = "externalIPAddress")]
+    #[schema(rename = "externalIPAddress")]
+    #[schema(value_type = Option<String>, format = "ip")]
+    pub external_ip_address: Option<IpAddr>,
+    pub external_delay_dsn_enabled: bool,
+    pub internal_delay_dsn_enabled: bool,
+    /// Bytes of original message attached to an NDR; larger → headers only.
+    pub external_dsn_max_message_attach_size: u64,
+}
+
+impl TransportSettings {
+    pub fn defaults(role: Role, fqdn: Domain) -> Self {
+        let edge = role == Role::Edge;
+        TransportSettings {
+            server_fqdn: fqdn,
+            external_postmaster_address: None,
+            queue_glitch_retry_count: 4,
+            queue_glitch_retry_interval: Timespan::from_mins(1),
+            transient_failure_retry_count: 6,
+            transient_failure_retry_interval: Timespan::from_mins(if edge { 10 } else { 5 }),
+            outbound_connection_failure_retry_interval: Timespan::from_mins(if edge {
+                30
+            } else {
+                10
+            }),
+            // Exchange 2010's value (spec §1.7); 2013+ uses 15 min.
+            message_retry_interval: Timespan::from_mins(1),
+            message_expiration_timeout: Timespan::from_days(2),
+            delay_notification_timeout: Timespan::from_hours(4),
+            max_idle_time_before_resubmit: Timespan::from_hours(12),
+            max_outbound_connections: Limit::Value(1000),
+            max_per_domain_outbound_connections: Limit::Value(40),
+            external_dns_servers: vec![],
+            internal_dns_servers: vec![],
+            external_ip_address: None,
+            external_delay_dsn_enabled: true,
+            internal_delay_dsn_enabled: true,
+            external_dsn_max_message_attach_size: 10 * 1024 * 1024,
+        }
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+        let s: Self = super::apply_patch(self, patch, &[])?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The postmaster address in force.
+    pub fn postmaster(&self, ctx: &ServerContext, default_domain: Option<&str>) -> String {
+        if let Some(a) = &self.external_postmaster_address {
+            return a.clone();
+        }
+        match (ctx.role, default_domain) {
+            (Role::Hub, Some(d)) => format!("postmaster@{d}"),
+            _ => format!("postmaster@{}", self.server_fqdn),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut e = Errors::default();
+        if let Some(a) = &self.external_postmaster_address {
+            let ok = a.rsplit_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && local
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:@\"".contains(&b))
+                    && domain.parse::<Domain>().is_ok()
+            });
+            e.check(
+                !ok,
+                "externalPostmasterAddress",
+                "must be an address like postmaster@contoso.com",
+            );
+        }
+        let sec = Timespan::from_secs(1);
+        in_range(
+            &mut e,
+            "queueGlitchRetryCount",
+            self.queue_glitch_retry_count,
+            0,
+            15,
+        );
+        check_range(
+            &mut e,
+            "queueGlitchRetryInterval",
+            self.queue_glitch_retry_interval,
+            sec,
+            Timespan::from_hours(1),
+        );
+        in_range(
+            &mut e,
+            "transientFailureRetryCount",
+            self.transient_failure_retry_count,
+            0,
+            15,
+        );
+        check_range(
+            &mut e,
+            "transientFailureRetryInterval",
+            self.transient_failure_retry_interval,
+            sec,
+            Timespan::from_hours(12),
+        );
+        check_range(
+            &mut e,
+            "outboundConnectionFailureRetryInterval",
+            self.outbound_connection_failure_retry_interval,
+            sec,
+            Timespan::from_days(20),
+        );
+        check_range(
+            &mut e,
+            "messageRetryInterval",
+            self.message_retry_interval,
+            sec,
+            Timespan::from_days(1),
+        );
+        check_range(
+            &mut e,
+            "messageExpirationTimeout",
+            self.message_expiration_timeout,
+            Timespan::from_secs(5),
+            Timespan::from_days(90),
+        );
+        check_range(
+            &mut e,
+            "delayNotificationTimeout",
+            self.delay_notification_timeout,
+            sec,
+            Timespan::from_days(90),
+        );
+        let schedule = self.transient_failure_retry_interval.as_secs()
+            * self.transient_failure_retry_count as u64;
+        e.check(
+            self.delay_notification_timeout.as_secs() <= schedule,
+            "delayNotificationTimeout",
+            format!(
+                "must exceed transientFailureRetryCount × transientFailureRetryInterval ({})",
+                Timespan::from_secs(schedule)
+            ),
+        );
+        check_range(
+            &mut e,
+            "maxIdleTimeBeforeResubmit",
+            self.max_idle_time_before_resubmit,
+            sec,
+            Timespan::from_days(90),
+        );
+        check_limit(
+            &mut e,
+            "maxOutboundConnections",
+            self.max_outbound_connections,
+            1,
+            2_147_483_647,
+            true,
+        );
+        check_limit(
+            &mut e,
+            "maxPerDomainOutboundConnections",
+            self.max_per_domain_outbound_connections,
+            1,
+            2_147_483_647,
+            true,
+        );
+        in_range(
+            &mut e,
+            "externalDsnMaxMessageAttachSize",
+            self.external_dsn_max_message_attach_size,
+            0,
+            2_147_483_647,
+        );
+        e.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn role_defaults_differ_as_spec_1_7_says() {
+        let f: Domain = "x.test".parse().unwrap();
+        let edge = TransportSettings::defaults(Role::Edge, f.clone());
+        let hub = TransportSettings::defaults(Role::Hub, f);
+        assert_eq!(
+            edge.transient_failure_retry_interval.to_string(),
+            "00:10:00"
+        );
+        assert_eq!(hub.transient_failure_retry_interval.to_string(), "00:05:00");
+        assert_eq!(
+            edge.outbound_connection_failure_retry_interval.to_string(),
+            "00:30:00"
+        );
+        assert_eq!(
+            hub.outbound_connection_failure_retry_interval.to_string(),
+            "00:10:00"
+        );
+        edge.validate().unwrap();
+        hub.validate().unwrap();
+    }
+
+    #[test]
+    fn delay_notification_must_exceed_schedule() {
+        let s = TransportSettings::defaults(Role::Edge, "x.test".parse().unwrap());
+        let e = s
+            .patched(&json!({"delayNotificationTimeout": "00:30:00"}))
+            .unwrap_err();
+        assert_eq!(e.first_field(), "delayNotificationTimeout");
+    }
+
+    #[test]
+    fn dns_servers_take_optional_ports() {
+        let s = TransportSettings::defaults(Role::Edge, "x.test".parse().unwrap());
+        let s = s
+            .patched(&json!({"externalDNSServers": ["127.0.0.1:5353", "::1"]}))
+            .unwrap();
+        assert_eq!(s.external_dns_servers[1].0.port(), 53);
+        assert!(
+            s.patched(&json!({"externalDNSServers": ["dns.example"]}))
+                .is_err()
+        );
+    }
+}
