@@ -1,4 +1,10 @@
 //! Ferry: an SMTP transport appliance in the mould of Exchange Edge and Hub
 //! Transport, configured over a REST API. See `DESIGN.md` for the shape.
 
+pub mod api;
+pub mod config;
 pub mod model;
+pub mod secrets;
+pub mod startup;
+pub mod store;
+pub mod tls;

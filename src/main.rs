@@ -1,1 +1,119 @@
-fn main() {}
+//! The `ferry` command: `ferry serve` runs the appliance, `ferry openapi`
+//! prints the API description.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ferry::model::{Binding, Role};
+use ferry::startup::{App, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "An SMTP transport appliance managed over a REST API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the transport server and its API.
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where the database, keys and queue live.
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = "./ferry-data")]
+    data_dir: PathBuf,
+    /// `edge` or `hub`. Chosen at first start (default edge); must match afterwards.
+    #[arg(long, env = "FERRY_ROLE")]
+    role: Option<Role>,
+    /// The server's short name (default: the first label of the FQDN, upper-case). First start only.
+    #[arg(long, env = "FERRY_SERVER_NAME")]
+    server_name: Option<String>,
+    /// The server's FQDN (default: the host name). First start only; later, PATCH transport-settings.
+    #[arg(long, env = "FERRY_FQDN")]
+    fqdn: Option<String>,
+    /// Where the REST API listens.
+    #[arg(long, env = "FERRY_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+    /// Binding of the default SMTP receive connector. First start only.
+    #[arg(long, env = "FERRY_DEFAULT_SMTP_BIND", default_value = "0.0.0.0:25")]
+    default_smtp_bind: Binding,
+    /// Binding of the Hub's default Client (submission) connector. First start only.
+    #[arg(
+        long,
+        env = "FERRY_DEFAULT_SUBMISSION_BIND",
+        default_value = "0.0.0.0:587"
+    )]
+    default_submission_bind: Binding,
+    /// The admin token (otherwise generated at first start into <data-dir>/admin-token).
+    #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file holding the admin token (e.g. a Docker secret).
+    #[arg(long, env = "FERRY_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// The key that encrypts secrets at rest, base64 of 32 bytes (otherwise <data-dir>/secret.key).
+    #[arg(long, env = "FERRY_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", ferry::api::openapi::json());
+            Ok(())
+        }
+        Command::Serve(a) => {
+            let a = *a;
+            let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+            let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+            if a.log_format == "json" {
+                fmt.json().init();
+            } else {
+                fmt.init();
+            }
+            let admin_token = match (a.admin_token, a.admin_token_file) {
+                (Some(t), _) => Some(t),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| {
+                            anyhow::anyhow!("reading the admin token file {}: {e}", f.display())
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            if admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+                anyhow::bail!("the admin token must be at least 16 characters");
+            }
+            let app = App::build(Settings {
+                data_dir: a.data_dir,
+                role: a.role,
+                server_name: a.server_name,
+                fqdn: a.fqdn,
+                api_listen: a.api_listen,
+                default_smtp_bind: a.default_smtp_bind,
+                default_submission_bind: a.default_submission_bind,
+                admin_token,
+                secret_key: a.secret_key,
+            })
+            .await?;
+            app.run_until_signalled().await
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `/api/v1/credentials`: logins that SMTP clients AUTH as (stored as argon2
+//! hashes) and smart-host credentials that send connectors present (sealed
+//! with the data directory's key). Passwords are write-only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::AppState;
+use super::extract::{IfMatch, JsonBody, Tagged, created, ok};
+use super::problem::{ApiError, Problem};
+use super::views::{CredentialView, List};
+use crate::config::{Change, ServiceError, Snapshot};
+use crate::model::credential::take_password;
+use crate::model::{Credential, CredentialKind};
+use crate::secrets::hash_password;
+use crate::store::Stored;
+use uuid::Uuid;
+
+fn view(s: &Stored<Credential>) -> CredentialView {
+    CredentialView {
+        meta: s.into(),
+        credential: s.spec.clone(),
+        password_set: s.secret.is_some(),
+    }
+}
+
+fn users_of(snap: &Snapshot, name: &str) -> Vec<String> {
+    snap.send_connectors
+        .iter()
+        .filter(|c| {
+            c.spec
+                .authentication_credential
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|c| c.spec.name.clone())
+        .collect()
+}
+
+fn unique_login(snap: &Snapshot, c: &Credential, id: Option<Uuid>) -> Result<(), ServiceError> {
+    if c.kind == CredentialKind::Login
+        && snap.credentials.iter().any(|o| {
+            Some(o.id) != id
+                && o.spec.kind == CredentialKind::Login
+                && o.spec.user_name.eq_ignore_ascii_case(&c.user_name)
+        })
+    {
+        return Err(ServiceError::Conflict {
+            field: Some("userName".into()),
+            message: format!("a login for '{}' already exists", c.user_name),
+        });
+    }
+    Ok(())
+}
+
+/// Hashing is slow on purpose, so it happens before the writer lock.
+fn login_hash(kind: CredentialKind, password: Option<&str>) -> Option<Vec<u8>> {
+    match (kind, password) {
+        (CredentialKind::Login, Some(p)) => Some(hash_password(p).into_bytes()),
+        _ => None,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials",
+    responses((status = 200, body = List<CredentialView>)))]
+pub async fn list(State(s): State<AppState>) -> Json<List<CredentialView>> {
+    let snap = s.config.snapshot();
+    Json(List {
+        items: snap.credentials.iter().map(view).collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "Id or name")),
+    responses((status = 200, body = CredentialView, headers(("ETag" = String))),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Tagged<CredentialView>, ApiError> {
+    let snap = s.config.snapshot();
+    let c = crate::config::find::<Credential>(&snap, &id)
+        .ok_or_else(|| ApiError::not_found(format!("credential '{id}' does not exist")))?;
+    Ok(ok(c.version, view(c)))
+}
+
+#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials",
+    request_body = super::openapi::CredentialCreate,
+    responses((status = 201, body = CredentialView, headers(("ETag" = String))),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(s): State<AppState>,
+    JsonBody(mut body): JsonBody,
+) -> Result<Tagged<CredentialView>, ApiError> {
+    let password = take_password(&mut body, true)?.expect("required");
+    let spec = Credential::from_create(&body)?;
+    let hash = login_hash(spec.kind, Some(&password));
+    let secrets = s.config.secrets.clone();
+    let stored = s
+        .config
+        .create::<Credential>(|snap, id| {
+            unique_login(snap, &spec, None)?;
+            let secret = hash.unwrap_or_else(|| secrets.seal(&id.to_string(), password.as_bytes()));
+            Ok(Change {
+                spec,
+                secret: Some(secret),
+                also: vec![],
+            })
+        })
+        .await?;
+    Ok(created(stored.version, view(&stored)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "Id or name"), ("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::CredentialPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = CredentialView, headers(("ETag" = String))),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(mut body): JsonBody,
+) -> Result<Tagged<CredentialView>, ApiError> {
+    let password = take_password(&mut body, false)?;
+    let kind = crate::config::find::<Credential>(&s.config.snapshot(), &id).map(|c| c.spec.kind);
+    let hash = kind.and_then(|k| login_hash(k, password.as_deref()));
+    let secrets = s.config.secrets.clone();
+    let stored = s
+        .config
+        .update::<Credential>(&id, if_match, |snap, current| {
+            let c = current.spec.patched(&body)?;
+            unique_login(snap, &c, Some(current.id))?;
+            let users = users_of(snap, &current.spec.name);
+            if !c.name.eq_ignore_ascii_case(&current.spec.name) && !users.is_empty() {
+                return Err(ServiceError::Conflict {
+                    field: Some("name".into()),
+                    message: format!("send connectors {users:?} refer to this credential by name; change them first"),
+                });
+            }
+            let secret = match (c.kind, &password) {
+                (CredentialKind::Login, Some(_)) => hash.clone(),
+                (CredentialKind::SmartHost, Some(p)) => Some(secrets.seal(&current.id.to_string(), p.as_bytes())),
+                (_, None) => None,
+            };
+            Ok(Change { spec: c, secret, also: vec![] })
+        })
+        .await?;
+    Ok(ok(stored.version, view(&stored)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "Id or name"), ("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 412, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    s.config
+        .delete::<Credential>(&id, if_match, |snap, c| {
+            let users = users_of(snap, &c.spec.name);
+            if users.is_empty() {
+                Ok(())
+            } else {
+                Err(ServiceError::Conflict {
+                    field: None,
+                    message: format!("send connectors {users:?} use this credential"),
+                })
+            }
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

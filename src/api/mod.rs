@@ -1,0 +1,174 @@
+//! The REST API: axum routers, bearer-token auth, problem+json errors, and
+//! the OpenAPI document generated from the handlers. Only `/healthz`, the
+//! API docs and the dashboard's static files are reachable without a token.
+
+mod accepted_domains;
+mod certificates;
+mod credentials;
+mod extract;
+pub mod openapi;
+mod problem;
+mod receive_connectors;
+mod send_connectors;
+mod transport_settings;
+mod views;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::ConfigService;
+use crate::model::Role;
+use crate::secrets::{constant_time_eq, hash_token};
+pub use problem::{ApiError, Problem};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ConfigService>,
+    /// SHA-256 of the admin token, hex.
+    pub admin_token_sha256: Arc<String>,
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match presented {
+        Some(t) if constant_time_eq(hash_token(t).as_bytes(), s.admin_token_sha256.as_bytes()) => {
+            next.run(req).await
+        }
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// The server this API manages.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub role: Role,
+    pub server_name: String,
+    pub fqdn: String,
+    /// Ferry's version.
+    pub version: String,
+    /// Increases with every configuration change.
+    pub config_generation: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/server", tag = "server", responses((status = 200, body = ServerInfo)))]
+async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
+    let snap = s.config.snapshot();
+    Json(ServerInfo {
+        role: snap.ctx.role,
+        server_name: snap.ctx.server_name.clone(),
+        fqdn: snap.ctx.fqdn.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config_generation: snap.generation,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "server", security(), responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'"),
+        )],
+        Html(include_str!("../../web/index.html")),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+pub fn router(state: AppState) -> Router {
+    use axum::routing::{get as g, patch as p};
+    let api = Router::new()
+        .route("/api/v1/server", g(server_info))
+        .route(
+            "/api/v1/receive-connectors",
+            g(receive_connectors::list).post(receive_connectors::create),
+        )
+        .route(
+            "/api/v1/receive-connectors/{id}",
+            g(receive_connectors::get)
+                .patch(receive_connectors::patch)
+                .delete(receive_connectors::delete),
+        )
+        .route(
+            "/api/v1/send-connectors",
+            g(send_connectors::list).post(send_connectors::create),
+        )
+        .route(
+            "/api/v1/send-connectors/{id}",
+            g(send_connectors::get)
+                .patch(send_connectors::patch)
+                .delete(send_connectors::delete),
+        )
+        .route(
+            "/api/v1/accepted-domains",
+            g(accepted_domains::list).post(accepted_domains::create),
+        )
+        .route(
+            "/api/v1/accepted-domains/{id}",
+            g(accepted_domains::get)
+                .patch(accepted_domains::patch)
+                .delete(accepted_domains::delete),
+        )
+        .route(
+            "/api/v1/credentials",
+            g(credentials::list).post(credentials::create),
+        )
+        .route(
+            "/api/v1/credentials/{id}",
+            g(credentials::get)
+                .patch(credentials::patch)
+                .delete(credentials::delete),
+        )
+        .route(
+            "/api/v1/certificates",
+            g(certificates::list).post(certificates::create),
+        )
+        .route(
+            "/api/v1/certificates/{id}",
+            g(certificates::get)
+                .patch(certificates::patch)
+                .delete(certificates::delete),
+        )
+        .route(
+            "/api/v1/transport-settings",
+            g(transport_settings::get).merge(p(transport_settings::patch)),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(index))
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()))
+        .merge(api)
+        .fallback(not_found)
+}

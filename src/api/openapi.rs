@@ -1,0 +1,161 @@
+//! The OpenAPI 3.1 document, generated from the handlers and model types.
+//! `ferry openapi` prints it; `openapi/ferry.json` is the committed copy that
+//! a test keeps in step with the code.
+
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, SecurityRequirement};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::views::*;
+use super::*;
+use crate::model;
+
+/// Declares a request-body schema derived from a model type: the same
+/// properties, with only `required` fields required (creation) or none
+/// (merge patch), plus any write-only extras such as a password.
+macro_rules! body_schema {
+    ($name:ident, $base:ty, [$($req:literal),*], $desc:literal $(, extra: $extra:literal => $extra_desc:literal)?) => {
+        #[doc = $desc]
+        pub struct $name;
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                let mut s = <$base as PartialSchema>::schema();
+                if let RefOr::T(Schema::Object(o)) = &mut s {
+                    o.required = vec![$($req.to_string()),*];
+                    o.description = Some($desc.to_string());
+                    $(o.properties.insert($extra.to_string(), password_schema($extra_desc));)?
+                }
+                s
+            }
+        }
+        impl ToSchema for $name {}
+    };
+}
+
+fn password_schema(desc: &str) -> RefOr<Schema> {
+    let o: Object = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .write_only(Some(true))
+        .description(Some(desc))
+        .build();
+    RefOr::T(Schema::Object(o))
+}
+
+body_schema!(
+    ReceiveConnectorCreate,
+    model::ReceiveConnector,
+    ["name"],
+    "A new receive connector. Omitted fields take the usage preset's values (spec §1.4); Internet requires bindings and forbids remoteIpRanges; Partner and Custom require both; Internal and Client require remoteIpRanges."
+);
+body_schema!(
+    ReceiveConnectorPatch,
+    model::ReceiveConnector,
+    [],
+    "A JSON merge patch (RFC 7396) of a receive connector. `usage` cannot change."
+);
+body_schema!(
+    SendConnectorCreate,
+    model::SendConnector,
+    ["name", "addressSpaces"],
+    "A new send connector. Giving smartHosts implies dnsRoutingEnabled=false."
+);
+body_schema!(
+    SendConnectorPatch,
+    model::SendConnector,
+    [],
+    "A JSON merge patch (RFC 7396) of a send connector. `usage` cannot change."
+);
+body_schema!(
+    AcceptedDomainCreate,
+    model::AcceptedDomain,
+    ["domainName"],
+    "A new accepted domain. `name` defaults to the domain name; the first domain is the default."
+);
+body_schema!(
+    AcceptedDomainPatch,
+    model::AcceptedDomain,
+    [],
+    "A JSON merge patch of an accepted domain. Setting default=true moves the default here."
+);
+body_schema!(CredentialCreate, model::Credential, ["kind", "userName", "password"],
+    "A new login or smart-host credential.", extra: "password" => "Write-only. Logins keep an argon2 hash; smart-host credentials an encrypted copy.");
+body_schema!(CredentialPatch, model::Credential, [],
+    "A JSON merge patch of a credential; give `password` to rotate it.", extra: "password" => "Write-only new password.");
+body_schema!(
+    TransportSettingsPatch,
+    model::TransportSettings,
+    [],
+    "A JSON merge patch of the transport settings."
+);
+
+/// Only the friendly name of a certificate can change.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct CertificatePatch {
+    friendly_name: Option<String>,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferry",
+        description = "An SMTP transport appliance in the mould of Exchange Edge and Hub Transport, managed over REST. \
+Every request under /api/v1 needs `Authorization: Bearer <admin token>`. Errors are RFC 7807 problem JSON naming the field at fault. \
+Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
+    ),
+    modifiers(&Security),
+    paths(
+        healthz, server_info,
+        receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete,
+        send_connectors::list, send_connectors::get, send_connectors::create, send_connectors::patch, send_connectors::delete,
+        accepted_domains::list, accepted_domains::get, accepted_domains::create, accepted_domains::patch, accepted_domains::delete,
+        credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
+        certificates::list, certificates::get, certificates::create, certificates::patch, certificates::delete,
+        transport_settings::get, transport_settings::patch,
+    ),
+    components(schemas(
+        Problem, model::FieldError, Meta, ServerInfo, Health,
+        model::Domain, model::DomainPattern, model::Host, model::IpRange, model::Binding, model::AddressSpace,
+        model::Timespan, model::Limit, model::transport_settings::DnsServer,
+        ReceiveConnectorCreate, ReceiveConnectorPatch, SendConnectorCreate, SendConnectorPatch,
+        AcceptedDomainCreate, AcceptedDomainPatch, CredentialCreate, CredentialPatch, TransportSettingsPatch, CertificatePatch,
+        certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
+    )),
+    tags(
+        (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
+        (name = "send-connectors", description = "How mail leaves (New-SendConnector)"),
+        (name = "accepted-domains", description = "Domains this organisation receives mail for"),
+        (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
+        (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),
+        (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
+        (name = "server", description = "Health and identity"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline, as committed.
+pub fn json() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    s.push('\n');
+    s
+}

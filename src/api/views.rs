@@ -1,0 +1,241 @@
+//! What the API returns: stored objects with their identity, version and
+//! derived facts. Secrets never appear in any of these types.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::config::Snapshot;
+use crate::model::{
+    AcceptedDomain, AuthMechanism, CertificateKind, CertificateRecord, Credential, ExtendedRight,
+    Principal, ReceiveConnector, Role, SendConnector, TransportSettings,
+};
+use crate::store::Stored;
+use crate::tls::certs::{CertificateInfo, covers_name};
+
+/// Identity and version of a stored object.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub id: Uuid,
+    /// Increases on every change; sent as the ETag, expected in If-Match.
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl<T> From<&Stored<T>> for Meta {
+    fn from(s: &Stored<T>) -> Self {
+        Meta {
+            id: s.id,
+            version: s.version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A list of objects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiveConnectorView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub connector: ReceiveConnector,
+    /// The rights each principal holds here: groups plus explicit entries.
+    pub effective_rights: BTreeMap<Principal, Vec<ExtendedRight>>,
+    /// `fqdn`, or the server's FQDN when that is null.
+    pub effective_fqdn: String,
+    /// Thumbprint of the certificate STARTTLS would present, if any.
+    pub tls_certificate: Option<String>,
+    /// Things that are allowed but probably not what the admin wants.
+    pub warnings: Vec<String>,
+}
+
+/// The certificate a receive connector presents: the pinned one, else the
+/// best certificate (with a key, unexpired) whose names cover the FQDN —
+/// CA-issued before self-signed, then the most recently issued.
+pub fn select_certificate<'a>(
+    snap: &'a Snapshot,
+    fqdn: &crate::model::Domain,
+    pin: Option<&str>,
+) -> Option<(&'a Stored<CertificateRecord>, &'a CertificateInfo)> {
+    let now = OffsetDateTime::now_utc();
+    let mut candidates: Vec<_> = snap
+        .certificates
+        .iter()
+        .filter(|c| c.spec.kind == CertificateKind::Certificate && c.secret.is_some())
+        .filter_map(|c| snap.certificate_info.get(&c.id).map(|i| (c, i)))
+        .filter(|(_, i)| match pin {
+            Some(p) => i.tls_certificate_name == p,
+            None => covers_name(i, fqdn),
+        })
+        .filter(|(_, i)| i.not_before <= now && now <= i.not_after)
+        .collect();
+    candidates.sort_by_key(|(_, i)| (i.self_signed, std::cmp::Reverse(i.not_before)));
+    candidates.into_iter().next()
+}
+
+pub fn receive_view(snap: &Snapshot, s: &Stored<ReceiveConnector>) -> ReceiveConnectorView {
+    let c = &s.spec;
+    let fqdn = snap.effective_fqdn(&c.fqdn);
+    let cert = select_certificate(snap, fqdn, c.tls_certificate_name.as_deref());
+    let mut warnings = vec![];
+    if c.auth_mechanism.has(AuthMechanism::Tls) && cert.is_none() {
+        warnings.push(format!(
+            "no valid certificate with a private key covers '{fqdn}': STARTTLS will not be offered \
+             (import or generate one for that name)"
+        ));
+    }
+    if c.auth_mechanism.has(AuthMechanism::Integrated)
+        || c.auth_mechanism.has(AuthMechanism::ExchangeServer)
+    {
+        warnings.push(
+            "'Integrated' and 'ExchangeServer' need Active Directory and are not offered by Ferry; \
+             use BasicAuth over TLS or mutual TLS"
+                .into(),
+        );
+    }
+    ReceiveConnectorView {
+        meta: s.into(),
+        effective_rights: c.rights(),
+        effective_fqdn: fqdn.to_string(),
+        tls_certificate: cert.map(|(_, i)| i.sha256_fingerprint.clone()),
+        warnings,
+        connector: c.clone(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendConnectorView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub connector: SendConnector,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedDomainView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub domain: AcceptedDomain,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub credential: Credential,
+    /// Always true: a password is stored. It is never returned.
+    pub password_set: bool,
+}
+
+/// Which connector uses a certificate, and how.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateUse {
+    /// `ReceiveConnector` or `SendConnector`.
+    pub connector_type: String,
+    pub connector: String,
+    /// `Pinned` (tlsCertificateName) or `Fqdn` (selected by the connector's FQDN).
+    pub how: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub kind: CertificateKind,
+    pub friendly_name: Option<String>,
+    #[serde(flatten)]
+    pub info: CertificateInfo,
+    /// The chain in PEM (public); the private key is never returned.
+    pub certificate_pem: String,
+    pub has_private_key: bool,
+    pub expired: bool,
+    pub used_by: Vec<CertificateUse>,
+}
+
+pub fn certificate_uses(snap: &Snapshot, cert: &Stored<CertificateRecord>) -> Vec<CertificateUse> {
+    let mut uses = vec![];
+    let Some(info) = snap.certificate_info.get(&cert.id) else {
+        return uses;
+    };
+    for rc in &snap.receive_connectors {
+        let c = &rc.spec;
+        if c.tls_certificate_name.as_deref() == Some(&info.tls_certificate_name) {
+            uses.push(CertificateUse {
+                connector_type: "ReceiveConnector".into(),
+                connector: c.name.clone(),
+                how: "Pinned".into(),
+            });
+        } else if c.tls_certificate_name.is_none()
+            && c.auth_mechanism.has(AuthMechanism::Tls)
+            && select_certificate(snap, snap.effective_fqdn(&c.fqdn), None)
+                .is_some_and(|(s, _)| s.id == cert.id)
+        {
+            uses.push(CertificateUse {
+                connector_type: "ReceiveConnector".into(),
+                connector: c.name.clone(),
+                how: "Fqdn".into(),
+            });
+        }
+    }
+    for sc in &snap.send_connectors {
+        if sc.spec.tls_certificate_name.as_deref() == Some(&info.tls_certificate_name) {
+            uses.push(CertificateUse {
+                connector_type: "SendConnector".into(),
+                connector: sc.spec.name.clone(),
+                how: "Pinned".into(),
+            });
+        }
+    }
+    uses
+}
+
+pub fn certificate_view(snap: &Snapshot, s: &Stored<CertificateRecord>) -> CertificateView {
+    let info = snap
+        .certificate_info
+        .get(&s.id)
+        .cloned()
+        .expect("every stored certificate parses");
+    let now = OffsetDateTime::now_utc();
+    CertificateView {
+        meta: s.into(),
+        kind: s.spec.kind,
+        friendly_name: s.spec.friendly_name.clone(),
+        expired: info.not_after < now,
+        info,
+        certificate_pem: s.spec.chain_pem.clone(),
+        has_private_key: s.secret.is_some(),
+        used_by: certificate_uses(snap, s),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportSettingsView {
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub role: Role,
+    pub server_name: String,
+    #[serde(flatten)]
+    pub settings: TransportSettings,
+    /// The postmaster address in force (DSN sender).
+    pub effective_postmaster_address: String,
+}

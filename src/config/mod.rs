@@ -1,0 +1,139 @@
+//! The configuration snapshot and the service that changes it.
+//!
+//! The snapshot is the only road from the store to the engines: an immutable
+//! `Arc<Snapshot>` published on a watch channel. The API writes in a
+//! transaction under one writer lock, re-reads the whole configuration inside
+//! that transaction, commits, then publishes the new snapshot. A unit of work
+//! (an SMTP session, a delivery attempt) takes the snapshot current when it
+//! starts and keeps it to the end.
+
+mod bootstrap;
+mod service;
+
+pub use bootstrap::{Bootstrap, FirstStart};
+pub use service::{Change, ConfigService, ServiceError};
+
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use crate::model::{
+    AcceptedDomain, CertificateRecord, Credential, Domain, ReceiveConnector, SendConnector,
+    ServerContext, TransportSettings,
+};
+use crate::store::{Stored, Table};
+use crate::tls::certs::CertificateInfo;
+
+/// Everything the engines need to know, as of one committed change.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every published change.
+    pub generation: u64,
+    pub ctx: ServerContext,
+    pub receive_connectors: Vec<Stored<ReceiveConnector>>,
+    pub send_connectors: Vec<Stored<SendConnector>>,
+    pub accepted_domains: Vec<Stored<AcceptedDomain>>,
+    pub credentials: Vec<Stored<Credential>>,
+    pub certificates: Vec<Stored<CertificateRecord>>,
+    /// Parsed details of each certificate, by id.
+    pub certificate_info: HashMap<Uuid, CertificateInfo>,
+    pub transport: Stored<TransportSettings>,
+}
+
+impl Snapshot {
+    /// The FQDN a connector answers as: its own, or the server's.
+    pub fn effective_fqdn<'a>(&'a self, fqdn: &'a Option<Domain>) -> &'a Domain {
+        fqdn.as_ref().unwrap_or(&self.transport.spec.server_fqdn)
+    }
+
+    pub fn default_domain(&self) -> Option<&Stored<AcceptedDomain>> {
+        self.accepted_domains.iter().find(|d| d.spec.default)
+    }
+
+    pub fn postmaster(&self) -> String {
+        let d = self
+            .default_domain()
+            .map(|d| d.spec.domain_name.domain().to_string());
+        self.transport.spec.postmaster(&self.ctx, d.as_deref())
+    }
+}
+
+/// A kind of configuration object the service can store generically.
+pub trait ConfigObject:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+    const TABLE: Table;
+    /// How an admin calls it, for messages ("receive connector").
+    const KIND: &'static str;
+    /// The unique name stored beside the object.
+    fn name(&self) -> String;
+    fn all(s: &Snapshot) -> &[Stored<Self>];
+}
+
+impl ConfigObject for ReceiveConnector {
+    const TABLE: Table = Table::ReceiveConnectors;
+    const KIND: &'static str = "receive connector";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.receive_connectors
+    }
+}
+
+impl ConfigObject for SendConnector {
+    const TABLE: Table = Table::SendConnectors;
+    const KIND: &'static str = "send connector";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.send_connectors
+    }
+}
+
+impl ConfigObject for AcceptedDomain {
+    const TABLE: Table = Table::AcceptedDomains;
+    const KIND: &'static str = "accepted domain";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.accepted_domains
+    }
+}
+
+impl ConfigObject for Credential {
+    const TABLE: Table = Table::Credentials;
+    const KIND: &'static str = "credential";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.credentials
+    }
+}
+
+impl ConfigObject for CertificateRecord {
+    const TABLE: Table = Table::Certificates;
+    const KIND: &'static str = "certificate";
+    /// Certificates are named by their SHA-256 thumbprint.
+    fn name(&self) -> String {
+        crate::tls::certs::parse_chain(&self.chain_pem)
+            .map(|c| crate::tls::certs::inspect(&c).sha256_fingerprint)
+            .unwrap_or_default()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.certificates
+    }
+}
+
+/// Finds an object by id or, case-insensitively, by name.
+pub fn find<'a, T: ConfigObject>(s: &'a Snapshot, key: &str) -> Option<&'a Stored<T>> {
+    let all = T::all(s);
+    if let Ok(id) = Uuid::parse_str(key)
+        && let Some(o) = all.iter().find(|o| o.id == id)
+    {
+        return Some(o);
+    }
+    all.iter().find(|o| o.spec.name().eq_ignore_ascii_case(key))
+}

@@ -1,0 +1,281 @@
+//! The configuration service: every change to the stored configuration goes
+//! through here, atomically, and ends with a new published snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+use uuid::Uuid;
+
+use super::{ConfigObject, Snapshot, find};
+use crate::model::{Invalid, ServerContext, TransportSettings};
+use crate::secrets::SecretBox;
+use crate::store::{Store, Stored, Table, Tx};
+
+/// A change prepared by the caller from the current snapshot.
+pub struct Change<T> {
+    pub spec: T,
+    /// A new sealed secret or hash; None keeps the stored one.
+    pub secret: Option<Vec<u8>>,
+    /// Other objects of the same kind that change with this one, with the
+    /// version they were read at (e.g. the previous default accepted domain).
+    pub also: Vec<(Uuid, i64, T)>,
+}
+
+impl<T> Change<T> {
+    pub fn of(spec: T) -> Self {
+        Change {
+            spec,
+            secret: None,
+            also: vec![],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{kind} '{key}' does not exist")]
+    NotFound { kind: &'static str, key: String },
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("the {kind} has changed since it was read (now at version {current})")]
+    PreconditionFailed { kind: &'static str, current: i64 },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub struct ConfigService {
+    store: Store,
+    pub secrets: SecretBox,
+    ctx_base: ServerContext,
+    /// One writer at a time: validation against the snapshot and the write
+    /// that follows must see the same configuration.
+    writer: Mutex<()>,
+    tx: watch::Sender<Arc<Snapshot>>,
+}
+
+impl ConfigService {
+    pub(super) async fn start(
+        store: Store,
+        secrets: SecretBox,
+        ctx_base: ServerContext,
+    ) -> anyhow::Result<Self> {
+        let mut tx = store.begin().await?;
+        let snap = load_snapshot(&mut tx, &ctx_base, 1).await?;
+        tx.commit().await?;
+        let (sender, _) = watch::channel(Arc::new(snap));
+        Ok(ConfigService {
+            store,
+            secrets,
+            ctx_base,
+            writer: Mutex::new(()),
+            tx: sender,
+        })
+    }
+
+    /// The snapshot in force now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates an object. `prepare` gets the current snapshot and the new id.
+    pub async fn create<T: ConfigObject>(
+        &self,
+        prepare: impl FnOnce(&Snapshot, Uuid) -> Result<Change<T>, ServiceError>,
+    ) -> Result<Stored<T>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let snap = self.snapshot();
+        let id = Uuid::new_v4();
+        let change = prepare(&snap, id)?;
+        let name = change.spec.name();
+        unique_name::<T>(&snap, &name, None)?;
+        let mut tx = self.store.begin().await?;
+        Store::insert(
+            &mut tx,
+            T::TABLE,
+            id,
+            &name,
+            &change.spec,
+            change.secret.as_deref(),
+        )
+        .await?;
+        write_also(&mut tx, &change.also).await?;
+        let snap = self.publish(tx, &snap).await?;
+        Ok(T::all(&snap)
+            .iter()
+            .find(|o| o.id == id)
+            .cloned()
+            .expect("just inserted"))
+    }
+
+    /// Changes an object found by id or name, if it is still at `if_match`.
+    pub async fn update<T: ConfigObject>(
+        &self,
+        key: &str,
+        if_match: Option<i64>,
+        prepare: impl FnOnce(&Snapshot, &Stored<T>) -> Result<Change<T>, ServiceError>,
+    ) -> Result<Stored<T>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let snap = self.snapshot();
+        let current = find::<T>(&snap, key).ok_or_else(|| ServiceError::NotFound {
+            kind: T::KIND,
+            key: key.to_string(),
+        })?;
+        check_version::<T>(current.version, if_match)?;
+        let change = prepare(&snap, current)?;
+        let name = change.spec.name();
+        unique_name::<T>(&snap, &name, Some(current.id))?;
+        let mut tx = self.store.begin().await?;
+        Store::update(
+            &mut tx,
+            T::TABLE,
+            current.id,
+            current.version,
+            &name,
+            &change.spec,
+            change.secret.as_deref(),
+        )
+        .await?;
+        write_also(&mut tx, &change.also).await?;
+        let id = current.id;
+        let snap = self.publish(tx, &snap).await?;
+        Ok(T::all(&snap)
+            .iter()
+            .find(|o| o.id == id)
+            .cloned()
+            .expect("just updated"))
+    }
+
+    /// Deletes an object unless `check` finds something that depends on it.
+    pub async fn delete<T: ConfigObject>(
+        &self,
+        key: &str,
+        if_match: Option<i64>,
+        check: impl FnOnce(&Snapshot, &Stored<T>) -> Result<(), ServiceError>,
+    ) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let snap = self.snapshot();
+        let current = find::<T>(&snap, key).ok_or_else(|| ServiceError::NotFound {
+            kind: T::KIND,
+            key: key.to_string(),
+        })?;
+        check_version::<T>(current.version, if_match)?;
+        check(&snap, current)?;
+        let mut tx = self.store.begin().await?;
+        Store::delete(&mut tx, T::TABLE, current.id, current.version).await?;
+        self.publish(tx, &snap).await?;
+        Ok(())
+    }
+
+    pub async fn update_transport_settings(
+        &self,
+        if_match: Option<i64>,
+        prepare: impl FnOnce(&Snapshot) -> Result<TransportSettings, ServiceError>,
+    ) -> Result<Stored<TransportSettings>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let snap = self.snapshot();
+        if let Some(v) = if_match
+            && v != snap.transport.version
+        {
+            return Err(ServiceError::PreconditionFailed {
+                kind: "transport settings",
+                current: snap.transport.version,
+            });
+        }
+        let spec = prepare(&snap)?;
+        let mut tx = self.store.begin().await?;
+        Store::put_transport_settings(&mut tx, &spec, Some(snap.transport.version)).await?;
+        let snap = self.publish(tx, &snap).await?;
+        Ok(snap.transport.clone())
+    }
+
+    /// Re-reads the configuration inside the transaction, commits, and
+    /// publishes the result.
+    async fn publish(
+        &self,
+        mut tx: Tx,
+        previous: &Snapshot,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        self.tx.send_replace(snap.clone());
+        Ok(snap)
+    }
+}
+
+fn check_version<T: ConfigObject>(current: i64, if_match: Option<i64>) -> Result<(), ServiceError> {
+    match if_match {
+        Some(v) if v != current => Err(ServiceError::PreconditionFailed {
+            kind: T::KIND,
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn unique_name<T: ConfigObject>(
+    snap: &Snapshot,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<(), ServiceError> {
+    if T::all(snap)
+        .iter()
+        .any(|o| Some(o.id) != except && o.spec.name().eq_ignore_ascii_case(name))
+    {
+        return Err(ServiceError::Conflict {
+            field: Some("name".into()),
+            message: format!("a {} named '{name}' already exists", T::KIND),
+        });
+    }
+    Ok(())
+}
+
+async fn write_also<T: ConfigObject>(tx: &mut Tx, also: &[(Uuid, i64, T)]) -> anyhow::Result<()> {
+    for (id, version, spec) in also {
+        Store::update(tx, T::TABLE, *id, *version, &spec.name(), spec, None).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn load_snapshot(
+    tx: &mut Tx,
+    base: &ServerContext,
+    generation: u64,
+) -> anyhow::Result<Snapshot> {
+    let transport: Stored<TransportSettings> = Store::transport_settings(tx).await?;
+    let certificates: Vec<Stored<crate::model::CertificateRecord>> =
+        Store::list(tx, Table::Certificates).await?;
+    let mut certificate_info = HashMap::new();
+    for c in &certificates {
+        let chain =
+            crate::tls::certs::parse_chain(&c.spec.chain_pem).map_err(anyhow::Error::msg)?;
+        certificate_info.insert(c.id, crate::tls::certs::inspect(&chain));
+    }
+    Ok(Snapshot {
+        generation,
+        ctx: ServerContext {
+            fqdn: transport.spec.server_fqdn.clone(),
+            ..base.clone()
+        },
+        receive_connectors: Store::list(tx, Table::ReceiveConnectors).await?,
+        send_connectors: Store::list(tx, Table::SendConnectors).await?,
+        accepted_domains: Store::list(tx, Table::AcceptedDomains).await?,
+        credentials: Store::list(tx, Table::Credentials).await?,
+        certificates,
+        certificate_info,
+        transport,
+    })
+}

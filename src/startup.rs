@@ -1,0 +1,135 @@
+//! Building and running the whole application from settings. `App::build`
+//! returns the running app with the addresses it actually bound, so tests
+//! can start the real thing on port 0 with a fresh data directory.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::{Bootstrap, ConfigService};
+use crate::model::{Binding, Role};
+use crate::store::Store;
+
+/// Everything `ferry serve` is configured with (flags or `FERRY_*`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub role: Option<Role>,
+    pub server_name: Option<String>,
+    pub fqdn: Option<String>,
+    pub api_listen: SocketAddr,
+    pub default_smtp_bind: Binding,
+    pub default_submission_bind: Binding,
+    pub admin_token: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl Settings {
+    /// Defaults for a data directory: Edge role, API on an ephemeral loopback port.
+    pub fn for_tests(data_dir: PathBuf, role: Role) -> Self {
+        Settings {
+            data_dir,
+            role: Some(role),
+            server_name: None,
+            fqdn: None,
+            api_listen: "127.0.0.1:0".parse().expect("valid"),
+            default_smtp_bind: "0.0.0.0:25".parse().expect("valid"),
+            default_submission_bind: "0.0.0.0:587".parse().expect("valid"),
+            admin_token: None,
+            secret_key: None,
+        }
+    }
+}
+
+/// A running Ferry.
+pub struct App {
+    pub api_addr: SocketAddr,
+    pub config: Arc<ConfigService>,
+    /// Set when this start created the data directory's configuration.
+    pub token_file: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (config, first) = Bootstrap {
+            data_dir: settings.data_dir.clone(),
+            role: settings.role,
+            server_name: settings.server_name.clone(),
+            fqdn: settings.fqdn.clone(),
+            default_smtp_bind: settings.default_smtp_bind,
+            default_submission_bind: settings.default_submission_bind,
+            admin_token: settings.admin_token.clone(),
+            secret_key: settings.secret_key.clone(),
+        }
+        .open()
+        .await?;
+        let config = Arc::new(config);
+        let token_hash = {
+            let mut tx = config.store().begin().await?;
+            let server = Store::server(&mut tx)
+                .await?
+                .context("the server row is missing")?;
+            tx.commit().await?;
+            server.admin_token_sha256
+        };
+        let snap = config.snapshot();
+        if let Some(first) = &first {
+            tracing::info!(role = first.role.as_str(), data_dir = %settings.data_dir.display(), "first start: created the default configuration");
+            if let Some(path) = &first.token_file {
+                tracing::warn!(path = %path.display(), "generated the admin token and wrote it to this file (mode 0600); it is not shown again");
+            }
+        }
+        let state = AppState {
+            config: config.clone(),
+            admin_token_sha256: Arc::new(token_hash),
+        };
+        let listener = tokio::net::TcpListener::bind(settings.api_listen)
+            .await
+            .with_context(|| format!("binding the API to {}", settings.api_listen))?;
+        let api_addr = listener.local_addr()?;
+        tracing::info!(
+            %api_addr, role = snap.ctx.role.as_str(), server = %snap.ctx.server_name, fqdn = %snap.ctx.fqdn,
+            "Ferry API listening"
+        );
+        let (shutdown, mut rx) = watch::channel(false);
+        let server = tokio::spawn(
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        );
+        Ok(App {
+            api_addr,
+            config,
+            token_file: first.and_then(|f| f.token_file),
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stops accepting, finishes requests in flight, closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await??;
+        self.config.store().close().await;
+        Ok(())
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops cleanly.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        self.stop().await
+    }
+}
