@@ -15,7 +15,7 @@ use super::extract::{IfMatch, JsonBody, Tagged, created, ok};
 use super::problem::{ApiError, Problem};
 use super::views::{CertificateView, List, certificate_uses, certificate_view};
 use crate::config::{Change, ConfigObject, ServiceError};
-use crate::model::{CertificateKind, CertificateRecord, Domain, Invalid, from_json};
+use crate::model::{CertificateKind, CertificateRecord, DomainPattern, Invalid, from_json};
 use crate::tls::certs;
 
 /// Import a certificate chain (end-entity first) with its private key.
@@ -41,8 +41,8 @@ pub struct SelfSignedCertificate {
     #[schema(pattern = "^selfSigned$")]
     pub source: String,
     pub friendly_name: Option<String>,
-    /// DNS names for the subjectAltName; the first is the CN unless `commonName` is given.
-    pub subject_names: Vec<Domain>,
+    /// DNS names (`*.contoso.com` allowed) for the subjectAltName; the first is the CN unless `commonName` is given.
+    pub subject_names: Vec<DomainPattern>,
     pub common_name: Option<String>,
     /// 1–3650, default 1825 (five years, as Exchange's own).
     pub valid_days: Option<u32>,

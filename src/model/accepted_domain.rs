@@ -46,6 +46,12 @@ impl AcceptedDomain {
                 .map_err(|e| Invalid::field("domainType", e.0[0].message.clone()))?,
             None => DomainType::Authoritative,
         };
+        if !obj.get("domainName").is_some_and(Value::is_string) {
+            return Err(Invalid::field(
+                "domainName",
+                "is required, e.g. \"contoso.com\" or \"*.contoso.com\"",
+            ));
+        }
         let mut value = serde_json::json!({
             "name": obj.get("domainName").cloned().unwrap_or(Value::Null),
             "domainType": domain_type,

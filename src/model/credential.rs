@@ -84,6 +84,9 @@ impl Credential {
                 ));
             }
         };
+        if !obj.get("userName").is_some_and(Value::is_string) {
+            return Err(Invalid::field("userName", "is required"));
+        }
         let mut value = serde_json::json!({
             "name": obj.get("userName").cloned().unwrap_or(Value::Null),
             "principal": if kind == CredentialKind::Login { serde_json::json!("User") } else { Value::Null },
