@@ -25,6 +25,11 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 if the API at FERRY_API_LISTEN answers /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "FERRY_API_LISTEN", default_value = "127.0.0.1:8080")]
+        api_listen: SocketAddr,
+    },
 }
 
 #[derive(clap::Args)]
@@ -76,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", ferry::api::openapi::json());
             Ok(())
         }
+        Command::Healthcheck { api_listen } => healthcheck(api_listen),
         Command::Serve(a) => {
             let a = *a;
             let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -115,5 +121,28 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             app.run_until_signalled().await
         }
+    }
+}
+
+/// A minimal HTTP/1.0 GET of /healthz, so the container image needs no curl.
+fn healthcheck(mut addr: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        anyhow::bail!("unhealthy: {}", reply.lines().next().unwrap_or("no reply"))
     }
 }
