@@ -4,7 +4,9 @@
 pub mod api;
 pub mod config;
 pub mod model;
+pub mod queue;
 pub mod secrets;
+pub mod smtp;
 pub mod startup;
 pub mod store;
 pub mod tls;

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::{Bootstrap, ConfigService};
 use crate::model::{Binding, Role};
+use crate::queue::Queue;
+use crate::smtp::server::SmtpServer;
 use crate::store::Store;
 
 /// Everything `ferry serve` is configured with (flags or `FERRY_*`).
@@ -49,6 +51,8 @@ impl Settings {
 pub struct App {
     pub api_addr: SocketAddr,
     pub config: Arc<ConfigService>,
+    pub queue: Queue,
+    pub smtp: Arc<SmtpServer>,
     /// Set when this start created the data directory's configuration.
     pub token_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -86,8 +90,12 @@ impl App {
                 tracing::warn!(path = %path.display(), "generated the admin token and wrote it to this file (mode 0600); it is not shown again");
             }
         }
+        let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
+        let smtp = SmtpServer::start(config.clone(), queue.clone());
+        config.set_reconciler(smtp.clone());
         let state = AppState {
             config: config.clone(),
+            smtp: smtp.clone(),
             admin_token_sha256: Arc::new(token_hash),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
@@ -109,18 +117,28 @@ impl App {
         Ok(App {
             api_addr,
             config,
+            queue,
+            smtp,
             token_file: first.and_then(|f| f.token_file),
             shutdown,
             server,
         })
     }
 
-    /// Stops accepting, finishes requests in flight, closes the database.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    /// Stops accepting mail and API requests, lets sessions in flight finish
+    /// (idle ones hear `421 4.3.2 Service shutting down`) for up to
+    /// `deadline`, then closes the databases.
+    pub async fn stop_within(self, deadline: std::time::Duration) -> anyhow::Result<()> {
+        self.smtp.shutdown(deadline).await;
         let _ = self.shutdown.send(true);
         self.server.await??;
+        self.queue.close().await;
         self.config.store().close().await;
         Ok(())
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_within(std::time::Duration::from_secs(30)).await
     }
 
     /// Runs until SIGTERM or SIGINT, then stops cleanly.

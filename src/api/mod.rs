@@ -32,6 +32,7 @@ pub use problem::{ApiError, Problem};
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<ConfigService>,
+    pub smtp: Arc<crate::smtp::server::SmtpServer>,
     /// SHA-256 of the admin token, hex.
     pub admin_token_sha256: Arc<String>,
 }

@@ -48,7 +48,7 @@ pub async fn list(State(s): State<AppState>) -> Json<List<ReceiveConnectorView>>
         items: snap
             .receive_connectors
             .iter()
-            .map(|c| receive_view(&snap, c))
+            .map(|c| receive_view(&snap, &s.smtp, c))
             .collect(),
     })
 }
@@ -64,7 +64,7 @@ pub async fn get(
     let snap = s.config.snapshot();
     let c = crate::config::find::<ReceiveConnector>(&snap, &id)
         .ok_or_else(|| ApiError::not_found(format!("receive connector '{id}' does not exist")))?;
-    Ok(ok(c.version, receive_view(&snap, c)))
+    Ok(ok(c.version, receive_view(&snap, &s.smtp, c)))
 }
 
 #[utoipa::path(post, path = "/api/v1/receive-connectors", tag = "receive-connectors",
@@ -86,7 +86,7 @@ pub async fn create(
         .await?;
     Ok(created(
         stored.version,
-        receive_view(&s.config.snapshot(), &stored),
+        receive_view(&s.config.snapshot(), &s.smtp, &stored),
     ))
 }
 
@@ -114,7 +114,7 @@ pub async fn patch(
         .await?;
     Ok(ok(
         stored.version,
-        receive_view(&s.config.snapshot(), &stored),
+        receive_view(&s.config.snapshot(), &s.smtp, &stored),
     ))
 }
 

@@ -13,7 +13,7 @@ use crate::model::{
     Principal, ReceiveConnector, Role, SendConnector, TransportSettings,
 };
 use crate::store::Stored;
-use crate::tls::certs::{CertificateInfo, covers_name};
+use crate::tls::certs::CertificateInfo;
 
 /// Identity and version of a stored object.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,36 +60,18 @@ pub struct ReceiveConnectorView {
     pub tls_certificate: Option<String>,
     /// Things that are allowed but probably not what the admin wants.
     pub warnings: Vec<String>,
+    /// Whether each binding is listening, and the OS error if not.
+    pub listeners: Vec<crate::smtp::server::ListenerStatus>,
 }
 
-/// The certificate a receive connector presents: the pinned one, else the
-/// best certificate (with a key, unexpired) whose names cover the FQDN —
-/// CA-issued before self-signed, then the most recently issued.
-pub fn select_certificate<'a>(
-    snap: &'a Snapshot,
-    fqdn: &crate::model::Domain,
-    pin: Option<&str>,
-) -> Option<(&'a Stored<CertificateRecord>, &'a CertificateInfo)> {
-    let now = OffsetDateTime::now_utc();
-    let mut candidates: Vec<_> = snap
-        .certificates
-        .iter()
-        .filter(|c| c.spec.kind == CertificateKind::Certificate && c.secret.is_some())
-        .filter_map(|c| snap.certificate_info.get(&c.id).map(|i| (c, i)))
-        .filter(|(_, i)| match pin {
-            Some(p) => i.tls_certificate_name == p,
-            None => covers_name(i, fqdn),
-        })
-        .filter(|(_, i)| i.not_before <= now && now <= i.not_after)
-        .collect();
-    candidates.sort_by_key(|(_, i)| (i.self_signed, std::cmp::Reverse(i.not_before)));
-    candidates.into_iter().next()
-}
-
-pub fn receive_view(snap: &Snapshot, s: &Stored<ReceiveConnector>) -> ReceiveConnectorView {
+pub fn receive_view(
+    snap: &Snapshot,
+    smtp: &crate::smtp::server::SmtpServer,
+    s: &Stored<ReceiveConnector>,
+) -> ReceiveConnectorView {
     let c = &s.spec;
     let fqdn = snap.effective_fqdn(&c.fqdn);
-    let cert = select_certificate(snap, fqdn, c.tls_certificate_name.as_deref());
+    let cert = snap.select_certificate(fqdn, c.tls_certificate_name.as_deref());
     let mut warnings = vec![];
     if c.auth_mechanism.has(AuthMechanism::Tls) && cert.is_none() {
         warnings.push(format!(
@@ -112,6 +94,7 @@ pub fn receive_view(snap: &Snapshot, s: &Stored<ReceiveConnector>) -> ReceiveCon
         effective_fqdn: fqdn.to_string(),
         tls_certificate: cert.map(|(_, i)| i.sha256_fingerprint.clone()),
         warnings,
+        listeners: smtp.status(snap, c),
         connector: c.clone(),
     }
 }
@@ -185,7 +168,8 @@ pub fn certificate_uses(snap: &Snapshot, cert: &Stored<CertificateRecord>) -> Ve
             });
         } else if c.tls_certificate_name.is_none()
             && c.auth_mechanism.has(AuthMechanism::Tls)
-            && select_certificate(snap, snap.effective_fqdn(&c.fqdn), None)
+            && snap
+                .select_certificate(snap.effective_fqdn(&c.fqdn), None)
                 .is_some_and(|(s, _)| s.id == cert.id)
         {
             uses.push(CertificateUse {

@@ -11,17 +11,18 @@ mod bootstrap;
 mod service;
 
 pub use bootstrap::{Bootstrap, FirstStart};
-pub use service::{Change, ConfigService, ServiceError};
+pub use service::{Change, ConfigService, Reconciler, ServiceError};
 
 use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::model::{
-    AcceptedDomain, CertificateRecord, Credential, Domain, ReceiveConnector, SendConnector,
-    ServerContext, TransportSettings,
+    AcceptedDomain, CertificateKind, CertificateRecord, Credential, Domain, ReceiveConnector,
+    SendConnector, ServerContext, TransportSettings,
 };
 use crate::store::{Stored, Table};
-use crate::tls::certs::CertificateInfo;
+use crate::tls::certs::{CertificateInfo, covers_name};
+use time::OffsetDateTime;
 
 /// Everything the engines need to know, as of one committed change.
 #[derive(Debug, Clone)]
@@ -47,6 +48,31 @@ impl Snapshot {
 
     pub fn default_domain(&self) -> Option<&Stored<AcceptedDomain>> {
         self.accepted_domains.iter().find(|d| d.spec.default)
+    }
+
+    /// The certificate a receive connector presents: the pinned one, else the
+    /// best certificate (with a key, unexpired) whose names cover the FQDN —
+    /// CA-issued before self-signed, then the most recently issued.
+    pub fn select_certificate(
+        &self,
+        fqdn: &Domain,
+        pin: Option<&str>,
+    ) -> Option<(&Stored<CertificateRecord>, &CertificateInfo)> {
+        let snap = self;
+        let now = OffsetDateTime::now_utc();
+        let mut candidates: Vec<_> = snap
+            .certificates
+            .iter()
+            .filter(|c| c.spec.kind == CertificateKind::Certificate && c.secret.is_some())
+            .filter_map(|c| snap.certificate_info.get(&c.id).map(|i| (c, i)))
+            .filter(|(_, i)| match pin {
+                Some(p) => i.tls_certificate_name == p,
+                None => covers_name(i, fqdn),
+            })
+            .filter(|(_, i)| i.not_before <= now && now <= i.not_after)
+            .collect();
+        candidates.sort_by_key(|(_, i)| (i.self_signed, std::cmp::Reverse(i.not_before)));
+        candidates.into_iter().next()
     }
 
     pub fn postmaster(&self) -> String {

@@ -1,8 +1,9 @@
 //! The configuration service: every change to the stored configuration goes
 //! through here, atomically, and ends with a new published snapshot.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
@@ -48,6 +49,14 @@ pub enum ServiceError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Something running that must follow the configuration, in two steps
+/// around the commit: `prepare` may refuse the change (nothing is committed
+/// then), `activate` applies what `prepare` readied.
+pub trait Reconciler: Send + Sync {
+    fn prepare(&self, old: &Snapshot, new: &Snapshot) -> Result<Box<dyn Any + Send>, Invalid>;
+    fn activate(&self, prepared: Box<dyn Any + Send>, new: &Snapshot);
+}
+
 pub struct ConfigService {
     store: Store,
     pub secrets: SecretBox,
@@ -56,6 +65,7 @@ pub struct ConfigService {
     /// that follows must see the same configuration.
     writer: Mutex<()>,
     tx: watch::Sender<Arc<Snapshot>>,
+    reconciler: OnceLock<Arc<dyn Reconciler>>,
 }
 
 impl ConfigService {
@@ -74,7 +84,13 @@ impl ConfigService {
             ctx_base,
             writer: Mutex::new(()),
             tx: sender,
+            reconciler: OnceLock::new(),
         })
+    }
+
+    /// Registers the listener supervisor (once).
+    pub fn set_reconciler(&self, r: Arc<dyn Reconciler>) {
+        let _ = self.reconciler.set(r);
     }
 
     /// The snapshot in force now.
@@ -210,8 +226,16 @@ impl ConfigService {
         previous: &Snapshot,
     ) -> Result<Arc<Snapshot>, ServiceError> {
         let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
+        // Dropping `tx` on a refusal rolls the change back.
+        let prepared = match self.reconciler.get() {
+            Some(r) => Some((r, r.prepare(previous, &snap)?)),
+            None => None,
+        };
         tx.commit().await.map_err(anyhow::Error::from)?;
         self.tx.send_replace(snap.clone());
+        if let Some((r, p)) = prepared {
+            r.activate(p, &snap);
+        }
         Ok(snap)
     }
 }

@@ -111,7 +111,7 @@ impl Store {
             .connect_with(opts)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/config")
             .run(&pool)
             .await
             .context("running migrations")?;

@@ -4,3 +4,4 @@
 //! connectors that use them come with the SMTP engine.)
 
 pub mod certs;
+pub mod server;

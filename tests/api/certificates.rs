@@ -256,7 +256,7 @@ async fn a_certificate_in_use_cannot_be_deleted() {
     let rc = app
         .post(
             "/api/v1/receive-connectors",
-            json!({"name": "Pinned", "usage": "Custom", "bindings": ["127.0.0.9:25"],
+            json!({"name": "Pinned", "usage": "Custom", "bindings": [app.bind(9, 25)],
             "remoteIpRanges": ["127.0.0.10"], "tlsCertificateName": name}),
         )
         .await;

@@ -14,7 +14,7 @@ async fn edge_first_start_creates_the_default_internal_receive_connector() {
     assert_eq!(c["name"], "Default internal receive connector EDGE01");
     assert_eq!(
         c["bindings"],
-        json!(["127.0.0.1:2525"]),
+        json!([app.bind(1, 2525)]),
         "the --default-smtp-bind override"
     );
     assert_eq!(c["remoteIpRanges"], json!(["0.0.0.0-255.255.255.255"]));
@@ -59,7 +59,7 @@ async fn hub_first_start_creates_default_and_client_connectors() {
             .unwrap()
     };
     let d = by_name("Default HUB01");
-    assert_eq!(d["bindings"], json!(["127.0.0.1:2525"]));
+    assert_eq!(d["bindings"], json!([app.bind(1, 2525)]));
     assert_eq!(
         d["authMechanism"],
         json!([
@@ -83,7 +83,7 @@ async fn hub_first_start_creates_default_and_client_connectors() {
     assert_eq!(d["messageRateLimit"], "unlimited");
     let c = by_name("Client HUB01");
     assert_eq!(c["usage"], "Client");
-    assert_eq!(c["bindings"], json!(["127.0.0.1:2587"]));
+    assert_eq!(c["bindings"], json!([app.bind(1, 2587)]));
     assert_eq!(
         c["authMechanism"],
         json!(["Tls", "Integrated", "BasicAuth", "BasicAuthRequireTLS"])

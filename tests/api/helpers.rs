@@ -8,7 +8,13 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// Each TestApp plays its hosts on its own 127.N.0.0/24, so tests running
+/// in parallel never fight over an SMTP binding.
+static NEXT_NET: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(100);
+
 pub struct TestApp {
+    /// The second octet of this app's loopback network.
+    pub net: u8,
     pub app: Option<App>,
     pub base: String,
     pub token: String,
@@ -69,14 +75,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(role: Role, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let net = NEXT_NET.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(net < 255, "too many test apps in one process");
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::for_tests(dir.path().join("data"), role);
         settings.fqdn = Some(match role {
             Role::Edge => "edge01.contoso.test".into(),
             Role::Hub => "hub01.contoso.test".into(),
         });
-        settings.default_smtp_bind = "127.0.0.1:2525".parse().unwrap();
-        settings.default_submission_bind = "127.0.0.1:2587".parse().unwrap();
+        settings.default_smtp_bind = format!("127.{net}.0.1:2525").parse().unwrap();
+        settings.default_submission_bind = format!("127.{net}.0.1:2587").parse().unwrap();
         tweak(&mut settings);
         let app = App::build(settings.clone()).await.expect("Ferry starts");
         let token = match &settings.admin_token {
@@ -87,6 +95,7 @@ impl TestApp {
                 .to_string(),
         };
         TestApp {
+            net,
             base: format!("http://{}", app.api_addr),
             app: Some(app),
             token,
@@ -94,6 +103,11 @@ impl TestApp {
             dir,
             settings,
         }
+    }
+
+    /// `127.N.0.host:port` on this app's own loopback network.
+    pub fn bind(&self, host: u8, port: u16) -> String {
+        format!("127.{}.0.{host}:{port}", self.net)
     }
 
     pub fn data_dir(&self) -> PathBuf {

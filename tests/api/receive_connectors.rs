@@ -16,7 +16,7 @@ async fn create_get_list_patch_delete() {
     let r = app
         .post(
             RC,
-            json!({"name": "From Hub", "usage": "Internal", "bindings": ["127.0.0.3:25"],
+            json!({"name": "From Hub", "usage": "Internal", "bindings": [app.bind(3, 25)],
             "remoteIpRanges": ["127.0.0.11", "127.0.0.12"],
             "authMechanism": ["Tls", "BasicAuth", "BasicAuthRequireTLS", "ExchangeServer"],
             "permissionGroups": ["ExchangeServers"]}),
@@ -86,13 +86,13 @@ async fn seed_scenario_validation_cases() {
     // E3 with Usage Internet plus RemoteIPRanges at creation.
     app.post(
         RC,
-        json!({"name": "From Internet", "usage": "Internet", "bindings": ["127.0.0.2:25"],
+        json!({"name": "From Internet", "usage": "Internet", "bindings": [app.bind(2, 25)],
         "remoteIpRanges": ["0.0.0.0-255.255.255.255"]}),
     )
     .await
     .assert_problem(422, "remoteIpRanges");
     // AuthMechanism None,Tls.
-    let mut bad = custom("bad", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut bad = custom("bad", &app.bind(3, 25), &["127.0.0.11"]);
     bad["authMechanism"] = json!(["None", "Tls"]);
     app.post(RC, bad.clone())
         .await
@@ -107,21 +107,21 @@ async fn seed_scenario_validation_cases() {
     );
 
     // A partially overlapping pair on one binding.
-    app.create(RC, custom("A", "127.0.0.3:25", &["10.0.0.11-10.0.0.13"]))
+    app.create(RC, custom("A", &app.bind(3, 25), &["10.0.0.11-10.0.0.13"]))
         .await;
-    app.post(RC, custom("B", "127.0.0.3:25", &["10.0.0.12-10.0.0.14"]))
+    app.post(RC, custom("B", &app.bind(3, 25), &["10.0.0.12-10.0.0.14"]))
         .await
         .assert_problem(422, "remoteIpRanges[0]");
     // The same ranges on another binding are fine.
     app.create(
         RC,
-        custom("B elsewhere", "127.0.0.4:25", &["10.0.0.12-10.0.0.14"]),
+        custom("B elsewhere", &app.bind(4, 25), &["10.0.0.12-10.0.0.14"]),
     )
     .await;
     // Identical (binding, range) pairs are refused.
     app.post(
         RC,
-        custom("A twin", "127.0.0.3:25", &["10.0.0.11-10.0.0.13"]),
+        custom("A twin", &app.bind(3, 25), &["10.0.0.11-10.0.0.13"]),
     )
     .await
     .assert_problem(422, "remoteIpRanges[0]");
@@ -129,24 +129,24 @@ async fn seed_scenario_validation_cases() {
     // E4 with /32s, then a fifth connector whose /28 contains them: accepted.
     app.create(
         RC,
-        custom("From Hub", "127.0.0.5:25", &["10.0.0.11", "10.0.0.12"]),
+        custom("From Hub", &app.bind(5, 25), &["10.0.0.11", "10.0.0.12"]),
     )
     .await;
-    app.create(RC, custom("Fifth", "127.0.0.5:25", &["10.0.0.0/28"]))
+    app.create(RC, custom("Fifth", &app.bind(5, 25), &["10.0.0.0/28"]))
         .await;
 }
 
 #[tokio::test]
 async fn more_validation_rules() {
     let app = TestApp::spawn(Role::Edge).await;
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["authMechanism"] = json!(["BasicAuth", "BasicAuthRequireTLS"]);
     app.post(RC, c).await.assert_problem(422, "authMechanism");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["authMechanism"] = json!(["BasicAuth"]);
     c["requireTLS"] = json!(true);
     app.post(RC, c).await.assert_problem(422, "requireTLS");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["authMechanism"] = json!(["ExternalAuthoritative", "Tls"]);
     c["permissionGroups"] = json!(["AnonymousUsers"]);
     app.post(RC, c)
@@ -158,38 +158,38 @@ async fn more_validation_rules() {
     )
     .await
     .assert_problem(422, "usage");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["permissionGroups"] = json!(["ExchangeLegacyServers"]);
     app.post(RC, c)
         .await
         .assert_problem(422, "permissionGroups");
-    app.post(RC, custom("x", "127.0.0.3:25", &["10.0.0.300"]))
+    app.post(RC, custom("x", &app.bind(3, 25), &["10.0.0.300"]))
         .await
         .assert_problem(422, "remoteIpRanges[0]");
     app.post(RC, custom("x", "localhost:25", &["127.0.0.11"]))
         .await
         .assert_problem(422, "bindings[0]");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["maxMessageSize"] = json!(1000);
     app.post(RC, c).await.assert_problem(422, "maxMessageSize");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["connectionTimeout"] = json!("5 minutes");
     app.post(RC, c)
         .await
         .assert_problem(422, "connectionTimeout");
-    let mut c = custom("x", "127.0.0.3:25", &["127.0.0.11"]);
+    let mut c = custom("x", &app.bind(3, 25), &["127.0.0.11"]);
     c["banner"] = json!("hello");
     app.post(RC, c).await.assert_problem(422, "banner");
     // Safer than Exchange: anonymous relay from everywhere is an open relay.
-    app.post(RC, json!({"name": "relay", "usage": "Custom", "bindings": ["127.0.0.3:25"], "remoteIpRanges": ["0.0.0.0/0"],
+    app.post(RC, json!({"name": "relay", "usage": "Custom", "bindings": [app.bind(3, 25)], "remoteIpRanges": ["0.0.0.0/0"],
         "permissionGroups": ["AnonymousUsers"],
         "extendedRights": [{"principal": "Anonymous", "right": "ms-Exch-SMTP-Accept-Any-Recipient"}]}))
         .await
         .assert_problem(422, "remoteIpRanges");
-    app.create(RC, custom("x", "127.0.0.3:25", &["127.0.0.11"]))
+    app.create(RC, custom("x", &app.bind(3, 25), &["127.0.0.11"]))
         .await;
     let dup = app
-        .post(RC, custom("X", "127.0.0.6:25", &["127.0.0.11"]))
+        .post(RC, custom("X", &app.bind(6, 25), &["127.0.0.11"]))
         .await;
     dup.assert_problem(409, "name");
     let r = app
@@ -227,7 +227,7 @@ async fn rights_can_be_revoked_and_granted_per_principal() {
 async fn stale_if_match_is_refused() {
     let app = TestApp::spawn(Role::Edge).await;
     let c = app
-        .create(RC, custom("x", "127.0.0.3:25", &["127.0.0.11"]))
+        .create(RC, custom("x", &app.bind(3, 25), &["127.0.0.11"]))
         .await;
     let id = c["id"].as_str().unwrap();
     // Admin 1 reads version 1 and saves: version 2.

@@ -20,7 +20,7 @@ async fn configuration_survives_a_restart() {
         .await;
     app.create(
         "/api/v1/receive-connectors",
-        json!({"name": "From Hub", "usage": "Internal", "bindings": ["127.0.0.3:25"],
+        json!({"name": "From Hub", "usage": "Internal", "bindings": [app.bind(3, 25)],
         "remoteIpRanges": ["127.0.0.11"]}),
     )
     .await;

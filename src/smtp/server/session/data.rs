@@ -1,0 +1,267 @@
+//! DATA and BDAT, and what happens at the end of a message: size, header
+//! and hop-count limits, the Received and Message-ID headers, and durable
+//! acceptance into the queue before the "250".
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Filled, Next, Session, rfc5322_now};
+use crate::model::ExtendedRight as R;
+use crate::queue::Envelope;
+use crate::smtp::replies::{self, Reply};
+use crate::smtp::server::dot_reader::DotReader;
+
+/// With the Bypass-Message-Size-Limit right, a message may exceed the
+/// connector's MaxMessageSize, but never this: it bounds session memory.
+const HARD_SIZE_CEILING: u64 = 256 * 1024 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    fn size_limit(&self) -> u64 {
+        if self.has_right(R::BypassMessageSizeLimit) {
+            HARD_SIZE_CEILING
+        } else {
+            self.c().max_message_size
+        }
+    }
+
+    pub(super) async fn data(&mut self) -> std::io::Result<Next> {
+        let Some(tx) = &self.tx else {
+            return Ok(self.protocol_error(replies::NEED_MAIL).await);
+        };
+        if tx.recipients.is_empty() {
+            return Ok(self.protocol_error(replies::NEED_RCPT).await);
+        }
+        if tx.body_type == Some("BINARYMIME") || tx.chunking {
+            return Ok(self.protocol_error(replies::BINARYMIME_NEEDS_BDAT).await);
+        }
+        self.write(&replies::START_DATA);
+        self.flush().await?;
+        let mut reader = DotReader::new(self.size_limit());
+        loop {
+            let (used, done) = reader.feed(&self.inbuf);
+            self.inbuf.drain(..used);
+            if done {
+                break;
+            }
+            if let Filled::Done = self.fill(false).await? {
+                return Ok(Next::Close);
+            }
+        }
+        let over = reader.over_limit();
+        Ok(self.finish(reader.body, over).await)
+    }
+
+    pub(super) async fn bdat(&mut self, size: usize, last: bool) -> std::io::Result<Next> {
+        // The chunk is read whatever the verdict, so the stream stays in step.
+        let limit = self.size_limit();
+        let keep =
+            self.tx.as_ref().is_some_and(|t| !t.recipients.is_empty()) && self.c().chunking_enabled;
+        let mut remaining = size;
+        let mut chunk = Vec::new();
+        loop {
+            let take = remaining.min(self.inbuf.len());
+            let already = self.tx.as_ref().map_or(0, |t| t.chunks_size) + chunk.len() as u64;
+            if keep && already + (take as u64) <= limit {
+                chunk.extend(self.inbuf.drain(..take));
+            } else {
+                self.inbuf.drain(..take);
+            }
+            remaining -= take;
+            if remaining == 0 {
+                break;
+            }
+            if let Filled::Done = self.fill(false).await? {
+                return Ok(Next::Close);
+            }
+        }
+        if !self.c().chunking_enabled {
+            return Ok(self.protocol_error(replies::BDAT_NOT_ENABLED).await);
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(self.protocol_error(replies::NEED_MAIL).await);
+        };
+        if tx.recipients.is_empty() {
+            return Ok(self.protocol_error(replies::NEED_RCPT).await);
+        }
+        tx.chunking = true;
+        tx.chunks_size += size as u64;
+        tx.chunks.extend_from_slice(&chunk);
+        if !last {
+            return Ok(self
+                .reply(Reply::new(250, "2.0.0", format!("{size} octets received")))
+                .await);
+        }
+        let over = tx.chunks_size > limit;
+        let body = std::mem::take(&mut tx.chunks);
+        Ok(self.finish(body, over).await)
+    }
+
+    /// Checks a complete message, stamps it, and queues it durably.
+    async fn finish(&mut self, body: Vec<u8>, over_limit: bool) -> Next {
+        let Some(tx) = self.tx.take() else {
+            return self.protocol_error(replies::NEED_MAIL).await;
+        };
+        if over_limit {
+            return self.reply(replies::SIZE_EXCEEDED).await;
+        }
+        let header_len = header_block_len(&body);
+        if header_len as u64 > self.c().max_header_size {
+            return self.reply(replies::HEADER_TOO_BIG).await;
+        }
+        let headers = &body[..header_len];
+        if received_count(headers) >= self.c().max_hop_count as usize {
+            return self.reply(replies::HOP_COUNT).await;
+        }
+        let fqdn = self.fqdn();
+        let message_id = header_value(headers, "message-id")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), fqdn));
+        let mut stamped = Vec::with_capacity(body.len() + 512);
+        stamped.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
+        if header_value(headers, "message-id").is_none() {
+            stamped.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
+        }
+        stamped.extend_from_slice(&body);
+        let envelope = Envelope {
+            message_id: message_id.clone(),
+            sender: tx.sender.clone(),
+            recipients: tx.recipients.clone(),
+            receive_connector: self.c().name.clone(),
+            client_ip: self.remote.ip().to_string(),
+            client_helo: self.helo.clone(),
+            auth_user: self.auth_user.clone().or(tx.auth_param.clone()),
+            env_id: None,
+            ret: None,
+            body_type: tx.body_type.map(str::to_string),
+            smtputf8: tx.smtputf8,
+        };
+        match self.shared.queue.enqueue(envelope, stamped).await {
+            Ok(internal) => {
+                let ip = self.remote.ip();
+                let user = self.auth_user.clone();
+                self.shared.limiter.record_message(
+                    self.connector.id,
+                    self.c(),
+                    ip,
+                    user.as_deref(),
+                );
+                tracing::info!(
+                    session = %self.id, connector = %self.c().name, message_id = %message_id, internal_id = internal,
+                    sender = %tx.sender, recipients = tx.recipients.len(), "RECEIVE"
+                );
+                self.reply(Reply::queued(&message_id, internal)).await
+            }
+            Err(e) => {
+                tracing::error!(session = %self.id, error = %format!("{e:#}"), "message could not be queued");
+                self.reply(replies::QUEUE_FAILED).await
+            }
+        }
+    }
+
+    /// `Received:` naming the receive connector and the TLS parameters.
+    fn received_header(&self, fqdn: &str, tx: &super::Transaction) -> String {
+        let proto = match (self.esmtp, self.tls.is_some(), self.auth_user.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| format!("; {t}"))
+            .unwrap_or_default();
+        let local = self
+            .snap
+            .transport
+            .spec
+            .external_ip_address
+            .unwrap_or(self.local.ip());
+        let rcpt = match tx.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{}>", one.address),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {} ([{}]) by {} ([{}]) with {} (Ferry; receive connector \"{}\"{}){}; {}\r\n",
+            self.helo
+                .as_deref()
+                .unwrap_or("unknown")
+                .replace(['\r', '\n', '(', ')'], ""),
+            self.remote.ip(),
+            fqdn,
+            local,
+            proto,
+            self.c().name.replace(['"', '\r', '\n'], ""),
+            tls,
+            rcpt,
+            rfc5322_now()
+        )
+    }
+}
+
+/// Length of the header block, its terminating empty line included (the
+/// whole message when it has no body).
+pub(crate) fn header_block_len(msg: &[u8]) -> usize {
+    if msg.starts_with(b"\r\n") {
+        return 2;
+    }
+    msg.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(msg.len())
+}
+
+fn header_lines(headers: &[u8]) -> impl Iterator<Item = &[u8]> {
+    headers.split(|&b| b == b'\n')
+}
+
+/// How many Received headers there are: the hop count (spec rule 9).
+pub(crate) fn received_count(headers: &[u8]) -> usize {
+    header_lines(headers)
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// The first value of a header, unfolded.
+pub(crate) fn header_value(headers: &[u8], name: &str) -> Option<String> {
+    let mut lines = header_lines(headers).peekable();
+    while let Some(l) = lines.next() {
+        if l.len() > name.len()
+            && l[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && l[name.len()] == b':'
+        {
+            let mut v = String::from_utf8_lossy(&l[name.len() + 1..])
+                .trim_end()
+                .to_string();
+            while let Some(next) = lines.peek() {
+                if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                    v.push(' ');
+                    v.push_str(String::from_utf8_lossy(next).trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_helpers() {
+        let msg = b"Received: a\r\nreceived: b\r\nMessage-ID:\r\n <x@y>\r\nSubject: s\r\n\r\nReceived: not a header\r\n";
+        let h = &msg[..header_block_len(msg)];
+        assert_eq!(received_count(h), 2);
+        assert_eq!(header_value(h, "message-id").unwrap().trim(), "<x@y>");
+        assert_eq!(header_value(h, "subject").unwrap().trim(), "s");
+        assert!(header_value(h, "from").is_none());
+        assert_eq!(header_block_len(b"\r\nbody"), 2);
+        assert_eq!(header_block_len(b"Subject: only"), 13);
+    }
+}

@@ -1,0 +1,120 @@
+//! MAIL FROM: the checks of spec rule 9 in order — hello, Submit, rate,
+//! size, and the authoritative-domain and send-as rights.
+
+use smtp_proto::MailFrom;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Next, Session, Transaction};
+use crate::model::domain::Domain;
+use crate::model::{DomainType, ExtendedRight as R, Principal};
+use crate::smtp::replies::{self, Reply};
+
+/// The domain of an address, if it has a parseable one.
+pub(super) fn domain_of(address: &str) -> Option<Domain> {
+    address.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn mail(&mut self, from: MailFrom<String>) -> Next {
+        if self.helo.is_none() {
+            return self.protocol_error(replies::HELLO_FIRST).await;
+        }
+        if self.tx.is_some() {
+            return self.protocol_error(replies::SENDER_ALREADY).await;
+        }
+        if !self.has_right(R::Submit) {
+            return match self.principal {
+                Principal::Anonymous => self.reply(replies::NOT_AUTHENTICATED).await,
+                _ => self.reply(replies::NO_SUBMIT).await,
+            };
+        }
+        // DSN is not advertised yet, nor the other extensions smtp-proto knows.
+        let unsupported = [
+            (from.env_id.is_some(), "ENVID"),
+            (
+                from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) != 0,
+                "RET",
+            ),
+            (from.flags & smtp_proto::MAIL_REQUIRETLS != 0, "REQUIRETLS"),
+            (from.trans_id.is_some(), "TRANSID"),
+            (from.by != 0, "BY"),
+            (from.mtrk.is_some(), "MTRK"),
+            (from.hold_for != 0 || from.hold_until != 0, "HOLDFOR"),
+            (from.mt_priority != 0, "MT-PRIORITY"),
+            (from.solicit.is_some(), "SOLICIT"),
+        ];
+        if let Some((_, p)) = unsupported.iter().find(|(bad, _)| *bad) {
+            return self.protocol_error(Reply::unsupported_parameter(p)).await;
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        if !from.address.is_ascii() && !smtputf8 {
+            return self.reply(replies::NON_ASCII_NEEDS_SMTPUTF8).await;
+        }
+        if from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0 && !self.c().eight_bit_mime_enabled {
+            return self
+                .protocol_error(Reply::unsupported_parameter("BODY=8BITMIME"))
+                .await;
+        }
+        let binary = from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0;
+        if binary && !(self.c().binary_mime_enabled && self.c().chunking_enabled) {
+            return self
+                .protocol_error(Reply::unsupported_parameter("BODY=BINARYMIME"))
+                .await;
+        }
+        let ip = self.remote.ip();
+        let user = self.auth_user.clone();
+        if !self
+            .shared
+            .limiter
+            .rate_allows(self.connector.id, self.c(), ip, user.as_deref())
+        {
+            self.write(&replies::RATE_LIMITED);
+            return Next::Close;
+        }
+        if from.size as u64 > self.c().max_message_size
+            && !self.has_right(R::BypassMessageSizeLimit)
+        {
+            return self.reply(replies::SIZE_EXCEEDED).await;
+        }
+        let sender = from.address.clone();
+        if !sender.is_empty() {
+            let domain = domain_of(&sender);
+            let authoritative = domain.as_ref().is_some_and(|d| {
+                self.snap
+                    .accepted_domains
+                    .iter()
+                    .any(|a| a.spec.domain_type == DomainType::Authoritative && a.spec.covers(d))
+            });
+            if authoritative && !self.has_right(R::AcceptAuthoritativeDomainSender) {
+                return self.reply(replies::NO_SEND_AS).await;
+            }
+            // An authenticated user without Any-Sender may send only as itself.
+            if let Some(u) = &self.auth_user
+                && self.principal != Principal::Anonymous
+                && !self.has_right(R::AcceptAnySender)
+                && !u.eq_ignore_ascii_case(&sender)
+            {
+                return self.reply(replies::NO_SEND_AS).await;
+            }
+        }
+        let auth_param = from
+            .auth
+            .filter(|a| a != "<>" && self.has_right(R::AcceptAuthenticationFlag));
+        self.tx = Some(Transaction {
+            sender,
+            body_type: if binary {
+                Some("BINARYMIME")
+            } else if from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0 {
+                Some("8BITMIME")
+            } else if from.flags & smtp_proto::MAIL_BODY_7BIT != 0 {
+                Some("7BIT")
+            } else {
+                None
+            },
+            smtputf8,
+            auth_param,
+            ..Default::default()
+        });
+        self.reply(replies::SENDER_OK).await
+    }
+}

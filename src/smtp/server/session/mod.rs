@@ -1,0 +1,439 @@
+//! One SMTP session: the state machine from banner to QUIT. Each verb has
+//! its own file (`ehlo.rs`, `mail.rs`, `rcpt.rs`, `data.rs`, `auth.rs`,
+//! `starttls.rs`); this file holds the session state, line framing,
+//! timeouts, tarpitting and the command dispatcher.
+//!
+//! A session keeps the configuration snapshot it started with: a change made
+//! through the API applies to the next session, never to one in flight.
+
+mod auth;
+mod data;
+mod ehlo;
+mod mail;
+mod rcpt;
+mod starttls;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use smtp_proto::Request;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+use super::Shared;
+use crate::config::Snapshot;
+use crate::model::{ExtendedRight, Principal, ReceiveConnector};
+use crate::queue::Recipient;
+use crate::smtp::replies::{self, Reply};
+use crate::store::Stored;
+
+/// Longest command line accepted, CRLF included. RFC 5321 §4.5.3.1.4 allows
+/// 512 octets plus what extensions add (SIZE, BODY, AUTH=, SMTPUTF8 …).
+const MAX_LINE: usize = 2048;
+
+/// The byte stream: plain TCP, or TLS after STARTTLS.
+pub enum Conn<S> {
+    Plain(S),
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+    Closed,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Conn<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Closed => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What to do after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Continue,
+    Close,
+}
+
+/// Why reading stopped.
+enum Filled {
+    Data,
+    /// The peer closed, or the session ended with a reply already written.
+    Done,
+}
+
+/// The mail transaction between MAIL and the end of DATA/BDAT.
+#[derive(Default)]
+pub(crate) struct Transaction {
+    sender: String,
+    body_type: Option<&'static str>,
+    smtputf8: bool,
+    auth_param: Option<String>,
+    recipients: Vec<Recipient>,
+    /// BDAT chunks received so far.
+    chunks: Vec<u8>,
+    chunks_size: u64,
+    chunking: bool,
+}
+
+pub struct Session<S> {
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    connector: Stored<ReceiveConnector>,
+    conn: Conn<S>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// Greppable id, on every log line of this session.
+    id: String,
+    deadline: Instant,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    /// A command line longer than MAX_LINE is being skipped.
+    skipping_long_line: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    /// "TLSv1_3 TLS13_AES_256_GCM_SHA384" once STARTTLS has completed.
+    tls: Option<String>,
+    auth_user: Option<String>,
+    principal: Principal,
+    rights: Vec<ExtendedRight>,
+    tx: Option<Transaction>,
+    protocol_errors: u64,
+    logon_failures: u32,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// Keeps this connection counted until the session ends.
+    _guard: Option<super::limits::ConnectionGuard>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        snap: Arc<Snapshot>,
+        connector: Stored<ReceiveConnector>,
+        stream: S,
+        local: SocketAddr,
+        remote: SocketAddr,
+        guard: Option<super::limits::ConnectionGuard>,
+    ) -> Self {
+        let c = &connector.spec;
+        let principal = if c
+            .auth_mechanism
+            .has(crate::model::AuthMechanism::ExternalAuthoritative)
+        {
+            Principal::ExternallySecuredServers
+        } else {
+            Principal::Anonymous
+        };
+        let rights = c.rights().remove(&principal).unwrap_or_default();
+        let tls_config = if c.auth_mechanism.has(crate::model::AuthMechanism::Tls) {
+            shared.tls.server_config(
+                &snap,
+                snap.effective_fqdn(&c.fqdn),
+                c.tls_certificate_name.as_deref(),
+            )
+        } else {
+            None
+        };
+        let id = format!("{:016X}", rand::random::<u64>());
+        Session {
+            deadline: Instant::now() + c.connection_timeout.duration(),
+            shared,
+            snap,
+            connector,
+            conn: Conn::Plain(stream),
+            local,
+            remote,
+            id,
+            inbuf: Vec::with_capacity(1024),
+            out: Vec::with_capacity(512),
+            skipping_long_line: false,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            auth_user: None,
+            principal,
+            rights,
+            tx: None,
+            protocol_errors: 0,
+            logon_failures: 0,
+            tls_config,
+            _guard: guard,
+        }
+    }
+
+    fn c(&self) -> &ReceiveConnector {
+        &self.connector.spec
+    }
+
+    fn fqdn(&self) -> String {
+        self.snap
+            .effective_fqdn(&self.connector.spec.fqdn)
+            .to_string()
+    }
+
+    fn has_right(&self, r: ExtendedRight) -> bool {
+        self.rights.contains(&r)
+    }
+
+    /// Runs the session to its end; errors only end this session.
+    pub async fn run(mut self) {
+        tracing::debug!(session = %self.id, connector = %self.c().name, remote = %self.remote, "session start");
+        if let Err(e) = self.run_inner().await {
+            tracing::debug!(session = %self.id, error = %e, "session ended with an I/O error");
+        }
+        let _ = self.conn.shutdown().await;
+    }
+
+    async fn run_inner(&mut self) -> std::io::Result<()> {
+        let banner = match &self.c().banner {
+            Some(b) => Reply::new(
+                220,
+                "",
+                b.strip_prefix("220").unwrap_or(b).trim_start().to_string(),
+            ),
+            None => Reply::new(
+                220,
+                "",
+                format!(
+                    "{} Microsoft ESMTP MAIL Service ready at {}",
+                    self.fqdn(),
+                    rfc5322_now()
+                ),
+            ),
+        };
+        self.write(&banner);
+        loop {
+            while let Some(line) = self.next_line() {
+                let next = match line {
+                    Some(line) => self.command(line).await?,
+                    None => self.protocol_error(replies::LINE_TOO_LONG).await,
+                };
+                if next == Next::Close {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            self.flush().await?;
+            if let Filled::Done = self.fill(true).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the next complete command line out of the buffer:
+    /// `Some(Some(line))`, `Some(None)` for a line that was too long, or
+    /// `None` when more input is needed.
+    fn next_line(&mut self) -> Option<Option<Vec<u8>>> {
+        match self.inbuf.iter().position(|&b| b == b'\n') {
+            Some(pos) => {
+                let mut line: Vec<u8> = self.inbuf.drain(..=pos).collect();
+                if std::mem::take(&mut self.skipping_long_line) || line.len() > MAX_LINE {
+                    return Some(None);
+                }
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                Some(Some(line))
+            }
+            None if self.inbuf.len() > MAX_LINE => {
+                self.inbuf.clear();
+                self.skipping_long_line = true;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Reads more input, within the inactivity timeout and the connection
+    /// timeout. `idle` means no command is in progress, so a shutdown may
+    /// end the session here.
+    async fn fill(&mut self, idle: bool) -> std::io::Result<Filled> {
+        let inactivity = Instant::now() + self.c().connection_inactivity_timeout.duration();
+        let (until, on_timeout) = if self.deadline < inactivity {
+            (self.deadline, replies::CONNECTION_TIMEOUT)
+        } else {
+            (inactivity, replies::INACTIVITY_TIMEOUT)
+        };
+        let mut shutdown = self.shared.shutdown.clone();
+        if idle && *shutdown.borrow() {
+            return self.end_with(replies::SHUTTING_DOWN).await;
+        }
+        let mut chunk = [0u8; 8192];
+        tokio::select! {
+            r = tokio::time::timeout_at(until, self.conn.read(&mut chunk)) => match r {
+                Ok(Ok(0)) => Ok(Filled::Done),
+                Ok(Ok(n)) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    Ok(Filled::Data)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => self.end_with(on_timeout).await,
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if idle => self.end_with(replies::SHUTTING_DOWN).await,
+        }
+    }
+
+    async fn end_with(&mut self, reply: Reply) -> std::io::Result<Filled> {
+        tracing::debug!(session = %self.id, reply = %reply.to_line(true).trim_end(), "closing");
+        self.write(&reply);
+        self.flush().await?;
+        Ok(Filled::Done)
+    }
+
+    /// Queues a reply for the next flush.
+    fn write(&mut self, reply: &Reply) {
+        let enhanced = self.c().enhanced_status_codes_enabled;
+        reply.write_to(&mut self.out, enhanced);
+    }
+
+    /// Queues a reply, first waiting out the tarpit when it is a failure.
+    async fn reply(&mut self, reply: Reply) -> Next {
+        if reply.is_failure() {
+            self.tarpit(self.c().tarpit_interval.duration()).await;
+        }
+        self.write(&reply);
+        Next::Continue
+    }
+
+    async fn tarpit(&mut self, d: Duration) {
+        if !d.is_zero() {
+            // Answers already queued go out before the delay.
+            let _ = self.flush().await;
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// A syntax or sequence error: counted against MaxProtocolErrors.
+    async fn protocol_error(&mut self, reply: Reply) -> Next {
+        self.protocol_errors += 1;
+        if !self.c().max_protocol_errors.allows(self.protocol_errors) {
+            self.write(&replies::TOO_MANY_ERRORS);
+            return Next::Close;
+        }
+        self.reply(reply).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.conn.write_all(&self.out).await?;
+            self.conn.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, line: Vec<u8>) -> std::io::Result<Next> {
+        let mut framed = line.clone();
+        framed.extend_from_slice(b"\r\n");
+        let request = Request::parse(&mut framed.iter());
+        let request = match request {
+            Ok(r) => r.into_owned(),
+            Err(e) => {
+                let reply = match e {
+                    smtp_proto::Error::UnknownCommand => replies::UNRECOGNIZED,
+                    smtp_proto::Error::InvalidSenderAddress => replies::BAD_SENDER,
+                    smtp_proto::Error::InvalidRecipientAddress => replies::BAD_RECIPIENT,
+                    smtp_proto::Error::UnsupportedParameter { param } => {
+                        Reply::unsupported_parameter(&param)
+                    }
+                    smtp_proto::Error::ResponseTooLong => replies::LINE_TOO_LONG,
+                    _ => replies::SYNTAX,
+                };
+                return Ok(self.protocol_error(reply).await);
+            }
+        };
+        // RequireTLS: only the commands that lead to TLS are allowed before it.
+        if self.c().require_tls
+            && self.tls.is_none()
+            && !matches!(
+                request,
+                Request::Ehlo { .. }
+                    | Request::Helo { .. }
+                    | Request::StartTls
+                    | Request::Noop { .. }
+                    | Request::Quit
+                    | Request::Rset
+            )
+        {
+            return Ok(self.reply(replies::MUST_STARTTLS).await);
+        }
+        Ok(match request {
+            Request::Ehlo { host } => self.ehlo(host, true).await,
+            Request::Helo { host } => self.ehlo(host, false).await,
+            Request::Lhlo { .. } => self.protocol_error(replies::UNRECOGNIZED).await,
+            Request::StartTls => return self.starttls().await,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response).await,
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => return self.data().await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(chunk_size, is_last).await,
+            Request::Rset => {
+                self.tx = None;
+                self.reply(replies::RESET).await
+            }
+            Request::Noop { .. } => self.reply(replies::NOOP).await,
+            Request::Vrfy { .. } => self.reply(replies::VRFY).await,
+            Request::Help { .. } => self.reply(replies::HELP).await,
+            Request::Quit => {
+                self.write(&replies::QUIT);
+                Next::Close
+            }
+            Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.protocol_error(replies::UNRECOGNIZED).await,
+        })
+    }
+}
+
+/// An RFC 5322 date, `Fri, 27 Nov 2026 17:13:21 +0000`.
+pub(crate) fn rfc5322_now() -> String {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day padding:none] [month repr:short] [year] [hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
+}

@@ -1,0 +1,153 @@
+//! Inbound TLS: a rustls server configuration per receive connector, built
+//! from the certificate store of one configuration snapshot and cached until
+//! the next one. The connector's FQDN picks the certificate (spec rule 11);
+//! a client's SNI picks another stored certificate when one covers that name.
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+use super::certs::{self, CertificateInfo};
+use crate::config::Snapshot;
+use crate::model::{CertificateKind, Domain};
+use crate::secrets::SecretBox;
+
+/// Server configs built so far, by (connector FQDN, pinned certificate).
+type ConfigCache = Mutex<HashMap<(String, Option<String>), Option<Arc<ServerConfig>>>>;
+
+/// Every certificate with a usable key in one snapshot.
+struct KeyStore {
+    generation: u64,
+    keys: HashMap<Uuid, (CertificateInfo, Arc<CertifiedKey>)>,
+    /// Server configs already built, by (connector fqdn, pin).
+    configs: ConfigCache,
+}
+
+/// Caches TLS material per configuration generation.
+pub struct TlsCache {
+    secrets: SecretBox,
+    current: Mutex<Option<Arc<KeyStore>>>,
+}
+
+#[derive(Debug)]
+struct Resolver {
+    default: Arc<CertifiedKey>,
+    others: Vec<(CertificateInfo, Arc<CertifiedKey>)>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(sni) = hello.server_name().and_then(|n| n.parse::<Domain>().ok())
+            && let Some((_, k)) = self
+                .others
+                .iter()
+                .find(|(i, _)| certs::covers_name(i, &sni))
+        {
+            return Some(k.clone());
+        }
+        Some(self.default.clone())
+    }
+}
+
+impl TlsCache {
+    pub fn new(secrets: SecretBox) -> Self {
+        TlsCache {
+            secrets,
+            current: Mutex::new(None),
+        }
+    }
+
+    fn store(&self, snap: &Snapshot) -> Arc<KeyStore> {
+        let mut cur = self.current.lock().expect("not poisoned");
+        if let Some(s) = cur.as_ref()
+            && s.generation == snap.generation
+        {
+            return s.clone();
+        }
+        let provider = rustls::crypto::ring::default_provider();
+        let mut keys = HashMap::new();
+        for c in snap
+            .certificates
+            .iter()
+            .filter(|c| c.spec.kind == CertificateKind::Certificate)
+        {
+            let (Some(sealed), Some(info)) = (&c.secret, snap.certificate_info.get(&c.id)) else {
+                continue;
+            };
+            let loaded = self
+                .secrets
+                .open(&c.id.to_string(), sealed)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| certs::parse_key(&String::from_utf8_lossy(&pem)))
+                .and_then(|key| {
+                    provider
+                        .key_provider
+                        .load_private_key(key)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|signer| {
+                    let chain = certs::parse_chain(&c.spec.chain_pem)?;
+                    Ok(CertifiedKey::new(chain, signer))
+                });
+            match loaded {
+                Ok(k) => {
+                    keys.insert(c.id, (info.clone(), Arc::new(k)));
+                }
+                Err(e) => {
+                    tracing::error!(certificate = %info.sha256_fingerprint, error = %e, "certificate key cannot be loaded")
+                }
+            }
+        }
+        let store = Arc::new(KeyStore {
+            generation: snap.generation,
+            keys,
+            configs: Mutex::new(HashMap::new()),
+        });
+        *cur = Some(store.clone());
+        store
+    }
+
+    /// The server config for a connector answering as `fqdn`, or None when no
+    /// certificate covers it (then STARTTLS is not offered).
+    pub fn server_config(
+        &self,
+        snap: &Snapshot,
+        fqdn: &Domain,
+        pin: Option<&str>,
+    ) -> Option<Arc<ServerConfig>> {
+        let store = self.store(snap);
+        let key = (fqdn.to_string(), pin.map(str::to_string));
+        let mut configs = store.configs.lock().expect("not poisoned");
+        if let Some(c) = configs.get(&key) {
+            return c.clone();
+        }
+        let built = snap.select_certificate(fqdn, pin).and_then(|(chosen, _)| {
+            let default = store.keys.get(&chosen.id)?.1.clone();
+            let others = store
+                .keys
+                .iter()
+                .filter(|(id, _)| **id != chosen.id)
+                .map(|(_, (i, k))| (i.clone(), k.clone()))
+                .collect();
+            let config = ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .ok()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver { default, others }));
+            Some(Arc::new(config))
+        });
+        if built.is_none() {
+            tracing::warn!(
+                fqdn = %fqdn,
+                "no certificate with a private key covers this FQDN: STARTTLS is not offered (spec rule 11, Exchange event 12014)"
+            );
+        }
+        configs.insert(key, built.clone());
+        built
+    }
+}
