@@ -403,7 +403,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 initial_response,
             } => return self.auth(mechanism, initial_response).await,
             Request::Mail { from } => self.mail(from).await,
-            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Rcpt { mut to } => {
+                // smtp-proto yields "" for both <> and the domain-less
+                // <postmaster> that RFC 5321 §4.5.1 obliges us to accept.
+                if to.address.is_empty() {
+                    if String::from_utf8_lossy(&line)
+                        .to_ascii_lowercase()
+                        .contains("<postmaster>")
+                    {
+                        to.address = "postmaster".into();
+                    } else {
+                        return Ok(self.protocol_error(replies::BAD_RECIPIENT).await);
+                    }
+                }
+                self.rcpt(to).await
+            }
             Request::Data => return self.data().await,
             Request::Bdat {
                 chunk_size,
