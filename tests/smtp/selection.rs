@@ -80,7 +80,7 @@ async fn most_specific_range_and_exact_binding_win() {
     .await;
     app.create(
         "/api/v1/receive-connectors",
-        mk("host", wildcard, format!("{}", e.hub2), "host.contoso.test"),
+        mk("host", wildcard, e.hub2.clone(), "host.contoso.test"),
     )
     .await;
     app.create(
