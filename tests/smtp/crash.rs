@@ -142,6 +142,24 @@ async fn acknowledged_messages_survive_kill_9() {
         acked.len()
     );
     pool.close().await;
+
+    // SIGTERM: a clean stop within the shutdown deadline, exit status 0.
+    let (mut idle, _) =
+        Client::open(&format!("127.{net}.0.40"), &format!("127.{net}.0.2:2525")).await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let told = idle.reply().await.expect("idle session hears the shutdown");
+    assert_eq!(told.code, 421, "{}", told.line());
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     child.kill().unwrap();
-    let _ = child.wait();
+    panic!("ferry did not stop within 15 s of SIGTERM");
 }

@@ -197,3 +197,77 @@ async fn overlong_command_lines_are_refused() {
         "the session resynchronises on the next line"
     );
 }
+
+#[tokio::test]
+async fn connector_wide_connection_limit_and_connection_timeout() {
+    let e = edge().await;
+    e.app
+        .patch(
+            "/api/v1/receive-connectors/From%20Internet",
+            json!({"maxInboundConnection": 2, "maxInboundConnectionPercentagePerSource": 100,
+                   "connectionTimeout": "00:00:02", "connectionInactivityTimeout": "00:00:01.500"}),
+            None,
+        )
+        .await;
+    let (_a, _) = Client::open(&e.ip(31), &e.e3()).await;
+    let (_b, _) = Client::open(&e.ip(32), &e.e3()).await;
+    let (mut c, banner) = Client::open(&e.ip(33), &e.e3()).await;
+    assert_eq!(banner.line(), line(&replies::TOO_MANY_CONNECTIONS));
+    assert!(c.closed().await);
+    drop((_a, _b));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A client that keeps talking is still cut off at connectionTimeout.
+    let (mut c, _) = Client::open(&e.ip(34), &e.e3()).await;
+    let t = std::time::Instant::now();
+    let mut last = None;
+    while t.elapsed() < std::time::Duration::from_secs(5) {
+        match c.try_cmd("NOOP").await {
+            Some(r) if r.code == 250 => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await
+            }
+            other => {
+                last = other;
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        last.expect("the server ended the session").line(),
+        line(&replies::CONNECTION_TIMEOUT)
+    );
+}
+
+#[tokio::test]
+async fn bdat_chunks_are_accepted() {
+    let e = edge().await;
+    let (mut c, _) = Client::open(&e.internet, &e.e3()).await;
+    let ehlo = c.cmd("EHLO mta").await;
+    assert!(ehlo.text.contains("CHUNKING") && ehlo.text.contains("BINARYMIME"));
+    c.cmd("MAIL FROM:<a@fabrikam.example> BODY=BINARYMIME")
+        .await;
+    c.cmd("RCPT TO:<bob@contoso.test>").await;
+    let part1 = b"Subject: chunks\r\n\r\nfirst ";
+    c.raw(format!("BDAT {}\r\n", part1.len()).as_bytes()).await;
+    c.raw(part1).await;
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    let part2 = b"second\r\n.\r\nnot an end\r\n";
+    c.raw(format!("BDAT {} LAST\r\n", part2.len()).as_bytes())
+        .await;
+    c.raw(part2).await;
+    let r = c.reply().await.unwrap();
+    assert!(r.text.contains("Queued mail for delivery"), "{}", r.text);
+    let q = queued(&e.app).await;
+    assert!(
+        q[0].3.ends_with("first second\r\n.\r\nnot an end\r\n"),
+        "BDAT content is taken verbatim: {:?}",
+        q[0].3
+    );
+    // DATA is refused for a BINARYMIME transaction.
+    c.cmd("MAIL FROM:<a@fabrikam.example> BODY=BINARYMIME")
+        .await;
+    c.cmd("RCPT TO:<bob@contoso.test>").await;
+    assert_eq!(
+        c.cmd("DATA").await.line(),
+        line(&replies::BINARYMIME_NEEDS_BDAT)
+    );
+}

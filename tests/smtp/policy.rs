@@ -176,3 +176,66 @@ async fn logon_failures_are_limited() {
     );
     assert!(c.closed().await);
 }
+
+#[tokio::test]
+async fn external_authoritative_trusts_the_whole_connection() {
+    let e = edge().await;
+    let addr = format!("{}:2610", e.internal);
+    let r = e
+        .app
+        .post(
+            "/api/v1/receive-connectors",
+            json!({"name": "App relay", "usage": "Custom", "bindings": [addr.clone()],
+            "remoteIpRanges": [e.ip(40)], "authMechanism": ["Tls", "ExternalAuthoritative"],
+            "permissionGroups": ["ExchangeServers"], "tarpitInterval": "00:00:00"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(
+        r.body["effectiveRights"]["ExternallySecuredServers"]
+            .to_string()
+            .contains("Any-Recipient")
+    );
+    // No handshake: the listed host may relay at once.
+    let (mut c, _) = Client::open(&e.ip(40), &addr).await;
+    c.cmd("EHLO app").await;
+    let r = c
+        .send_mail(
+            "app@contoso.test",
+            &["someone@fabrikam.example"],
+            "Subject: app\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // Anyone else does not even reach it.
+    let (_, banner) = Client::open(&e.ip(41), &addr).await;
+    assert_eq!(banner.code, 421);
+}
+
+#[tokio::test]
+async fn failures_are_tarpitted() {
+    let e = edge().await;
+    e.app
+        .patch(
+            "/api/v1/receive-connectors/From%20Internet",
+            json!({"tarpitInterval": "00:00:01"}),
+            None,
+        )
+        .await;
+    let (mut c, _) = Client::open(&e.internet, &e.e3()).await;
+    c.cmd("EHLO mta").await;
+    c.cmd("MAIL FROM:<a@fabrikam.example>").await;
+    let t = std::time::Instant::now();
+    assert_eq!(c.cmd("RCPT TO:<x@gmail.example>").await.code, 550);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(950),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(c.cmd("RCPT TO:<bob@contoso.test>").await.code, 250);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(900),
+        "successes are not delayed"
+    );
+}

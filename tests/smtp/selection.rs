@@ -135,3 +135,23 @@ async fn most_specific_range_and_exact_binding_win() {
             .starts_with("net.contoso.test")
     );
 }
+
+#[tokio::test]
+async fn ipv6_clients_are_selected_by_their_ranges() {
+    let e = edge().await;
+    let port = 2620 + (e.app.net as u16 % 50);
+    e.app
+        .create("/api/v1/receive-connectors", serde_json::json!({"name": "v6", "usage": "Custom",
+            "bindings": [format!("[::1]:{port}")], "remoteIpRanges": ["::1"], "permissionGroups": ["AnonymousUsers"],
+            "fqdn": "v6.contoso.test"}))
+        .await;
+    let stream = tokio::net::TcpStream::connect(format!("[::1]:{port}"))
+        .await
+        .expect("IPv6 loopback");
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut banner = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut banner)
+        .await
+        .unwrap();
+    assert!(banner.starts_with("220 v6.contoso.test "), "{banner}");
+}

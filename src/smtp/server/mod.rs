@@ -284,6 +284,44 @@ impl SmtpServer {
         }
     }
 
+    /// Runs one session over any byte stream, as if it had been accepted on
+    /// `local` from `remote` (connector selection and limits included). The
+    /// listeners use the same path; tests and fuzzing use it with in-memory
+    /// streams.
+    pub async fn serve_stream<S>(&self, mut stream: S, local: SocketAddr, remote: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let snap = self.shared.config.snapshot();
+        let Some(connector) = select::select(&snap, local, remote).cloned() else {
+            let _ = stream
+                .write_all(replies::SERVICE_NOT_AVAILABLE.to_line(true).as_bytes())
+                .await;
+            return;
+        };
+        let Ok(guard) = self
+            .shared
+            .limiter
+            .admit(connector.id, &connector.spec, remote.ip())
+        else {
+            let _ = stream
+                .write_all(replies::TOO_MANY_FROM_SOURCE.to_line(true).as_bytes())
+                .await;
+            return;
+        };
+        session::Session::new(
+            self.shared.clone(),
+            snap.clone(),
+            connector,
+            stream,
+            local,
+            remote,
+            Some(guard),
+        )
+        .run()
+        .await;
+    }
+
     /// Stops accepting, tells idle sessions `421 4.3.2 Service shutting
     /// down`, and waits up to `deadline` for the others to finish.
     pub async fn shutdown(&self, deadline: Duration) {
