@@ -6,15 +6,11 @@
 //! fsync for the batch) and then answers every session. Nothing is weakened:
 //! no session hears "queued" before its message is on disk.
 
-use anyhow::Context;
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::store::queue as db;
 
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
@@ -43,9 +39,9 @@ pub struct Envelope {
     pub smtputf8: bool,
 }
 
-struct Job {
-    envelope: Envelope,
-    body: Vec<u8>,
+pub(crate) struct Job {
+    pub(crate) envelope: Envelope,
+    pub(crate) body: Vec<u8>,
     done: oneshot::Sender<anyhow::Result<i64>>,
 }
 
@@ -61,21 +57,7 @@ const MAX_BATCH: usize = 512;
 
 impl Queue {
     pub async fn open(path: &Path) -> anyhow::Result<Queue> {
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("opening the queue {}", path.display()))?;
-        sqlx::migrate!("./migrations/queue")
-            .run(&pool)
-            .await
-            .context("migrating the queue")?;
+        let pool = db::open(path).await?;
         let (jobs, rx) = mpsc::channel(4096);
         tokio::spawn(writer(pool.clone(), rx));
         Ok(Queue { jobs, pool })
@@ -102,9 +84,7 @@ impl Queue {
 
     /// Messages in the queue (all states).
     pub async fn count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-            .fetch_one(&self.pool)
-            .await?)
+        db::count(&self.pool).await
     }
 
     pub async fn close(&self) {
@@ -122,7 +102,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit(&pool, &batch).await {
+        match db::insert_batch(&pool, &batch).await {
             Ok(ids) => {
                 for (job, id) in batch.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
@@ -138,51 +118,4 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
-}
-
-async fn commit(pool: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<i64>> {
-    let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
-    let mut tx = pool.begin().await?;
-    let mut ids = Vec::with_capacity(batch.len());
-    for job in batch {
-        let e = &job.envelope;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
-             auth_user, env_id, ret, body_type, smtputf8) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-        )
-        .bind(&e.message_id)
-        .bind(&e.sender)
-        .bind(&now)
-        .bind(job.body.len() as i64)
-        .bind(&e.receive_connector)
-        .bind(&e.client_ip)
-        .bind(&e.client_helo)
-        .bind(&e.auth_user)
-        .bind(&e.env_id)
-        .bind(&e.ret)
-        .bind(&e.body_type)
-        .bind(e.smtputf8)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO bodies (message, body) VALUES (?, ?)")
-            .bind(id)
-            .bind(&job.body)
-            .execute(&mut *tx)
-            .await?;
-        for (i, r) in e.recipients.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO recipients (message, idx, address, orcpt, notify) VALUES (?,?,?,?,?)",
-            )
-            .bind(id)
-            .bind(i as i64)
-            .bind(&r.address)
-            .bind(&r.orcpt)
-            .bind(r.notify as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        ids.push(id);
-    }
-    tx.commit().await?;
-    Ok(ids)
 }

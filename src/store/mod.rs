@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::model::Role;
 
+pub mod queue;
+
 /// A stored configuration object with its identity and version.
 #[derive(Debug, Clone)]
 pub struct Stored<T> {
