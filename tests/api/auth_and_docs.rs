@@ -188,3 +188,46 @@ async fn malformed_bodies_get_problems_and_change_nothing() {
         before
     );
 }
+
+/// `/docs` renders in a real browser with no network: headless Chromium
+/// loads Swagger UI from the appliance and builds the operation list.
+#[tokio::test]
+async fn swagger_ui_renders_in_headless_chromium() {
+    let app = TestApp::spawn(Role::Edge).await;
+    let url = format!("{}/docs/", app.base);
+    let profile = app.dir.path().join("chromium-profile");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .output()
+            .expect("chromium is installed (see .ci/run)")
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for tag in [
+        "receive-connectors",
+        "send-connectors",
+        "certificates",
+        "transport-settings",
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"operations-tag-{tag}\"")),
+            "Swagger UI did not render the {tag} operations; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
