@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod model;
 pub mod queue;
+pub mod routing;
 pub mod secrets;
 pub mod smtp;
 pub mod startup;

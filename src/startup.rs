@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::{Bootstrap, ConfigService};
 use crate::model::{Binding, Role};
 use crate::queue::Queue;
+use crate::queue::delivery::DeliveryEngine;
 use crate::smtp::server::SmtpServer;
 use crate::store::Store;
 
@@ -53,6 +54,7 @@ pub struct App {
     pub config: Arc<ConfigService>,
     pub queue: Queue,
     pub smtp: Arc<SmtpServer>,
+    pub delivery: Arc<DeliveryEngine>,
     /// Set when this start created the data directory's configuration.
     pub token_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -93,9 +95,13 @@ impl App {
         let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
         let smtp = SmtpServer::start(config.clone(), queue.clone());
         config.set_reconciler(smtp.clone());
+        let delivery =
+            DeliveryEngine::start(config.clone(), queue.clone(), settings.data_dir.clone());
         let state = AppState {
             config: config.clone(),
             smtp: smtp.clone(),
+            queue: queue.clone(),
+            delivery: delivery.clone(),
             admin_token_sha256: Arc::new(token_hash),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
@@ -119,6 +125,7 @@ impl App {
             config,
             queue,
             smtp,
+            delivery,
             token_file: first.and_then(|f| f.token_file),
             shutdown,
             server,

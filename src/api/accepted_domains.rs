@@ -125,7 +125,7 @@ pub async fn patch(
     let stored = s
         .config
         .update::<AcceptedDomain>(&id, if_match, |snap, current| {
-            let d = current.spec.patched(&body)?;
+            let d = current.spec.patched(&body, &snap.ctx)?;
             change(snap, d, Some(current.id))
         })
         .await?;

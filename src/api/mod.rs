@@ -33,6 +33,8 @@ pub use problem::{ApiError, Problem};
 pub struct AppState {
     pub config: Arc<ConfigService>,
     pub smtp: Arc<crate::smtp::server::SmtpServer>,
+    pub queue: crate::queue::Queue,
+    pub delivery: Arc<crate::queue::delivery::DeliveryEngine>,
     /// SHA-256 of the admin token, hex.
     pub admin_token_sha256: Arc<String>,
 }

@@ -20,6 +20,34 @@ pub enum DomainType {
     ExternalRelay,
 }
 
+/// Where the mailboxes of an Authoritative domain live on a Hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type")]
+pub enum MailboxDelivery {
+    /// A Maildir per recipient under `<data-dir>/mailboxes/<domain>/<local-part>/`.
+    Maildir,
+    /// An LMTP mail store (RFC 2033), `host:port`.
+    Lmtp { host: String },
+    /// An SMTP mail store, `host:port`.
+    Smtp { host: String },
+}
+
+impl MailboxDelivery {
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            MailboxDelivery::Maildir => None,
+            MailboxDelivery::Lmtp { host } | MailboxDelivery::Smtp { host } => Some(host),
+        }
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`) into a host and a port.
+pub fn split_host_port(s: &str) -> Option<(super::domain::Host, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    Some((host.parse().ok()?, port))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcceptedDomain {
@@ -33,6 +61,9 @@ pub struct AcceptedDomain {
     pub address_book_enabled: bool,
     /// Exactly one accepted domain is the default; the first one created is.
     pub default: bool,
+    /// Hub only, Authoritative only: deliver this domain's mail to its
+    /// mailboxes instead of routing it through send connectors.
+    pub mailbox_delivery: Option<MailboxDelivery>,
     pub comment: Option<String>,
 }
 
@@ -61,6 +92,7 @@ impl AcceptedDomain {
         merge_patch(&mut value, body);
         let d: Self = from_json(value)?;
         d.validate()?;
+        d.validate_role(ctx)?;
         if first && !d.default {
             return Err(Invalid::field(
                 "default",
@@ -70,9 +102,10 @@ impl AcceptedDomain {
         Ok(d)
     }
 
-    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+    pub fn patched(&self, patch: &Value, ctx: &ServerContext) -> Result<Self, Invalid> {
         let d: Self = super::apply_patch(self, patch, &[])?;
         d.validate()?;
+        d.validate_role(ctx)?;
         if self.default && !d.default {
             return Err(Invalid::field(
                 "default",
@@ -90,6 +123,31 @@ impl AcceptedDomain {
             "domainName",
             "must be at most 256 characters",
         );
+        e.finish()
+    }
+
+    fn validate_role(&self, ctx: &ServerContext) -> Result<(), Invalid> {
+        let Some(m) = &self.mailbox_delivery else {
+            return Ok(());
+        };
+        let mut e = Errors::default();
+        e.check(
+            ctx.role != Role::Hub,
+            "mailboxDelivery",
+            "mailboxes live on a Hub, not on an Edge",
+        );
+        e.check(
+            self.domain_type != DomainType::Authoritative,
+            "mailboxDelivery",
+            "only an Authoritative domain has its mailboxes here",
+        );
+        if let Some(h) = m.host() {
+            e.check(
+                split_host_port(h).is_none(),
+                "mailboxDelivery.host",
+                "must be host:port, e.g. 127.0.0.1:24",
+            );
+        }
         e.finish()
     }
 
@@ -141,10 +199,32 @@ mod tests {
         let d = AcceptedDomain::from_create(&json!({"domainName": "contoso.test"}), &ctx(), true)
             .unwrap();
         assert_eq!(
-            d.patched(&json!({"default": false}))
+            d.patched(&json!({"default": false}), &ctx())
                 .unwrap_err()
                 .first_field(),
             "default"
+        );
+        let m = d
+            .patched(
+                &json!({"mailboxDelivery": {"type": "Lmtp", "host": "127.0.0.1:24"}}),
+                &ctx(),
+            )
+            .unwrap();
+        assert_eq!(m.mailbox_delivery.unwrap().host(), Some("127.0.0.1:24"));
+        assert!(
+            d.patched(
+                &json!({"mailboxDelivery": {"type": "Lmtp", "host": "nope"}}),
+                &ctx()
+            )
+            .is_err()
+        );
+        let edge = ServerContext {
+            role: Role::Edge,
+            ..ctx()
+        };
+        assert!(
+            d.patched(&json!({"mailboxDelivery": {"type": "Maildir"}}), &edge)
+                .is_err()
         );
     }
 }

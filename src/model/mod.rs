@@ -22,7 +22,7 @@ pub mod send_connector;
 pub mod timespan;
 pub mod transport_settings;
 
-pub use accepted_domain::{AcceptedDomain, DomainType};
+pub use accepted_domain::{AcceptedDomain, DomainType, MailboxDelivery};
 pub use address_space::{AddressSpace, Space};
 pub use auth::{AuthMechanism, AuthMechanisms, SmartHostAuthMechanism};
 pub use binding::Binding;

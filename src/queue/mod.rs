@@ -8,9 +8,14 @@
 
 use sqlx::SqlitePool;
 use std::path::Path;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::queue as db;
+
+pub mod delivery;
+pub mod dsn;
+mod mailbox;
 
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
@@ -50,6 +55,8 @@ pub(crate) struct Job {
 pub struct Queue {
     jobs: mpsc::Sender<Job>,
     pool: SqlitePool,
+    /// Notified after every commit, so delivery starts at once.
+    committed: Arc<Notify>,
 }
 
 /// The most messages one transaction commits.
@@ -59,8 +66,13 @@ impl Queue {
     pub async fn open(path: &Path) -> anyhow::Result<Queue> {
         let pool = db::open(path).await?;
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(pool.clone(), rx));
-        Ok(Queue { jobs, pool })
+        let committed = Arc::new(Notify::new());
+        tokio::spawn(writer(pool.clone(), rx, committed.clone()));
+        Ok(Queue {
+            jobs,
+            pool,
+            committed,
+        })
     }
 
     /// Stores a message durably; returns its internal id once it is on disk.
@@ -78,6 +90,11 @@ impl Queue {
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
     }
 
+    /// Notified after every commit.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -93,7 +110,7 @@ impl Queue {
 }
 
 /// The group-commit loop: take whatever is waiting, commit it at once.
-async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, committed: Arc<Notify>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -104,6 +121,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
         }
         match db::insert_batch(&pool, &batch).await {
             Ok(ids) => {
+                committed.notify_one();
                 for (job, id) in batch.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
                 }

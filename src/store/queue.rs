@@ -50,7 +50,7 @@ pub(crate) async fn insert_batch(pool: &SqlitePool, batch: &[Job]) -> anyhow::Re
         let e: &Envelope = &job.envelope;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
-             auth_user, env_id, ret, body_type, smtputf8) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+             auth_user, env_id, ret, body_type, smtputf8, received_unix) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         )
         .bind(&e.message_id)
         .bind(&e.sender)
@@ -64,6 +64,7 @@ pub(crate) async fn insert_batch(pool: &SqlitePool, batch: &[Job]) -> anyhow::Re
         .bind(&e.ret)
         .bind(&e.body_type)
         .bind(e.smtputf8)
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO bodies (message, body) VALUES (?, ?)")
@@ -87,4 +88,313 @@ pub(crate) async fn insert_batch(pool: &SqlitePool, batch: &[Job]) -> anyhow::Re
     }
     tx.commit().await?;
     Ok(ids)
+}
+
+// ----- Delivery state -------------------------------------------------------
+
+/// Statuses a recipient can be in. Ready/Retry are pending; the others final.
+pub const PENDING: &str = "('Ready','Retry')";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Unrouted {
+    pub message: i64,
+    pub idx: i64,
+    pub address: String,
+    pub size: i64,
+}
+
+/// Pending recipients that have no next hop yet.
+pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrouted>> {
+    Ok(sqlx::query_as(
+        "SELECT r.message, r.idx, r.address, m.size FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE r.next_hop IS NULL AND r.status IN ('Ready','Retry') LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Puts a recipient in a delivery queue, creating the queue's row.
+pub async fn set_route(
+    pool: &SqlitePool,
+    message: i64,
+    idx: i64,
+    key: &crate::routing::QueueKey,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?,?,?,?)")
+        .bind(&key.key)
+        .bind(key.delivery_type)
+        .bind(&key.display)
+        .bind(&key.connector)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE recipients SET next_hop = ? WHERE message = ? AND idx = ?")
+        .bind(&key.key)
+        .bind(message)
+        .bind(idx)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sends pending recipients back to routing: those of `message` (resubmit),
+/// or every one in the Unreachable queue or a given queue.
+pub async fn unroute(
+    pool: &SqlitePool,
+    message: Option<i64>,
+    queue: Option<&str>,
+) -> anyhow::Result<u64> {
+    let done = match (message, queue) {
+        (Some(m), _) => {
+            sqlx::query("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE message = ? AND status IN ('Ready','Retry')")
+                .bind(m)
+                .execute(pool)
+                .await?
+        }
+        (None, Some(q)) => {
+            sqlx::query("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE next_hop = ? AND status IN ('Ready','Retry')")
+                .bind(q)
+                .execute(pool)
+                .await?
+        }
+        (None, None) => return Ok(0),
+    };
+    Ok(done.rows_affected())
+}
+
+/// (next hop, message) pairs due now, oldest due first, so retries never
+/// starve fresh mail and the reverse.
+pub async fn due(pool: &SqlitePool, now: i64, limit: i64) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT r.next_hop, r.message FROM recipients r \
+         JOIN messages m ON m.id = r.message JOIN queues q ON q.next_hop = r.next_hop \
+         WHERE r.status IN ('Ready','Retry') AND r.next_attempt <= ?1 AND m.suspended = 0 \
+           AND q.suspended = 0 AND q.next_retry <= ?1 AND r.next_hop <> 'Unreachable' \
+         GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt), r.message LIMIT ?2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub message_id: String,
+    pub sender: String,
+    pub received_at: String,
+    pub received_unix: i64,
+    pub size: i64,
+    pub receive_connector: String,
+    pub client_ip: String,
+    pub suspended: bool,
+    pub delay_notified: bool,
+}
+
+pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<StoredMessage>> {
+    Ok(sqlx::query_as(
+        "SELECT id, message_id, sender, received_at, received_unix, size, receive_connector, client_ip, suspended, delay_notified \
+         FROM messages WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub async fn body(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT body FROM bodies WHERE message = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredRecipient {
+    pub message: i64,
+    pub idx: i64,
+    pub address: String,
+    pub status: String,
+    pub next_hop: Option<String>,
+    pub attempts: i64,
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+    pub remote_host: Option<String>,
+}
+
+const RCPT_COLS: &str =
+    "message, idx, address, status, next_hop, attempts, next_attempt, last_error, remote_host";
+
+pub async fn recipients(pool: &SqlitePool, message: i64) -> anyhow::Result<Vec<StoredRecipient>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {RCPT_COLS} FROM recipients WHERE message = ? ORDER BY idx"
+    ))
+    .bind(message)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Pending recipients of a message in one queue.
+pub async fn pending_for_hop(
+    pool: &SqlitePool,
+    message: i64,
+    hop: &str,
+) -> anyhow::Result<Vec<StoredRecipient>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {RCPT_COLS} FROM recipients WHERE message = ? AND next_hop = ? AND status IN ('Ready','Retry') ORDER BY idx"
+    ))
+    .bind(message)
+    .bind(hop)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records one recipient's outcome: `Delivered`, `Failed`, or `Retry` at `next_attempt`.
+pub async fn set_recipient(
+    pool: &SqlitePool,
+    message: i64,
+    idx: i64,
+    status: &str,
+    error: Option<&str>,
+    remote: Option<&str>,
+    next_attempt: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE recipients SET status = ?, last_error = COALESCE(?, last_error), remote_host = COALESCE(?, remote_host), \
+         next_attempt = ?, attempts = attempts + 1, updated_unix = ? WHERE message = ? AND idx = ?",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(remote)
+    .bind(next_attempt)
+    .bind(OffsetDateTime::now_utc().unix_timestamp())
+    .bind(message)
+    .bind(idx)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn record_attempt(
+    pool: &SqlitePool,
+    message: i64,
+    hop: &str,
+    remote: Option<&str>,
+    outcome: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO attempts (message, at_unix, next_hop, remote_host, outcome, detail) VALUES (?,?,?,?,?,?)")
+        .bind(message)
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .bind(hop)
+        .bind(remote)
+        .bind(outcome)
+        .bind(detail)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A connection-level failure: the queue goes to Retry until `next_retry`,
+/// with its recipients; returns the queue's failure count.
+pub async fn queue_failed(
+    pool: &SqlitePool,
+    hop: &str,
+    error: &str,
+    next_retry: i64,
+) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE queues SET failures = failures + 1, next_retry = ?, last_error = ?, last_attempt = ? WHERE next_hop = ?")
+        .bind(next_retry)
+        .bind(error)
+        .bind(now)
+        .bind(hop)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE recipients SET status = 'Retry', next_attempt = ?, last_error = ?, updated_unix = ? \
+         WHERE next_hop = ? AND status IN ('Ready','Retry')",
+    )
+    .bind(next_retry)
+    .bind(error)
+    .bind(now)
+    .bind(hop)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn queue_failures(pool: &SqlitePool, hop: &str) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT failures FROM queues WHERE next_hop = ?")
+            .bind(hop)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+pub async fn queue_connected(pool: &SqlitePool, hop: &str) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    sqlx::query("UPDATE queues SET failures = 0, next_retry = 0, last_attempt = ?, last_success = ? WHERE next_hop = ?")
+        .bind(now)
+        .bind(now)
+        .bind(hop)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Messages with nothing pending any more.
+pub async fn finished(pool: &SqlitePool, message: i64) -> anyhow::Result<bool> {
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM recipients WHERE message = ? AND status IN ('Ready','Retry')",
+    )
+    .bind(message)
+    .fetch_one(pool)
+    .await?;
+    Ok(pending == 0)
+}
+
+pub async fn delete_message(pool: &SqlitePool, message: i64) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM messages WHERE id = ?")
+        .bind(message)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Messages past `max_age` seconds with recipients still pending.
+pub async fn older_than(
+    pool: &SqlitePool,
+    cutoff_unix: i64,
+    only_not_notified: bool,
+) -> anyhow::Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT DISTINCT m.id FROM messages m JOIN recipients r ON r.message = m.id \
+         WHERE m.received_unix <= ? AND r.status IN ('Ready','Retry') {}",
+        if only_not_notified {
+            "AND m.delay_notified = 0"
+        } else {
+            ""
+        }
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(cutoff_unix)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn set_delay_notified(pool: &SqlitePool, message: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE messages SET delay_notified = 1 WHERE id = ?")
+        .bind(message)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

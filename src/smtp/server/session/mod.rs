@@ -8,6 +8,11 @@
 
 mod auth;
 mod data;
+
+/// The first value of a header in a message (used by the DSN builder).
+pub fn data_header_value(message: &[u8], name: &str) -> Option<String> {
+    data::header_value(&message[..data::header_block_len(message)], name)
+}
 mod ehlo;
 mod mail;
 mod rcpt;

@@ -1,0 +1,151 @@
+//! DNS for delivery: MX with the implicit-MX fallback of RFC 5321 §5.1, null
+//! MX (RFC 7505), and address lookups, through the transport settings' DNS
+//! servers or the system resolver (which also reads /etc/hosts).
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A DNS failure, classified as spec rule 18 says.
+#[derive(Debug, Clone)]
+pub enum DnsError {
+    /// NXDOMAIN or null MX: the domain cannot receive mail.
+    Permanent(String),
+    /// SERVFAIL, time-out, refused: try again later.
+    Transient(String),
+}
+
+#[derive(Default)]
+pub struct Dns {
+    resolvers: Mutex<HashMap<Vec<SocketAddr>, Arc<TokioResolver>>>,
+}
+
+impl Dns {
+    fn resolver(&self, servers: &[SocketAddr]) -> Result<Arc<TokioResolver>, DnsError> {
+        let mut map = self.resolvers.lock().expect("not poisoned");
+        if let Some(r) = map.get(servers) {
+            return Ok(r.clone());
+        }
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_secs(3);
+        opts.attempts = 2;
+        // Delivery wants fresh answers; the cache would hide test and admin changes.
+        opts.cache_size = 0;
+        let resolver = if servers.is_empty() {
+            let mut b = hickory_resolver::Resolver::builder_tokio()
+                .map_err(|e| DnsError::Transient(format!("451 4.4.0 DNS configuration: {e}")))?;
+            *b.options_mut() = opts;
+            b.build()
+        } else {
+            let ns = servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    let mut ns = NameServerConfig::udp_and_tcp(s.ip());
+                    ns.connections = vec![udp, tcp];
+                    ns
+                })
+                .collect();
+            hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(ns),
+                TokioRuntimeProvider::default(),
+            )
+            .with_options(opts)
+            .build()
+        }
+        .map_err(|e| DnsError::Transient(format!("451 4.4.0 DNS configuration: {e}")))?;
+        let r = Arc::new(resolver);
+        map.insert(servers.to_vec(), r.clone());
+        Ok(r)
+    }
+
+    /// Mail exchangers of `domain` in the order to try: by preference,
+    /// shuffled among equals; the domain itself when it has no MX.
+    pub async fn mail_exchangers(
+        &self,
+        servers: &[SocketAddr],
+        domain: &str,
+    ) -> Result<Vec<String>, DnsError> {
+        let resolver = self.resolver(servers)?;
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        match resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => {
+                let mut mx: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::MX(m) => Some((
+                            m.preference,
+                            m.exchange.to_ascii().trim_end_matches('.').to_string(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                if mx.is_empty() {
+                    return Ok(vec![domain.to_string()]);
+                }
+                if mx.len() == 1 && mx[0].1.is_empty() {
+                    return Err(DnsError::Permanent(format!(
+                        "556 5.1.10 {domain} does not accept mail (null MX, RFC 7505)"
+                    )));
+                }
+                let mut rng = rand::thread_rng();
+                mx.shuffle(&mut rng);
+                mx.sort_by_key(|(p, _)| *p);
+                Ok(mx
+                    .into_iter()
+                    .map(|(_, h)| h)
+                    .filter(|h| !h.is_empty())
+                    .collect())
+            }
+            Err(e) if e.is_nx_domain() => Err(DnsError::Permanent(format!(
+                "550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain {domain}"
+            ))),
+            // NOERROR without MX records: the implicit MX is the domain itself.
+            Err(e) if e.is_no_records_found() => Ok(vec![domain.to_string()]),
+            Err(e) => Err(DnsError::Transient(format!(
+                "451 4.4.0 DNS query failed for {domain}: {e}"
+            ))),
+        }
+    }
+
+    /// Addresses of a host (A and AAAA).
+    pub async fn addresses(
+        &self,
+        servers: &[SocketAddr],
+        host: &str,
+    ) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let resolver = self.resolver(servers)?;
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        match resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(l) => {
+                let ips: Vec<IpAddr> = l.iter().collect();
+                if ips.is_empty() {
+                    Err(DnsError::Permanent(format!(
+                        "550 5.4.4 {host} has no address"
+                    )))
+                } else {
+                    Ok(ips)
+                }
+            }
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(DnsError::Permanent(
+                format!("550 5.4.4 {host} has no address record"),
+            )),
+            Err(e) => Err(DnsError::Transient(format!(
+                "451 4.4.0 DNS query failed for {host}: {e}"
+            ))),
+        }
+    }
+}

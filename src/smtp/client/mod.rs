@@ -1,0 +1,552 @@
+//! The outbound SMTP client used by send connectors and mailbox delivery:
+//! EHLO/HELO with the connector's FQDN, STARTTLS as the connector's TLS policy
+//! says (opportunistic without validation, required, chain or domain
+//! validated), AUTH PLAIN/LOGIN never before TLS when the policy forbids it,
+//! then MAIL/RCPT/DATA with a result per recipient. LMTP (RFC 2033) is the
+//! same dialogue with LHLO and one reply per recipient after DATA.
+
+mod tls;
+
+pub use tls::{TlsPolicy, Verify};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A reply from the remote server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.text.replace('\n', " "))
+    }
+}
+
+/// Why a connection or transaction could not go on.
+#[derive(Debug, Clone)]
+pub struct ClientError {
+    pub permanent: bool,
+    /// What to record as the queue's last error, e.g. `451 5.7.3 STARTTLS is
+    /// required to send mail` or `421 4.4.1 connection refused`.
+    pub message: String,
+    /// The remote server's reply, when it gave one.
+    pub reply: Option<Reply>,
+}
+
+impl ClientError {
+    fn transient(message: impl Into<String>) -> Self {
+        ClientError {
+            permanent: false,
+            message: message.into(),
+            reply: None,
+        }
+    }
+    fn from_reply(stage: &str, r: Reply) -> Self {
+        ClientError {
+            permanent: r.is_permanent(),
+            message: format!("{stage}: {r}"),
+            reply: Some(r),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// How to talk to one next hop.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Name sent in EHLO/HELO/LHLO.
+    pub helo_name: String,
+    pub force_helo: bool,
+    pub lmtp: bool,
+    pub tls: TlsPolicy,
+    /// (user, password) for AUTH.
+    pub auth: Option<(String, String)>,
+    /// Refuse to send credentials unless TLS is up (BasicAuthRequireTLS).
+    pub auth_requires_tls: bool,
+    /// Every read and write must make progress within this.
+    pub timeout: Duration,
+    pub source_ip: Option<IpAddr>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What the server offered in its EHLO reply.
+#[derive(Debug, Default, Clone)]
+pub struct Extensions {
+    pub starttls: bool,
+    pub auth_plain: bool,
+    pub auth_login: bool,
+    pub pipelining: bool,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    pub size: Option<u64>,
+}
+
+/// Per-recipient outcome of one transaction.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// For each recipient in order: the reply that settled it.
+    pub recipients: Vec<Reply>,
+}
+
+pub struct SmtpClient {
+    stream: Stream,
+    buf: Vec<u8>,
+    pub remote: SocketAddr,
+    pub extensions: Extensions,
+    /// "version=TLSv1_3 cipher=…" once TLS is up.
+    pub tls: Option<String>,
+    timeout: Duration,
+    lmtp: bool,
+}
+
+impl SmtpClient {
+    /// Connects, reads the banner, greets, and does STARTTLS and AUTH as `cfg` says.
+    pub async fn open(
+        addr: SocketAddr,
+        server_name: &str,
+        cfg: &ClientConfig,
+    ) -> Result<SmtpClient, ClientError> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| ClientError::transient(format!("421 4.4.0 socket: {e}")))?;
+        if let Some(ip) = cfg.source_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(ip, 0)).map_err(|e| {
+                ClientError::transient(format!("421 4.4.0 cannot bind source address {ip}: {e}"))
+            })?;
+        }
+        let stream = tokio::time::timeout(cfg.timeout, socket.connect(addr))
+            .await
+            .map_err(|_| {
+                ClientError::transient(format!("421 4.4.1 connection to {addr} timed out"))
+            })?
+            .map_err(|e| {
+                ClientError::transient(format!("421 4.4.1 connection to {addr} failed: {e}"))
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut c = SmtpClient {
+            stream: Stream::Plain(stream),
+            buf: vec![],
+            remote: addr,
+            extensions: Extensions::default(),
+            tls: None,
+            timeout: cfg.timeout,
+            lmtp: cfg.lmtp,
+        };
+        let banner = c.reply().await?;
+        if banner.code != 220 {
+            return Err(ClientError::from_reply("banner", banner));
+        }
+        c.hello(cfg).await?;
+        if c.extensions.starttls && cfg.tls != TlsPolicy::Ignore {
+            c.starttls(server_name, cfg).await?;
+            c.hello(cfg).await?;
+        } else if matches!(cfg.tls, TlsPolicy::Required(_)) {
+            return Err(ClientError::transient(
+                "451 5.7.3 STARTTLS is required to send mail",
+            ));
+        }
+        if let Some((user, password)) = &cfg.auth {
+            if cfg.auth_requires_tls && c.tls.is_none() {
+                return Err(ClientError::transient(
+                    "451 5.7.3 Require STARTTLS to do basic authentication",
+                ));
+            }
+            c.authenticate(user, password).await?;
+        }
+        Ok(c)
+    }
+
+    async fn hello(&mut self, cfg: &ClientConfig) -> Result<(), ClientError> {
+        let verb = if cfg.lmtp {
+            "LHLO"
+        } else if cfg.force_helo {
+            "HELO"
+        } else {
+            "EHLO"
+        };
+        let mut r = self.command(&format!("{verb} {}", cfg.helo_name)).await?;
+        if verb == "EHLO" && r.code >= 500 {
+            r = self.command(&format!("HELO {}", cfg.helo_name)).await?;
+        }
+        if r.code != 250 {
+            return Err(ClientError::from_reply(verb, r));
+        }
+        let mut ext = Extensions::default();
+        for line in r.text.lines().skip(1) {
+            let upper = line.to_ascii_uppercase();
+            let mut words = upper.split_whitespace();
+            match words.next() {
+                Some("STARTTLS") => ext.starttls = true,
+                Some("PIPELINING") => ext.pipelining = true,
+                Some("8BITMIME") => ext.eight_bit = true,
+                Some("SMTPUTF8") => ext.smtputf8 = true,
+                Some("SIZE") => {
+                    ext.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0)
+                }
+                Some("AUTH") => {
+                    for m in words {
+                        ext.auth_plain |= m == "PLAIN";
+                        ext.auth_login |= m == "LOGIN";
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.extensions = ext;
+        Ok(())
+    }
+
+    async fn starttls(&mut self, server_name: &str, cfg: &ClientConfig) -> Result<(), ClientError> {
+        let r = self.command("STARTTLS").await?;
+        if r.code != 220 {
+            return match cfg.tls {
+                TlsPolicy::Required(_) => Err(ClientError::transient(format!(
+                    "451 5.7.3 STARTTLS is required to send mail ({r})"
+                ))),
+                _ => Err(ClientError::from_reply("STARTTLS", r)),
+            };
+        }
+        let config = tls::client_config(&cfg.tls)
+            .map_err(|e| ClientError::transient(format!("454 4.7.5 {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(self.remote.ip().into()));
+        let Stream::Plain(plain) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(ClientError::transient(
+                "421 4.4.0 STARTTLS on a closed connection",
+            ));
+        };
+        let connected = tokio::time::timeout(
+            self.timeout,
+            tokio_rustls::TlsConnector::from(config).connect(name, plain),
+        )
+        .await
+        .map_err(|_| ClientError::transient("421 4.4.1 TLS handshake timed out"))?
+        .map_err(|e| {
+            ClientError::transient(format!(
+                "421 4.7.5 TLS negotiation with {} failed: {e}",
+                self.remote
+            ))
+        })?;
+        let (_, state) = connected.get_ref();
+        self.tls = Some(format!(
+            "version={} cipher={}",
+            state
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            state
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default()
+        ));
+        self.stream = Stream::Tls(Box::new(connected));
+        self.buf.clear();
+        Ok(())
+    }
+
+    async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        let r = if self.extensions.auth_plain {
+            let token = STANDARD.encode(format!("\0{user}\0{password}"));
+            self.command(&format!("AUTH PLAIN {token}")).await?
+        } else if self.extensions.auth_login {
+            let r = self.command("AUTH LOGIN").await?;
+            if r.code != 334 {
+                return Err(ClientError::from_reply("AUTH LOGIN", r));
+            }
+            let r = self.command(&STANDARD.encode(user)).await?;
+            if r.code != 334 {
+                return Err(ClientError::from_reply("AUTH LOGIN", r));
+            }
+            self.command(&STANDARD.encode(password)).await?
+        } else {
+            return Err(ClientError::transient(
+                "451 5.7.3 Require basic authentication (the server offers no AUTH PLAIN or LOGIN)",
+            ));
+        };
+        if r.code != 235 {
+            // A rejected login is the connector's problem, not the message's:
+            // keep the queue in Retry rather than bouncing mail.
+            return Err(ClientError {
+                permanent: false,
+                message: format!("AUTH: {r}"),
+                reply: Some(r),
+            });
+        }
+        Ok(())
+    }
+
+    /// One transaction. A permanent refusal of a recipient settles only that
+    /// recipient; a failure at MAIL or DATA settles them all.
+    pub async fn send(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Delivery, ClientError> {
+        let mut mail = format!("MAIL FROM:<{from}>");
+        if let Some(max) = self.extensions.size {
+            if body.len() as u64 > max {
+                let r = Reply {
+                    code: 552,
+                    text: format!(
+                        "5.3.4 Message size {} exceeds the remote limit {max}",
+                        body.len()
+                    ),
+                };
+                return Ok(Delivery {
+                    recipients: vec![r; recipients.len()],
+                });
+            }
+            mail.push_str(&format!(" SIZE={}", body.len()));
+        }
+        if self.extensions.eight_bit && !body.is_ascii() {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if self.extensions.smtputf8
+            && (!from.is_ascii() || recipients.iter().any(|r| !r.is_ascii()))
+        {
+            mail.push_str(" SMTPUTF8");
+        }
+        let r = self.command(&mail).await?;
+        if r.code != 250 {
+            return Ok(Delivery {
+                recipients: vec![r; recipients.len()],
+            });
+        }
+        let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
+        for rcpt in recipients {
+            let r = self.command(&format!("RCPT TO:<{rcpt}>")).await?;
+            results.push(if r.code == 250 || r.code == 251 {
+                None
+            } else {
+                Some(r)
+            });
+        }
+        if results.iter().all(Option::is_some) {
+            let _ = self.command("RSET").await;
+            return Ok(Delivery {
+                recipients: results.into_iter().map(Option::unwrap).collect(),
+            });
+        }
+        let r = self.command("DATA").await?;
+        if r.code != 354 {
+            return Ok(Delivery {
+                recipients: results
+                    .into_iter()
+                    .map(|x| x.unwrap_or_else(|| r.clone()))
+                    .collect(),
+            });
+        }
+        self.write(&dot_stuff(body)).await?;
+        if self.lmtp {
+            // RFC 2033: one reply per accepted recipient.
+            let mut out = vec![];
+            for x in results {
+                out.push(match x {
+                    Some(refused) => refused,
+                    None => self.reply().await?,
+                });
+            }
+            return Ok(Delivery { recipients: out });
+        }
+        let end = self.reply().await?;
+        Ok(Delivery {
+            recipients: results
+                .into_iter()
+                .map(|x| x.unwrap_or_else(|| end.clone()))
+                .collect(),
+        })
+    }
+
+    pub async fn rset(&mut self) -> Result<(), ClientError> {
+        self.command("RSET").await.map(|_| ())
+    }
+
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT").await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let io = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(self.timeout, io)
+            .await
+            .map_err(|_| {
+                ClientError::transient("421 4.4.2 timed out writing to the remote server")
+            })?
+            .map_err(|e| {
+                ClientError::transient(format!("421 4.4.2 connection to {} lost: {e}", self.remote))
+            })
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.reply().await
+    }
+
+    async fn reply(&mut self) -> Result<Reply, ClientError> {
+        let mut lines: Vec<String> = vec![];
+        loop {
+            let line = loop {
+                if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                    let raw: Vec<u8> = self.buf.drain(..=p).collect();
+                    break String::from_utf8_lossy(&raw)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string();
+                }
+                if self.buf.len() > 64 * 1024 {
+                    return Err(ClientError::transient(
+                        "421 4.4.2 the remote server sent an overlong reply",
+                    ));
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
+                    .await
+                    .map_err(|_| {
+                        ClientError::transient(format!(
+                            "421 4.4.2 timed out waiting for {}",
+                            self.remote
+                        ))
+                    })?
+                    .map_err(|e| {
+                        ClientError::transient(format!(
+                            "421 4.4.2 connection to {} lost: {e}",
+                            self.remote
+                        ))
+                    })?;
+                if n == 0 {
+                    return Err(ClientError::transient(format!(
+                        "421 4.4.2 {} closed the connection",
+                        self.remote
+                    )));
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            };
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .filter(|c| (200..600).contains(c))
+                .ok_or_else(|| {
+                    ClientError::transient(format!(
+                        "421 4.4.2 malformed reply from {}: {line:?}",
+                        self.remote
+                    ))
+                })?;
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if !more {
+                return Ok(Reply {
+                    code,
+                    text: lines.join("\n"),
+                });
+            }
+        }
+    }
+}
+
+/// DATA transparency (RFC 5321 §4.5.2) and the end marker. The body is
+/// CRLF-normalised already (the receiver made sure of it).
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+}
