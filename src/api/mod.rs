@@ -8,6 +8,7 @@ mod credentials;
 mod extract;
 pub mod openapi;
 mod problem;
+mod queues;
 mod receive_connectors;
 mod send_connectors;
 mod transport_settings;
@@ -161,6 +162,38 @@ pub fn router(state: AppState) -> Router {
             g(certificates::get)
                 .patch(certificates::patch)
                 .delete(certificates::delete),
+        )
+        .route("/api/v1/queues", g(queues::list))
+        .route("/api/v1/queues/{id}", g(queues::get))
+        .route(
+            "/api/v1/queues/{id}/retry",
+            axum::routing::post(queues::retry),
+        )
+        .route(
+            "/api/v1/queues/{id}/suspend",
+            axum::routing::post(queues::suspend),
+        )
+        .route(
+            "/api/v1/queues/{id}/resume",
+            axum::routing::post(queues::resume),
+        )
+        .route("/api/v1/messages", g(queues::messages))
+        .route(
+            "/api/v1/messages/{id}",
+            g(queues::message).delete(queues::remove),
+        )
+        .route("/api/v1/messages/{id}/raw", g(queues::raw))
+        .route(
+            "/api/v1/messages/{id}/suspend",
+            axum::routing::post(queues::suspend_message),
+        )
+        .route(
+            "/api/v1/messages/{id}/resume",
+            axum::routing::post(queues::resume_message),
+        )
+        .route(
+            "/api/v1/messages/{id}/resubmit",
+            axum::routing::post(queues::resubmit),
         )
         .route(
             "/api/v1/transport-settings",

@@ -130,6 +130,9 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
         certificates::list, certificates::get, certificates::create, certificates::patch, certificates::delete,
         transport_settings::get, transport_settings::patch,
+        queues::list, queues::get, queues::retry, queues::suspend, queues::resume,
+        queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
+        queues::resubmit, queues::remove,
     ),
     components(schemas(
         Problem, model::FieldError, Meta, ServerInfo, Health,
@@ -146,6 +149,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),
         (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
+        (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "server", description = "Health and identity"),
     )
 )]

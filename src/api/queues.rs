@@ -1,0 +1,490 @@
+//! `/api/v1/queues` and `/api/v1/messages`: the queue viewer (spec §1.11) —
+//! Get-Queue, Get-Message, Retry-Queue (with Resubmit), Suspend/Resume-Queue,
+//! Suspend/Resume-Message, Remove-Message with or without an NDR, resubmit,
+//! and the raw message.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::problem::{ApiError, Problem};
+use crate::queue::delivery::Pending;
+use crate::store::queue as db;
+
+fn ts(unix: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    ApiError::from(crate::config::ServiceError::Internal(e))
+}
+
+/// A delivery queue (one per next hop and connector), or the Submission queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    /// A number, or `Submission`.
+    pub id: String,
+    /// The domain for DNS routing, the smart hosts, or the mailbox domain.
+    pub next_hop_domain: String,
+    /// `DnsConnectorDelivery`, `SmartHostConnectorDelivery`, `MailboxDelivery`, `Unreachable` or `Submission`.
+    pub delivery_type: String,
+    pub connector: Option<String>,
+    /// `Ready`, `Retry` or `Suspended`.
+    pub status: String,
+    pub message_count: i64,
+    pub last_error: Option<String>,
+    pub next_retry_time: Option<String>,
+    /// Connection failures in a row.
+    pub failures: i64,
+}
+
+fn queue_view(q: &db::QueueRow) -> QueueView {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let status = if q.suspended {
+        "Suspended"
+    } else if q.failures > 0 || q.next_hop == crate::routing::UNREACHABLE {
+        "Retry"
+    } else {
+        "Ready"
+    };
+    QueueView {
+        id: q.id.to_string(),
+        next_hop_domain: q.display.clone(),
+        delivery_type: q.delivery_type.clone(),
+        connector: q.connector.clone(),
+        status: status.into(),
+        message_count: q.message_count,
+        last_error: q.last_error.clone(),
+        next_retry_time: (q.next_retry > now).then(|| ts(q.next_retry)).flatten(),
+        failures: q.failures,
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    pub items: Vec<QueueView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+pub async fn list(State(s): State<AppState>) -> Result<Json<QueueList>, ApiError> {
+    let pool = s.queue.pool();
+    let mut items = vec![QueueView {
+        id: "Submission".into(),
+        next_hop_domain: "Submission".into(),
+        delivery_type: "Submission".into(),
+        connector: None,
+        status: "Ready".into(),
+        message_count: db::submission_count(pool).await.map_err(internal)?,
+        last_error: None,
+        next_retry_time: None,
+        failures: 0,
+    }];
+    items.extend(
+        db::queues(pool)
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(queue_view),
+    );
+    Ok(Json(QueueList { items }))
+}
+
+async fn find_queue(s: &AppState, id: &str) -> Result<db::QueueRow, ApiError> {
+    let n: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("queue '{id}' does not exist")))?;
+    db::queue(s.queue.pool(), n)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("queue '{id}' does not exist")))
+}
+
+#[utoipa::path(get, path = "/api/v1/queues/{id}", tag = "queues", params(("id" = String, Path)),
+    responses((status = 200, body = QueueView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    Ok(Json(queue_view(&find_queue(&s, &id).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryParams {
+    /// Route the queue's messages again (required for the Unreachable queue).
+    pub resubmit: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/queues/{id}/retry", tag = "queues", params(("id" = String, Path), RetryParams),
+    responses((status = 200, body = QueueView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn retry(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<RetryParams>,
+) -> Result<Json<QueueView>, ApiError> {
+    let q = find_queue(&s, &id).await?;
+    let pool = s.queue.pool();
+    if p.resubmit.unwrap_or(false) {
+        db::unroute(pool, None, Some(&q.next_hop))
+            .await
+            .map_err(internal)?;
+    } else if q.next_hop == crate::routing::UNREACHABLE {
+        return Err(ApiError::conflict(
+            "the Unreachable queue can only be retried with resubmit=true",
+        ));
+    } else if queue_view(&q).status != "Retry" {
+        return Err(ApiError::conflict("Retry acts only on a queue in Retry"));
+    } else {
+        db::retry_now(pool, &q.next_hop).await.map_err(internal)?;
+    }
+    s.delivery.wake();
+    Ok(Json(queue_view(&find_queue(&s, &id).await?)))
+}
+
+async fn set_suspended(
+    s: &AppState,
+    id: &str,
+    suspended: bool,
+) -> Result<Json<QueueView>, ApiError> {
+    let q = find_queue(s, id).await?;
+    db::set_queue_suspended(s.queue.pool(), &q.next_hop, suspended)
+        .await
+        .map_err(internal)?;
+    s.delivery.wake();
+    Ok(Json(queue_view(&find_queue(s, id).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/queues/{id}/suspend", tag = "queues", params(("id" = String, Path)),
+    responses((status = 200, body = QueueView)))]
+pub async fn suspend(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    set_suspended(&s, &id, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/queues/{id}/resume", tag = "queues", params(("id" = String, Path)),
+    responses((status = 200, body = QueueView)))]
+pub async fn resume(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    set_suspended(&s, &id, false).await
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientView {
+    pub address: String,
+    /// `Ready`, `Retry`, `Delivered`, `Failed`, `Bounced` (NDR sent) or `Removed`.
+    pub status: String,
+    /// The delivery queue's id, or `Submission` before routing.
+    pub queue: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub remote_host: Option<String>,
+    pub next_attempt: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: i64,
+    pub message_id: String,
+    /// Empty for the null sender.
+    pub sender: String,
+    pub received_at: String,
+    pub size: i64,
+    pub receive_connector: String,
+    pub client_ip: String,
+    /// `Ready`, `Active`, `Retry`, `Suspended`, `PendingSuspend` or `PendingRemove`.
+    pub status: String,
+    pub expiration_time: Option<String>,
+    pub recipients: Vec<RecipientView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub at: Option<String>,
+    pub queue: String,
+    pub remote_host: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDetail {
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// The header block as stored (Received and Message-ID included).
+    pub headers: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+async fn queue_ids(s: &AppState) -> Result<HashMap<String, String>, ApiError> {
+    Ok(db::queues(s.queue.pool())
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|q| (q.next_hop, q.id.to_string()))
+        .collect())
+}
+
+async fn message_view(
+    s: &AppState,
+    m: &db::StoredMessage,
+    ids: &HashMap<String, String>,
+) -> Result<MessageView, ApiError> {
+    let rcpts = db::recipients(s.queue.pool(), m.id)
+        .await
+        .map_err(internal)?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let status = match s.delivery.pending_action(m.id) {
+        Some(Pending::Suspend) => "PendingSuspend",
+        Some(Pending::Remove { .. }) => "PendingRemove",
+        None if m.suspended => "Suspended",
+        None if s.delivery.in_flight(m.id) => "Active",
+        None if rcpts.iter().any(|r| r.status == "Retry") => "Retry",
+        None => "Ready",
+    };
+    let expiry = s
+        .config
+        .snapshot()
+        .transport
+        .spec
+        .message_expiration_timeout
+        .as_secs() as i64;
+    Ok(MessageView {
+        id: m.id,
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        received_at: m.received_at.clone(),
+        size: m.size,
+        receive_connector: m.receive_connector.clone(),
+        client_ip: m.client_ip.clone(),
+        status: status.into(),
+        expiration_time: ts(m.received_unix + expiry),
+        recipients: rcpts
+            .into_iter()
+            .map(|r| RecipientView {
+                queue: match &r.next_hop {
+                    None => "Submission".into(),
+                    Some(h) => ids.get(h).cloned().unwrap_or_else(|| h.clone()),
+                },
+                next_attempt: (r.next_attempt > now).then(|| ts(r.next_attempt)).flatten(),
+                address: r.address,
+                status: r.status,
+                attempts: r.attempts,
+                last_error: r.last_error,
+                remote_host: r.remote_host,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQuery {
+    /// A queue id (or `Submission`).
+    pub queue: Option<String>,
+    /// A message status, e.g. `Retry` or `Suspended`.
+    pub status: Option<String>,
+    /// Part of the sender address.
+    pub sender: Option<String>,
+    /// Part of a recipient address.
+    pub recipient: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub items: Vec<MessageView>,
+    /// Messages matching the queue, sender and recipient filters.
+    pub total: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/messages", tag = "queues", params(MessageQuery),
+    responses((status = 200, body = MessageList)))]
+pub async fn messages(
+    State(s): State<AppState>,
+    Query(q): Query<MessageQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    let ids = queue_ids(&s).await?;
+    let queue = match q.queue.as_deref() {
+        None => None,
+        Some("Submission") => Some(String::new()),
+        Some(id) => Some(find_queue(&s, id).await?.next_hop),
+    };
+    let filter = db::MessageFilter {
+        queue,
+        sender: q.sender.clone(),
+        recipient: q.recipient.clone(),
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        offset: q.offset.unwrap_or(0).max(0),
+    };
+    let (rows, total) = db::list_messages(s.queue.pool(), &filter)
+        .await
+        .map_err(internal)?;
+    let mut items = vec![];
+    for m in &rows {
+        let v = message_view(&s, m, &ids).await?;
+        if q.status
+            .as_ref()
+            .is_none_or(|st| st.eq_ignore_ascii_case(&v.status))
+        {
+            items.push(v);
+        }
+    }
+    Ok(Json(MessageList { items, total }))
+}
+
+async fn find_message(s: &AppState, id: i64) -> Result<db::StoredMessage, ApiError> {
+    db::message(s.queue.pool(), id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("message {id} is not in the queue")))
+}
+
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "queues", params(("id" = i64, Path)),
+    responses((status = 200, body = MessageDetail), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn message(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<MessageDetail>, ApiError> {
+    let m = find_message(&s, id).await?;
+    let ids = queue_ids(&s).await?;
+    let body = db::body(s.queue.pool(), id)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .unwrap_or(body.len());
+    let attempts = db::attempts(s.queue.pool(), id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|a| AttemptView {
+            at: ts(a.at_unix),
+            queue: ids.get(&a.next_hop).cloned().unwrap_or(a.next_hop),
+            remote_host: a.remote_host,
+            outcome: a.outcome,
+            detail: a.detail,
+        })
+        .collect();
+    Ok(Json(MessageDetail {
+        message: message_view(&s, &m, &ids).await?,
+        headers: String::from_utf8_lossy(&body[..end]).into_owned(),
+        attempts,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/messages/{id}/raw", tag = "queues", params(("id" = i64, Path)),
+    responses((status = 200, content_type = "message/rfc822", body = String)))]
+pub async fn raw(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    find_message(&s, id).await?;
+    let body = db::body(s.queue.pool(), id)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], body).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/messages/{id}/suspend", tag = "queues", params(("id" = i64, Path)),
+    responses((status = 200, body = MessageView), (status = 202, body = MessageView, description = "In flight: PendingSuspend")))]
+pub async fn suspend_message(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<MessageView>), ApiError> {
+    let m = find_message(&s, id).await?;
+    let code = if s.delivery.defer_action(id, Pending::Suspend) {
+        StatusCode::ACCEPTED
+    } else {
+        db::set_message_suspended(s.queue.pool(), id, true)
+            .await
+            .map_err(internal)?;
+        StatusCode::OK
+    };
+    let m = find_message(&s, m.id).await?;
+    Ok((
+        code,
+        Json(message_view(&s, &m, &queue_ids(&s).await?).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/messages/{id}/resume", tag = "queues", params(("id" = i64, Path)),
+    responses((status = 200, body = MessageView)))]
+pub async fn resume_message(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<MessageView>, ApiError> {
+    find_message(&s, id).await?;
+    db::set_message_suspended(s.queue.pool(), id, false)
+        .await
+        .map_err(internal)?;
+    s.delivery.wake();
+    let m = find_message(&s, id).await?;
+    Ok(Json(message_view(&s, &m, &queue_ids(&s).await?).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/messages/{id}/resubmit", tag = "queues", params(("id" = i64, Path)),
+    responses((status = 200, body = MessageView)))]
+pub async fn resubmit(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<MessageView>, ApiError> {
+    find_message(&s, id).await?;
+    db::unroute(s.queue.pool(), Some(id), None)
+        .await
+        .map_err(internal)?;
+    s.delivery.wake();
+    let m = find_message(&s, id).await?;
+    Ok(Json(message_view(&s, &m, &queue_ids(&s).await?).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveParams {
+    /// Send an NDR for the recipients still pending (default true, as Exchange).
+    pub with_ndr: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/api/v1/messages/{id}", tag = "queues", params(("id" = i64, Path), RemoveParams),
+    responses((status = 204), (status = 202, description = "In flight: PendingRemove"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    Query(p): Query<RemoveParams>,
+) -> Result<StatusCode, ApiError> {
+    find_message(&s, id).await?;
+    let ndr = p.with_ndr.unwrap_or(true);
+    if s.delivery.defer_action(id, Pending::Remove { ndr }) {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    s.delivery
+        .remove(&s.config.snapshot(), id, ndr)
+        .await
+        .map_err(internal)?;
+    s.delivery.wake();
+    Ok(StatusCode::NO_CONTENT)
+}
