@@ -110,6 +110,7 @@ impl DeliveryEngine {
 
     async fn run(self: Arc<Self>) {
         let mut config = self.config.subscribe();
+        let mut previous = self.config.snapshot();
         loop {
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %format!("{e:#}"), "delivery tick failed");
@@ -123,6 +124,15 @@ impl DeliveryEngine {
                     }
                     // Rule 17: the Unreachable queue is routed again on a configuration change.
                     let _ = db::unroute(self.queue.pool(), None, Some(UNREACHABLE)).await;
+                    // A send connector that changed gets another try at once.
+                    let current = self.config.snapshot();
+                    for c in &current.send_connectors {
+                        let before = previous.send_connectors.iter().find(|p| p.id == c.id).map(|p| p.version);
+                        if before.is_some_and(|v| v != c.version) {
+                            let _ = db::retry_connector_queues(self.queue.pool(), &c.id.to_string()).await;
+                        }
+                    }
+                    previous = current;
                 }
             }
         }

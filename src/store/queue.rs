@@ -563,3 +563,19 @@ pub async fn attempts(pool: &SqlitePool, message: i64) -> anyhow::Result<Vec<Att
         .fetch_all(pool)
         .await?)
 }
+
+/// A connector changed: its queues in Retry try again now with the new settings.
+pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> anyhow::Result<()> {
+    let prefix = format!("{connector_id}|%");
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE queues SET next_retry = 0 WHERE next_hop LIKE ?")
+        .bind(&prefix)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE recipients SET next_attempt = 0 WHERE next_hop LIKE ? AND status IN ('Ready','Retry')")
+        .bind(&prefix)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

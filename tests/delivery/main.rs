@@ -1,0 +1,24 @@
+//! Delivery tests: a real Ferry routes, delivers, retries and bounces mail
+//! to real peers on 127.N.0.x — Postfix as an authenticated STARTTLS smart
+//! host, dnsmasq for MX records, a recording SMTP/LMTP peer — and the queue
+//! viewer API acts on what is queued.
+
+#[path = "../smtp/client.rs"]
+#[allow(dead_code)]
+mod client;
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../smtp/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+mod dns;
+mod setup;
+mod sink;
+
+mod bounces;
+mod mailboxes;
+mod queue_api;
+mod routing;
+mod smarthost;

@@ -1,0 +1,217 @@
+//! Smart hosts: Postfix with STARTTLS and SASL behind BasicAuthRequireTLS,
+//! a plain peer that must never see credentials, RequireTLS, failover.
+
+use crate::pki::Ca;
+use crate::setup::{env, eventually};
+use crate::sink::{Sink, SinkOptions};
+use ferry::model::Role;
+use serde_json::json;
+use std::process::Command;
+
+const POSTFIX_IP: &str = "127.77.0.11";
+const POSTFIX_BASE: &str = "/var/mail/ferry-test";
+
+fn postfix_mailbox() -> Vec<String> {
+    let dir = std::path::Path::new(POSTFIX_BASE)
+        .join("contoso.test")
+        .join("new");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn postfix_smart_host_with_starttls_and_auth() {
+    let e = env(
+        Role::Edge,
+        &["--host-record=hub01.corp.contoso.test,127.77.0.11"],
+    )
+    .await;
+    let ca = Ca::new(e.app.dir.path());
+    let (crt, key) = ca.issue(&["hub01.corp.contoso.test"]);
+    let (crt_path, key_path) = (
+        e.app.dir.path().join("hub.crt"),
+        e.app.dir.path().join("hub.key"),
+    );
+    std::fs::write(&crt_path, crt).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/postfix-smarthost.sh"
+        ))
+        .args([
+            POSTFIX_IP,
+            "2525",
+            "hub01.corp.contoso.test",
+            "contoso.test",
+            "edge01",
+            "Edge-Relay-Pass-7",
+        ])
+        .arg(&crt_path)
+        .arg(&key_path)
+        .arg(POSTFIX_BASE)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "Postfix set-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    e.app
+        .create(
+            "/api/v1/certificates",
+            json!({"source": "trustAnchor", "certificatePem": ca.cert_pem}),
+        )
+        .await;
+    e.app
+        .create("/api/v1/credentials", json!({"name": "to-hub", "kind": "SmartHost", "userName": "edge01", "password": "Edge-Relay-Pass-7"}))
+        .await;
+    e.connector(
+        json!({"name": "To Internal Org", "usage": "Internal", "addressSpaces": ["--"],
+        "smartHosts": ["hub01.corp.contoso.test"], "port": 2525,
+        "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "to-hub"}),
+    )
+    .await;
+    let subject = format!("via-postfix-{}", uuid::Uuid::new_v4().simple());
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject)
+        .await;
+    eventually(20, "Postfix stored the message", || async {
+        postfix_mailbox().iter().any(|m| m.contains(&subject))
+    })
+    .await;
+    let stored = postfix_mailbox()
+        .into_iter()
+        .find(|m| m.contains(&subject))
+        .unwrap();
+    assert!(
+        stored.contains("Delivered-To: bob@contoso.test"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("with ESMTPSA"),
+        "Postfix saw TLS and AUTH: {stored}"
+    );
+
+    // The wrong password: the queue goes to Retry with the 535, nothing is delivered.
+    e.app
+        .patch(
+            "/api/v1/credentials/to-hub",
+            json!({"password": "wrong-password"}),
+            None,
+        )
+        .await;
+    let subject2 = format!("wrong-password-{}", uuid::Uuid::new_v4().simple());
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject2)
+        .await;
+    eventually(20, "the queue is in Retry with the 535", || async {
+        e.queue("hub01.corp.contoso.test").await.is_some_and(|q| {
+            q["status"] == "Retry" && q["lastError"].as_str().unwrap_or("").contains("535")
+        })
+    })
+    .await;
+    assert!(!postfix_mailbox().iter().any(|m| m.contains(&subject2)));
+    let msgs = e.messages().await;
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(msgs[0]["status"], "Retry");
+}
+
+#[tokio::test]
+async fn credentials_are_never_sent_to_a_peer_without_starttls() {
+    let e = env(Role::Edge, &[]).await;
+    let sink = Sink::start(
+        &format!("{}:2525", e.ip(11)),
+        SinkOptions {
+            offer_auth: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    e.app.create("/api/v1/credentials", json!({"name": "to-hub", "kind": "SmartHost", "userName": "edge01", "password": "Secret-123"})).await;
+    e.connector(
+        json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [e.ip(11)], "port": 2525,
+        "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "to-hub"}),
+    )
+    .await;
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], "no-creds")
+        .await;
+    eventually(15, "the queue is in Retry", || async {
+        e.queue(&e.ip(11))
+            .await
+            .is_some_and(|q| q["status"] == "Retry")
+    })
+    .await;
+    let q = e.queue(&e.ip(11)).await.unwrap();
+    assert!(
+        q["lastError"].as_str().unwrap().contains("451 5.7.3"),
+        "{q}"
+    );
+    let commands = sink.commands();
+    assert!(
+        commands.iter().any(|c| c.starts_with("EHLO")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.to_ascii_uppercase().starts_with("AUTH")),
+        "credentials sent: {commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.contains("Secret") || c.contains("U2VjcmV0")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.starts_with("MAIL")),
+        "{commands:?}"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn require_tls_against_a_peer_without_starttls_defers() {
+    let e = env(Role::Hub, &[]).await;
+    let sink = Sink::start(&format!("{}:2525", e.ip(12)), SinkOptions::default()).await;
+    e.connector(json!({"name": "Partner", "addressSpaces": ["fabrikam.test"], "smartHosts": [e.ip(12)], "port": 2525,
+        "requireTLS": true}))
+        .await;
+    e.submit("bob@contoso.test", &["carol@fabrikam.test"], "needs-tls")
+        .await;
+    eventually(15, "deferred with the spec's error", || async {
+        e.queue(&e.ip(12)).await.is_some_and(|q| {
+            q["lastError"]
+                .as_str()
+                .unwrap_or("")
+                .contains("451 5.7.3 STARTTLS is required to send mail")
+        })
+    })
+    .await;
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn smart_host_failover_to_the_second_host() {
+    let e = env(Role::Hub, &[]).await;
+    // 127.N.0.13 listens on nothing; .14 is up.
+    let up = Sink::start(&format!("{}:2525", e.ip(14)), SinkOptions::default()).await;
+    e.connector(json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": [e.ip(13), e.ip(14)], "port": 2525})).await;
+    for i in 0..4 {
+        e.submit(
+            "bob@contoso.test",
+            &[&format!("carol{i}@fabrikam.test")],
+            &format!("failover {i}"),
+        )
+        .await;
+    }
+    eventually(15, "all delivered through the second host", || async {
+        up.messages().len() == 4
+    })
+    .await;
+    assert!(e.messages().await.is_empty());
+}
