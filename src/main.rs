@@ -68,6 +68,10 @@ struct ServeArgs {
     /// The key that encrypts secrets at rest, base64 of 32 bytes (otherwise <data-dir>/secret.key).
     #[arg(long, env = "FERRY_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
+    /// This host's address for outbound SMTP when a send connector sets no
+    /// sourceIPAddress (multi-homed hosts; several Ferrys on one machine).
+    #[arg(long, env = "FERRY_OUTBOUND_SOURCE_IP")]
+    outbound_source_ip: Option<std::net::IpAddr>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -117,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
                 default_submission_bind: a.default_submission_bind,
                 admin_token,
                 secret_key: a.secret_key,
+                outbound_source_ip: a.outbound_source_ip,
             })
             .await?;
             app.run_until_signalled().await

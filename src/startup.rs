@@ -29,6 +29,9 @@ pub struct Settings {
     pub default_submission_bind: Binding,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
+    /// This host's own address for outbound connections when a send
+    /// connector names none (a multi-homed host, or loopback test hosts).
+    pub outbound_source_ip: Option<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             default_submission_bind: "0.0.0.0:587".parse().expect("valid"),
             admin_token: None,
             secret_key: None,
+            outbound_source_ip: None,
         }
     }
 }
@@ -95,8 +99,12 @@ impl App {
         let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
         let smtp = SmtpServer::start(config.clone(), queue.clone());
         config.set_reconciler(smtp.clone());
-        let delivery =
-            DeliveryEngine::start(config.clone(), queue.clone(), settings.data_dir.clone());
+        let delivery = DeliveryEngine::start(
+            config.clone(),
+            queue.clone(),
+            settings.data_dir.clone(),
+            settings.outbound_source_ip,
+        );
         let state = AppState {
             config: config.clone(),
             smtp: smtp.clone(),

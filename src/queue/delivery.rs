@@ -49,6 +49,8 @@ pub struct DeliveryEngine {
     queue: Queue,
     dns: Dns,
     data_dir: PathBuf,
+    /// The host's own address, when a connector sets no SourceIPAddress.
+    source_ip: Option<IpAddr>,
     wake: Arc<Notify>,
     state: Mutex<State>,
 }
@@ -62,8 +64,10 @@ impl DeliveryEngine {
         config: Arc<ConfigService>,
         queue: Queue,
         data_dir: PathBuf,
+        source_ip: Option<IpAddr>,
     ) -> Arc<DeliveryEngine> {
         let engine = Arc::new(DeliveryEngine {
+            source_ip,
             wake: queue.notifier(),
             config,
             queue,
@@ -656,7 +660,7 @@ impl DeliveryEngine {
             auth_requires_tls: spec.smart_host_auth_mechanism
                 == SmartHostAuthMechanism::BasicAuthRequireTls,
             timeout: spec.connection_inactivity_timeout.duration(),
-            source_ip: spec.source_ip_address,
+            source_ip: spec.source_ip_address.or(self.source_ip),
         })
     }
 
@@ -761,7 +765,7 @@ impl DeliveryEngine {
                     auth: None,
                     auth_requires_tls: false,
                     timeout: Duration::from_secs(60),
-                    source_ip: None,
+                    source_ip: self.source_ip,
                 };
                 let mut last = String::new();
                 for ip in ips {
