@@ -34,13 +34,17 @@ pub struct TlsCache {
 
 #[derive(Debug)]
 struct Resolver {
-    default: Arc<CertifiedKey>,
+    default: (CertificateInfo, Arc<CertifiedKey>),
+    /// The other certificates, best first (CA-issued, then newest).
     others: Vec<(CertificateInfo, Arc<CertifiedKey>)>,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // The connector's certificate, unless the client asks (SNI) for a
+        // name that only another stored certificate covers.
         if let Some(sni) = hello.server_name().and_then(|n| n.parse::<Domain>().ok())
+            && !certs::covers_name(&self.default.0, &sni)
             && let Some((_, k)) = self
                 .others
                 .iter()
@@ -48,7 +52,7 @@ impl ResolvesServerCert for Resolver {
         {
             return Some(k.clone());
         }
-        Some(self.default.clone())
+        Some(self.default.1.clone())
     }
 }
 
@@ -125,13 +129,14 @@ impl TlsCache {
             return c.clone();
         }
         let built = snap.select_certificate(fqdn, pin).and_then(|(chosen, _)| {
-            let default = store.keys.get(&chosen.id)?.1.clone();
-            let others = store
+            let default = store.keys.get(&chosen.id)?.clone();
+            let mut others: Vec<(CertificateInfo, Arc<CertifiedKey>)> = store
                 .keys
                 .iter()
                 .filter(|(id, _)| **id != chosen.id)
                 .map(|(_, (i, k))| (i.clone(), k.clone()))
                 .collect();
+            others.sort_by_key(|(i, _)| (i.self_signed, std::cmp::Reverse(i.not_before)));
             let config = ServerConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))

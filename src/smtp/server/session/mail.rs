@@ -85,14 +85,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .iter()
                     .any(|a| a.spec.domain_type == DomainType::Authoritative && a.spec.covers(d))
             });
-            if authoritative && !self.has_right(R::AcceptAuthoritativeDomainSender) {
+            // An authenticated user may always send as itself; the rights
+            // below decide everything else.
+            let own = self
+                .auth_user
+                .as_ref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&sender));
+            if authoritative && !own && !self.has_right(R::AcceptAuthoritativeDomainSender) {
                 return self.reply(replies::NO_SEND_AS).await;
             }
-            // An authenticated user without Any-Sender may send only as itself.
-            if let Some(u) = &self.auth_user
+            // Without Any-Sender, an authenticated user may send only as itself.
+            if self.auth_user.is_some()
                 && self.principal != Principal::Anonymous
+                && !own
                 && !self.has_right(R::AcceptAnySender)
-                && !u.eq_ignore_ascii_case(&sender)
             {
                 return self.reply(replies::NO_SEND_AS).await;
             }
