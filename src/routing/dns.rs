@@ -128,8 +128,9 @@ impl Dns {
             return Ok(vec![ip]);
         }
         let resolver = self.resolver(servers)?;
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match resolver.lookup_ip(fqdn.as_str()).await {
+        // As given, so that a short name (a container's, say) gets the
+        // resolver's search domains.
+        match resolver.lookup_ip(host).await {
             Ok(l) => {
                 let ips: Vec<IpAddr> = l.iter().collect();
                 if ips.is_empty() {

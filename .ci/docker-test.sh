@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds Ferry's image with podman from a binary built on the host, runs it,
+# and checks it through the published ports: /healthz, the API with a token
+# from a secret file, SMTP on the default receive connector, a restart on
+# the same volume keeping configuration and queued mail, and `podman stop`
+# finishing within its timeout. Then brings up deploy/compose.yaml (Edge +
+# Hub) and sends a message through it. Containers are removed whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need=()
+for pkg in podman runc conmon catatonit netavark aardvark-dns iptables uidmap fuse-overlayfs slirp4netns \
+           containernetworking-plugins debootstrap podman-compose; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# crun fails on these hosts' hybrid cgroups and podman's default rlimits cannot be raised (TESTING.md).
+if [ ! -f /etc/containers/containers.conf ]; then
+  $SUDO mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' \
+    | $SUDO tee /etc/containers/containers.conf >/dev/null
+fi
+
+# No registry here: make debian:bookworm-slim locally when it is missing.
+if ! podman image exists docker.io/library/debian:bookworm-slim; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  rootfs=$(mktemp -d)
+  $SUDO debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
+  $SUDO rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
+    "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/info/* "$rootfs"/var/cache/apt/*.bin \
+    "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
+  $SUDO tar -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - localhost/debian:bookworm-slim >/dev/null
+  podman tag localhost/debian:bookworm-slim docker.io/library/debian:bookworm-slim
+  $SUDO rm -rf "$rootfs"
+fi
+
+echo "== build the image (prebuilt target, host binary)"
+cargo build --release --locked
+mkdir -p dist && cp target/release/ferry dist/ferry
+podman build --pull=never --format docker --target prebuilt --build-arg FERRY_BINARY=dist/ferry -t localhost/ferry:ci . >/dev/null
+size=$(podman image inspect localhost/ferry:ci --format '{{.Size}}')
+echo "image size: $((size / 1024 / 1024)) MB"
+
+run=$$
+cid=""
+vol="ferry-ci-data-$run"
+secret=$(mktemp)
+cleanup() {
+  [ -n "$cid" ] && podman rm -f "$cid" >/dev/null 2>&1 || true
+  podman volume rm -f "$vol" >/dev/null 2>&1 || true
+  rm -f "$secret"
+  (cd deploy && podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
+}
+trap cleanup EXIT
+
+TOKEN="ci-container-admin-token-0123456789"
+echo "$TOKEN" > "$secret"
+chmod 0644 "$secret"
+API=http://127.0.0.1:18580/api/v1
+api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+wait_healthy() {
+  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18580/healthz >/dev/null && return 0; sleep 0.1; done
+  podman logs "$cid" | tail -20; echo "not healthy" >&2; return 1
+}
+pass=0
+# check DESCRIPTION COMMAND...: runs the command; a failure stops the script.
+check() {
+  local what=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok: $what"; else echo "FAILED: $what" >&2; exit 1; fi
+}
+
+echo "== run the image"
+cid=$(podman run -d -p 127.0.0.1:18580:8080 -p 127.0.0.1:12625:25 \
+  -e FERRY_FQDN=mail.contoso.test -e FERRY_ADMIN_TOKEN_FILE=/run/secrets/admin-token \
+  -v "$secret":/run/secrets/admin-token:ro -v "$vol":/data localhost/ferry:ci 2>/dev/null)
+check "/healthz answers" wait_healthy
+check "runs as the unprivileged user 10001" test "$(podman exec "$cid" id -u)" = 10001
+check "the image's HEALTHCHECK passes" podman healthcheck run "$cid"
+check "an authenticated API call with the token from the secret file" test "$(api $API/server | jq -r .role)" = Edge
+check "the API refuses a request without the token" test "$(curl -s -o /dev/null -w '%{http_code}' $API/server)" = 401
+api -X POST $API/accepted-domains -d '{"domainName":"contoso.test"}' >/dev/null
+check "SMTP message accepted on the default receive connector (port 25, unprivileged)" \
+  swaks --server 127.0.0.1:12625 --from a@fabrikam.test --to bob@contoso.test --header "Subject: into the container" --silent 2
+check "the message is queued" test "$(api "$API/messages" | jq .total)" = 1
+
+echo "== stop within the timeout, start again on the same volume"
+start=$(date +%s)
+podman stop -t 10 "$cid" >/dev/null
+elapsed=$(( $(date +%s) - start ))
+check "podman stop finished in ${elapsed}s, within its 10 s timeout" test "$elapsed" -lt 10
+check "the process exited 0 on SIGTERM as PID 1 (no --init)" test "$(podman inspect "$cid" --format '{{.State.ExitCode}}')" = 0
+podman start "$cid" >/dev/null
+check "healthy again after the restart" wait_healthy
+check "configuration kept across the restart" test "$(api $API/accepted-domains | jq -r '.items[0].domainName')" = contoso.test
+check "queued mail kept across the restart" test "$(api "$API/messages" | jq .total)" = 1
+check "logs go to stdout" sh -c "podman logs $cid 2>&1 | grep -q 'Ferry API listening'"
+podman rm -f "$cid" >/dev/null
+cid=""
+
+echo "== compose: Edge + Hub"
+check "a message sent to the Edge reached the Hub's mailbox (deploy/try-compose.sh)" \
+  env FERRY_IMAGE=localhost/ferry:ci bash deploy/try-compose.sh "ferry-ci-$run"
+
+echo "$pass passed, 0 failed"
