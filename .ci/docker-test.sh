@@ -56,6 +56,7 @@ cleanup() {
   podman volume rm -f "$vol" >/dev/null 2>&1 || true
   rm -f "$secret"
   (cd deploy && podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
+  podman network rm -f "ferry-ci-${run}_backbone" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 

@@ -95,13 +95,44 @@ async fn healthz() -> Json<Health> {
     })
 }
 
+/// The dashboard's files, embedded in the binary: an appliance is often
+/// offline, so nothing is loaded from anywhere else (the CSP says so too).
+const CSP: &str =
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'";
+
 async fn index() -> impl IntoResponse {
     (
         [(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'"),
+            HeaderValue::from_static(CSP),
         )],
         Html(include_str!("../../web/index.html")),
+    )
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        include_str!("../../web/app.js"),
+    )
+}
+
+async fn app_css() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        include_str!("../../web/app.css"),
     )
 }
 
@@ -204,6 +235,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()))
         .merge(api)
         .fallback(not_found)

@@ -37,6 +37,12 @@ impl Dns {
         opts.attempts = 2;
         // Delivery wants fresh answers; the cache would hide test and admin changes.
         opts.cache_size = 0;
+        // Ask the servers one at a time, in the order configured, as the C
+        // library does: the first (e.g. a container network's own DNS) knows
+        // local names that a later, upstream one would answer NXDOMAIN for.
+        opts.num_concurrent_reqs = 1;
+        opts.server_ordering_strategy =
+            hickory_resolver::config::ServerOrderingStrategy::UserProvidedOrder;
         let resolver = if servers.is_empty() {
             let mut b = hickory_resolver::Resolver::builder_tokio()
                 .map_err(|e| DnsError::Transient(format!("451 4.4.0 DNS configuration: {e}")))?;

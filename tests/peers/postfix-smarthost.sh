@@ -35,7 +35,8 @@ postconf -e "compatibility_level = 3.6" "myhostname = $HOST" "mydestination =" \
   "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination" \
   "maillog_file = /var/log/postfix-ferry-test.log" "smtpd_client_connection_count_limit = 0"
 postconf -MX smtp/inet 2>/dev/null || true
-for svc in $(postconf -M | awk '$2 == "inet" && $1 ~ /:[0-9]+$/ {print $1}'); do postconf -MX "$svc/inet"; done
+# Only our listener: drop every other inet service (e.g. the benchmark's).
+for svc in $(postconf -M | awk '$2 == "inet" {print $1}'); do postconf -MX "$svc/inet"; done
 postconf -M "$IP:$PORT/inet=$IP:$PORT inet n - n - - smtpd"
 newaliases 2>/dev/null || true
 postfix start >/dev/null 2>&1

@@ -1,0 +1,238 @@
+// Browser tests of the dashboard: a real `ferry` (Hub role) on 127.81.0.1,
+// driven in Debian's headless Chromium by playwright-core. Every request the
+// page makes is recorded; one that leaves loopback fails the run. Screenshots
+// of every page at 1280×800 and 390×844 go to target/screenshots/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const NET = "127.81.0";
+const BASE = `http://${NET}.1:8090`;
+const TOKEN = "dashboard-test-token-0123456789";
+const ROOT = new URL("../../", import.meta.url).pathname;
+const FERRY = process.env.FERRY_BIN || join(ROOT, "target/debug/ferry");
+const SHOTS = process.env.SCREENSHOT_DIR || join(ROOT, "target/screenshots");
+const work = mkdtempSync(join(tmpdir(), "ferry-dashboard-"));
+const data = join(work, "data");
+
+let ferry, browser, page;
+const requests = [];
+const state = {};
+
+async function api(method, path, body) {
+  const r = await fetch(`${BASE}/api/v1${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, data: text ? JSON.parse(text) : null };
+}
+
+// A raw SMTP exchange: sends `lines` after the banner, returns everything read.
+function smtp(host, port, lines, from) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port, localAddress: from });
+    let out = "";
+    let sent = false;
+    sock.setEncoding("utf8");
+    sock.setTimeout(10000, () => { sock.destroy(); reject(new Error(`SMTP timeout; got ${out}`)); });
+    sock.on("data", (d) => {
+      out += d;
+      if (!sent && out.includes("\r\n")) { sent = true; sock.write(lines.join("\r\n") + "\r\n"); }
+      if (out.includes("221 ")) sock.end();
+    });
+    sock.on("end", () => resolve(out));
+    sock.on("error", reject);
+  });
+}
+
+async function eventually(check, what, secs = 15) {
+  const end = Date.now() + secs * 1000;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function go(hash) {
+  await page.goto(`${BASE}/${hash}`);
+  await page.waitForSelector("main h1");
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  ferry = spawn(FERRY, ["serve", "--data-dir", data, "--role", "hub", "--fqdn", "hub01.contoso.test",
+    "--api-listen", `${NET}.1:8090`, "--default-smtp-bind", `${NET}.1:2525`, "--default-submission-bind", `${NET}.1:2587`],
+  { env: { ...process.env, FERRY_ADMIN_TOKEN: TOKEN, FERRY_LOG: "warn" }, stdio: "ignore" });
+  await eventually(async () => (await fetch(`${BASE}/healthz`).catch(() => null))?.ok, "ferry to start");
+  // A mailbox domain for NDRs, and a relay connector for the test client.
+  await api("POST", "/accepted-domains", { domainName: "contoso.test", mailboxDelivery: { type: "Maildir" } });
+  await api("POST", "/receive-connectors", { name: "Test client", usage: "Custom", bindings: [`${NET}.1:2626`], remoteIpRanges: [`${NET}.30`],
+    permissionGroups: ["AnonymousUsers"], tarpitInterval: "00:00:00",
+    extendedRights: [{ principal: "Anonymous", right: "ms-Exch-SMTP-Accept-Any-Recipient" }] });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.on("request", (r) => requests.push(r.url()));
+  page = await context.newPage();
+  page.on("dialog", (d) => d.accept());
+});
+
+after(async () => {
+  await browser?.close();
+  ferry?.kill();
+});
+
+test("sign in with the admin token", async () => {
+  await page.goto(`${BASE}/`);
+  await page.getByLabel("Admin token").fill("not-the-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("That token is not accepted.").waitFor();
+  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.locator("dd", { hasText: "hub01.contoso.test" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("ferry-token")), TOKEN, "kept for the browser session only");
+});
+
+test("create a receive connector through the form, then get its banner over SMTP", async () => {
+  await go("#/receive-connectors");
+  const form = page.getByRole("form", { name: "New receive connector" });
+  await form.getByLabel("Name", { exact: true }).fill("From the dashboard");
+  await form.getByLabel("Usage").selectOption("Custom");
+  await form.getByLabel("Bindings").fill(`${NET}.5:2600`);
+  await form.getByLabel("Remote Ip Ranges").fill("0.0.0.0/0");
+  await form.getByLabel("Permission Groups").fill("AnonymousUsers");
+  await form.getByLabel("Fqdn").fill("dash.contoso.test");
+  await form.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: /From the dashboard/ }).waitFor();
+  state.connectorPage = new URL(page.url()).hash;
+  const reply = await smtp(`${NET}.5`, 2600, ["QUIT"], `${NET}.40`);
+  assert.match(reply, /^220 dash\.contoso\.test /);
+});
+
+test("a validation problem is shown next to the field at fault", async () => {
+  await go("#/receive-connectors");
+  const form = page.getByRole("form", { name: "New receive connector" });
+  await form.getByLabel("Name", { exact: true }).fill("Broken");
+  await form.getByLabel("Bindings").fill(`${NET}.6:2601`);
+  await form.getByLabel("Remote Ip Ranges").fill("10.0.0.300");
+  await form.getByRole("button", { name: "Create" }).click();
+  const err = page.locator("#err-remoteIpRanges");
+  await err.waitFor();
+  await eventually(async () => (await err.textContent()).includes("remoteIpRanges[0]"), "the field error");
+  assert.match(await err.textContent(), /10\.0\.0\.300/);
+  assert.ok(await page.locator('[data-field="remoteIpRanges"]').evaluate((el) => el.classList.contains("invalid")));
+});
+
+test("an edit made elsewhere meanwhile is reported, never overwritten", async () => {
+  await go(state.connectorPage);
+  const id = state.connectorPage.split("/").pop();
+  const other = await api("PATCH", `/receive-connectors/${id}`, { maxHopCount: 42 });
+  assert.equal(other.status, 200);
+  await page.getByLabel("Max Recipients Per Message").fill("300");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Someone else changed this object").waitFor();
+  const now = await api("GET", `/receive-connectors/${id}`);
+  assert.equal(now.data.maxHopCount, 42);
+  assert.equal(now.data.maxRecipientsPerMessage, 200);
+});
+
+test("import a certificate and see its names and expiry", async () => {
+  const key = join(work, "dash.key");
+  const crt = join(work, "dash.crt");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "20", "-subj", "/CN=dash.contoso.test",
+    "-addext", "subjectAltName=DNS:dash.contoso.test,DNS:www.dash.contoso.test", "-keyout", key, "-out", crt], { stdio: "ignore" });
+  await go("#/certificates");
+  const form = page.getByRole("form", { name: "Import a certificate" });
+  await form.getByLabel("Certificate Pem").fill(readFileSync(crt, "utf8"));
+  await form.getByLabel("Private Key Pem").fill(readFileSync(key, "utf8"));
+  await form.getByRole("button", { name: "Add" }).click();
+  const row = page.locator("tr", { hasText: "CN=dash.contoso.test" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /dash\.contoso\.test, www\.dash\.contoso\.test/);
+  assert.match(await row.textContent(), /expires soon/, "a 20-day certificate is flagged");
+});
+
+test("suspend and resume a queue that holds a message, and remove a message with an NDR", async () => {
+  const reply = await smtp(`${NET}.1`, 2626, ["EHLO client", "MAIL FROM:<bob@contoso.test>", "RCPT TO:<carol@fabrikam.test>", "DATA",
+    "Subject: held\r\n\r\nwaiting\r\n.", "QUIT"], `${NET}.30`);
+  assert.match(reply, /250 2\.6\.0/);
+  await eventually(async () => (await api("GET", "/queues")).data.items.some((q) => q.deliveryType === "Unreachable" && q.messageCount === 1), "the message in Unreachable");
+  await go("#/queues");
+  const row = page.locator("tr", { hasText: "Unreachable" }).first();
+  await row.getByRole("button", { name: "Suspend" }).click();
+  await page.locator("tr", { hasText: "Unreachable" }).first().getByText("Suspended").waitFor();
+  assert.equal((await api("GET", "/queues")).data.items.find((q) => q.deliveryType === "Unreachable").status, "Suspended");
+  await page.locator("tr", { hasText: "Unreachable" }).first().getByRole("button", { name: "Resume" }).click();
+  await page.locator("tr", { hasText: "Unreachable" }).first().getByRole("button", { name: "Suspend" }).waitFor();
+  const id = (await api("GET", "/messages")).data.items[0].id;
+  await go(`#/messages/${id}`);
+  state.messagePage = `#/messages/${id}`;
+  await page.screenshot({ path: join(SHOTS, "message-desktop.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(SHOTS, "message-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  assert.ok(await page.getByText("carol@fabrikam.test").first().isVisible());
+  await page.getByRole("button", { name: "Remove with NDR" }).click();
+  await page.getByRole("heading", { name: "Queues" }).waitFor();
+  const mailbox = join(data, "mailboxes/contoso.test/bob/Maildir/new");
+  await eventually(() => existsSync(mailbox) && readdirSync(mailbox).length === 1, "the NDR in Bob's mailbox");
+  const ndr = readFileSync(join(mailbox, readdirSync(mailbox)[0]), "utf8");
+  assert.match(ndr, /Subject: Undeliverable: held/);
+  assert.equal((await api("GET", "/messages")).data.total, 0);
+});
+
+test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
+  const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
+    "#/credentials", "#/certificates", "#/transport-settings", "#/queues"];
+  for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
+    await page.setViewportSize(viewport);
+    for (const hash of pages) {
+      await go(hash);
+      const name = hash.replace(/^#\//, "").replace(/\/.*/, "-detail");
+      await page.screenshot({ path: join(SHOTS, `${name}-${size}.png`), fullPage: true });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${hash} overflows the ${size} viewport by ${overflow}px`);
+      const unlabelled = await page.evaluate(() => [...document.querySelectorAll("main input, main select, main textarea")]
+        .filter((el) => !el.labels || el.labels.length === 0).map((el) => el.id || el.name));
+      assert.deepEqual(unlabelled, [], `${hash} has unlabelled inputs`);
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // Keyboard: Tab reaches the navigation and the first form field.
+  await go("#/accepted-domains");
+  const focused = [];
+  for (let i = 0; i < 15; i++) {
+    await page.keyboard.press("Tab");
+    focused.push(await page.evaluate(() => document.activeElement?.textContent?.trim() || document.activeElement?.id));
+  }
+  assert.ok(focused.includes("Receive connectors"), `Tab order: ${focused}`);
+  // Sign out, and the sign-in page.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
+    await page.setViewportSize(viewport);
+    await page.screenshot({ path: join(SHOTS, `sign-in-${size}.png`), fullPage: true });
+  }
+});
+
+test("no request left loopback", () => {
+  assert.ok(requests.length > 10);
+  const outside = requests.filter((u) => {
+    if (u.startsWith("data:") || u.startsWith("blob:")) return false;
+    const host = new URL(u).hostname;
+    return !(host.startsWith("127.") || host === "localhost" || host === "[::1]");
+  });
+  assert.deepEqual(outside, []);
+});

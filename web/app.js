@@ -1,0 +1,441 @@
+// Ferry's dashboard: a small single-page console over the same REST API
+// that curl uses. Forms are built from the API's own OpenAPI schema, so every
+// parameter a connector has can be edited here, and every validation problem
+// the API reports is shown next to the field it names. No asset comes from
+// outside the appliance.
+
+const API = "/api/v1";
+const main = document.getElementById("main");
+let schema = null;
+
+// ----- helpers ---------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+function token() { return sessionStorage.getItem("ferry-token"); }
+
+async function api(method, path, body, ifMatch) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (body !== undefined) headers["Content-Type"] = method === "PATCH" ? "application/merge-patch+json" : "application/json";
+  if (ifMatch) headers["If-Match"] = ifMatch;
+  const r = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status === 401) { signOut(); throw new Error("signed out"); }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  return { ok: r.ok, status: r.status, data, etag: r.headers.get("ETag") };
+}
+
+function banner(kind, text) { return h("div", { class: `banner ${kind}`, role: kind === "bad" ? "alert" : "status" }, text); }
+
+function page(title, ...content) {
+  main.replaceChildren(h("h1", { text: title }), ...content);
+  main.focus();
+}
+
+function tag(text) { return h("span", { class: `tag ${text}` }, text); }
+
+function fmtDate(s) { return s ? new Date(s).toLocaleString() : ""; }
+
+// ----- schema-driven forms -------------------------------------------------------
+
+async function loadSchema() {
+  if (!schema) schema = await (await fetch(API + "/openapi.json")).json();
+  return schema;
+}
+
+function resolve(s) {
+  while (s && s.$ref) s = schema.components.schemas[s.$ref.split("/").pop()];
+  if (s && s.oneOf && s.oneOf.length === 2 && s.oneOf.some((x) => x.type === "null")) return resolve(s.oneOf.find((x) => x.type !== "null"));
+  return s || {};
+}
+
+function typeOf(s) { const t = s.type; return Array.isArray(t) ? t.find((x) => x !== "null") : t; }
+
+// How a property is edited: checkbox, select, number, list (one per line), json, or text.
+function kindOf(prop) {
+  const s = resolve(prop);
+  if (s.oneOf) return "json-or-limit";
+  if (s.enum) return "enum";
+  const t = typeOf(s);
+  if (t === "boolean") return "bool";
+  if (t === "integer") return "int";
+  if (t === "array") {
+    const it = resolve(s.items || {});
+    return it.type === "object" || it.properties ? "json" : (it.enum ? "list-enum" : "list");
+  }
+  if (t === "object" || s.properties) return "json";
+  return "text";
+}
+
+function toInput(kind, value) {
+  if (value === null || value === undefined) return "";
+  if (kind === "list" || kind === "list-enum") return value.join("\n");
+  if (kind === "json") return JSON.stringify(value, null, 1);
+  return String(value);
+}
+
+function fromInput(kind, el) {
+  if (kind === "bool") return el.checked;
+  const v = el.value.trim();
+  if (kind === "list" || kind === "list-enum") return v ? v.split(/\n+/).map((x) => x.trim()).filter(Boolean) : [];
+  if (v === "") return null;
+  if (kind === "int") return Number(v);
+  if (kind === "json") return JSON.parse(v);
+  if (kind === "json-or-limit") return /^\d+$/.test(v) ? Number(v) : v;
+  return v;
+}
+
+const label = (name) => name.replace(/([A-Z]+)/g, " $1").replace(/^./, (c) => c.toUpperCase()).replace("I P", "IP").trim();
+
+// A form for `schemaName`'s properties. `values` fills it; `only` limits the fields.
+function buildForm(schemaName, values, { only, skip = [], extra = [] } = {}) {
+  const s = resolve({ $ref: `#/components/schemas/${schemaName}` });
+  const fields = {};
+  const grid = h("div", { class: "form" });
+  const names = only || Object.keys(s.properties || {});
+  for (const name of [...names, ...extra.map((e) => e.name)]) {
+    if (skip.includes(name)) continue;
+    const prop = (s.properties || {})[name] || extra.find((e) => e.name === name)?.schema || { type: "string" };
+    const kind = kindOf(prop);
+    const id = `f-${name}`;
+    let input;
+    if (kind === "bool") input = h("input", { type: "checkbox", id, checked: !!values[name] });
+    else if (kind === "enum") {
+      const r = resolve(prop);
+      input = h("select", { id }, r.enum.map((o) => h("option", { value: o, selected: values[name] === o }, o)));
+    } else if (["list", "list-enum", "json"].includes(kind)) input = h("textarea", { id, rows: 3 });
+    else input = h("input", { id, type: name.toLowerCase().includes("password") ? "password" : kind === "int" ? "number" : "text", autocomplete: "off" });
+    if (input.tagName !== "SELECT" && kind !== "bool") input.value = toInput(kind, values[name]);
+    const desc = prop.description || resolve(prop).description;
+    const field = h("div", { class: `field${kind === "bool" ? " check" : ""}`, "data-field": name },
+      kind === "bool" ? [input, h("label", { for: id }, label(name))] : [h("label", { for: id }, label(name)), input],
+      desc ? h("span", { class: "hint" }, desc.split("\n")[0]) : null,
+      h("span", { class: "error", id: `err-${name}`, role: "alert" }));
+    fields[name] = { kind, input, initial: values[name] };
+    grid.append(field);
+  }
+  return { element: grid, fields };
+}
+
+function formValues(form, { changedOnly = false } = {}) {
+  const out = {};
+  for (const [name, f] of Object.entries(form.fields)) {
+    let v;
+    try { v = fromInput(f.kind, f.input); } catch { throw { field: name, message: "is not valid JSON" }; }
+    if (changedOnly && JSON.stringify(v) === JSON.stringify(f.initial ?? (f.kind === "list" ? [] : null))) continue;
+    if (!changedOnly && (v === null || (Array.isArray(v) && v.length === 0 && f.initial === undefined))) continue;
+    out[name] = v;
+  }
+  return out;
+}
+
+// Shows an API problem: next to each field it names, and as a banner.
+function showProblem(container, form, problem, status) {
+  container.querySelectorAll(".field.invalid").forEach((f) => f.classList.remove("invalid"));
+  container.querySelectorAll(".error").forEach((e) => (e.textContent = ""));
+  const note = container.querySelector(".note");
+  let detail = problem && problem.detail ? problem.detail : `HTTP ${status}`;
+  if (status === 412) detail = "Someone else changed this object since you opened it. Reload to see their change; nothing was overwritten.";
+  note.replaceChildren(banner("bad", detail));
+  for (const e of (problem && problem.errors) || []) {
+    const base = e.field.split(/[.[]/)[0];
+    const el = container.querySelector(`#err-${CSS.escape(base)}`);
+    if (el) { el.textContent = `${e.field}: ${e.message}`; el.closest(".field").classList.add("invalid"); }
+  }
+  const first = container.querySelector(".field.invalid input, .field.invalid textarea, .field.invalid select");
+  if (first) first.focus();
+}
+
+// ----- generic resource pages ------------------------------------------------------
+
+const RESOURCES = {
+  "receive-connectors": { title: "Receive connectors", schema: "ReceiveConnector", create: ["name", "usage", "bindings", "remoteIpRanges", "authMechanism", "permissionGroups", "fqdn"],
+    columns: (c) => [c.name, c.usage, c.bindings.join(", "), c.remoteIpRanges.join(", "), c.enabled ? "yes" : "no", h("span", {}, (c.listeners || []).map((l) => tag(l.state)))],
+    heads: ["Name", "Usage", "Bindings", "Remote ranges", "Enabled", "Listeners"] },
+  "send-connectors": { title: "Send connectors", schema: "SendConnector", create: ["name", "usage", "addressSpaces", "smartHosts", "port", "smartHostAuthMechanism", "authenticationCredential"],
+    columns: (c) => [c.name, c.usage, c.addressSpaces.join(", "), c.dnsRoutingEnabled ? "DNS" : c.smartHosts.join(", "), c.enabled ? "yes" : "no"],
+    heads: ["Name", "Usage", "Address spaces", "Next hop", "Enabled"] },
+  "accepted-domains": { title: "Accepted domains", schema: "AcceptedDomain", create: ["domainName", "domainType", "name", "mailboxDelivery"],
+    columns: (d) => [d.name, d.domainName, d.domainType, d.default ? "default" : ""], heads: ["Name", "Domain", "Type", ""] },
+  credentials: { title: "Credentials", schema: "Credential", create: ["kind", "name", "userName", "principal"], password: true,
+    columns: (c) => [c.name, c.kind, c.userName, c.principal || ""], heads: ["Name", "Kind", "User name", "Principal"] },
+};
+
+async function listPage(kind) {
+  const R = RESOURCES[kind];
+  await loadSchema();
+  const r = await api("GET", `/${kind}`);
+  const rows = r.data.items.map((o) => h("tr", {}, R.columns(o).map((c, i) => h("td", { "data-label": R.heads[i] }, c)),
+    h("td", {}, h("a", { href: `#/${kind}/${o.id}`, class: "button secondary", "aria-label": `Edit ${o.name}` }, "Edit"))));
+  const table = h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, R.heads.map((x) => h("th", {}, x)), h("th", {}, ""))), h("tbody", {}, rows));
+  const extra = R.password ? [{ name: "password", schema: { type: "string", description: "Write-only; never shown again." } }] : [];
+  const form = buildForm(R.schema, {}, { only: R.create, extra });
+  const card = h("form", { class: "card", "aria-label": `New ${R.title.toLowerCase().replace(/s$/, "")}` }, h("h2", {}, "Create"), h("div", { class: "note" }), form.element,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Create")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    let body;
+    try { body = formValues(form); } catch (e) { return showProblem(card, form, { detail: "Invalid input", errors: [e] }, 0); }
+    const res = await api("POST", `/${kind}`, body);
+    if (!res.ok) return showProblem(card, form, res.data, res.status);
+    location.hash = `#/${kind}/${res.data.id}`;
+  });
+  page(R.title, h("div", { class: "card" }, r.data.items.length ? table : h("p", { class: "muted" }, "None yet.")), card);
+}
+
+async function editPage(kind, id) {
+  const R = RESOURCES[kind];
+  await loadSchema();
+  const r = await api("GET", `/${kind}/${id}`);
+  if (!r.ok) return page(R.title, banner("bad", r.data?.detail || "Not found"));
+  const obj = r.data;
+  const extra = R.password ? [{ name: "password", schema: { type: "string", description: "Type a new password to rotate it; it is never shown." } }] : [];
+  const form = buildForm(R.schema, obj, { skip: [], extra });
+  let etag = r.etag;
+  const card = h("form", { class: "card", "aria-label": `Edit ${obj.name}` }, h("div", { class: "note" }), form.element,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Save"),
+      h("button", { type: "button", class: "danger", onclick: async () => {
+        if (!confirm(`Delete ${obj.name}?`)) return;
+        const d = await api("DELETE", `/${kind}/${id}`, undefined, etag);
+        if (!d.ok) return showProblem(card, form, d.data, d.status);
+        location.hash = `#/${kind}`;
+      } }, "Delete"),
+      h("a", { href: `#/${kind}`, class: "button secondary" }, "Back")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    let patch;
+    try { patch = formValues(form, { changedOnly: true }); } catch (e) { return showProblem(card, form, { detail: "Invalid input", errors: [e] }, 0); }
+    if (patch.password === null) delete patch.password;
+    const res = await api("PATCH", `/${kind}/${id}`, patch, etag);
+    if (!res.ok) return showProblem(card, form, res.data, res.status);
+    etag = res.etag;
+    for (const [n, f] of Object.entries(form.fields)) f.initial = n === "password" ? undefined : res.data[n];
+    if (form.fields.password) form.fields.password.input.value = "";
+    card.querySelector(".note").replaceChildren(banner("good", `Saved (version ${res.data.version}).`));
+  });
+  const info = [];
+  if (obj.effectiveRights) info.push(h("div", { class: "card" }, h("h2", {}, "Effective rights"),
+    h("dl", { class: "kv" }, Object.entries(obj.effectiveRights).map(([p, rights]) => [h("dt", {}, p), h("dd", {}, rights.join(", "))]))));
+  if (obj.listeners) info.push(h("div", { class: "card" }, h("h2", {}, "Listeners"),
+    h("ul", {}, obj.listeners.map((l) => h("li", {}, `${l.binding} `, tag(l.state), l.error ? ` ${l.error}` : "")))));
+  if (obj.warnings && obj.warnings.length) info.push(...obj.warnings.map((w) => banner("bad", w)));
+  page(`${R.title.replace(/s$/, "")}: ${obj.name}`, ...info, card);
+}
+
+// ----- certificates --------------------------------------------------------------------
+
+async function certificatesPage() {
+  const r = await api("GET", "/certificates");
+  const soon = Date.now() + 30 * 86400e3;
+  const rows = r.data.items.map((c) => h("tr", {},
+    h("td", { "data-label": "Subject" }, c.subject, c.friendlyName ? h("div", { class: "muted" }, c.friendlyName) : null),
+    h("td", { "data-label": "Kind" }, c.kind),
+    h("td", { "data-label": "Names" }, c.subjectAlternativeNames.join(", ")),
+    h("td", { "data-label": "Expires" }, fmtDate(c.notAfter), new Date(c.notAfter) < soon ? h("div", { class: "error" }, "expires soon") : null),
+    h("td", { "data-label": "Used by" }, c.usedBy.map((u) => `${u.connector} (${u.how})`).join(", ")),
+    h("td", {}, h("button", { type: "button", class: "danger", "aria-label": `Delete ${c.subject}`, onclick: async () => {
+      if (!confirm(`Delete ${c.subject}?`)) return;
+      const d = await api("DELETE", `/certificates/${c.id}`);
+      if (!d.ok) return alert(d.data.detail);
+      route();
+    } }, "Delete"))));
+  const table = h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Subject", "Kind", "Names", "Expires", "Used by", ""].map((x) => h("th", {}, x)))), h("tbody", {}, rows));
+  const add = (title, source, fieldsSpec) => {
+    const form = { fields: {} };
+    const grid = h("div", { class: "form" });
+    for (const [name, kind, hint] of fieldsSpec) {
+      const id = `f-${source}-${name}`;
+      const input = kind === "pem" ? h("textarea", { id, rows: 5 }) : h("input", { id, type: "text", autocomplete: "off" });
+      grid.append(h("div", { class: "field", "data-field": name }, h("label", { for: id }, label(name)), input, hint ? h("span", { class: "hint" }, hint) : null,
+        h("span", { class: "error", id: `err-${name}`, role: "alert" })));
+      form.fields[name] = { kind: kind === "list" ? "list" : "text", input };
+    }
+    const card = h("form", { class: "card", "aria-label": title }, h("h2", {}, title), h("div", { class: "note" }), grid, h("div", { class: "actions" }, h("button", { type: "submit" }, "Add")));
+    card.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = { source, ...formValues(form) };
+      const res = await api("POST", "/certificates", body);
+      if (!res.ok) return showProblem(card, form, res.data, res.status);
+      route();
+    });
+    return card;
+  };
+  page("Certificates", h("div", { class: "card" }, table),
+    add("Import a certificate", "import", [["certificatePem", "pem", "PEM chain, end-entity first"], ["privateKeyPem", "pem", "Never shown again"], ["friendlyName", "text"]]),
+    add("Generate a self-signed certificate", "selfSigned", [["subjectNames", "list", "One DNS name per line"], ["friendlyName", "text"]]),
+    add("Add a trust anchor", "trustAnchor", [["certificatePem", "pem", "A peer's or CA's certificate"], ["friendlyName", "text"]]));
+}
+
+// ----- transport settings ----------------------------------------------------------------
+
+async function settingsPage() {
+  await loadSchema();
+  const r = await api("GET", "/transport-settings");
+  const form = buildForm("TransportSettings", r.data);
+  let etag = r.etag;
+  const card = h("form", { class: "card", "aria-label": "Transport settings" }, h("div", { class: "note" }), form.element, h("div", { class: "actions" }, h("button", { type: "submit" }, "Save")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await api("PATCH", "/transport-settings", formValues(form, { changedOnly: true }), etag);
+    if (!res.ok) return showProblem(card, form, res.data, res.status);
+    etag = res.etag;
+    for (const [n, f] of Object.entries(form.fields)) f.initial = res.data[n];
+    card.querySelector(".note").replaceChildren(banner("good", `Saved (version ${res.data.version}).`));
+  });
+  page("Transport settings", h("p", { class: "muted" }, `${r.data.role} server ${r.data.serverName}; postmaster ${r.data.effectivePostmasterAddress}`), card);
+}
+
+// ----- queues and messages --------------------------------------------------------------
+
+async function queuesPage() {
+  const q = await api("GET", "/queues");
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const m = await api("GET", `/messages?${params}`);
+  const act = (path) => async () => { const r = await api("POST", path, {}); if (!r.ok) alert(r.data.detail); route(); };
+  const qrows = q.data.items.map((x) => h("tr", {},
+    h("td", { "data-label": "Next hop" }, x.nextHopDomain), h("td", { "data-label": "Type" }, x.deliveryType), h("td", { "data-label": "Status" }, tag(x.status)),
+    h("td", { "data-label": "Messages" }, String(x.messageCount)), h("td", { "data-label": "Last error" }, x.lastError || ""),
+    h("td", {}, x.id === "Submission" ? "" : [
+      h("a", { href: `#/queues?queue=${x.id}`, class: "button secondary" }, "Messages"), " ",
+      h("button", { type: "button", class: "secondary", onclick: act(`/queues/${x.id}/retry${x.deliveryType === "Unreachable" ? "?resubmit=true" : ""}`) }, "Retry"), " ",
+      x.status === "Suspended" ? h("button", { type: "button", onclick: act(`/queues/${x.id}/resume`) }, "Resume")
+        : h("button", { type: "button", class: "secondary", onclick: act(`/queues/${x.id}/suspend`) }, "Suspend")])));
+  const filter = h("form", { class: "card form", "aria-label": "Filter messages" },
+    ["queue", "status", "sender", "recipient"].map((n) => h("div", { class: "field" }, h("label", { for: `q-${n}` }, label(n)), h("input", { id: `q-${n}`, name: n, value: params.get(n) || "" }))),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Filter")));
+  filter.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    for (const el of filter.querySelectorAll("input")) if (el.value) p.set(el.name, el.value);
+    location.hash = `#/queues?${p}`;
+  });
+  const mrows = (m.data.items || []).map((x) => h("tr", {},
+    h("td", { "data-label": "Id" }, h("a", { href: `#/messages/${x.id}` }, String(x.id))), h("td", { "data-label": "From" }, x.sender || "<>"),
+    h("td", { "data-label": "To" }, x.recipients.map((r) => r.address).join(", ")), h("td", { "data-label": "Status" }, tag(x.status)),
+    h("td", { "data-label": "Received" }, fmtDate(x.receivedAt))));
+  page("Queues",
+    h("div", { class: "card" }, h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Next hop", "Type", "Status", "Messages", "Last error", ""].map((x) => h("th", {}, x)))), h("tbody", {}, qrows))),
+    h("h2", {}, `Messages (${m.data.total ?? 0})`), filter,
+    h("div", { class: "card" }, mrows.length ? h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Id", "From", "To", "Status", "Received"].map((x) => h("th", {}, x)))), h("tbody", {}, mrows)) : h("p", { class: "muted" }, "No messages.")));
+}
+
+async function messagePage(id) {
+  const r = await api("GET", `/messages/${id}`);
+  if (!r.ok) return page(`Message ${id}`, banner("bad", r.data.detail), h("a", { href: "#/queues", class: "button secondary" }, "Back"));
+  const m = r.data;
+  const act = (method, path, after) => async () => {
+    const res = await api(method, path, method === "POST" ? {} : undefined);
+    if (!res.ok) return alert(res.data.detail);
+    after ? (location.hash = after) : route();
+  };
+  page(`Message ${m.id}`,
+    h("div", { class: "card" }, h("dl", { class: "kv" },
+      [["Message-ID", m.messageId], ["From", m.sender || "<>"], ["Status", m.status], ["Received", fmtDate(m.receivedAt)], ["Expires", fmtDate(m.expirationTime)],
+        ["Size", `${m.size} bytes`], ["Receive connector", m.receiveConnector], ["Client", m.clientIp]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+      h("div", { class: "actions" },
+        m.status === "Suspended" ? h("button", { type: "button", onclick: act("POST", `/messages/${id}/resume`) }, "Resume")
+          : h("button", { type: "button", class: "secondary", onclick: act("POST", `/messages/${id}/suspend`) }, "Suspend"),
+        h("button", { type: "button", class: "secondary", onclick: act("POST", `/messages/${id}/resubmit`) }, "Resubmit"),
+        h("button", { type: "button", class: "danger", onclick: () => confirm("Remove this message and send an NDR?") && act("DELETE", `/messages/${id}?withNdr=true`, "#/queues")() }, "Remove with NDR"),
+        h("button", { type: "button", class: "danger", onclick: () => confirm("Remove this message silently?") && act("DELETE", `/messages/${id}?withNdr=false`, "#/queues")() }, "Remove without NDR"),
+        h("a", { href: `${API}/messages/${id}/raw`, class: "button secondary", onclick: async (ev) => {
+          ev.preventDefault();
+          const raw = await fetch(`${API}/messages/${id}/raw`, { headers: { Authorization: `Bearer ${token()}` } });
+          const url = URL.createObjectURL(await raw.blob());
+          h("a", { href: url, download: `message-${id}.eml` }).click();
+        } }, "Download"),
+        h("a", { href: "#/queues", class: "button secondary" }, "Back"))),
+    h("h2", {}, "Recipients"),
+    h("div", { class: "card" }, h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Address", "Status", "Queue", "Attempts", "Last error"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, m.recipients.map((x) => h("tr", {}, h("td", { "data-label": "Address" }, x.address), h("td", { "data-label": "Status" }, tag(x.status)),
+        h("td", { "data-label": "Queue" }, x.queue), h("td", { "data-label": "Attempts" }, String(x.attempts)), h("td", { "data-label": "Last error" }, x.lastError || "")))))),
+    h("h2", {}, "Attempts"),
+    h("div", { class: "card" }, m.attempts.length ? h("ul", {}, m.attempts.map((a) => h("li", {}, `${fmtDate(a.at)} ${a.outcome} ${a.remoteHost || ""} ${a.detail || ""}`))) : h("p", { class: "muted" }, "None yet.")),
+    h("h2", {}, "Headers"), h("pre", { class: "card" }, m.headers));
+}
+
+// ----- overview --------------------------------------------------------------------------
+
+async function overviewPage() {
+  const [server, rcs, queues, certs] = await Promise.all([api("GET", "/server"), api("GET", "/receive-connectors"), api("GET", "/queues"), api("GET", "/certificates")]);
+  const s = server.data;
+  const byStatus = {};
+  for (const q of queues.data.items) byStatus[q.status] = (byStatus[q.status] || 0) + q.messageCount;
+  const soon = Date.now() + 30 * 86400e3;
+  const expiring = certs.data.items.filter((c) => new Date(c.notAfter) < soon);
+  const noCert = rcs.data.items.filter((c) => c.warnings.some((w) => w.includes("STARTTLS")));
+  page("Overview",
+    h("div", { class: "card" }, h("dl", { class: "kv" }, [["Role", s.role], ["Server", s.serverName], ["FQDN", s.fqdn], ["Version", s.version]].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("h2", {}, "Listeners"),
+    h("div", { class: "card" }, h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Connector", "Binding", "State"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, rcs.data.items.flatMap((c) => c.listeners.map((l) => h("tr", {}, h("td", { "data-label": "Connector" }, h("a", { href: `#/receive-connectors/${c.id}` }, c.name)),
+        h("td", { "data-label": "Binding" }, l.binding), h("td", { "data-label": "State" }, tag(l.state), l.error ? ` ${l.error}` : ""))))))),
+    h("h2", {}, "Queued messages by queue status"),
+    h("div", { class: "card" }, h("dl", { class: "kv" }, Object.entries(byStatus).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]))),
+    h("h2", {}, "Certificates close to expiry"),
+    h("div", { class: "card" }, expiring.length ? h("ul", {}, expiring.map((c) => h("li", {}, `${c.subject} — ${fmtDate(c.notAfter)}`))) : h("p", { class: "muted" }, "None within 30 days.")),
+    h("h2", {}, "Connectors without a certificate for their FQDN"),
+    h("div", { class: "card" }, noCert.length ? h("ul", {}, noCert.map((c) => h("li", {}, h("a", { href: `#/receive-connectors/${c.id}` }, c.name), ` (${c.effectiveFqdn})`))) : h("p", { class: "muted" }, "None.")));
+}
+
+// ----- sign-in and routing ------------------------------------------------------------------
+
+function signOut() {
+  sessionStorage.removeItem("ferry-token");
+  signInPage();
+}
+
+function signInPage() {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("signout").hidden = true;
+  const input = h("input", { id: "token", type: "password", autocomplete: "current-password", required: true });
+  const note = h("div", { class: "note" });
+  const form = h("form", { class: "card", "aria-label": "Sign in" },
+    h("div", { class: "field" }, h("label", { for: "token" }, "Admin token"), input, h("span", { class: "hint" }, "From <data-dir>/admin-token or FERRY_ADMIN_TOKEN. Kept for this browser session only.")),
+    note, h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await fetch(`${API}/server`, { headers: { Authorization: `Bearer ${input.value.trim()}` } });
+    if (!r.ok) return note.replaceChildren(banner("bad", "That token is not accepted."));
+    sessionStorage.setItem("ferry-token", input.value.trim());
+    location.hash = "#/overview";
+    route();
+  });
+  page("Sign in", form);
+  input.focus();
+}
+
+async function route() {
+  if (!token()) return signInPage();
+  document.getElementById("nav").hidden = false;
+  document.getElementById("signout").hidden = false;
+  const hash = location.hash.replace(/^#\/?/, "") || "overview";
+  const [path] = hash.split("?");
+  const [section, id] = path.split("/");
+  for (const a of document.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${section}`) && a.setAttribute("aria-current", "page");
+  try {
+    if (RESOURCES[section]) await (id ? editPage(section, id) : listPage(section));
+    else if (section === "certificates") await certificatesPage();
+    else if (section === "transport-settings") await settingsPage();
+    else if (section === "queues") await queuesPage();
+    else if (section === "messages" && id) await messagePage(id);
+    else await overviewPage();
+  } catch (e) {
+    if (e.message !== "signed out") page("Error", banner("bad", String(e)));
+  }
+}
+
+document.getElementById("signout").addEventListener("click", signOut);
+window.addEventListener("hashchange", route);
+route();
