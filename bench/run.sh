@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Ferry's benchmarks, in one invocation on this machine, against Postfix
+# measured in the same run (ratios, because these machines are noisy):
+#   1. relay throughput  smtp-source -> MTA -> smtp-sink, 4 KB and 100 KB, 20 and 200 sessions
+#   2. acceptance latency p50/p99 (end of DATA -> reply), loadgen, same load on both
+#   3. memory: idle RSS and growth per idle SMTP session (5,000 sessions)
+#   4. hot reload: POST returning -> new binding answering; 100 changes under relay load
+#   5. API: requests/s listing 200 receive connectors (wrk)
+#   6. crash durability: 20 rounds of kill -9 under load, then drain: lost and duplicated
+# Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
+# Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+QUICK=${1:-}
+N4K=5000; N100K=1000; ROUNDS=20; IDLE=5000
+if [ "$QUICK" = --quick ]; then N4K=1000; N100K=200; ROUNDS=3; IDLE=1000; fi
+W=$(mktemp -d /tmp/ferry-bench.XXXX)
+RESULTS=$REPO/bench/RESULTS.md
+TOKEN=bench-admin-token-0123456789
+API=http://127.0.0.1:18700/api/v1
+IN=2531; SINK=2532; PF_IN=2526; PF_SINK=2527
+ulimit -n 65536 || true
+
+need=()
+for pkg in postfix wrk python3 curl jq; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+cargo build --release --locked -q
+cargo build --release --locked -q --example loadgen
+FERRY=$REPO/target/release/ferry
+LOADGEN=$REPO/target/release/examples/loadgen
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "ferry serve --data-dir $W" 2>/dev/null || true
+  postfix stop >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+
+start_ferry() { # data-dir
+  FERRY_ADMIN_TOKEN=$TOKEN FERRY_LOG=warn "$FERRY" serve --data-dir "$1" --fqdn bench.test --api-listen 127.0.0.1:18700 \
+    --default-smtp-bind 127.0.0.1:2530 >>"$W/ferry.log" 2>&1 &
+  FERRY_PID=$!
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18700/healthz >/dev/null && return 0; sleep 0.05; done
+  echo "ferry did not start" >&2; exit 1
+}
+
+configure_relay() { # a connector that lets 127.0.0.1 relay, and a send connector to the sink
+  api -X POST "$API/receive-connectors" -d "{\"name\":\"bench relay\",\"usage\":\"Custom\",\"bindings\":[\"127.0.0.1:$IN\"],
+    \"remoteIpRanges\":[\"127.0.0.1\"],\"permissionGroups\":[\"AnonymousUsers\"],\"tarpitInterval\":\"00:00:00\",
+    \"messageRateLimit\":\"unlimited\",\"maxInboundConnection\":\"unlimited\",\"maxInboundConnectionPerSource\":\"unlimited\",
+    \"maxInboundConnectionPercentagePerSource\":100,\"maxMessageSize\":104857600,
+    \"extendedRights\":[{\"principal\":\"Anonymous\",\"right\":\"ms-Exch-SMTP-Accept-Any-Recipient\"}]}" >/dev/null
+  api -X POST "$API/send-connectors" -d "{\"name\":\"to sink\",\"addressSpaces\":[\"*\"],\"smartHosts\":[\"127.0.0.1\"],\"port\":$SINK,
+    \"maxMessageSize\":\"unlimited\",\"smtpMaxMessagesPerConnection\":1000}" >/dev/null
+  api -X PATCH "$API/transport-settings" -d '{"maxPerDomainOutboundConnections":20}' >/dev/null
+}
+
+start_sink() { # port out-file [dump-dir]
+  if [ -n "${3:-}" ]; then
+    mkdir -p "$3"; chown postfix "$3"
+    smtp-sink -u postfix -c -d "$3/%M." 127.0.0.1:"$1" 1000 >"$2" 2>&1 &
+  else
+    smtp-sink -u postfix -c 127.0.0.1:"$1" 1000 >"$2" 2>&1 &
+  fi
+  SINK_PID=$!; pids+=("$SINK_PID"); sleep 0.3
+}
+sink_count() { grep -o 'mesg=[0-9]*' "$1" 2>/dev/null | tail -n 1 | cut -d= -f2; }
+wait_sink() { # file n -> seconds waited (max 180)
+  local t0; t0=$(date +%s.%N)
+  for _ in $(seq 1 3600); do [ "$(sink_count "$1")" -ge "$2" ] 2>/dev/null && break; sleep 0.05; done
+  python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.3f}')" "$t0"
+}
+rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/float(sys.argv[2]):.0f}')" "$1" "$2"; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f}')" "$1" "$2"; }
+
+postfix_setup() { # sessions
+  postfix stop >/dev/null 2>&1 || true
+  [ -f /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
+  postconf -e "compatibility_level = 3.6" "myhostname = baseline.test" "mydestination =" \
+    "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" \
+    "relayhost = [127.0.0.1]:$PF_SINK" "virtual_mailbox_domains =" "smtpd_tls_security_level = none" \
+    "smtpd_sasl_auth_enable = no" "smtp_tls_security_level = none" "smtpd_relay_restrictions = permit_mynetworks, reject" \
+    "default_destination_concurrency_limit = 20" "smtpd_client_connection_count_limit = 0" \
+    "smtpd_client_connection_rate_limit = 0" "default_process_limit = $(( $1 + 20 ))" \
+    "maillog_file = /var/log/postfix-bench.log" "in_flow_delay = 0" "message_size_limit = 104857600"
+  for svc in $(postconf -M | awk '$2 == "inet" {print $1}'); do postconf -MX "$svc/inet"; done
+  postconf -M "$PF_IN/inet=$PF_IN inet n - n - - smtpd"
+  newaliases 2>/dev/null || true
+  postsuper -d ALL >/dev/null 2>&1 || true
+  postfix start >/dev/null 2>&1
+  sleep 1
+}
+
+declare -A R
+echo "== 1. relay throughput, and 2. acceptance latency"
+for size in 4096 102400; do
+  n=$N4K; [ "$size" = 102400 ] && n=$N100K
+  for s in 20 200; do
+    key="${size}_${s}"
+    # Postfix
+    postfix_setup "$s"
+    start_sink $PF_SINK "$W/pf-sink.out"
+    t0=$(now); smtp-source -s "$s" -m "$n" -l "$size" -f bench@source.test -t rcpt@remote.test 127.0.0.1:$PF_IN; t1=$(now)
+    wait_sink "$W/pf-sink.out" "$n" >/dev/null; t2=$(now)
+    R[pf_acc_$key]=$(rate "$n" "$(elapsed "$t0" "$t1")"); R[pf_rel_$key]=$(rate "$(sink_count "$W/pf-sink.out")" "$(elapsed "$t0" "$t2")")
+    lat=$("$LOADGEN" send 127.0.0.1:$PF_IN "$s" $(( n / 2 )) "$size"); R[pf_lat_$key]=$lat
+    kill "$SINK_PID" 2>/dev/null || true; postfix stop >/dev/null 2>&1 || true
+    # Ferry
+    rm -rf "$W/ferry-$key"; start_ferry "$W/ferry-$key"; configure_relay
+    start_sink $SINK "$W/f-sink.out"
+    t0=$(now); smtp-source -s "$s" -m "$n" -l "$size" -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN; t1=$(now)
+    wait_sink "$W/f-sink.out" "$n" >/dev/null; t2=$(now)
+    R[f_acc_$key]=$(rate "$n" "$(elapsed "$t0" "$t1")"); R[f_rel_$key]=$(rate "$(sink_count "$W/f-sink.out")" "$(elapsed "$t0" "$t2")")
+    lat=$("$LOADGEN" send 127.0.0.1:$IN "$s" $(( n / 2 )) "$size"); R[f_lat_$key]=$lat
+    kill "$SINK_PID" 2>/dev/null || true; kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+    echo "  $key: postfix accept ${R[pf_acc_$key]}/s relay ${R[pf_rel_$key]}/s | ferry accept ${R[f_acc_$key]}/s relay ${R[f_rel_$key]}/s"
+    echo "         latency postfix ${R[pf_lat_$key]} | ferry ${R[f_lat_$key]}"
+  done
+done
+
+echo "== 3. memory per idle session"
+rm -rf "$W/ferry-mem"; start_ferry "$W/ferry-mem"; configure_relay
+sleep 1
+rss() { awk '/VmRSS/ {print $2}' "/proc/$FERRY_PID/status"; }
+idle_kb=$(rss)
+"$LOADGEN" idle 127.0.0.1:$IN "$IDLE" 12 > "$W/idle.out" &
+LG=$!
+for _ in $(seq 1 200); do grep -q open "$W/idle.out" 2>/dev/null && break; sleep 0.1; done
+sleep 2
+held_kb=$(rss)
+opened=$(jq .open "$W/idle.out")
+wait "$LG" || true
+per_session=$(python3 -c "import sys; print(f'{(int(sys.argv[2])-int(sys.argv[1]))/max(1,int(sys.argv[3])):.1f}')" "$idle_kb" "$held_kb" "$opened")
+echo "  idle RSS ${idle_kb} KB; with $opened sessions ${held_kb} KB; ${per_session} KB per session"
+
+echo "== 4. hot reload under relay load"
+start_sink $SINK "$W/reload-sink.out"
+"$LOADGEN" send 127.0.0.1:$IN 20 30000 4096 > "$W/reload-load.out" &
+LG=$!
+sleep 0.5
+python3 - "$TOKEN" > "$W/reload.out" <<'PY'
+import json, socket, sys, time, urllib.request
+token = sys.argv[1]
+lat = []
+for i in range(100):
+    port = 3100 + i
+    body = json.dumps({"name": f"reload {i}", "usage": "Custom", "bindings": [f"127.0.0.1:{port}"],
+                       "remoteIpRanges": ["127.0.0.1"], "permissionGroups": ["AnonymousUsers"]}).encode()
+    req = urllib.request.Request("http://127.0.0.1:18700/api/v1/receive-connectors", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+    t = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    banner = s.recv(512)
+    lat.append((time.perf_counter() - t) * 1000)
+    assert banner.startswith(b"220"), banner
+    s.close()
+lat.sort()
+print(json.dumps({"changes": len(lat), "p50_ms": round(lat[len(lat)//2], 2), "max_ms": round(lat[-1], 2)}))
+PY
+still_running=$(kill -0 "$LG" 2>/dev/null && echo yes || echo no)
+wait "$LG" || true
+reload=$(cat "$W/reload.out")
+load=$(cat "$W/reload-load.out")
+kill "$SINK_PID" 2>/dev/null || true
+echo "  $reload; relay load during the changes: $load (still running when the changes ended: $still_running)"
+
+echo "== 5. API: listing 200 receive connectors"
+for i in $(seq 100 199); do
+  api -X POST "$API/receive-connectors" -d "{\"name\":\"api $i\",\"usage\":\"Custom\",\"bindings\":[\"127.0.0.1:$((3100 + i))\"],\"remoteIpRanges\":[\"127.0.0.1\"]}" >/dev/null
+done
+count=$(api "$API/receive-connectors" | jq '.items | length')
+wrk_out=$(wrk -t2 -c20 -d10s -H "Authorization: Bearer $TOKEN" "$API/receive-connectors" 2>&1)
+api_rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
+echo "  $count connectors listed at $api_rps requests/s"
+kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+
+echo "== 6. crash durability: $ROUNDS rounds of kill -9 under load"
+rm -rf "$W/ferry-crash" "$W/dump"; : > "$W/acked"
+start_sink $SINK "$W/crash-sink.out" "$W/dump"
+start_ferry "$W/ferry-crash"; configure_relay
+for r in $(seq 1 "$ROUNDS"); do
+  [ "$r" -gt 1 ] && start_ferry "$W/ferry-crash"
+  "$LOADGEN" send 127.0.0.1:$IN 20 100000 4096 "$W/acked" > /dev/null &
+  LG=$!
+  sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 2.0), 2))')"
+  kill -9 "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+  wait "$LG" 2>/dev/null || true
+done
+start_ferry "$W/ferry-crash"
+for _ in $(seq 1 1200); do [ "$(api "$API/messages" | jq .total)" = 0 ] && break; sleep 0.1; done
+sleep 1
+acked=$(sort -u "$W/acked" | wc -l)
+grep -h '^Message-ID:' "$W"/dump/* 2>/dev/null | awk '{print $2}' | tr -d '\r' | sort > "$W/delivered"
+delivered=$(sort -u "$W/delivered" | wc -l)
+dups=$(( $(wc -l < "$W/delivered") - delivered ))
+lost=$(comm -23 <(sort -u "$W/acked") <(sort -u "$W/delivered") | wc -l)
+echo "  acknowledged $acked, delivered $delivered distinct, lost $lost, duplicates $dups"
+kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+
+# ---- RESULTS.md ---------------------------------------------------------------
+j() { echo "$1" | jq -r "$2"; }
+{
+  echo "# Ferry benchmarks"
+  echo
+  echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
+  echo "Postfix is configured as in \`shared/tools/postfix-relay-baseline.sh\` (queue fsynced before 250), Ferry as an Edge with a relay receive connector and a smart-host send connector; both relay to \`smtp-sink\` on 127.0.0.1. Ferry's 250 is sent only after the message is committed to SQLite with synchronous=FULL."
+  echo
+  echo "## 1. Relay throughput (smtp-source, messages/s)"
+  echo
+  echo "| size | sessions | Postfix accepted | Ferry accepted | ratio | Postfix relayed | Ferry relayed | ratio |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for size in 4096 102400; do for s in 20 200; do k="${size}_${s}"
+    echo "| $((size / 1024)) KB | $s | ${R[pf_acc_$k]} | ${R[f_acc_$k]} | $(ratio "${R[f_acc_$k]}" "${R[pf_acc_$k]}")× | ${R[pf_rel_$k]} | ${R[f_rel_$k]} | $(ratio "${R[f_rel_$k]}" "${R[pf_rel_$k]}")× |"
+  done; done
+  echo
+  echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
+  echo
+  echo "| size | sessions | Postfix p50 | Postfix p99 | Ferry p50 | Ferry p99 |"
+  echo "|---|---|---|---|---|---|"
+  for size in 4096 102400; do for s in 20 200; do k="${size}_${s}"
+    echo "| $((size / 1024)) KB | $s | $(j "${R[pf_lat_$k]}" .p50_ms) | $(j "${R[pf_lat_$k]}" .p99_ms) | $(j "${R[f_lat_$k]}" .p50_ms) | $(j "${R[f_lat_$k]}" .p99_ms) |"
+  done; done
+  echo
+  echo "## 3. Memory"
+  echo
+  echo "Idle RSS: ${idle_kb} KB. With ${opened} idle SMTP sessions open: ${held_kb} KB — **${per_session} KB per idle session** (target ≤ 64 KB)."
+  echo
+  echo "## 4. Hot reload"
+  echo
+  echo "100 receive connectors created in a row on new ports while loadgen relayed through another connector: time from the POST returning to the new port's banner: p50 $(j "$reload" .p50_ms) ms, max $(j "$reload" .max_ms) ms (target ≤ 50 ms). The relay load around them: $(j "$load" .sent) messages acknowledged, **$(j "$load" .failed) failed transactions** (load still running when the last change returned: ${still_running})."
+  echo
+  echo "## 5. API"
+  echo
+  echo "\`wrk -t2 -c20 -d10s\` on GET /api/v1/receive-connectors with ${count} connectors: **${api_rps} requests/s**."
+  echo
+  echo "## 6. Crash durability"
+  echo
+  echo "${ROUNDS} rounds of kill -9 at a random moment (0.5–2 s) under 20 sessions of load, then a restart and a full drain: ${acked} messages acknowledged with 250; ${delivered} distinct delivered; **${lost} lost**; ${dups} delivered twice (the documented window: a message in flight at the kill is sent again)."
+} > "$RESULTS"
+echo "wrote $RESULTS"
