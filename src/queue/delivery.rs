@@ -472,6 +472,7 @@ impl DeliveryEngine {
         match client.send(&m.sender, &addresses, &body).await {
             Ok(result) => {
                 let retry_at = now() + snap.transport.spec.message_retry_interval.as_secs() as i64;
+                let mut results = Vec::with_capacity(rcpts.len());
                 for (r, reply) in rcpts.iter().zip(result.recipients) {
                     let text = reply.to_string();
                     let (status, next) = if reply.is_positive() {
@@ -481,14 +482,13 @@ impl DeliveryEngine {
                     } else {
                         ("Retry", retry_at)
                     };
-                    db::set_recipient(pool, id, r.idx, status, Some(&text), Some(remote), next)
-                        .await?;
                     tracing::info!(internal_id = id, message_id = %m.message_id, recipient = %r.address, remote = %remote,
                         reply = %text, event = if status == "Delivered" { "SEND" } else if status == "Failed" { "FAIL" } else { "DEFER" }, "delivery");
+                    results.push((r.idx, status, text, next));
                 }
-                db::record_attempt(pool, id, hop, Some(remote), "SEND", "transaction completed")
-                    .await?;
-                self.finish(snap, id).await?;
+                if db::record_transaction(pool, id, hop, remote, &results).await? {
+                    self.finish(snap, id).await?;
+                }
                 Ok(true)
             }
             Err(e) => {

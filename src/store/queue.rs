@@ -579,3 +579,55 @@ pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> an
     tx.commit().await?;
     Ok(())
 }
+
+/// The outcome of one transaction for one message, written at once: every
+/// recipient's result, the attempt, and — when nothing is left pending and
+/// nothing failed — the message's deletion. One commit (one fsync) per
+/// delivered message instead of one per statement. Returns whether the
+/// message is finished but has failed recipients to bounce.
+pub async fn record_transaction(
+    pool: &SqlitePool,
+    message: i64,
+    hop: &str,
+    remote: &str,
+    results: &[(i64, &str, String, i64)],
+) -> anyhow::Result<bool> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut tx = pool.begin().await?;
+    for (idx, status, text, next) in results {
+        sqlx::query(
+            "UPDATE recipients SET status = ?, last_error = ?, remote_host = ?, next_attempt = ?, attempts = attempts + 1, \
+             updated_unix = ? WHERE message = ? AND idx = ?",
+        )
+        .bind(*status)
+        .bind(text)
+        .bind(remote)
+        .bind(next)
+        .bind(now)
+        .bind(message)
+        .bind(idx)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("INSERT INTO attempts (message, at_unix, next_hop, remote_host, outcome, detail) VALUES (?,?,?,?,'SEND','transaction completed')")
+        .bind(message)
+        .bind(now)
+        .bind(hop)
+        .bind(remote)
+        .execute(&mut *tx)
+        .await?;
+    let (pending, failed): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(status IN ('Ready','Retry')), 0), COALESCE(SUM(status = 'Failed'), 0) FROM recipients WHERE message = ?",
+    )
+    .bind(message)
+    .fetch_one(&mut *tx)
+    .await?;
+    if pending == 0 && failed == 0 {
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(failed > 0)
+}

@@ -117,6 +117,8 @@ async fn session(stream: tokio::net::TcpStream, rec: Arc<Mutex<Recorded>>, opts:
                 rcpts.push(addr);
                 "250 2.1.5 ok\r\n".into()
             }
+        } else if upper == "DATA" && rcpts.is_empty() {
+            "554 5.5.1 Error: no valid recipients\r\n".into()
         } else if upper == "DATA" {
             let _ = w.write_all(b"354 go ahead\r\n").await;
             let mut data = Vec::new();

@@ -380,6 +380,9 @@ impl SmtpClient {
         {
             mail.push_str(" SMTPUTF8");
         }
+        if self.extensions.pipelining && !self.lmtp {
+            return self.send_pipelined(&mail, recipients, body).await;
+        }
         let r = self.command(&mail).await?;
         if r.code != 250 {
             return Ok(Delivery {
@@ -422,6 +425,69 @@ impl SmtpClient {
             }
             return Ok(Delivery { recipients: out });
         }
+        let end = self.reply().await?;
+        Ok(Delivery {
+            recipients: results
+                .into_iter()
+                .map(|x| x.unwrap_or_else(|| end.clone()))
+                .collect(),
+        })
+    }
+
+    /// RFC 2920: MAIL, every RCPT and DATA in one write, then their replies.
+    async fn send_pipelined(
+        &mut self,
+        mail: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Delivery, ClientError> {
+        let mut batch = format!("{mail}\r\n");
+        for rcpt in recipients {
+            batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
+        }
+        batch.push_str("DATA\r\n");
+        self.write(batch.as_bytes()).await?;
+        let mail_reply = self.reply().await?;
+        let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
+        for _ in recipients {
+            let r = self.reply().await?;
+            results.push(if r.code == 250 || r.code == 251 {
+                None
+            } else {
+                Some(r)
+            });
+        }
+        let data_reply = self.reply().await?;
+        if mail_reply.code != 250 {
+            if data_reply.code == 354 {
+                self.write(b".\r\n").await?;
+                let _ = self.reply().await?;
+            }
+            let _ = self.command("RSET").await;
+            return Ok(Delivery {
+                recipients: vec![mail_reply; recipients.len()],
+            });
+        }
+        if data_reply.code != 354 {
+            // Every recipient refused (so the server refuses DATA), or DATA itself refused.
+            let _ = self.command("RSET").await;
+            return Ok(Delivery {
+                recipients: results
+                    .into_iter()
+                    .map(|x| x.unwrap_or_else(|| data_reply.clone()))
+                    .collect(),
+            });
+        }
+        if results.iter().all(Option::is_some) {
+            // DATA accepted with no recipient: end it empty, then reset.
+            self.write(b".\r\n").await?;
+            let _ = self.reply().await?;
+            let _ = self.command("RSET").await;
+            return Ok(Delivery {
+                recipients: results.into_iter().map(Option::unwrap).collect(),
+            });
+        }
+        self.write(&dot_stuff(body)).await?;
         let end = self.reply().await?;
         Ok(Delivery {
             recipients: results
