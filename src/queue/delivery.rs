@@ -119,6 +119,9 @@ impl DeliveryEngine {
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %format!("{e:#}"), "delivery tick failed");
             }
+            // Under load every commit wakes the engine; a short pause lets
+            // wake-ups coalesce, so one scan of the queue serves many messages.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -258,7 +261,7 @@ impl DeliveryEngine {
             .value()
             .unwrap_or(u64::MAX);
         let total_max = ts.max_outbound_connections.value().unwrap_or(u64::MAX);
-        let due = db::due(self.queue.pool(), now(), 5000).await?;
+        let due = db::due(self.queue.pool(), now(), 2000).await?;
         let mut groups: Vec<(String, Vec<i64>)> = vec![];
         for (hop, msg) in due {
             match groups.iter_mut().find(|(h, _)| *h == hop) {
@@ -286,7 +289,10 @@ impl DeliveryEngine {
                     if active >= per_hop_max || s.total >= total_max {
                         break;
                     }
-                    let n = batch_size.min(msgs.len());
+                    // Spread what is due over the free connections, so a burst
+                    // goes out in parallel rather than down one connection.
+                    let free = (per_hop_max - active).min(total_max - s.total).max(1) as usize;
+                    let n = batch_size.min(msgs.len().div_ceil(free)).max(1);
                     let batch: Vec<i64> = msgs.drain(..n).collect();
                     s.in_flight.extend(batch.iter().copied());
                     *s.per_hop.entry(hop.clone()).or_default() += 1;
@@ -486,7 +492,7 @@ impl DeliveryEngine {
                         reply = %text, event = if status == "Delivered" { "SEND" } else if status == "Failed" { "FAIL" } else { "DEFER" }, "delivery");
                     results.push((r.idx, status, text, next));
                 }
-                if db::record_transaction(pool, id, hop, remote, &results).await? {
+                if self.queue.complete(id, hop, remote, results).await? {
                     self.finish(snap, id).await?;
                 }
                 Ok(true)

@@ -50,10 +50,26 @@ pub(crate) struct Job {
     done: oneshot::Sender<anyhow::Result<i64>>,
 }
 
+/// The outcome of one outbound transaction, committed with whatever else
+/// is waiting (group commit for deliveries as for acceptance).
+pub(crate) struct Completion {
+    pub(crate) message: i64,
+    pub(crate) hop: String,
+    pub(crate) remote: String,
+    /// (recipient index, status, reply text, next attempt)
+    pub(crate) results: Vec<(i64, &'static str, String, i64)>,
+    done: oneshot::Sender<anyhow::Result<bool>>,
+}
+
+pub(crate) enum Work {
+    Enqueue(Job),
+    Complete(Completion),
+}
+
 /// A handle to the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
     pool: SqlitePool,
     /// Notified after every commit, so delivery starts at once.
     committed: Arc<Notify>,
@@ -79,11 +95,36 @@ impl Queue {
     pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> anyhow::Result<i64> {
         let (done, rx) = oneshot::channel();
         self.jobs
-            .send(Job {
+            .send(Work::Enqueue(Job {
                 envelope,
                 body,
                 done,
-            })
+            }))
+            .await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+    }
+
+    /// Records a transaction's per-recipient results (and deletes the
+    /// message when it is finished without failures) in the next group
+    /// commit. Returns whether failed recipients are left to bounce.
+    pub(crate) async fn complete(
+        &self,
+        message: i64,
+        hop: &str,
+        remote: &str,
+        results: Vec<(i64, &'static str, String, i64)>,
+    ) -> anyhow::Result<bool> {
+        let (done, rx) = oneshot::channel();
+        self.jobs
+            .send(Work::Complete(Completion {
+                message,
+                hop: hop.to_string(),
+                remote: remote.to_string(),
+                results,
+                done,
+            }))
             .await
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
         rx.await
@@ -110,26 +151,41 @@ impl Queue {
 }
 
 /// The group-commit loop: take whatever is waiting, commit it at once.
-async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, committed: Arc<Notify>) {
+async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<Notify>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let (mut jobs, mut completions) = (vec![], vec![]);
+        let mut take = |w: Work| match w {
+            Work::Enqueue(j) => jobs.push(j),
+            Work::Complete(c) => completions.push(c),
+        };
+        take(first);
+        for _ in 1..MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(w) => take(w),
                 Err(_) => break,
             }
         }
-        match db::insert_batch(&pool, &batch).await {
-            Ok(ids) => {
-                committed.notify_one();
-                for (job, id) in batch.into_iter().zip(ids) {
+        match db::commit_batch(&pool, &jobs, &completions).await {
+            Ok((ids, bounces)) => {
+                if !jobs.is_empty() {
+                    committed.notify_one();
+                }
+                for (job, id) in jobs.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
+                }
+                for (c, b) in completions.into_iter().zip(bounces) {
+                    let _ = c.done.send(Ok(b));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), messages = batch.len(), "queue commit failed");
-                for job in batch {
+                tracing::error!(error = %format!("{e:#}"), "queue commit failed");
+                for job in jobs {
                     let _ = job
+                        .done
+                        .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
+                }
+                for c in completions {
+                    let _ = c
                         .done
                         .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
                 }

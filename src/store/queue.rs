@@ -11,7 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::queue::{Envelope, Job};
+use crate::queue::{Completion, Envelope, Job};
 
 /// Opens (creating if needed) the queue database with `synchronous=FULL`:
 /// a committed transaction is fsynced.
@@ -23,7 +23,8 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(30));
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        // WAL lets readers run beside the one writer; deliveries read a lot.
+        .max_connections(8)
         .connect_with(opts)
         .await
         .with_context(|| format!("opening the queue {}", path.display()))?;
@@ -42,7 +43,14 @@ pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
 
 /// Inserts a batch of messages in one transaction (one fsync); returns
 /// their internal ids in order.
-pub(crate) async fn insert_batch(pool: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<i64>> {
+/// One transaction for everything waiting: new messages in, finished
+/// transactions recorded. Returns the new ids, and for each completion
+/// whether it left failed recipients to bounce.
+pub(crate) async fn commit_batch(
+    pool: &SqlitePool,
+    batch: &[Job],
+    completions: &[Completion],
+) -> anyhow::Result<(Vec<i64>, Vec<bool>)> {
     let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(batch.len());
@@ -86,8 +94,12 @@ pub(crate) async fn insert_batch(pool: &SqlitePool, batch: &[Job]) -> anyhow::Re
         }
         ids.push(id);
     }
+    let mut bounces = Vec::with_capacity(completions.len());
+    for c in completions {
+        bounces.push(record_transaction(&mut tx, c.message, &c.hop, &c.remote, &c.results).await?);
+    }
     tx.commit().await?;
-    Ok(ids)
+    Ok((ids, bounces))
 }
 
 // ----- Delivery state -------------------------------------------------------
@@ -585,15 +597,14 @@ pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> an
 /// nothing failed — the message's deletion. One commit (one fsync) per
 /// delivered message instead of one per statement. Returns whether the
 /// message is finished but has failed recipients to bounce.
-pub async fn record_transaction(
-    pool: &SqlitePool,
+async fn record_transaction(
+    tx: &mut sqlx::SqliteConnection,
     message: i64,
     hop: &str,
     remote: &str,
-    results: &[(i64, &str, String, i64)],
+    results: &[(i64, &'static str, String, i64)],
 ) -> anyhow::Result<bool> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let mut tx = pool.begin().await?;
     for (idx, status, text, next) in results {
         sqlx::query(
             "UPDATE recipients SET status = ?, last_error = ?, remote_host = ?, next_attempt = ?, attempts = attempts + 1, \
@@ -628,6 +639,5 @@ pub async fn record_transaction(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(failed > 0)
 }

@@ -33,7 +33,8 @@ postconf -e "compatibility_level = 3.6" "myhostname = $HOST" "mydestination =" \
   "smtpd_sasl_auth_enable = yes" "smtpd_sasl_type = cyrus" "smtpd_sasl_path = smtpd" \
   "cyrus_sasl_config_path = /etc/postfix/sasl" "smtpd_sasl_local_domain = $HOST" \
   "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination" \
-  "maillog_file = /var/log/postfix-ferry-test.log" "smtpd_client_connection_count_limit = 0"
+  "maillog_file = /var/log/postfix-ferry-test.log" "smtpd_client_connection_count_limit = 0" \
+  "message_size_limit = 52428800" "virtual_mailbox_limit = 0" "relayhost =" "smtpd_recipient_restrictions ="
 postconf -MX smtp/inet 2>/dev/null || true
 # Only our listener: drop every other inet service (e.g. the benchmark's).
 for svc in $(postconf -M | awk '$2 == "inet" {print $1}'); do postconf -MX "$svc/inet"; done

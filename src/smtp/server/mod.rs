@@ -76,6 +76,8 @@ pub struct SmtpServer {
     listeners: Mutex<Listeners>,
     sessions: Arc<AtomicUsize>,
     idle: Arc<Notify>,
+    /// `wanted()` of the last snapshot asked about, for listing many connectors.
+    wanted_cache: Mutex<Option<(u64, Arc<BTreeSet<SocketAddr>>)>>,
 }
 
 /// The sockets a snapshot needs: every binding of an enabled connector,
@@ -134,6 +136,7 @@ impl SmtpServer {
             listeners: Mutex::new(Listeners::default()),
             sessions: Arc::new(AtomicUsize::new(0)),
             idle: Arc::new(Notify::new()),
+            wanted_cache: Mutex::new(None),
         });
         let snap = config.snapshot();
         let prepared = server.bind_missing(&snap, None).expect("not strict");
@@ -150,8 +153,18 @@ impl SmtpServer {
         snap: &Snapshot,
         connector: &crate::model::ReceiveConnector,
     ) -> Vec<ListenerStatus> {
+        let wanted = {
+            let mut cache = self.wanted_cache.lock().expect("not poisoned");
+            match cache.as_ref() {
+                Some((generation, w)) if *generation == snap.generation => w.clone(),
+                _ => {
+                    let w = Arc::new(wanted(snap));
+                    *cache = Some((snap.generation, w.clone()));
+                    w
+                }
+            }
+        };
         let l = self.listeners.lock().expect("not poisoned");
-        let wanted = wanted(snap);
         connector
             .bindings
             .iter()
