@@ -16,11 +16,12 @@ QUICK=${1:-}
 N4K=5000; N100K=1000; ROUNDS=20; IDLE=5000
 if [ "$QUICK" = --quick ]; then N4K=1000; N100K=200; ROUNDS=3; IDLE=1000; fi
 W=$(mktemp -d /tmp/ferry-bench.XXXX)
+chmod 0755 "$W"   # smtp-sink runs as postfix and writes its dumps in here
 RESULTS=$REPO/bench/RESULTS.md
 TOKEN=bench-admin-token-0123456789
 API=http://127.0.0.1:18700/api/v1
 IN=2531; SINK=2532; PF_IN=2526; PF_SINK=2527
-ulimit -n 65536 || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 need=()
 for pkg in postfix wrk python3 curl jq; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
