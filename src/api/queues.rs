@@ -51,7 +51,8 @@ pub struct QueueView {
 }
 
 fn queue_view(q: &db::QueueRow) -> QueueView {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    // Retry times are Unix milliseconds.
+    let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let status = if q.suspended {
         "Suspended"
     } else if q.failures > 0 || q.next_hop == crate::routing::UNREACHABLE {
@@ -67,7 +68,9 @@ fn queue_view(q: &db::QueueRow) -> QueueView {
         status: status.into(),
         message_count: q.message_count,
         last_error: q.last_error.clone(),
-        next_retry_time: (q.next_retry > now).then(|| ts(q.next_retry)).flatten(),
+        next_retry_time: (q.next_retry > now)
+            .then(|| ts(q.next_retry / 1000))
+            .flatten(),
         failures: q.failures,
     }
 }
@@ -253,7 +256,7 @@ async fn message_view(
     let rcpts = db::recipients(s.queue.pool(), m.id)
         .await
         .map_err(internal)?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let status = match s.delivery.pending_action(m.id) {
         Some(Pending::Suspend) => "PendingSuspend",
         Some(Pending::Remove { .. }) => "PendingRemove",
@@ -286,7 +289,9 @@ async fn message_view(
                     None => "Submission".into(),
                     Some(h) => ids.get(h).cloned().unwrap_or_else(|| h.clone()),
                 },
-                next_attempt: (r.next_attempt > now).then(|| ts(r.next_attempt)).flatten(),
+                next_attempt: (r.next_attempt > now)
+                    .then(|| ts(r.next_attempt / 1000))
+                    .flatten(),
                 address: r.address,
                 status: r.status,
                 attempts: r.attempts,

@@ -55,7 +55,14 @@ pub struct DeliveryEngine {
     state: Mutex<State>,
 }
 
+/// Retry times (recipients' next attempt, queues' next retry) are Unix
+/// milliseconds: a one-second retry interval must really wait a second.
 fn now() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Unix seconds, for message ages.
+fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -188,7 +195,7 @@ impl DeliveryEngine {
     async fn expire_and_notify(&self, snap: &Snapshot) -> anyhow::Result<()> {
         let pool = self.queue.pool();
         let ts = &snap.transport.spec;
-        let t = now();
+        let t = now_secs();
         for id in db::older_than(
             pool,
             t - ts.message_expiration_timeout.as_secs() as i64,
@@ -477,7 +484,13 @@ impl DeliveryEngine {
         let addresses: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
         match client.send(&m.sender, &addresses, &body).await {
             Ok(result) => {
-                let retry_at = now() + snap.transport.spec.message_retry_interval.as_secs() as i64;
+                let retry_at = now()
+                    + snap
+                        .transport
+                        .spec
+                        .message_retry_interval
+                        .duration()
+                        .as_millis() as i64;
                 let mut results = Vec::with_capacity(rcpts.len());
                 for (r, reply) in rcpts.iter().zip(result.recipients) {
                     let text = reply.to_string();
@@ -498,7 +511,13 @@ impl DeliveryEngine {
                 Ok(true)
             }
             Err(e) => {
-                let retry_at = now() + snap.transport.spec.message_retry_interval.as_secs() as i64;
+                let retry_at = now()
+                    + snap
+                        .transport
+                        .spec
+                        .message_retry_interval
+                        .duration()
+                        .as_millis() as i64;
                 for r in &rcpts {
                     db::set_recipient(
                         pool,
@@ -538,7 +557,7 @@ impl DeliveryEngine {
         } else {
             ts.outbound_connection_failure_retry_interval
         };
-        let next = now() + interval.as_secs().max(1) as i64;
+        let next = now() + (interval.duration().as_millis() as i64).max(1000);
         db::queue_failed(pool, hop, error, next).await?;
         for m in batch {
             db::record_attempt(pool, *m, hop, None, "DEFER", error).await?;
@@ -719,7 +738,12 @@ impl DeliveryEngine {
                             }
                             Err(e) => {
                                 let retry = now()
-                                    + snap.transport.spec.message_retry_interval.as_secs() as i64;
+                                    + snap
+                                        .transport
+                                        .spec
+                                        .message_retry_interval
+                                        .duration()
+                                        .as_millis() as i64;
                                 db::set_recipient(
                                     pool,
                                     *id,
