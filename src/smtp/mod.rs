@@ -5,3 +5,4 @@
 pub mod client;
 pub mod replies;
 pub mod server;
+pub mod stream;
