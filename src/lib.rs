@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod model;
+pub mod observe;
 pub mod queue;
 pub mod routing;
 pub mod secrets;

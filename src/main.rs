@@ -72,9 +72,20 @@ struct ServeArgs {
     /// sourceIPAddress (multi-homed hosts; several Ferrys on one machine).
     #[arg(long, env = "FERRY_OUTBOUND_SOURCE_IP")]
     outbound_source_ip: Option<std::net::IpAddr>,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Also serve `/metrics` here, without the admin token (e.g. 127.0.0.1:9025).
+    /// On the API address it always needs the token.
+    #[arg(long, env = "FERRY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log format: `text` (human-readable) or `json` (one object per line,
+    /// with the session's or delivery's fields on every line).
+    #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[tokio::main]
@@ -91,8 +102,12 @@ async fn main() -> anyhow::Result<()> {
             let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
             let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-            if a.log_format == "json" {
-                fmt.json().init();
+            if a.log_format == LogFormat::Json {
+                fmt.json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .flatten_event(true)
+                    .init();
             } else {
                 fmt.init();
             }
@@ -122,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                 admin_token,
                 secret_key: a.secret_key,
                 outbound_source_ip: a.outbound_source_ip,
+                metrics_listen: a.metrics_listen,
             })
             .await?;
             app.run_until_signalled().await

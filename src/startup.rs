@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::{Bootstrap, ConfigService};
 use crate::model::{Binding, Role};
+use crate::observe::Observer;
+use crate::observe::metrics::Metrics;
 use crate::queue::Queue;
 use crate::queue::delivery::DeliveryEngine;
 use crate::smtp::server::SmtpServer;
@@ -32,6 +34,8 @@ pub struct Settings {
     /// This host's own address for outbound connections when a send
     /// connector names none (a multi-homed host, or loopback test hosts).
     pub outbound_source_ip: Option<std::net::IpAddr>,
+    /// A second listener serving only `/metrics`, without a token.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -48,6 +52,7 @@ impl Settings {
             admin_token: None,
             secret_key: None,
             outbound_source_ip: None,
+            metrics_listen: None,
         }
     }
 }
@@ -55,10 +60,13 @@ impl Settings {
 /// A running Ferry.
 pub struct App {
     pub api_addr: SocketAddr,
+    /// Where `/metrics` is served without a token, if asked for.
+    pub metrics_addr: Option<SocketAddr>,
     pub config: Arc<ConfigService>,
     pub queue: Queue,
     pub smtp: Arc<SmtpServer>,
     pub delivery: Arc<DeliveryEngine>,
+    pub observe: Arc<Observer>,
     /// Set when this start created the data directory's configuration.
     pub token_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -97,19 +105,24 @@ impl App {
             }
         }
         let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
-        let smtp = SmtpServer::start(config.clone(), queue.clone());
+        let metrics = Arc::new(Metrics::new());
+        config.set_metrics(metrics.clone());
+        let observe = Observer::start(&settings.data_dir, &config, metrics).await?;
+        let smtp = SmtpServer::start(config.clone(), queue.clone(), observe.clone());
         config.set_reconciler(smtp.clone());
         let delivery = DeliveryEngine::start(
             config.clone(),
             queue.clone(),
             settings.data_dir.clone(),
             settings.outbound_source_ip,
+            observe.clone(),
         );
         let state = AppState {
             config: config.clone(),
             smtp: smtp.clone(),
             queue: queue.clone(),
             delivery: delivery.clone(),
+            observe: observe.clone(),
             admin_token_sha256: Arc::new(token_hash),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
@@ -121,6 +134,25 @@ impl App {
             "Ferry API listening"
         );
         let (shutdown, mut rx) = watch::channel(false);
+        let metrics_addr = match settings.metrics_listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener to {addr}"))?;
+                let bound = l.local_addr()?;
+                tracing::info!(%bound, "metrics listening (no token)");
+                let mut rx = rx.clone();
+                tokio::spawn(
+                    axum::serve(l, api::metrics_router(state.clone()))
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.wait_for(|stop| *stop).await;
+                        })
+                        .into_future(),
+                );
+                Some(bound)
+            }
+            None => None,
+        };
         let server = tokio::spawn(
             axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(async move {
@@ -130,10 +162,12 @@ impl App {
         );
         Ok(App {
             api_addr,
+            metrics_addr,
             config,
             queue,
             smtp,
             delivery,
+            observe,
             token_file: first.and_then(|f| f.token_file),
             shutdown,
             server,
@@ -148,6 +182,7 @@ impl App {
         let _ = self.shutdown.send(true);
         self.server.await??;
         self.queue.close().await;
+        self.observe.stop().await;
         self.config.store().close().await;
         Ok(())
     }

@@ -6,6 +6,7 @@ mod accepted_domains;
 mod certificates;
 mod credentials;
 mod extract;
+pub mod observe;
 pub mod openapi;
 mod problem;
 mod queues;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub smtp: Arc<crate::smtp::server::SmtpServer>,
     pub queue: crate::queue::Queue,
     pub delivery: Arc<crate::queue::delivery::DeliveryEngine>,
+    pub observe: Arc<crate::observe::Observer>,
     /// SHA-256 of the admin token, hex.
     pub admin_token_sha256: Arc<String>,
 }
@@ -136,6 +138,15 @@ async fn app_css() -> impl IntoResponse {
     )
 }
 
+/// A router that serves only `/metrics`, without a token, for a separate
+/// listen address (`--metrics-listen`) that Prometheus can scrape.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(observe::metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such resource")
 }
@@ -230,6 +241,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/transport-settings",
             g(transport_settings::get).merge(p(transport_settings::patch)),
         )
+        .route("/api/v1/tracking", g(observe::tracking))
+        .route("/api/v1/protocol-logs", g(observe::protocol_logs))
+        .route("/metrics", g(observe::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
     Router::new()

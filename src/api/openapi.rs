@@ -133,6 +133,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         queues::list, queues::get, queues::retry, queues::suspend, queues::resume,
         queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
         queues::resubmit, queues::remove,
+        observe::tracking, observe::protocol_logs, observe::metrics,
     ),
     components(schemas(
         Problem, model::FieldError, Meta, ServerInfo, Health,
@@ -150,6 +151,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),
         (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
+        (name = "tracking", description = "Message tracking, protocol logs and metrics"),
         (name = "server", description = "Health and identity"),
     )
 )]

@@ -422,9 +422,17 @@ pub async fn suspend_message(
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let m = find_message(&s, id).await?;
     let code = if s.delivery.defer_action(id, Pending::Suspend) {
+        s.delivery
+            .track_action(id, "SUSPEND", "PendingSuspend: applied when the delivery in flight ends")
+            .await
+            .map_err(internal)?;
         StatusCode::ACCEPTED
     } else {
         db::set_message_suspended(s.queue.pool(), id, true)
+            .await
+            .map_err(internal)?;
+        s.delivery
+            .track_action(id, "SUSPEND", "suspended by an administrator")
             .await
             .map_err(internal)?;
         StatusCode::OK
@@ -446,6 +454,10 @@ pub async fn resume_message(
     db::set_message_suspended(s.queue.pool(), id, false)
         .await
         .map_err(internal)?;
+    s.delivery
+        .track_action(id, "RESUME", "resumed by an administrator")
+        .await
+        .map_err(internal)?;
     s.delivery.wake();
     let m = find_message(&s, id).await?;
     Ok(Json(message_view(&s, &m, &queue_ids(&s).await?).await?))
@@ -459,6 +471,10 @@ pub async fn resubmit(
 ) -> Result<Json<MessageView>, ApiError> {
     find_message(&s, id).await?;
     db::unroute(s.queue.pool(), Some(id), None)
+        .await
+        .map_err(internal)?;
+    s.delivery
+        .track_action(id, "RESUBMIT", "resubmitted for routing by an administrator")
         .await
         .map_err(internal)?;
     s.delivery.wake();

@@ -66,6 +66,7 @@ pub struct ConfigService {
     writer: Mutex<()>,
     tx: watch::Sender<Arc<Snapshot>>,
     reconciler: OnceLock<Arc<dyn Reconciler>>,
+    metrics: OnceLock<Arc<crate::observe::metrics::Metrics>>,
 }
 
 impl ConfigService {
@@ -85,12 +86,18 @@ impl ConfigService {
             writer: Mutex::new(()),
             tx: sender,
             reconciler: OnceLock::new(),
+            metrics: OnceLock::new(),
         })
     }
 
     /// Registers the listener supervisor (once).
     pub fn set_reconciler(&self, r: Arc<dyn Reconciler>) {
         let _ = self.reconciler.set(r);
+    }
+
+    /// Where configuration reloads are counted (once).
+    pub fn set_metrics(&self, m: Arc<crate::observe::metrics::Metrics>) {
+        let _ = self.metrics.set(m);
     }
 
     /// The snapshot in force now.
@@ -225,6 +232,7 @@ impl ConfigService {
         mut tx: Tx,
         previous: &Snapshot,
     ) -> Result<Arc<Snapshot>, ServiceError> {
+        let started = std::time::Instant::now();
         let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
         // Dropping `tx` on a refusal rolls the change back.
         let prepared = match self.reconciler.get() {
@@ -236,6 +244,10 @@ impl ConfigService {
         if let Some((r, p)) = prepared {
             r.activate(p, &snap);
         }
+        if let Some(m) = self.metrics.get() {
+            m.reload(started.elapsed());
+        }
+        tracing::debug!(generation = snap.generation, took_us = started.elapsed().as_micros() as u64, "configuration published");
         Ok(snap)
     }
 }

@@ -26,6 +26,9 @@ impl Timespan {
     pub fn as_secs(&self) -> u64 {
         self.0.as_secs()
     }
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
 }
 
 impl FromStr for Timespan {

@@ -87,6 +87,47 @@ pub struct TransportSettings {
     pub internal_delay_dsn_enabled: bool,
     /// Bytes of original message attached to an NDR; larger → headers only.
     pub external_dsn_max_message_attach_size: u64,
+    /// Record message tracking events (spec §1.7).
+    #[serde(default = "yes")]
+    pub message_tracking_log_enabled: bool,
+    /// Tracking events older than this are deleted; `00:00:00` keeps them.
+    #[serde(default = "thirty_days")]
+    pub message_tracking_log_max_age: Timespan,
+    /// Record the Subject header in tracking events.
+    #[serde(default = "yes")]
+    pub message_tracking_log_subject_logging_enabled: bool,
+    /// Receive protocol log files older than this are deleted; `00:00:00` keeps them.
+    #[serde(default = "thirty_days")]
+    pub receive_protocol_log_max_age: Timespan,
+    /// The receive protocol log directory is kept under this many bytes
+    /// (oldest files deleted first).
+    #[serde(default = "max_directory_size")]
+    pub receive_protocol_log_max_directory_size: Limit,
+    /// A receive protocol log file is closed at this size and the next
+    /// one (`RECVyyyymmdd-n.log`, n + 1) begun.
+    #[serde(default = "max_file_size")]
+    pub receive_protocol_log_max_file_size: Limit,
+    #[serde(default = "thirty_days")]
+    pub send_protocol_log_max_age: Timespan,
+    #[serde(default = "max_directory_size")]
+    pub send_protocol_log_max_directory_size: Limit,
+    #[serde(default = "max_file_size")]
+    pub send_protocol_log_max_file_size: Limit,
+}
+
+// Defaults of the logging settings, also for configurations stored before
+// they existed.
+fn yes() -> bool {
+    true
+}
+fn thirty_days() -> Timespan {
+    Timespan::from_days(30)
+}
+fn max_directory_size() -> Limit {
+    Limit::Value(250 * 1024 * 1024)
+}
+fn max_file_size() -> Limit {
+    Limit::Value(10 * 1024 * 1024)
 }
 
 impl TransportSettings {
@@ -117,6 +158,15 @@ impl TransportSettings {
             external_delay_dsn_enabled: true,
             internal_delay_dsn_enabled: true,
             external_dsn_max_message_attach_size: 10 * 1024 * 1024,
+            message_tracking_log_enabled: true,
+            message_tracking_log_max_age: thirty_days(),
+            message_tracking_log_subject_logging_enabled: true,
+            receive_protocol_log_max_age: thirty_days(),
+            receive_protocol_log_max_directory_size: max_directory_size(),
+            receive_protocol_log_max_file_size: max_file_size(),
+            send_protocol_log_max_age: thirty_days(),
+            send_protocol_log_max_directory_size: max_directory_size(),
+            send_protocol_log_max_file_size: max_file_size(),
         }
     }
 
@@ -251,6 +301,44 @@ impl TransportSettings {
             0,
             2_147_483_647,
         );
+        // Exchange's ranges: ages 00:00:00 (no removal by age) to 24855 days.
+        for (field, age) in [
+            ("messageTrackingLogMaxAge", self.message_tracking_log_max_age),
+            ("receiveProtocolLogMaxAge", self.receive_protocol_log_max_age),
+            ("sendProtocolLogMaxAge", self.send_protocol_log_max_age),
+        ] {
+            check_range(
+                &mut e,
+                field,
+                age,
+                Timespan::from_secs(0),
+                Timespan::from_days(24855),
+            );
+        }
+        for (prefix, dir, file) in [
+            (
+                "receiveProtocolLog",
+                self.receive_protocol_log_max_directory_size,
+                self.receive_protocol_log_max_file_size,
+            ),
+            (
+                "sendProtocolLog",
+                self.send_protocol_log_max_directory_size,
+                self.send_protocol_log_max_file_size,
+            ),
+        ] {
+            let dir_field = format!("{prefix}MaxDirectorySize");
+            let file_field = format!("{prefix}MaxFileSize");
+            check_limit(&mut e, &dir_field, dir, 1024, i64::MAX as u64, true);
+            check_limit(&mut e, &file_field, file, 1024, i64::MAX as u64, true);
+            if let (Some(d), Some(f)) = (dir.value(), file.value()) {
+                e.check(
+                    f > d,
+                    &file_field,
+                    format!("must not exceed {dir_field} ({d})"),
+                );
+            }
+        }
         e.finish()
     }
 }

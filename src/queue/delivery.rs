@@ -20,11 +20,14 @@ use super::{Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
 use crate::model::send_connector::TlsAuthLevel;
 use crate::model::{
-    CertificateKind, CredentialKind, Domain, Host, SendConnector, SmartHostAuthMechanism,
+    CertificateKind, CredentialKind, Domain, Host, ProtocolLoggingLevel, SendConnector,
+    SmartHostAuthMechanism,
 };
+use crate::observe::Observer;
+use crate::observe::tracking::Event;
 use crate::routing::dns::{Dns, DnsError};
 use crate::routing::{self, Route, UNREACHABLE};
-use crate::smtp::client::{ClientConfig, SmtpClient, TlsPolicy, Verify};
+use crate::smtp::client::{ClientConfig, ClientObserve, SmtpClient, TlsPolicy, Verify};
 use crate::store::Stored;
 use crate::store::queue as db;
 
@@ -53,6 +56,55 @@ pub struct DeliveryEngine {
     source_ip: Option<IpAddr>,
     wake: Arc<Notify>,
     state: Mutex<State>,
+    observe: Arc<Observer>,
+}
+
+/// A tracking event about a stored message.
+fn event(
+    event: &'static str,
+    source: &'static str,
+    m: &db::StoredMessage,
+    recipients: Vec<String>,
+) -> Event {
+    Event {
+        event,
+        source,
+        internal_id: m.id,
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        recipients,
+        size: Some(m.size),
+        subject: m.subject.clone(),
+        ..Default::default()
+    }
+}
+
+/// The send connector of a delivery queue, by name; `mailbox` for mailbox delivery.
+fn hop_connector(snap: &Snapshot, hop: &str) -> String {
+    if hop.starts_with("mailbox|") {
+        return "mailbox".into();
+    }
+    hop.split_once('|')
+        .and_then(|(id, _)| snap.send_connectors.iter().find(|c| c.id.to_string() == id))
+        .map(|c| c.spec.name.clone())
+        .unwrap_or_else(|| hop.to_string())
+}
+
+/// The next hop's display part of a queue key.
+fn hop_display(hop: &str) -> String {
+    hop.split_once('|')
+        .map(|(_, d)| d)
+        .unwrap_or(hop)
+        .to_string()
+}
+
+/// How long ago a message was accepted.
+fn age(m: &db::StoredMessage) -> Duration {
+    let received =
+        time::OffsetDateTime::parse(&m.received_at, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(m.received_unix * 1000);
+    Duration::from_millis((now() - received).max(0) as u64)
 }
 
 /// Retry times (recipients' next attempt, queues' next retry) are Unix
@@ -72,6 +124,7 @@ impl DeliveryEngine {
         queue: Queue,
         data_dir: PathBuf,
         source_ip: Option<IpAddr>,
+        observe: Arc<Observer>,
     ) -> Arc<DeliveryEngine> {
         let engine = Arc::new(DeliveryEngine {
             source_ip,
@@ -81,6 +134,7 @@ impl DeliveryEngine {
             dns: Dns::default(),
             data_dir,
             state: Mutex::new(State::default()),
+            observe,
         });
         tokio::spawn(engine.clone().run());
         engine
@@ -162,6 +216,8 @@ impl DeliveryEngine {
     /// Categorizer: every unrouted recipient gets a delivery queue.
     async fn route_pending(&self, snap: &Snapshot) -> anyhow::Result<()> {
         let pool = self.queue.pool();
+        // One ROUTE event per message and delivery queue.
+        let mut routed: Vec<(db::Unrouted, crate::routing::QueueKey, Vec<String>)> = vec![];
         for r in db::unrouted(pool, 5000).await? {
             let domain = r
                 .address
@@ -172,8 +228,32 @@ impl DeliveryEngine {
                 None => Route::Unreachable,
             };
             match route.queue_key() {
-                Some(key) => db::set_route(pool, r.message, r.idx, &key).await?,
+                Some(key) => {
+                    db::set_route(pool, r.message, r.idx, &key).await?;
+                    match routed
+                        .iter_mut()
+                        .find(|(u, k, _)| u.message == r.message && k.key == key.key)
+                    {
+                        Some((_, _, list)) => list.push(r.address.clone()),
+                        None => {
+                            let address = r.address.clone();
+                            routed.push((r, key, vec![address]));
+                        }
+                    }
+                }
                 None => {
+                    self.observe.tracking.record(Event {
+                        event: "FAIL",
+                        source: "ROUTING",
+                        internal_id: r.message,
+                        message_id: r.message_id.clone(),
+                        sender: r.sender.clone(),
+                        recipients: vec![r.address.clone()],
+                        size: Some(r.size),
+                        subject: r.subject.clone(),
+                        detail: Some("550 5.3.4 The message is larger than every send connector that could carry it allows".into()),
+                        ..Default::default()
+                    });
                     db::set_recipient(
                         pool,
                         r.message,
@@ -187,6 +267,22 @@ impl DeliveryEngine {
                     self.finish(snap, r.message).await?;
                 }
             }
+        }
+        for (r, key, recipients) in routed {
+            self.observe.tracking.record(Event {
+                event: "ROUTE",
+                source: "ROUTING",
+                internal_id: r.message,
+                message_id: r.message_id,
+                sender: r.sender,
+                recipients,
+                size: Some(r.size),
+                subject: r.subject,
+                connector: key.connector.clone(),
+                next_hop: Some(key.display.clone()),
+                detail: Some(key.delivery_type.to_string()),
+                ..Default::default()
+            });
         }
         Ok(())
     }
@@ -206,8 +302,10 @@ impl DeliveryEngine {
             if self.in_flight(id) {
                 continue;
             }
+            let mut expired = vec![];
             for r in db::recipients(pool, id).await? {
                 if matches!(r.status.as_str(), "Ready" | "Retry") {
+                    expired.push(r.address.clone());
                     let why = format!(
                         "550 4.4.7 QUEUE.Expired; message expired{}",
                         r.last_error
@@ -219,6 +317,12 @@ impl DeliveryEngine {
                 }
             }
             tracing::info!(internal_id = id, "EXPIRE");
+            if let Some(m) = db::message(pool, id).await? {
+                self.observe.tracking.record(Event {
+                    detail: Some("550 4.4.7 QUEUE.Expired; message expired".into()),
+                    ..event("EXPIRE", "QUEUE", &m, expired)
+                });
+            }
             self.finish(snap, id).await?;
         }
         if ts.external_delay_dsn_enabled || ts.internal_delay_dsn_enabled {
@@ -253,7 +357,8 @@ impl DeliveryEngine {
                     })
                     .collect();
                 let body = db::body(pool, id).await?.unwrap_or_default();
-                self.send_dsn(snap, dsn::Kind::Delay, &m, &failed, &body)
+                let recipients = failed.iter().map(|f| f.recipient.to_string()).collect();
+                self.send_dsn(snap, dsn::Kind::Delay, &m, &failed, &body, recipients)
                     .await?;
                 tracing::info!(internal_id = id, "DSN delay");
             }
@@ -308,7 +413,8 @@ impl DeliveryEngine {
                 };
                 let engine = self.clone();
                 let hop = hop.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!("delivery", next_hop = %hop_display(&hop), connector = %hop_connector(snap, &hop));
+                tokio::spawn(tracing::Instrument::instrument(async move {
                     let snap = engine.config.snapshot();
                     if let Err(e) = engine.deliver(&snap, &hop, &batch).await {
                         tracing::error!(next_hop = %hop, error = %format!("{e:#}"), "delivery failed");
@@ -327,7 +433,7 @@ impl DeliveryEngine {
                         let _ = engine.apply_pending(&snap, *m).await;
                     }
                     engine.wake();
-                });
+                }, span));
             }
         }
         Ok(())
@@ -354,6 +460,31 @@ impl DeliveryEngine {
         Ok(())
     }
 
+    /// Records an administrator's action on a message (SUSPEND, RESUME,
+    /// RESUBMIT) in message tracking.
+    pub async fn track_action(
+        &self,
+        message: i64,
+        name: &'static str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let pool = self.queue.pool();
+        if let Some(m) = db::message(pool, message).await? {
+            let pending = db::recipients(pool, message)
+                .await?
+                .into_iter()
+                .filter(|r| matches!(r.status.as_str(), "Ready" | "Retry"))
+                .map(|r| r.address)
+                .collect();
+            tracing::info!(internal_id = message, message_id = %m.message_id, event = name, "queue action");
+            self.observe.tracking.record(Event {
+                detail: Some(detail.to_string()),
+                ..event(name, "ADMIN", &m, pending)
+            });
+        }
+        Ok(())
+    }
+
     /// Remove-Message: with an NDR for pending recipients, or silently.
     pub async fn remove(&self, snap: &Snapshot, message: i64, ndr: bool) -> anyhow::Result<()> {
         let pool = self.queue.pool();
@@ -373,6 +504,21 @@ impl DeliveryEngine {
             }
         }
         tracing::info!(internal_id = message, ndr, "DELETE");
+        if let Some(m) = db::message(pool, message).await? {
+            let all = db::recipients(pool, message)
+                .await?
+                .into_iter()
+                .map(|r| r.address)
+                .collect();
+            self.observe.tracking.record(Event {
+                detail: Some(if ndr {
+                    "removed by an administrator, with an NDR".into()
+                } else {
+                    "removed by an administrator, without an NDR".into()
+                }),
+                ..event("DELETE", "ADMIN", &m, all)
+            });
+        }
         self.finish(snap, message).await
     }
 
@@ -399,7 +545,22 @@ impl DeliveryEngine {
             Ok(h) => h,
             Err(DnsError::Permanent(e)) => {
                 for m in batch {
-                    for r in db::pending_for_hop(self.queue.pool(), *m, hop).await? {
+                    let pending = db::pending_for_hop(self.queue.pool(), *m, hop).await?;
+                    if let Some(stored) = db::message(self.queue.pool(), *m).await? {
+                        self.observe.metrics.failed(&connector.spec.name);
+                        self.observe.tracking.record(Event {
+                            connector: Some(connector.spec.name.clone()),
+                            next_hop: Some(hop_name.clone()),
+                            detail: Some(e.clone()),
+                            ..event(
+                                "FAIL",
+                                "SMTP",
+                                &stored,
+                                pending.iter().map(|r| r.address.clone()).collect(),
+                            )
+                        });
+                    }
+                    for r in pending {
                         db::set_recipient(
                             self.queue.pool(),
                             *m,
@@ -450,6 +611,7 @@ impl DeliveryEngine {
         };
         db::queue_connected(self.queue.pool(), hop).await?;
         let remote = format!("{host} [{}]", client.remote.ip());
+        tracing::debug!(next_hop = %hop_name, %remote, session = %client.session, "connected");
         for m in batch {
             match self.send_one(snap, hop, &mut client, &remote, *m).await? {
                 true => {}
@@ -492,6 +654,8 @@ impl DeliveryEngine {
                         .duration()
                         .as_millis() as i64;
                 let mut results = Vec::with_capacity(rcpts.len());
+                // Recipients by outcome and reply, one tracking event each.
+                let mut outcomes: Vec<(&'static str, String, Vec<String>)> = vec![];
                 for (r, reply) in rcpts.iter().zip(result.recipients) {
                     let text = reply.to_string();
                     let (status, next) = if reply.is_positive() {
@@ -501,9 +665,36 @@ impl DeliveryEngine {
                     } else {
                         ("Retry", retry_at)
                     };
+                    let ev = match status {
+                        "Delivered" => "SEND",
+                        "Failed" => "FAIL",
+                        _ => "DEFER",
+                    };
                     tracing::info!(internal_id = id, message_id = %m.message_id, recipient = %r.address, remote = %remote,
-                        reply = %text, event = if status == "Delivered" { "SEND" } else if status == "Failed" { "FAIL" } else { "DEFER" }, "delivery");
+                        reply = %text, event = ev, session = %client.session, "delivery");
+                    match outcomes.iter_mut().find(|(e, t, _)| *e == ev && *t == text) {
+                        Some((_, _, list)) => list.push(r.address.clone()),
+                        None => outcomes.push((ev, text.clone(), vec![r.address.clone()])),
+                    }
                     results.push((r.idx, status, text, next));
+                }
+                let connector = hop_connector(snap, hop);
+                for (ev, text, recipients) in outcomes {
+                    match ev {
+                        "SEND" => self.observe.metrics.delivered(&connector, age(&m)),
+                        "FAIL" => self.observe.metrics.failed(&connector),
+                        _ => self.observe.metrics.deferred(&connector),
+                    }
+                    self.observe.tracking.record(Event {
+                        connector: Some(connector.clone()),
+                        next_hop: Some(hop_display(hop)),
+                        server_ip: Some(client.remote.ip().to_string()),
+                        server_hostname: Some(remote.split(" [").next().unwrap_or(remote).to_string()),
+                        tls: client.tls.clone(),
+                        detail: Some(text),
+                        session: Some(client.session.clone()),
+                        ..event(ev, "SMTP", &m, recipients)
+                    });
                 }
                 if self.queue.complete(id, hop, remote, results).await? {
                     self.finish(snap, id).await?;
@@ -531,6 +722,21 @@ impl DeliveryEngine {
                     .await?;
                 }
                 db::record_attempt(pool, id, hop, Some(remote), "DEFER", &e.message).await?;
+                let connector = hop_connector(snap, hop);
+                self.observe.metrics.deferred(&connector);
+                self.observe.tracking.record(Event {
+                    connector: Some(connector),
+                    next_hop: Some(hop_display(hop)),
+                    server_ip: Some(client.remote.ip().to_string()),
+                    detail: Some(e.message.clone()),
+                    session: Some(client.session.clone()),
+                    ..event(
+                        "DEFER",
+                        "SMTP",
+                        &m,
+                        rcpts.iter().map(|r| r.address.clone()).collect(),
+                    )
+                });
                 Ok(false)
             }
         }
@@ -559,8 +765,23 @@ impl DeliveryEngine {
         };
         let next = now() + (interval.duration().as_millis() as i64).max(1000);
         db::queue_failed(pool, hop, error, next).await?;
+        let connector = hop_connector(snap, hop);
         for m in batch {
             db::record_attempt(pool, *m, hop, None, "DEFER", error).await?;
+            self.observe.metrics.deferred(&connector);
+            if let Some(stored) = db::message(pool, *m).await? {
+                let pending = db::pending_for_hop(pool, *m, hop)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.address)
+                    .collect();
+                self.observe.tracking.record(Event {
+                    connector: Some(connector.clone()),
+                    next_hop: Some(hop_display(hop)),
+                    detail: Some(error.to_string()),
+                    ..event("DEFER", "SMTP", &stored, pending)
+                });
+            }
         }
         tracing::info!(next_hop = %hop, failures, retry_in = %interval, error = %error, "queue in Retry");
         Ok(())
@@ -686,6 +907,11 @@ impl DeliveryEngine {
                 == SmartHostAuthMechanism::BasicAuthRequireTls,
             timeout: spec.connection_inactivity_timeout.duration(),
             source_ip: spec.source_ip_address.or(self.source_ip),
+            observe: Some(ClientObserve {
+                observer: self.observe.clone(),
+                connector: spec.name.clone(),
+                verbose: spec.protocol_logging_level == ProtocolLoggingLevel::Verbose,
+            }),
         })
     }
 
@@ -735,8 +961,22 @@ impl DeliveryEngine {
                                 )
                                 .await?;
                                 tracing::info!(internal_id = id, recipient = %r.address, path = %path.display(), event = "DELIVER", "delivery");
+                                self.observe.metrics.delivered("mailbox", age(&m));
+                                self.observe.tracking.record(Event {
+                                    connector: Some("mailbox".into()),
+                                    next_hop: Some(domain.to_string()),
+                                    detail: Some("250 2.0.0 delivered to Maildir".into()),
+                                    ..event("DELIVER", "STOREDRIVER", &m, vec![r.address.clone()])
+                                });
                             }
                             Err(e) => {
+                                self.observe.metrics.deferred("mailbox");
+                                self.observe.tracking.record(Event {
+                                    connector: Some("mailbox".into()),
+                                    next_hop: Some(domain.to_string()),
+                                    detail: Some(format!("451 4.3.0 Maildir write failed: {e}")),
+                                    ..event("DEFER", "STOREDRIVER", &m, vec![r.address.clone()])
+                                });
                                 let retry = now()
                                     + snap
                                         .transport
@@ -796,6 +1036,11 @@ impl DeliveryEngine {
                     auth_requires_tls: false,
                     timeout: Duration::from_secs(60),
                     source_ip: self.source_ip,
+                    observe: Some(ClientObserve {
+                        observer: self.observe.clone(),
+                        connector: format!("Mailbox delivery {domain}"),
+                        verbose: false,
+                    }),
                 };
                 let mut last = String::new();
                 for ip in ips {
@@ -845,7 +1090,8 @@ impl DeliveryEngine {
                     })
                     .collect();
                 let body = db::body(pool, id).await?.unwrap_or_default();
-                self.send_dsn(snap, dsn::Kind::Failure, &m, &list, &body)
+                let recipients = failed.iter().map(|r| r.address.clone()).collect();
+                self.send_dsn(snap, dsn::Kind::Failure, &m, &list, &body, recipients)
                     .await?;
                 tracing::info!(internal_id = id, recipients = failed.len(), to = %m.sender, "DSN failure");
             } else {
@@ -874,6 +1120,7 @@ impl DeliveryEngine {
         m: &db::StoredMessage,
         failed: &[dsn::Failed<'_>],
         original: &[u8],
+        about: Vec<String>,
     ) -> anyhow::Result<()> {
         let postmaster = snap.postmaster();
         let report = dsn::build(
@@ -888,8 +1135,14 @@ impl DeliveryEngine {
             snap.transport.spec.external_dsn_max_message_attach_size,
         );
         let message_id = crate::smtp::server::session::data_header_value(&report, "message-id")
-            .unwrap_or_default();
-        self.queue
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let subject = crate::smtp::server::session::data_header_value(&report, "subject")
+            .map(|s| s.trim().to_string());
+        let size = report.len() as i64;
+        let internal = self
+            .queue
             .enqueue(
                 Envelope {
                     message_id: message_id.trim().to_string(),
@@ -907,10 +1160,35 @@ impl DeliveryEngine {
                     ret: None,
                     body_type: None,
                     smtputf8: false,
+                    subject: subject.clone(),
                 },
                 report,
             )
             .await?;
+        let kind_name = match kind {
+            dsn::Kind::Failure => "failure",
+            dsn::Kind::Delay => "delay",
+        };
+        // On the original: which notice went to whom.
+        self.observe.tracking.record(Event {
+            detail: Some(format!("{kind_name} notice to {} about {}", if m.sender.is_empty() { "<>" } else { &m.sender }, about.join(", "))),
+            related: Some(message_id.clone()),
+            ..event("DSN", "DSN", m, vec![m.sender.clone()])
+        });
+        // The notice itself enters the queue like any message.
+        self.observe.tracking.record(Event {
+            event: "RECEIVE",
+            source: "DSN",
+            internal_id: internal,
+            message_id,
+            sender: String::new(),
+            recipients: vec![m.sender.clone()],
+            size: Some(size),
+            subject,
+            related: Some(m.message_id.clone()),
+            detail: Some(format!("{kind_name} notice")),
+            ..Default::default()
+        });
         Ok(())
     }
 }

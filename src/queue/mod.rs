@@ -42,6 +42,9 @@ pub struct Envelope {
     pub ret: Option<String>,
     pub body_type: Option<String>,
     pub smtputf8: bool,
+    /// The Subject header, kept for message tracking (None when subject
+    /// logging is off).
+    pub subject: Option<String>,
 }
 
 pub(crate) struct Job {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::model::Role;
 
 pub mod queue;
+pub mod tracking;
 
 /// A stored configuration object with its identity and version.
 #[derive(Debug, Clone)]

@@ -54,12 +54,21 @@ pub(crate) async fn commit_batch(
     let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(batch.len());
+    let mut last: i64 = if batch.is_empty() {
+        0
+    } else {
+        sqlx::query_scalar("SELECT last FROM id_counter WHERE one = 1")
+            .fetch_one(&mut *tx)
+            .await?
+    };
     for job in batch {
         let e: &Envelope = &job.envelope;
+        last += 1;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
-             auth_user, env_id, ret, body_type, smtputf8, received_unix) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            "INSERT INTO messages (id, message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
+             auth_user, env_id, ret, body_type, smtputf8, received_unix, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         )
+        .bind(last)
         .bind(&e.message_id)
         .bind(&e.sender)
         .bind(&now)
@@ -73,6 +82,7 @@ pub(crate) async fn commit_batch(
         .bind(&e.body_type)
         .bind(e.smtputf8)
         .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .bind(&e.subject)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO bodies (message, body) VALUES (?, ?)")
@@ -94,6 +104,12 @@ pub(crate) async fn commit_batch(
         }
         ids.push(id);
     }
+    if !batch.is_empty() {
+        sqlx::query("UPDATE id_counter SET last = ? WHERE one = 1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut bounces = Vec::with_capacity(completions.len());
     for c in completions {
         bounces.push(record_transaction(&mut tx, c.message, &c.hop, &c.remote, &c.results).await?);
@@ -113,12 +129,15 @@ pub struct Unrouted {
     pub idx: i64,
     pub address: String,
     pub size: i64,
+    pub message_id: String,
+    pub sender: String,
+    pub subject: Option<String>,
 }
 
 /// Pending recipients that have no next hop yet.
 pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrouted>> {
     Ok(sqlx::query_as(
-        "SELECT r.message, r.idx, r.address, m.size FROM recipients r JOIN messages m ON m.id = r.message \
+        "SELECT r.message, r.idx, r.address, m.size, m.message_id, m.sender, m.subject FROM recipients r JOIN messages m ON m.id = r.message \
          WHERE r.next_hop IS NULL AND r.status IN ('Ready','Retry') LIMIT ?",
     )
     .bind(limit)
@@ -204,11 +223,12 @@ pub struct StoredMessage {
     pub client_ip: String,
     pub suspended: bool,
     pub delay_notified: bool,
+    pub subject: Option<String>,
 }
 
 pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<StoredMessage>> {
     Ok(sqlx::query_as(
-        "SELECT id, message_id, sender, received_at, received_unix, size, receive_connector, client_ip, suspended, delay_notified \
+        "SELECT id, message_id, sender, received_at, received_unix, size, receive_connector, client_ip, suspended, delay_notified, subject \
          FROM messages WHERE id = ?",
     )
     .bind(id)
@@ -540,7 +560,7 @@ pub async fn list_messages(
         )
     };
     let (sql, a, b, c) = bind(&format!(
-        "SELECT id, message_id, sender, received_at, received_unix, size, receive_connector, client_ip, suspended, delay_notified \
+        "SELECT id, message_id, sender, received_at, received_unix, size, receive_connector, client_ip, suspended, delay_notified, subject \
          FROM messages m WHERE {filter} ORDER BY id LIMIT ?4 OFFSET ?5"
     ));
     let rows: Vec<StoredMessage> = sqlx::query_as(&sql)
@@ -640,4 +660,18 @@ async fn record_transaction(
             .await?;
     }
     Ok(failed > 0)
+}
+
+/// Pending recipients by next hop (its display name; `Submission` before
+/// routing) and status (`Ready`, `Retry`, or `Suspended` for a suspended
+/// message), for the queue-depth metric.
+pub async fn depth(pool: &SqlitePool) -> anyhow::Result<Vec<(String, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT COALESCE(q.display, CASE WHEN r.next_hop IS NULL THEN 'Submission' ELSE r.next_hop END) AS hop, \
+                CASE WHEN m.suspended = 1 THEN 'Suspended' ELSE r.status END AS st, COUNT(*) \
+         FROM recipients r JOIN messages m ON m.id = r.message LEFT JOIN queues q ON q.next_hop = r.next_hop \
+         WHERE r.status IN ('Ready','Retry') GROUP BY hop, st ORDER BY hop, st",
+    )
+    .fetch_all(pool)
+    .await?)
 }

@@ -12,7 +12,11 @@ pub use tls::{TlsPolicy, Verify};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::observe::Observer;
+use crate::observe::protolog::{Direction, SessionLog, mask_command};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -87,6 +91,18 @@ pub struct ClientConfig {
     /// Every read and write must make progress within this.
     pub timeout: Duration,
     pub source_ip: Option<IpAddr>,
+    /// Metrics and, at Verbose, the send protocol log.
+    pub observe: Option<ClientObserve>,
+}
+
+/// Where a client's sessions are observed.
+#[derive(Clone)]
+pub struct ClientObserve {
+    pub observer: Arc<Observer>,
+    /// The protocol log's connector-id (the send connector's name).
+    pub connector: String,
+    /// ProtocolLoggingLevel Verbose.
+    pub verbose: bool,
 }
 
 type Stream = crate::smtp::stream::MaybeTls<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
@@ -119,6 +135,18 @@ pub struct SmtpClient {
     pub tls: Option<String>,
     timeout: Duration,
     lmtp: bool,
+    /// This connection's id in the send protocol log.
+    pub session: String,
+    plog: Option<SessionLog>,
+    observer: Option<Arc<Observer>>,
+}
+
+impl Drop for SmtpClient {
+    fn drop(&mut self) {
+        if let Some(l) = &mut self.plog {
+            l.disconnect();
+        }
+    }
 }
 
 impl SmtpClient {
@@ -148,6 +176,18 @@ impl SmtpClient {
                 ClientError::transient(format!("421 4.4.1 connection to {addr} failed: {e}"))
             })?;
         let _ = stream.set_nodelay(true);
+        let session = format!("{:016X}", rand::random::<u64>());
+        let plog = cfg.observe.as_ref().filter(|o| o.verbose).map(|o| {
+            let mut l = o.observer.protolog.session(
+                Direction::Send,
+                &o.connector,
+                &session,
+                stream.local_addr().ok(),
+                addr,
+            );
+            l.connect();
+            l
+        });
         let mut c = SmtpClient {
             stream: Stream::Plain(stream),
             buf: vec![],
@@ -156,6 +196,9 @@ impl SmtpClient {
             tls: None,
             timeout: cfg.timeout,
             lmtp: cfg.lmtp,
+            session,
+            plog,
+            observer: cfg.observe.as_ref().map(|o| o.observer.clone()),
         };
         let banner = c.reply().await?;
         if banner.code != 220 {
@@ -245,13 +288,27 @@ impl SmtpClient {
             tokio_rustls::TlsConnector::from(config).connect(name, plain),
         )
         .await
-        .map_err(|_| ClientError::transient("421 4.4.1 TLS handshake timed out"))?
-        .map_err(|e| {
-            ClientError::transient(format!(
-                "421 4.7.5 TLS negotiation with {} failed: {e}",
-                self.remote
-            ))
-        })?;
+        .map_err(|_| ClientError::transient("421 4.4.1 TLS handshake timed out"))
+        .and_then(|r| {
+            r.map_err(|e| {
+                ClientError::transient(format!(
+                    "421 4.7.5 TLS negotiation with {} failed: {e}",
+                    self.remote
+                ))
+            })
+        });
+        if let Some(o) = &self.observer {
+            o.metrics.tls(false, connected.is_ok());
+        }
+        let connected = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(l) = &mut self.plog {
+                    l.info(&e.message, "");
+                }
+                return Err(e);
+            }
+        };
         let (_, state) = connected.get_ref();
         self.tls = Some(format!(
             "version={} cipher={}",
@@ -264,6 +321,15 @@ impl SmtpClient {
                 .map(|c| format!("{:?}", c.suite()))
                 .unwrap_or_default()
         ));
+        if let Some(l) = &mut self.plog {
+            l.info(
+                &format!(
+                    "TLS negotiation succeeded: {}",
+                    self.tls.as_deref().unwrap_or_default()
+                ),
+                "",
+            );
+        }
         self.stream = Stream::Tls(Box::new(connected));
         self.buf.clear();
         Ok(())
@@ -278,11 +344,11 @@ impl SmtpClient {
             if r.code != 334 {
                 return Err(ClientError::from_reply("AUTH LOGIN", r));
             }
-            let r = self.command(&STANDARD.encode(user)).await?;
+            let r = self.secret_command(&STANDARD.encode(user)).await?;
             if r.code != 334 {
                 return Err(ClientError::from_reply("AUTH LOGIN", r));
             }
-            self.command(&STANDARD.encode(password)).await?
+            self.secret_command(&STANDARD.encode(password)).await?
         } else {
             return Err(ClientError::transient(
                 "451 5.7.3 Require basic authentication (the server offers no AUTH PLAIN or LOGIN)",
@@ -398,6 +464,11 @@ impl SmtpClient {
             batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
         }
         batch.push_str("DATA\r\n");
+        if let Some(l) = &mut self.plog {
+            for line in batch.lines() {
+                l.sent(line);
+            }
+        }
         self.write(batch.as_bytes()).await?;
         let mail_reply = self.reply().await?;
         let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
@@ -474,6 +545,18 @@ impl SmtpClient {
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        if let Some(l) = &mut self.plog {
+            l.sent(&mask_command(line));
+        }
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.reply().await
+    }
+
+    /// A command line that is a credential: logged as `****`.
+    async fn secret_command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        if let Some(l) = &mut self.plog {
+            l.sent("****");
+        }
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
     }
@@ -526,6 +609,9 @@ impl SmtpClient {
                         self.remote
                     ))
                 })?;
+            if let Some(l) = &mut self.plog {
+                l.received(&line);
+            }
             let more = line.as_bytes().get(3) == Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if !more {

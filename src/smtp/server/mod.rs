@@ -39,6 +39,7 @@ pub struct Shared {
     pub tls: TlsCache,
     pub limiter: limits::Limiter,
     pub shutdown: watch::Receiver<bool>,
+    pub observe: Arc<crate::observe::Observer>,
 }
 
 /// The state of one connector binding, as the API shows it.
@@ -121,7 +122,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 impl SmtpServer {
     /// Binds what the current configuration needs; failures are recorded and
     /// logged, and the server runs without them.
-    pub fn start(config: Arc<ConfigService>, queue: Queue) -> Arc<SmtpServer> {
+    pub fn start(
+        config: Arc<ConfigService>,
+        queue: Queue,
+        observe: Arc<crate::observe::Observer>,
+    ) -> Arc<SmtpServer> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             tls: TlsCache::new(config.secrets.clone()),
@@ -129,6 +134,7 @@ impl SmtpServer {
             queue,
             limiter: limits::Limiter::default(),
             shutdown,
+            observe,
         });
         let server = Arc::new(SmtpServer {
             shared,

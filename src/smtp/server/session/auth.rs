@@ -26,6 +26,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let Some(line) = line else {
                     return Ok(Step::Invalid);
                 };
+                if let Some(l) = &mut self.plog {
+                    // The answer is a credential: never logged.
+                    l.received(if line == b"*" { "*" } else { "****" });
+                }
                 if line == b"*" {
                     return Ok(Step::Aborted);
                 }
@@ -141,12 +145,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .remove(&self.principal)
                     .unwrap_or_default();
                 self.auth_user = Some(login.spec.user_name.clone());
-                tracing::info!(session = %self.id, user = %login.spec.user_name, principal = ?self.principal, "authenticated");
+                tracing::info!(user = %login.spec.user_name, principal = ?self.principal, "authenticated");
                 Ok(self.reply(replies::AUTH_OK).await)
             }
             _ => {
                 self.logon_failures += 1;
-                tracing::info!(session = %self.id, user = %user, remote = %self.remote, "authentication failed");
+                tracing::info!(user = %user, "authentication failed");
+                self.shared.observe.metrics.auth_failure(&self.connector.spec.name);
                 self.tarpit(self.c().auth_tarpit_interval.duration()).await;
                 let max = self.c().max_logon_failures;
                 if max > 0 && self.logon_failures >= max {

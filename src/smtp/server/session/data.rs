@@ -122,6 +122,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             stamped.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
         }
         stamped.extend_from_slice(&body);
+        let subject = header_value(headers, "subject").map(|v| v.trim().to_string());
+        let size = stamped.len() as i64;
         let envelope = Envelope {
             message_id: message_id.clone(),
             sender: tx.sender.clone(),
@@ -134,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ret: None,
             body_type: tx.body_type.map(str::to_string),
             smtputf8: tx.smtputf8,
+            subject: subject.clone(),
         };
         match self.shared.queue.enqueue(envelope, stamped).await {
             Ok(internal) => {
@@ -146,13 +149,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     user.as_deref(),
                 );
                 tracing::info!(
-                    session = %self.id, connector = %self.c().name, message_id = %message_id, internal_id = internal,
+                    message_id = %message_id, internal_id = internal,
                     sender = %tx.sender, recipients = tx.recipients.len(), "RECEIVE"
                 );
+                let observe = &self.shared.observe;
+                observe.metrics.received(&self.connector.spec.name);
+                observe.tracking.record(crate::observe::tracking::Event {
+                    event: "RECEIVE",
+                    source: "SMTP",
+                    internal_id: internal,
+                    message_id: message_id.clone(),
+                    sender: tx.sender.clone(),
+                    recipients: tx.recipients.iter().map(|r| r.address.clone()).collect(),
+                    size: Some(size),
+                    subject,
+                    connector: Some(self.connector.spec.name.clone()),
+                    client_ip: Some(self.remote.ip().to_string()),
+                    client_hostname: self.helo.clone(),
+                    server_ip: Some(self.local.ip().to_string()),
+                    server_hostname: Some(fqdn.clone()),
+                    tls: self.tls.clone(),
+                    auth: self.auth_user.clone(),
+                    session: Some(self.id.clone()),
+                    ..Default::default()
+                });
                 self.reply(Reply::queued(&message_id, internal)).await
             }
             Err(e) => {
-                tracing::error!(session = %self.id, error = %format!("{e:#}"), "message could not be queued");
+                tracing::error!(error = %format!("{e:#}"), "message could not be queued");
                 self.reply(replies::QUEUE_FAILED).await
             }
         }

@@ -25,10 +25,13 @@ use std::time::Duration;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::Shared;
 use crate::config::Snapshot;
-use crate::model::{ExtendedRight, Principal, ReceiveConnector};
+use crate::model::{ExtendedRight, Principal, ProtocolLoggingLevel, ReceiveConnector};
+use crate::observe::metrics::SessionGauge;
+use crate::observe::protolog::{Direction, SessionLog, mask_command};
 use crate::queue::Recipient;
 use crate::smtp::replies::{self, Reply};
 use crate::store::Stored;
@@ -95,6 +98,9 @@ pub struct Session<S> {
     tls_config: Option<Arc<rustls::ServerConfig>>,
     /// Keeps this connection counted until the session ends.
     _guard: Option<super::limits::ConnectionGuard>,
+    /// The protocol log, when the connector's level is Verbose.
+    plog: Option<SessionLog>,
+    _gauge: SessionGauge,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -127,6 +133,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None
         };
         let id = format!("{:016X}", rand::random::<u64>());
+        let metrics = &shared.observe.metrics;
+        metrics.connection(&c.name);
+        let gauge = metrics.session(&c.name);
+        let plog = (c.protocol_logging_level == ProtocolLoggingLevel::Verbose).then(|| {
+            shared.observe.protolog.session(
+                Direction::Receive,
+                &format!("{}\\{}", snap.ctx.server_name, c.name),
+                &id,
+                Some(local),
+                remote,
+            )
+        });
         Session {
             deadline: Instant::now() + c.connection_timeout.duration(),
             shared,
@@ -150,6 +168,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             logon_failures: 0,
             tls_config,
             _guard: guard,
+            plog,
+            _gauge: gauge,
         }
     }
 
@@ -168,12 +188,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Runs the session to its end; errors only end this session.
-    pub async fn run(mut self) {
-        tracing::debug!(session = %self.id, connector = %self.c().name, remote = %self.remote, "session start");
+    /// Every log line of the session carries its id, connector and peer.
+    pub async fn run(self) {
+        let span = tracing::info_span!("smtp", session = %self.id, connector = %self.c().name, remote = %self.remote);
+        self.run_logged().instrument(span).await
+    }
+
+    async fn run_logged(mut self) {
+        tracing::debug!("session start");
+        if let Some(l) = &mut self.plog {
+            l.connect();
+        }
         if let Err(e) = self.run_inner().await {
-            tracing::debug!(session = %self.id, error = %e, "session ended with an I/O error");
+            tracing::debug!(error = %e, "session ended with an I/O error");
+            if let Some(l) = &mut self.plog {
+                l.info(&e.to_string(), "I/O error");
+            }
         }
         let _ = self.conn.shutdown().await;
+        if let Some(l) = &mut self.plog {
+            l.disconnect();
+        }
     }
 
     async fn run_inner(&mut self) -> std::io::Result<()> {
@@ -267,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn end_with(&mut self, reply: Reply) -> std::io::Result<Filled> {
-        tracing::debug!(session = %self.id, reply = %reply.to_line(true).trim_end(), "closing");
+        tracing::debug!(reply = %reply.to_line(true).trim_end(), "closing");
         self.write(&reply);
         self.flush().await?;
         Ok(Filled::Done)
@@ -276,7 +311,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Queues a reply for the next flush.
     fn write(&mut self, reply: &Reply) {
         let enhanced = self.c().enhanced_status_codes_enabled;
+        let start = self.out.len();
         reply.write_to(&mut self.out, enhanced);
+        if let Some(l) = &mut self.plog {
+            l.reply(true, &String::from_utf8_lossy(&self.out[start..]));
+        }
     }
 
     /// Queues a reply, first waiting out the tarpit when it is a failure.
@@ -316,6 +355,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn command(&mut self, line: Vec<u8>) -> std::io::Result<Next> {
+        if let Some(l) = &mut self.plog {
+            l.received(&mask_command(&String::from_utf8_lossy(&line)));
+        }
         let mut framed = line.clone();
         framed.extend_from_slice(b"\r\n");
         let request = Request::parse(&mut framed.iter());

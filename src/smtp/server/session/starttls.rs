@@ -35,10 +35,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let stream = match accepted {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::info!(session = %self.id, error = %e, "TLS handshake failed");
+                tracing::info!(error = %e, "TLS handshake failed");
+                self.shared.observe.metrics.tls(true, false);
+                if let Some(l) = &mut self.plog {
+                    l.info(&format!("TLS negotiation failed: {e}"), "");
+                }
                 return Ok(Next::Close);
             }
-            Err(_) => return Ok(Next::Close),
+            Err(_) => {
+                self.shared.observe.metrics.tls(true, false);
+                if let Some(l) = &mut self.plog {
+                    l.info("TLS negotiation timed out", "");
+                }
+                return Ok(Next::Close);
+            }
         };
         let (_, state) = stream.get_ref();
         let version = state
@@ -50,6 +60,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default();
         self.tls = Some(format!("version={version} cipher={cipher}"));
+        self.shared.observe.metrics.tls(true, true);
+        if let Some(l) = &mut self.plog {
+            l.info(
+                &format!("TLS negotiation succeeded: {version} {cipher}"),
+                "",
+            );
+        }
         self.conn = Conn::Tls(Box::new(stream));
         // RFC 3207 §4.2: discard all knowledge obtained from the client.
         self.helo = None;

@@ -1,0 +1,41 @@
+//! Observability: message tracking (`tracking`), protocol logs
+//! (`protolog`) and Prometheus metrics (`metrics`). One `Observer` per
+//! running server is shared by the SMTP server, the delivery engine, the
+//! configuration service and the API. Recording never waits on a disk:
+//! events and log lines go to writer tasks; counters are atomics.
+
+pub mod metrics;
+pub mod protolog;
+pub mod tracking;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::ConfigService;
+
+pub struct Observer {
+    pub metrics: Arc<metrics::Metrics>,
+    pub tracking: tracking::Tracker,
+    pub protolog: protolog::ProtocolLog,
+}
+
+impl Observer {
+    pub async fn start(
+        data_dir: &Path,
+        config: &ConfigService,
+        metrics: Arc<metrics::Metrics>,
+    ) -> anyhow::Result<Arc<Observer>> {
+        Ok(Arc::new(Observer {
+            metrics,
+            tracking: tracking::Tracker::open(&data_dir.join("tracking.db"), config.subscribe())
+                .await?,
+            protolog: protolog::ProtocolLog::start(data_dir, config.subscribe())?,
+        }))
+    }
+
+    /// Writes out what is buffered and stops the writers.
+    pub async fn stop(&self) {
+        self.tracking.close().await;
+        self.protolog.stop().await;
+    }
+}

@@ -1,0 +1,149 @@
+//! Message tracking: every step of a message's life is an event, recorded
+//! without waiting (the SMTP session and the delivery engine never block
+//! on the log) and written in batches by one task into `tracking.db`.
+//! Events older than the retention (`messageTrackingLogMaxAge`) are
+//! deleted as they age out.
+
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Snapshot;
+pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
+use crate::store::tracking as db;
+
+enum Msg {
+    Event(Box<Event>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle to the tracking log; cheap to clone.
+#[derive(Clone)]
+pub struct Tracker {
+    tx: mpsc::UnboundedSender<Msg>,
+    pool: SqlitePool,
+    config: watch::Receiver<Arc<Snapshot>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The most events one transaction writes.
+const BATCH: usize = 1000;
+
+impl Tracker {
+    pub async fn open(path: &Path, config: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<Self> {
+        let pool = db::open(path).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(pool.clone(), rx, config.clone()));
+        Ok(Tracker { tx, pool, config })
+    }
+
+    /// Whether events are being recorded (MessageTrackingLogEnabled).
+    pub fn enabled(&self) -> bool {
+        self.config
+            .borrow()
+            .transport
+            .spec
+            .message_tracking_log_enabled
+    }
+
+    /// Records an event now. The subject is dropped when subject logging is off.
+    pub fn record(&self, mut e: Event) {
+        let (enabled, subjects) = {
+            let snap = self.config.borrow();
+            let ts = &snap.transport.spec;
+            (
+                ts.message_tracking_log_enabled,
+                ts.message_tracking_log_subject_logging_enabled,
+            )
+        };
+        if !enabled {
+            return;
+        }
+        if !subjects {
+            e.subject = None;
+        }
+        if e.time_ms == 0 {
+            e.time_ms = now_ms();
+        }
+        let _ = self.tx.send(Msg::Event(Box::new(e)));
+    }
+
+    /// Waits until every event recorded so far is written.
+    pub async fn flush(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub async fn search(&self, f: &Filter) -> anyhow::Result<Vec<TrackingEvent>> {
+        self.flush().await;
+        db::search(&self.pool, f).await
+    }
+
+    pub async fn count(&self) -> anyhow::Result<i64> {
+        self.flush().await;
+        db::count(&self.pool).await
+    }
+
+    pub async fn close(&self) {
+        self.flush().await;
+        self.pool.close().await;
+    }
+}
+
+async fn writer(
+    pool: SqlitePool,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    config: watch::Receiver<Arc<Snapshot>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+            _ = tick.tick() => {
+                let max_age = config.borrow().transport.spec.message_tracking_log_max_age;
+                if !max_age.is_zero() {
+                    let cutoff = now_ms() - max_age.duration().as_millis() as i64;
+                    match db::prune(&pool, cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(events = n, "message tracking: expired events deleted"),
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "message tracking: pruning failed"),
+                    }
+                }
+                continue;
+            }
+        };
+        let mut events = vec![];
+        let mut flushes = vec![];
+        let mut next = Some(first);
+        while let Some(m) = next {
+            match m {
+                Msg::Event(e) => events.push(*e),
+                Msg::Flush(f) => flushes.push(f),
+            }
+            next = if events.len() < BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !events.is_empty()
+            && let Err(e) = db::insert(&pool, &events).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), events = events.len(), "message tracking: events could not be written");
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
