@@ -105,7 +105,11 @@ pub async fn tracking(
     q: Result<Query<TrackingQuery>, QueryRejection>,
 ) -> Result<Json<TrackingPage>, ApiError> {
     let q = query(q)?;
-    let nonempty = |v: &Option<String>| v.as_ref().map(|x| x.trim().to_string()).filter(|x| !x.is_empty());
+    let nonempty = |v: &Option<String>| {
+        v.as_ref()
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+    };
     let message_id = nonempty(&q.message_id).map(|m| {
         if m.starts_with('<') {
             m
@@ -114,7 +118,10 @@ pub async fn tracking(
         }
     });
     let internal_id = nonempty(&q.internal_id)
-        .map(|v| v.parse::<i64>().map_err(|_| invalid("internalId", "must be a number")))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| invalid("internalId", "must be a number"))
+        })
         .transpose()?;
     let sender = nonempty(&q.sender).map(|v| if v == "<>" { String::new() } else { v });
     let events: Vec<String> = nonempty(&q.event)
@@ -141,7 +148,10 @@ pub async fn tracking(
         .transpose()?
         .unwrap_or(100);
     let after = nonempty(&q.cursor)
-        .map(|v| v.parse::<i64>().map_err(|_| invalid("cursor", "must be a nextCursor value")))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| invalid("cursor", "must be a nextCursor value"))
+        })
         .transpose()?;
     let filter = Filter {
         message_id,
@@ -163,7 +173,9 @@ pub async fn tracking(
         .map_err(|e| ApiError::from(crate::config::ServiceError::Internal(e)))?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
     Ok(Json(TrackingPage {
         items: rows
             .into_iter()

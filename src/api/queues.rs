@@ -423,7 +423,11 @@ pub async fn suspend_message(
     let m = find_message(&s, id).await?;
     let code = if s.delivery.defer_action(id, Pending::Suspend) {
         s.delivery
-            .track_action(id, "SUSPEND", "PendingSuspend: applied when the delivery in flight ends")
+            .track_action(
+                id,
+                "SUSPEND",
+                "PendingSuspend: applied when the delivery in flight ends",
+            )
             .await
             .map_err(internal)?;
         StatusCode::ACCEPTED
@@ -474,7 +478,11 @@ pub async fn resubmit(
         .await
         .map_err(internal)?;
     s.delivery
-        .track_action(id, "RESUBMIT", "resubmitted for routing by an administrator")
+        .track_action(
+            id,
+            "RESUBMIT",
+            "resubmitted for routing by an administrator",
+        )
         .await
         .map_err(internal)?;
     s.delivery.wake();

@@ -247,7 +247,11 @@ impl ConfigService {
         if let Some(m) = self.metrics.get() {
             m.reload(started.elapsed());
         }
-        tracing::debug!(generation = snap.generation, took_us = started.elapsed().as_micros() as u64, "configuration published");
+        tracing::debug!(
+            generation = snap.generation,
+            took_us = started.elapsed().as_micros() as u64,
+            "configuration published"
+        );
         Ok(snap)
     }
 }

@@ -303,8 +303,14 @@ impl TransportSettings {
         );
         // Exchange's ranges: ages 00:00:00 (no removal by age) to 24855 days.
         for (field, age) in [
-            ("messageTrackingLogMaxAge", self.message_tracking_log_max_age),
-            ("receiveProtocolLogMaxAge", self.receive_protocol_log_max_age),
+            (
+                "messageTrackingLogMaxAge",
+                self.message_tracking_log_max_age,
+            ),
+            (
+                "receiveProtocolLogMaxAge",
+                self.receive_protocol_log_max_age,
+            ),
             ("sendProtocolLogMaxAge", self.send_protocol_log_max_age),
         ] {
             check_range(

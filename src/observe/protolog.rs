@@ -447,9 +447,7 @@ impl Writer {
         let max_file = self.direction.limits(&self.config.borrow()).2;
         let rotate = match &self.current {
             None => true,
-            Some(c) => {
-                c.date != date || !max_file.allows(c.size + line.len() as u64) && c.size > 0
-            }
+            Some(c) => c.date != date || !max_file.allows(c.size + line.len() as u64) && c.size > 0,
         };
         if rotate && let Err(e) = self.open(&date, max_file) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "protocol log: cannot open a file");
@@ -527,7 +525,13 @@ impl Writer {
     /// Deletes files past MaxAge, then the oldest while the directory is
     /// over MaxDirectorySize. The file being written is never deleted.
     fn clean_up(&mut self) {
-        let (max_age, max_dir, _) = self.direction.limits(&self.config.borrow());
+        let (max_age, max_dir, max_file) = self.direction.limits(&self.config.borrow());
+        // Room is kept for the open file to grow to MaxFileSize, so the
+        // directory stays within MaxDirectorySize all along.
+        let growth = match (&self.current, max_file.value()) {
+            (Some(c), Some(f)) => f.saturating_sub(c.size),
+            _ => 0,
+        };
         let current = self.current.as_ref().map(|c| c.path.clone());
         let files = log_files(&self.dir, self.direction.prefix());
         let now = SystemTime::now();
@@ -549,7 +553,7 @@ impl Writer {
                 && now
                     .duration_since(modified)
                     .is_ok_and(|age| age > max_age.duration());
-            if too_old || !max_dir.allows(total) {
+            if too_old || !max_dir.allows(total + growth) {
                 match fs::remove_file(&path) {
                     Ok(()) => total = total.saturating_sub(size),
                     Err(e) => {
@@ -567,12 +571,12 @@ mod tests {
 
     #[test]
     fn auth_payloads_are_masked() {
-        assert_eq!(mask_command("AUTH PLAIN AGJvYgBzZWNyZXQ="), "AUTH PLAIN ****");
-        assert_eq!(mask_command("auth login"), "auth login");
         assert_eq!(
-            mask_command("AUTH LOGIN Ym9i"),
-            "AUTH LOGIN ****"
+            mask_command("AUTH PLAIN AGJvYgBzZWNyZXQ="),
+            "AUTH PLAIN ****"
         );
+        assert_eq!(mask_command("auth login"), "auth login");
+        assert_eq!(mask_command("AUTH LOGIN Ym9i"), "AUTH LOGIN ****");
         assert_eq!(mask_command("MAIL FROM:<a@b>"), "MAIL FROM:<a@b>");
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Snapshot;
-pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 use crate::store::tracking as db;
+pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 
 enum Msg {
     Event(Box<Event>),

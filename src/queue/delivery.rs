@@ -100,10 +100,12 @@ fn hop_display(hop: &str) -> String {
 
 /// How long ago a message was accepted.
 fn age(m: &db::StoredMessage) -> Duration {
-    let received =
-        time::OffsetDateTime::parse(&m.received_at, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .unwrap_or(m.received_unix * 1000);
+    let received = time::OffsetDateTime::parse(
+        &m.received_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    .unwrap_or(m.received_unix * 1000);
     Duration::from_millis((now() - received).max(0) as u64)
 }
 
@@ -414,26 +416,29 @@ impl DeliveryEngine {
                 let engine = self.clone();
                 let hop = hop.clone();
                 let span = tracing::info_span!("delivery", next_hop = %hop_display(&hop), connector = %hop_connector(snap, &hop));
-                tokio::spawn(tracing::Instrument::instrument(async move {
-                    let snap = engine.config.snapshot();
-                    if let Err(e) = engine.deliver(&snap, &hop, &batch).await {
-                        tracing::error!(next_hop = %hop, error = %format!("{e:#}"), "delivery failed");
-                    }
-                    {
-                        let mut s = engine.state.lock().expect("not poisoned");
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let snap = engine.config.snapshot();
+                        if let Err(e) = engine.deliver(&snap, &hop, &batch).await {
+                            tracing::error!(next_hop = %hop, error = %format!("{e:#}"), "delivery failed");
+                        }
+                        {
+                            let mut s = engine.state.lock().expect("not poisoned");
+                            for m in &batch {
+                                s.in_flight.remove(m);
+                            }
+                            if let Some(n) = s.per_hop.get_mut(&hop) {
+                                *n = n.saturating_sub(1);
+                            }
+                            s.total = s.total.saturating_sub(1);
+                        }
                         for m in &batch {
-                            s.in_flight.remove(m);
+                            let _ = engine.apply_pending(&snap, *m).await;
                         }
-                        if let Some(n) = s.per_hop.get_mut(&hop) {
-                            *n = n.saturating_sub(1);
-                        }
-                        s.total = s.total.saturating_sub(1);
-                    }
-                    for m in &batch {
-                        let _ = engine.apply_pending(&snap, *m).await;
-                    }
-                    engine.wake();
-                }, span));
+                        engine.wake();
+                    },
+                    span,
+                ));
             }
         }
         Ok(())
@@ -689,7 +694,9 @@ impl DeliveryEngine {
                         connector: Some(connector.clone()),
                         next_hop: Some(hop_display(hop)),
                         server_ip: Some(client.remote.ip().to_string()),
-                        server_hostname: Some(remote.split(" [").next().unwrap_or(remote).to_string()),
+                        server_hostname: Some(
+                            remote.split(" [").next().unwrap_or(remote).to_string(),
+                        ),
                         tls: client.tls.clone(),
                         detail: Some(text),
                         session: Some(client.session.clone()),
@@ -1171,7 +1178,11 @@ impl DeliveryEngine {
         };
         // On the original: which notice went to whom.
         self.observe.tracking.record(Event {
-            detail: Some(format!("{kind_name} notice to {} about {}", if m.sender.is_empty() { "<>" } else { &m.sender }, about.join(", "))),
+            detail: Some(format!(
+                "{kind_name} notice to {} about {}",
+                if m.sender.is_empty() { "<>" } else { &m.sender },
+                about.join(", ")
+            )),
             related: Some(message_id.clone()),
             ..event("DSN", "DSN", m, vec![m.sender.clone()])
         });

@@ -65,7 +65,7 @@ pub(crate) struct Completion {
 }
 
 pub(crate) enum Work {
-    Enqueue(Job),
+    Enqueue(Box<Job>),
     Complete(Completion),
 }
 
@@ -98,11 +98,11 @@ impl Queue {
     pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> anyhow::Result<i64> {
         let (done, rx) = oneshot::channel();
         self.jobs
-            .send(Work::Enqueue(Job {
+            .send(Work::Enqueue(Box::new(Job {
                 envelope,
                 body,
                 done,
-            }))
+            })))
             .await
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
         rx.await
@@ -158,7 +158,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<N
     while let Some(first) = rx.recv().await {
         let (mut jobs, mut completions) = (vec![], vec![]);
         let mut take = |w: Work| match w {
-            Work::Enqueue(j) => jobs.push(j),
+            Work::Enqueue(j) => jobs.push(*j),
             Work::Complete(c) => completions.push(c),
         };
         take(first);

@@ -54,12 +54,19 @@ pub(crate) async fn commit_batch(
     let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(batch.len());
+    // Reserve the batch's ids. This is a write, so the transaction takes
+    // the write lock at once: a read first would start a snapshot that
+    // another connection's commit can make stale (SQLITE_BUSY_SNAPSHOT).
     let mut last: i64 = if batch.is_empty() {
         0
     } else {
-        sqlx::query_scalar("SELECT last FROM id_counter WHERE one = 1")
-            .fetch_one(&mut *tx)
-            .await?
+        let end: i64 = sqlx::query_scalar(
+            "UPDATE id_counter SET last = last + ? WHERE one = 1 RETURNING last",
+        )
+        .bind(batch.len() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        end - batch.len() as i64
     };
     for job in batch {
         let e: &Envelope = &job.envelope;
@@ -103,12 +110,6 @@ pub(crate) async fn commit_batch(
             .await?;
         }
         ids.push(id);
-    }
-    if !batch.is_empty() {
-        sqlx::query("UPDATE id_counter SET last = ? WHERE one = 1")
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
     }
     let mut bounces = Vec::with_capacity(completions.len());
     for c in completions {

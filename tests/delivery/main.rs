@@ -19,6 +19,7 @@ mod sink;
 
 mod bounces;
 mod mailboxes;
+mod observability;
 mod queue_api;
 mod routing;
 mod smarthost;

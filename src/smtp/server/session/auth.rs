@@ -151,7 +151,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             _ => {
                 self.logon_failures += 1;
                 tracing::info!(user = %user, "authentication failed");
-                self.shared.observe.metrics.auth_failure(&self.connector.spec.name);
+                self.shared
+                    .observe
+                    .metrics
+                    .auth_failure(&self.connector.spec.name);
                 self.tarpit(self.c().auth_tarpit_interval.duration()).await;
                 let max = self.c().max_logon_failures;
                 if max > 0 && self.logon_failures >= max {
