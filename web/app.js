@@ -39,7 +39,7 @@ async function api(method, path, body, ifMatch) {
 function banner(kind, text) { return h("div", { class: `banner ${kind}`, role: kind === "bad" ? "alert" : "status" }, text); }
 
 function page(title, ...content) {
-  main.replaceChildren(h("h1", { text: title }), ...content);
+  main.replaceChildren(h("h1", { text: title }), ...content.filter((c) => c !== null && c !== undefined));
   main.focus();
 }
 
@@ -355,6 +355,7 @@ async function messagePage(id) {
           const url = URL.createObjectURL(await raw.blob());
           h("a", { href: url, download: `message-${id}.eml` }).click();
         } }, "Download"),
+        h("a", { href: `#/tracking?messageId=${encodeURIComponent(m.messageId)}`, class: "button secondary" }, "Track"),
         h("a", { href: "#/queues", class: "button secondary" }, "Back"))),
     h("h2", {}, "Recipients"),
     h("div", { class: "card" }, h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Address", "Status", "Queue", "Attempts", "Last error"].map((x) => h("th", {}, x)))),
@@ -363,6 +364,96 @@ async function messagePage(id) {
     h("h2", {}, "Attempts"),
     h("div", { class: "card" }, m.attempts.length ? h("ul", {}, m.attempts.map((a) => h("li", {}, `${fmtDate(a.at)} ${a.outcome} ${a.remoteHost || ""} ${a.detail || ""}`))) : h("p", { class: "muted" }, "None yet.")),
     h("h2", {}, "Headers"), h("pre", { class: "card" }, m.headers));
+}
+
+
+// ----- message tracking ---------------------------------------------------------------------
+
+const TRACK_FIELDS = [["messageId", "Message-ID"], ["sender", "Sender"], ["recipient", "Recipient"], ["event", "Events (comma-separated)"], ["connector", "Connector"]];
+
+function trackingForm(params) {
+  const fields = TRACK_FIELDS.map(([n, l]) => h("div", { class: "field" }, h("label", { for: `t-${n}` }, l), h("input", { id: `t-${n}`, name: n, value: params.get(n) || "" })));
+  const local = (iso) => { if (!iso) return ""; const d = new Date(iso); return new Date(d - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 16); };
+  for (const [n, l] of [["start", "From"], ["end", "Until"]]) {
+    fields.push(h("div", { class: "field" }, h("label", { for: `t-${n}` }, l), h("input", { id: `t-${n}`, name: n, type: "datetime-local", value: local(params.get(n)) })));
+  }
+  const form = h("form", { class: "card form", "aria-label": "Search message tracking" }, fields,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Search")));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    for (const el of form.querySelectorAll("input")) {
+      if (!el.value) continue;
+      p.set(el.name, el.type === "datetime-local" ? new Date(el.value).toISOString() : el.value.trim());
+    }
+    location.hash = `#/tracking?${p}`;
+  });
+  return form;
+}
+
+function eventLine(e) {
+  const where = [e.connector && `connector ${e.connector}`, e.nextHop && `next hop ${e.nextHop}`,
+    e.serverHostname && `server ${e.serverHostname}${e.serverIp && e.serverIp !== e.serverHostname ? ` [${e.serverIp}]` : ""}`,
+    e.clientIp && `client ${e.clientHostname || ""} [${e.clientIp}]`, e.auth && `authenticated as ${e.auth}`, e.tls && `TLS ${e.tls}`].filter(Boolean).join(" · ");
+  return where;
+}
+
+async function protocolLog(session, into) {
+  const r = await api("GET", `/protocol-logs?session=${encodeURIComponent(session)}`);
+  if (!r.ok) return into.replaceChildren(banner("bad", r.data.detail));
+  into.replaceChildren(h("table", { class: "log", "aria-label": `Protocol log of session ${session}` },
+    h("thead", {}, h("tr", {}, ["Time", "#", "", "Data"].map((x) => h("th", {}, x)))),
+    h("tbody", {}, r.data.lines.map((l) => h("tr", {}, h("td", {}, l.dateTime.slice(11, 23)), h("td", {}, String(l.sequenceNumber)),
+      h("td", {}, l.event), h("td", { class: "data" }, l.data, l.context ? h("span", { class: "muted" }, ` ${l.context}`) : ""))))));
+}
+
+function timeline(events) {
+  return h("ol", { class: "timeline", "aria-label": "Events" }, events.map((e) => {
+    const log = h("div", { class: "protolog" });
+    return h("li", { class: `ev ${e.event}` },
+      h("div", { class: "when" }, h("time", { datetime: e.time }, fmtDate(e.time)), " ", tag(e.event), " ", h("span", { class: "muted" }, e.source)),
+      h("div", {}, e.recipients.length ? `To ${e.recipients.join(", ")}` : ""),
+      eventLine(e) ? h("div", { class: "muted" }, eventLine(e)) : null,
+      e.detail ? h("div", { class: "detail" }, e.detail) : null,
+      e.related ? h("div", { class: "muted" }, e.event === "DSN" ? "Notice " : "About ", h("a", { href: `#/tracking?messageId=${encodeURIComponent(e.related)}` }, e.related)) : null,
+      e.session ? h("div", {}, h("button", { type: "button", class: "secondary", onclick: () => protocolLog(e.session, log) }, `Protocol log ${e.session}`)) : null,
+      log);
+  }));
+}
+
+async function trackingPage() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const form = trackingForm(params);
+  if (![...params.keys()].length) {
+    return page("Track a message", form, h("p", { class: "muted" }, "Search by Message-ID, sender, recipient, event, connector or time. Events are kept for the message tracking retention (transport settings)."));
+  }
+  const r = await api("GET", `/tracking?${params}`);
+  if (!r.ok) return page("Track a message", form, banner("bad", r.data.detail));
+  const items = r.data.items;
+  const more = r.data.nextCursor ? h("a", { class: "button secondary", href: `#/tracking?${(() => { const p = new URLSearchParams(params); p.set("cursor", r.data.nextCursor); return p; })()}` }, "Next page") : null;
+  const single = params.get("messageId") && [...params.keys()].every((k) => k === "messageId");
+  if (single && items.length) {
+    const first = items[0];
+    return page("Track a message", form,
+      h("div", { class: "card" }, h("dl", { class: "kv" }, [["Message-ID", first.messageId], ["From", first.sender || "<>"], ["Subject", first.subject || ""],
+        ["Size", first.size ? `${first.size} bytes` : ""], ["Internal id", String(first.internalId)], ["Last event", `${items[items.length - 1].event} at ${fmtDate(items[items.length - 1].time)}`]]
+        .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+      h("h2", {}, "Timeline"), h("div", { class: "card" }, timeline(items)), more);
+  }
+  // Many messages: one row per message, newest last, each opening its timeline.
+  const byMessage = new Map();
+  for (const e of items) {
+    const m = byMessage.get(e.messageId) || { first: e, last: e, events: [] };
+    m.last = e; m.events.push(e.event); byMessage.set(e.messageId, m);
+  }
+  const rows = [...byMessage.entries()].map(([id, m]) => h("tr", {},
+    h("td", { "data-label": "Message" }, h("a", { href: `#/tracking?messageId=${encodeURIComponent(id)}` }, m.first.subject || id)),
+    h("td", { "data-label": "From" }, m.first.sender || "<>"), h("td", { "data-label": "Events" }, m.events.map((x) => [tag(x), " "])),
+    h("td", { "data-label": "Last" }, fmtDate(m.last.time))));
+  page("Track a message", form,
+    h("h2", {}, `${items.length} event${items.length === 1 ? "" : "s"}`),
+    h("div", { class: "card" }, rows.length ? h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, ["Message", "From", "Events", "Last"].map((x) => h("th", {}, x)))), h("tbody", {}, rows)) : h("p", { class: "muted" }, "No event matches.")),
+    more);
 }
 
 // ----- overview --------------------------------------------------------------------------
@@ -430,6 +521,7 @@ async function route() {
     else if (section === "transport-settings") await settingsPage();
     else if (section === "queues") await queuesPage();
     else if (section === "messages" && id) await messagePage(id);
+    else if (section === "tracking") await trackingPage();
     else await overviewPage();
   } catch (e) {
     if (e.message !== "signed out") page("Error", banner("bad", String(e)));

@@ -193,14 +193,50 @@ test("suspend and resume a queue that holds a message, and remove a message with
   assert.equal((await api("GET", "/messages")).data.total, 0);
 });
 
+test("track a message: search, timeline, and the session's protocol log", async () => {
+  const rc = (await api("GET", "/receive-connectors")).data.items.find((c) => c.name === "Test client");
+  assert.equal((await api("PATCH", `/receive-connectors/${rc.id}`, { protocolLoggingLevel: "Verbose" })).status, 200);
+  const reply = await smtp(`${NET}.1`, 2626, ["EHLO client", "MAIL FROM:<alice@fabrikam.test>", "RCPT TO:<bob@contoso.test>", "DATA",
+    "Subject: tracked\r\n\r\nfollow me\r\n.", "QUIT"], `${NET}.30`);
+  assert.match(reply, /250 2\.6\.0/);
+  const messageId = reply.match(/250 2\.6\.0 (<[^>]+>)/)[1];
+  await eventually(async () => (await api("GET", `/tracking?messageId=${encodeURIComponent(messageId)}&event=DELIVER`)).data.items.length === 1, "the DELIVER event");
+  await go("#/tracking");
+  await page.getByLabel("Sender").fill("alice@fabrikam.test");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByRole("link", { name: "tracked", exact: true }).click();
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  const events = await page.locator("ol.timeline > li .tag").allTextContents();
+  assert.deepEqual(events, ["RECEIVE", "ROUTE", "DELIVER"]);
+  assert.ok(await page.getByText(messageId).first().isVisible());
+  assert.ok(await page.getByText("connector Test client").first().isVisible());
+  assert.equal(await page.locator("main").evaluate((m) => [...m.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim() === "null")), false);
+  state.trackingPage = new URL(page.url()).hash;
+  await page.getByRole("button", { name: /^Protocol log / }).click();
+  const log = page.getByRole("table", { name: /^Protocol log of session / });
+  await log.waitFor();
+  const text = await log.textContent();
+  assert.match(text, /MAIL FROM:<alice@fabrikam\.test>/);
+  assert.match(text, /250 2\.6\.0/);
+  // The message removed with an NDR in the queue test: its DELETE and DSN.
+  await go(`#/tracking?recipient=${encodeURIComponent("carol@fabrikam.test")}`);
+  await page.getByRole("link", { name: "held", exact: true }).click();
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  const held = await page.locator("ol.timeline > li .tag").allTextContents();
+  for (const e of ["RECEIVE", "ROUTE", "DELETE", "DSN"]) assert.ok(held.includes(e), `${e} in ${held}`);
+  await page.getByRole("link", { name: /^<.*>$/ }).last().click();
+  await page.locator("ol.timeline").waitFor();
+  await eventually(async () => (await page.locator("ol.timeline > li .tag").allTextContents()).includes("RECEIVE"), "the NDR's own timeline");
+});
+
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
   const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
-    "#/credentials", "#/certificates", "#/transport-settings", "#/queues"];
+    "#/credentials", "#/certificates", "#/transport-settings", "#/queues", "#/tracking", state.trackingPage];
   for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
     await page.setViewportSize(viewport);
     for (const hash of pages) {
       await go(hash);
-      const name = hash.replace(/^#\//, "").replace(/\/.*/, "-detail");
+      const name = hash.replace(/^#\//, "").replace(/\/.*/, "-detail").replace(/\?.*/, "-timeline");
       await page.screenshot({ path: join(SHOTS, `${name}-${size}.png`), fullPage: true });
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 1, `${hash} overflows the ${size} viewport by ${overflow}px`);
