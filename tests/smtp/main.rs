@@ -12,6 +12,7 @@ mod scenario;
 
 mod crash;
 mod limits;
+mod logs;
 mod peers;
 mod policy;
 mod reload;
