@@ -45,6 +45,9 @@ struct State {
     per_hop: HashMap<String, u64>,
     total: u64,
     pending: HashMap<i64, Pending>,
+    /// When each queue last recorded a successful connection; the row is
+    /// written at most once a second per queue, not once per connection.
+    connected: HashMap<String, std::time::Instant>,
 }
 
 pub struct DeliveryEngine {
@@ -218,8 +221,11 @@ impl DeliveryEngine {
     /// Categorizer: every unrouted recipient gets a delivery queue.
     async fn route_pending(&self, snap: &Snapshot) -> anyhow::Result<()> {
         let pool = self.queue.pool();
-        // One ROUTE event per message and delivery queue.
+        // Every decision goes into one group commit; one ROUTE event per
+        // message and delivery queue.
+        let mut decisions = vec![];
         let mut routed: Vec<(db::Unrouted, crate::routing::QueueKey, Vec<String>)> = vec![];
+        let mut index: HashMap<(i64, String), usize> = HashMap::new();
         for r in db::unrouted(pool, 5000).await? {
             let domain = r
                 .address
@@ -231,13 +237,11 @@ impl DeliveryEngine {
             };
             match route.queue_key() {
                 Some(key) => {
-                    db::set_route(pool, r.message, r.idx, &key).await?;
-                    match routed
-                        .iter_mut()
-                        .find(|(u, k, _)| u.message == r.message && k.key == key.key)
-                    {
-                        Some((_, _, list)) => list.push(r.address.clone()),
+                    decisions.push((r.message, r.idx, key.clone()));
+                    match index.get(&(r.message, key.key.clone())) {
+                        Some(&i) => routed[i].2.push(r.address.clone()),
                         None => {
+                            index.insert((r.message, key.key.clone()), routed.len());
                             let address = r.address.clone();
                             routed.push((r, key, vec![address]));
                         }
@@ -270,6 +274,7 @@ impl DeliveryEngine {
                 }
             }
         }
+        self.queue.route(decisions).await?;
         for (r, key, recipients) in routed {
             self.observe.tracking.record(Event {
                 event: "ROUTE",
@@ -614,7 +619,7 @@ impl DeliveryEngine {
             };
             return self.connection_failed(snap, hop, batch, &error).await;
         };
-        db::queue_connected(self.queue.pool(), hop).await?;
+        self.connected(hop).await?;
         let remote = format!("{host} [{}]", client.remote.ip());
         tracing::debug!(next_hop = %hop_name, %remote, session = %client.session, "connected");
         for m in batch {
@@ -749,6 +754,25 @@ impl DeliveryEngine {
         }
     }
 
+    /// Records that a queue's next hop answered (Active again, failures reset).
+    async fn connected(&self, hop: &str) -> anyhow::Result<()> {
+        let fresh = {
+            let s = self.state.lock().expect("not poisoned");
+            s.connected
+                .get(hop)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        };
+        if !fresh {
+            db::queue_connected(self.queue.pool(), hop).await?;
+            self.state
+                .lock()
+                .expect("not poisoned")
+                .connected
+                .insert(hop.to_string(), std::time::Instant::now());
+        }
+        Ok(())
+    }
+
     /// Rule 20: glitch retries, then the transient schedule, then the
     /// outbound connection failure interval.
     async fn connection_failed(
@@ -771,6 +795,11 @@ impl DeliveryEngine {
             ts.outbound_connection_failure_retry_interval
         };
         let next = now() + (interval.duration().as_millis() as i64).max(1000);
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .connected
+            .remove(hop);
         db::queue_failed(pool, hop, error, next).await?;
         let connector = hop_connector(snap, hop);
         for m in batch {
@@ -1053,7 +1082,7 @@ impl DeliveryEngine {
                 for ip in ips {
                     match SmtpClient::open(SocketAddr::new(ip, port), &h.to_string(), &cfg).await {
                         Ok(mut client) => {
-                            db::queue_connected(pool, hop).await?;
+                            self.connected(hop).await?;
                             let remote = format!("{h} [{ip}]");
                             for id in batch {
                                 if !self.send_one(snap, hop, &mut client, &remote, *id).await? {

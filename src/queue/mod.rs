@@ -64,9 +64,16 @@ pub(crate) struct Completion {
     done: oneshot::Sender<anyhow::Result<bool>>,
 }
 
+/// Routing decisions of the categorizer: (message, recipient index, queue).
+pub(crate) struct Routes {
+    pub(crate) routes: Vec<(i64, i64, crate::routing::QueueKey)>,
+    done: oneshot::Sender<anyhow::Result<()>>,
+}
+
 pub(crate) enum Work {
     Enqueue(Box<Job>),
     Complete(Completion),
+    Route(Routes),
 }
 
 /// A handle to the queue; cheap to clone.
@@ -134,6 +141,24 @@ impl Queue {
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
     }
 
+    /// Puts recipients in their delivery queues in the next group commit,
+    /// so routing shares the fsync of acceptance rather than adding its own.
+    pub(crate) async fn route(
+        &self,
+        routes: Vec<(i64, i64, crate::routing::QueueKey)>,
+    ) -> anyhow::Result<()> {
+        if routes.is_empty() {
+            return Ok(());
+        }
+        let (done, rx) = oneshot::channel();
+        self.jobs
+            .send(Work::Route(Routes { routes, done }))
+            .await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+    }
+
     /// Notified after every commit.
     pub fn notifier(&self) -> Arc<Notify> {
         self.committed.clone()
@@ -156,10 +181,11 @@ impl Queue {
 /// The group-commit loop: take whatever is waiting, commit it at once.
 async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<Notify>) {
     while let Some(first) = rx.recv().await {
-        let (mut jobs, mut completions) = (vec![], vec![]);
+        let (mut jobs, mut completions, mut routes) = (vec![], vec![], vec![]);
         let mut take = |w: Work| match w {
             Work::Enqueue(j) => jobs.push(*j),
             Work::Complete(c) => completions.push(c),
+            Work::Route(r) => routes.push(r),
         };
         take(first);
         for _ in 1..MAX_BATCH {
@@ -168,10 +194,13 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<N
                 Err(_) => break,
             }
         }
-        match db::commit_batch(&pool, &jobs, &completions).await {
+        match db::commit_batch(&pool, &jobs, &completions, &routes).await {
             Ok((ids, bounces)) => {
-                if !jobs.is_empty() {
+                if !jobs.is_empty() || !routes.is_empty() {
                     committed.notify_one();
+                }
+                for r in routes {
+                    let _ = r.done.send(Ok(()));
                 }
                 for (job, id) in jobs.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
@@ -189,6 +218,11 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<N
                 }
                 for c in completions {
                     let _ = c
+                        .done
+                        .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
+                }
+                for r in routes {
+                    let _ = r
                         .done
                         .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
                 }

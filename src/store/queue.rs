@@ -11,7 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::queue::{Completion, Envelope, Job};
+use crate::queue::{Completion, Envelope, Job, Routes};
 
 /// Opens (creating if needed) the queue database with `synchronous=FULL`:
 /// a committed transaction is fsynced.
@@ -50,6 +50,7 @@ pub(crate) async fn commit_batch(
     pool: &SqlitePool,
     batch: &[Job],
     completions: &[Completion],
+    routes: &[Routes],
 ) -> anyhow::Result<(Vec<i64>, Vec<bool>)> {
     let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
     let mut tx = pool.begin().await?;
@@ -111,6 +112,25 @@ pub(crate) async fn commit_batch(
         }
         ids.push(id);
     }
+    let mut queues_seen: Vec<&str> = vec![];
+    for (message, idx, key) in routes.iter().flat_map(|r| r.routes.iter()) {
+        if !queues_seen.contains(&key.key.as_str()) {
+            queues_seen.push(&key.key);
+            sqlx::query("INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?,?,?,?)")
+                .bind(&key.key)
+                .bind(key.delivery_type)
+                .bind(&key.display)
+                .bind(&key.connector)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE recipients SET next_hop = ? WHERE message = ? AND idx = ?")
+            .bind(&key.key)
+            .bind(message)
+            .bind(idx)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut bounces = Vec::with_capacity(completions.len());
     for c in completions {
         bounces.push(record_transaction(&mut tx, c.message, &c.hop, &c.remote, &c.results).await?);
@@ -144,31 +164,6 @@ pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrou
     .bind(limit)
     .fetch_all(pool)
     .await?)
-}
-
-/// Puts a recipient in a delivery queue, creating the queue's row.
-pub async fn set_route(
-    pool: &SqlitePool,
-    message: i64,
-    idx: i64,
-    key: &crate::routing::QueueKey,
-) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?,?,?,?)")
-        .bind(&key.key)
-        .bind(key.delivery_type)
-        .bind(&key.display)
-        .bind(&key.connector)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE recipients SET next_hop = ? WHERE message = ? AND idx = ?")
-        .bind(&key.key)
-        .bind(message)
-        .bind(idx)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Sends pending recipients back to routing: those of `message` (resubmit),
