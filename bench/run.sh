@@ -9,12 +9,15 @@
 #   6. crash durability: 20 rounds of kill -9 under load, then drain: lost and duplicated
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
+#        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 QUICK=${1:-}
 N4K=5000; N100K=1000; ROUNDS=20; IDLE=5000
 if [ "$QUICK" = --quick ]; then N4K=1000; N100K=200; ROUNDS=3; IDLE=1000; fi
+SIZES="4096 102400"; SESSIONS="20 200"
+if [ "$QUICK" = --relay ]; then SIZES=${2:?size}; SESSIONS=${3:?sessions}; fi
 W=$(mktemp -d /tmp/ferry-bench.XXXX)
 chmod 0755 "$W"   # smtp-sink runs as postfix and writes its dumps in here
 RESULTS=$REPO/bench/RESULTS.md
@@ -105,17 +108,19 @@ postfix_setup() { # sessions
 
 declare -A R
 echo "== 1. relay throughput, and 2. acceptance latency"
-for size in 4096 102400; do
+for size in $SIZES; do
   n=$N4K; [ "$size" = 102400 ] && n=$N100K
-  for s in 20 200; do
+  for s in $SESSIONS; do
     key="${size}_${s}"
+    # Latency samples: enough that p99 is not one unlucky message.
+    nl=$(( n / 2 )); [ "$nl" -lt 1500 ] && nl=1500
     # Postfix
     postfix_setup "$s"
     start_sink $PF_SINK "$W/pf-sink.out"
     t0=$(now); smtp-source -s "$s" -m "$n" -l "$size" -f bench@source.test -t rcpt@remote.test 127.0.0.1:$PF_IN; t1=$(now)
     wait_sink "$W/pf-sink.out" "$n" >/dev/null; t2=$(now)
     R[pf_acc_$key]=$(rate "$n" "$(elapsed "$t0" "$t1")"); R[pf_rel_$key]=$(rate "$(sink_count "$W/pf-sink.out")" "$(elapsed "$t0" "$t2")")
-    lat=$("$LOADGEN" send 127.0.0.1:$PF_IN "$s" $(( n / 2 )) "$size"); R[pf_lat_$key]=$lat
+    lat=$("$LOADGEN" send 127.0.0.1:$PF_IN "$s" "$nl" "$size"); R[pf_lat_$key]=$lat
     kill "$SINK_PID" 2>/dev/null || true; postfix stop >/dev/null 2>&1 || true
     # Ferry
     rm -rf "$W/ferry-$key"; start_ferry "$W/ferry-$key"; configure_relay
@@ -123,12 +128,21 @@ for size in 4096 102400; do
     t0=$(now); smtp-source -s "$s" -m "$n" -l "$size" -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN; t1=$(now)
     wait_sink "$W/f-sink.out" "$n" >/dev/null; t2=$(now)
     R[f_acc_$key]=$(rate "$n" "$(elapsed "$t0" "$t1")"); R[f_rel_$key]=$(rate "$(sink_count "$W/f-sink.out")" "$(elapsed "$t0" "$t2")")
-    lat=$("$LOADGEN" send 127.0.0.1:$IN "$s" $(( n / 2 )) "$size"); R[f_lat_$key]=$lat
+    lat=$("$LOADGEN" send 127.0.0.1:$IN "$s" "$nl" "$size"); R[f_lat_$key]=$lat
+    # The same offered rate for both: 80% of what Postfix sustained above.
+    R[rate_$key]=$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1])['msgs_per_s']*0.8))" "${R[pf_lat_$key]}")
+    R[f_rlat_$key]=$(LOADGEN_RATE=${R[rate_$key]} "$LOADGEN" send 127.0.0.1:$IN "$s" "$nl" "$size")
     kill "$SINK_PID" 2>/dev/null || true; kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+    postfix_setup "$s"; start_sink $PF_SINK "$W/pf-sink2.out"
+    R[pf_rlat_$key]=$(LOADGEN_RATE=${R[rate_$key]} "$LOADGEN" send 127.0.0.1:$PF_IN "$s" "$nl" "$size")
+    kill "$SINK_PID" 2>/dev/null || true; postfix stop >/dev/null 2>&1 || true
     echo "  $key: postfix accept ${R[pf_acc_$key]}/s relay ${R[pf_rel_$key]}/s | ferry accept ${R[f_acc_$key]}/s relay ${R[f_rel_$key]}/s"
     echo "         latency postfix ${R[pf_lat_$key]} | ferry ${R[f_lat_$key]}"
+    echo "         at ${R[rate_$key]}/s: postfix ${R[pf_rlat_$key]} | ferry ${R[f_rlat_$key]}"
   done
 done
+
+[ "$QUICK" = --relay ] && exit 0
 
 echo "== 3. memory per idle session"
 rm -rf "$W/ferry-mem"; start_ferry "$W/ferry-mem"; configure_relay
@@ -229,10 +243,12 @@ j() { echo "$1" | jq -r "$2"; }
   echo
   echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
   echo
-  echo "| size | sessions | Postfix p50 | Postfix p99 | Ferry p50 | Ferry p99 |"
-  echo "|---|---|---|---|---|---|"
+  echo "Two loads. *Same concurrency*: every session sends its next message as soon as the last is answered, so the faster server also carries more messages a second. *Same rate*: both are offered the same paced load, 80% of what Postfix sustained at that concurrency (\`LOADGEN_RATE\`)."
+  echo
+  echo "| size | sessions | same concurrency: Postfix p50 / p99 (msg/s) | Ferry p50 / p99 (msg/s) | same rate | Postfix p50 / p99 | Ferry p50 / p99 |"
+  echo "|---|---|---|---|---|---|---|"
   for size in 4096 102400; do for s in 20 200; do k="${size}_${s}"
-    echo "| $((size / 1024)) KB | $s | $(j "${R[pf_lat_$k]}" .p50_ms) | $(j "${R[pf_lat_$k]}" .p99_ms) | $(j "${R[f_lat_$k]}" .p50_ms) | $(j "${R[f_lat_$k]}" .p99_ms) |"
+    echo "| $((size / 1024)) KB | $s | $(j "${R[pf_lat_$k]}" .p50_ms) / $(j "${R[pf_lat_$k]}" .p99_ms) ($(j "${R[pf_lat_$k]}" .msgs_per_s)) | $(j "${R[f_lat_$k]}" .p50_ms) / $(j "${R[f_lat_$k]}" .p99_ms) ($(j "${R[f_lat_$k]}" .msgs_per_s)) | ${R[rate_$k]}/s | $(j "${R[pf_rlat_$k]}" .p50_ms) / $(j "${R[pf_rlat_$k]}" .p99_ms) | $(j "${R[f_rlat_$k]}" .p50_ms) / $(j "${R[f_rlat_$k]}" .p99_ms) |"
   done; done
   echo
   echo "## 3. Memory"

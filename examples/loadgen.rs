@@ -5,6 +5,9 @@
 //!     sessions (reused), measuring for each the time from the end of DATA to
 //!     the reply; prints one JSON line. With ACKED_FILE, appends the
 //!     Message-ID of every message acknowledged with 250 (crash rounds).
+//!     With LOADGEN_RATE=R in the environment the load is paced: message n
+//!     is not started before n/R seconds, so two servers can be compared at
+//!     the same offered rate rather than at the same concurrency.
 //!   loadgen idle  ADDR SESSIONS SECONDS
 //!     opens SESSIONS sessions, reads their banners, holds them SECONDS.
 //!
@@ -66,6 +69,10 @@ async fn main() {
             let messages: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(1000);
             let size: usize = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(4096);
             let acked_file = args.get(6).cloned();
+            let rate: Option<f64> = std::env::var("LOADGEN_RATE")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .filter(|r: &f64| *r > 0.0);
             let next = Arc::new(AtomicU64::new(0));
             let failed = Arc::new(AtomicU64::new(0));
             let latencies = Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
@@ -98,6 +105,10 @@ async fn main() {
                         let n = next.fetch_add(1, Ordering::SeqCst);
                         if n >= messages {
                             break;
+                        }
+                        if let Some(rate) = rate {
+                            let due = started + Duration::from_secs_f64(n as f64 / rate);
+                            tokio::time::sleep_until(due.into()).await;
                         }
                         let mid = format!("<bench-{s}-{n}-{}@loadgen.test>", std::process::id());
                         let mut data = format!("Message-ID: {mid}\r\nFrom: <bench@source.test>\r\nSubject: bench {n}\r\n\r\n");

@@ -94,6 +94,7 @@ impl Queue {
         let (jobs, rx) = mpsc::channel(4096);
         let committed = Arc::new(Notify::new());
         tokio::spawn(writer(pool.clone(), rx, committed.clone()));
+        tokio::spawn(checkpointer(pool.clone()));
         Ok(Queue {
             jobs,
             pool,
@@ -175,6 +176,30 @@ impl Queue {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Checkpoints the queue's WAL beside the writer: every 100 ms, and with a
+/// truncation when the WAL passes 64 MB (16,384 pages of 4 KB), so the file
+/// does not grow without bound under sustained load.
+async fn checkpointer(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut frames = 0;
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match db::checkpoint(&pool, frames > 16_384).await {
+            Ok(n) => frames = n,
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::debug!(error = %format!("{e:#}"), "queue checkpoint");
+            }
+        }
     }
 }
 
