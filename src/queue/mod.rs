@@ -93,8 +93,10 @@ impl Queue {
         let pool = db::open(path).await?;
         let (jobs, rx) = mpsc::channel(4096);
         let committed = Arc::new(Notify::new());
-        tokio::spawn(writer(pool.clone(), rx, committed.clone()));
-        tokio::spawn(checkpointer(pool.clone()));
+        // The writer keeps a connection of its own, so that it can choose
+        // each batch's durability (see `commit_batch`).
+        let conn = pool.acquire().await?.detach();
+        tokio::spawn(writer(conn, rx, committed.clone()));
         Ok(Queue {
             jobs,
             pool,
@@ -179,32 +181,13 @@ impl Queue {
     }
 }
 
-/// Checkpoints the queue's WAL beside the writer: every 100 ms, and with a
-/// truncation when the WAL passes 64 MB (16,384 pages of 4 KB), so the file
-/// does not grow without bound under sustained load.
-async fn checkpointer(pool: SqlitePool) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut frames = 0;
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        match db::checkpoint(&pool, frames > 16_384).await {
-            Ok(n) => frames = n,
-            Err(e) => {
-                if pool.is_closed() {
-                    return;
-                }
-                tracing::debug!(error = %format!("{e:#}"), "queue checkpoint");
-            }
-        }
-    }
-}
-
 /// The group-commit loop: take whatever is waiting, commit it at once.
-async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<Notify>) {
+async fn writer(
+    mut conn: sqlx::SqliteConnection,
+    mut rx: mpsc::Receiver<Work>,
+    committed: Arc<Notify>,
+) {
+    let mut durable = true;
     while let Some(first) = rx.recv().await {
         let (mut jobs, mut completions, mut routes) = (vec![], vec![], vec![]);
         let mut take = |w: Work| match w {
@@ -219,7 +202,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Work>, committed: Arc<N
                 Err(_) => break,
             }
         }
-        match db::commit_batch(&pool, &jobs, &completions, &routes).await {
+        match db::commit_batch(&mut conn, &mut durable, &jobs, &completions, &routes).await {
             Ok((ids, bounces)) => {
                 if !jobs.is_empty() || !routes.is_empty() {
                     committed.notify_one();

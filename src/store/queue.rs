@@ -21,11 +21,7 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30))
-        // No checkpoint inside a commit: `checkpoint` runs them beside the
-        // writer, so a 250 never waits for pages to be copied into the
-        // database file (durability is the WAL's fsync, as before).
-        .pragma("wal_autocheckpoint", "0");
+        .busy_timeout(Duration::from_secs(30));
     let pool = SqlitePoolOptions::new()
         // WAL lets readers run beside the one writer; deliveries read a lot.
         .max_connections(8)
@@ -39,19 +35,6 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// Copies what the WAL holds into the database file without blocking the
-/// writer (PASSIVE), and truncates the WAL when it has grown large and no
-/// reader needs it. Returns the WAL's frame count before.
-pub async fn checkpoint(pool: &SqlitePool, truncate: bool) -> anyhow::Result<i64> {
-    let sql = if truncate {
-        "PRAGMA wal_checkpoint(TRUNCATE)"
-    } else {
-        "PRAGMA wal_checkpoint(PASSIVE)"
-    };
-    let (_busy, log, _done): (i64, i64, i64) = sqlx::query_as(sql).fetch_one(pool).await?;
-    Ok(log)
-}
-
 pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages")
         .fetch_one(pool)
@@ -63,14 +46,34 @@ pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
 /// One transaction for everything waiting: new messages in, finished
 /// transactions recorded. Returns the new ids, and for each completion
 /// whether it left failed recipients to bounce.
+///
+/// Only a batch that accepts messages is fsynced (synchronous=FULL): their
+/// 250 depends on it. Routing decisions and delivery results alone are
+/// committed with synchronous=NORMAL (in WAL mode: written, not fsynced).
+/// A crash may lose such a commit, never corrupt the database, and the
+/// next accepting commit's fsync makes everything before it durable. Losing
+/// one means a recipient is routed again or a delivered message is sent
+/// again: the documented at-least-once window, never a lost message.
 pub(crate) async fn commit_batch(
-    pool: &SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
+    durable: &mut bool,
     batch: &[Job],
     completions: &[Completion],
     routes: &[Routes],
 ) -> anyhow::Result<(Vec<i64>, Vec<bool>)> {
     let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
-    let mut tx = pool.begin().await?;
+    let want = !batch.is_empty();
+    if want != *durable {
+        sqlx::query(if want {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        })
+        .execute(&mut *conn)
+        .await?;
+        *durable = want;
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let mut ids = Vec::with_capacity(batch.len());
     // Reserve the batch's ids. This is a write, so the transaction takes
     // the write lock at once: a read first would start a snapshot that
