@@ -93,10 +93,15 @@ impl Queue {
         let pool = db::open(path).await?;
         let (jobs, rx) = mpsc::channel(4096);
         let committed = Arc::new(Notify::new());
-        // The writer keeps a connection of its own, so that it can choose
-        // each batch's durability (see `commit_batch`).
-        let conn = pool.acquire().await?.detach();
-        tokio::spawn(writer(conn, rx, committed.clone()));
+        // The writer is a thread of its own with its own connection: it
+        // chooses each batch's durability (see `commit_batch`) and runs its
+        // statements as plain calls, with no async round trip per statement
+        // between a message's arrival and its 250.
+        let conn = db::open_writer(path)?;
+        let notify = committed.clone();
+        std::thread::Builder::new()
+            .name("ferry-queue-writer".into())
+            .spawn(move || writer(conn, rx, notify))?;
         Ok(Queue {
             jobs,
             pool,
@@ -182,13 +187,9 @@ impl Queue {
 }
 
 /// The group-commit loop: take whatever is waiting, commit it at once.
-async fn writer(
-    mut conn: sqlx::SqliteConnection,
-    mut rx: mpsc::Receiver<Work>,
-    committed: Arc<Notify>,
-) {
+fn writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Work>, committed: Arc<Notify>) {
     let mut durable = true;
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let (mut jobs, mut completions, mut routes) = (vec![], vec![], vec![]);
         let mut take = |w: Work| match w {
             Work::Enqueue(j) => jobs.push(*j),
@@ -202,7 +203,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        match db::commit_batch(&mut conn, &mut durable, &jobs, &completions, &routes).await {
+        match db::commit_batch(&mut conn, &mut durable, &jobs, &completions, &routes) {
             Ok((ids, bounces)) => {
                 if !jobs.is_empty() || !routes.is_empty() {
                     committed.notify_one();

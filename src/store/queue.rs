@@ -41,11 +41,22 @@ pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
         .await?)
 }
 
-/// Inserts a batch of messages in one transaction (one fsync); returns
-/// their internal ids in order.
-/// One transaction for everything waiting: new messages in, finished
-/// transactions recorded. Returns the new ids, and for each completion
-/// whether it left failed recipients to bounce.
+/// Opens the queue writer's own connection (rusqlite, synchronous calls on
+/// the writer's thread: no async round trip per statement on the path to
+/// a 250). The database must exist and be migrated (`open`).
+pub(crate) fn open_writer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)
+        .with_context(|| format!("opening the queue writer on {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// One transaction for everything waiting: new messages in, routing
+/// decisions and finished transactions recorded. Returns the new ids, and
+/// for each completion whether it left failed recipients to bounce.
 ///
 /// Only a batch that accepts messages is fsynced (synchronous=FULL): their
 /// 250 depends on it. Routing decisions and delivery results alone are
@@ -54,109 +65,125 @@ pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
 /// next accepting commit's fsync makes everything before it durable. Losing
 /// one means a recipient is routed again or a delivered message is sent
 /// again: the documented at-least-once window, never a lost message.
-pub(crate) async fn commit_batch(
-    conn: &mut sqlx::SqliteConnection,
+pub(crate) fn commit_batch(
+    conn: &mut rusqlite::Connection,
     durable: &mut bool,
     batch: &[Job],
     completions: &[Completion],
     routes: &[Routes],
 ) -> anyhow::Result<(Vec<i64>, Vec<bool>)> {
-    let now = OffsetDateTime::now_utc().format(&Rfc3339)?;
+    use rusqlite::params;
+    let now = OffsetDateTime::now_utc();
+    let received_at = now.format(&Rfc3339)?;
     let want = !batch.is_empty();
     if want != *durable {
-        sqlx::query(if want {
-            "PRAGMA synchronous = FULL"
-        } else {
-            "PRAGMA synchronous = NORMAL"
-        })
-        .execute(&mut *conn)
-        .await?;
+        conn.pragma_update(None, "synchronous", if want { "FULL" } else { "NORMAL" })?;
         *durable = want;
     }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // IMMEDIATE: the write lock is taken at BEGIN, so no snapshot taken
+    // earlier in the transaction can go stale (SQLITE_BUSY_SNAPSHOT).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut ids = Vec::with_capacity(batch.len());
-    // Reserve the batch's ids. This is a write, so the transaction takes
-    // the write lock at once: a read first would start a snapshot that
-    // another connection's commit can make stale (SQLITE_BUSY_SNAPSHOT).
-    let mut last: i64 = if batch.is_empty() {
-        0
-    } else {
-        let end: i64 = sqlx::query_scalar(
-            "UPDATE id_counter SET last = last + ? WHERE one = 1 RETURNING last",
-        )
-        .bind(batch.len() as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        end - batch.len() as i64
-    };
-    for job in batch {
-        let e: &Envelope = &job.envelope;
-        last += 1;
-        let id: i64 = sqlx::query_scalar(
+    if !batch.is_empty() {
+        let end: i64 = tx.query_row(
+            "UPDATE id_counter SET last = last + ?1 WHERE one = 1 RETURNING last",
+            [batch.len() as i64],
+            |r| r.get(0),
+        )?;
+        let mut id = end - batch.len() as i64;
+        let mut message = tx.prepare_cached(
             "INSERT INTO messages (id, message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
-             auth_user, env_id, ret, body_type, smtputf8, received_unix, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-        )
-        .bind(last)
-        .bind(&e.message_id)
-        .bind(&e.sender)
-        .bind(&now)
-        .bind(job.body.len() as i64)
-        .bind(&e.receive_connector)
-        .bind(&e.client_ip)
-        .bind(&e.client_helo)
-        .bind(&e.auth_user)
-        .bind(&e.env_id)
-        .bind(&e.ret)
-        .bind(&e.body_type)
-        .bind(e.smtputf8)
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .bind(&e.subject)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO bodies (message, body) VALUES (?, ?)")
-            .bind(id)
-            .bind(&job.body)
-            .execute(&mut *tx)
-            .await?;
-        for (i, r) in e.recipients.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO recipients (message, idx, address, orcpt, notify) VALUES (?,?,?,?,?)",
-            )
-            .bind(id)
-            .bind(i as i64)
-            .bind(&r.address)
-            .bind(&r.orcpt)
-            .bind(r.notify as i64)
-            .execute(&mut *tx)
-            .await?;
+             auth_user, env_id, ret, body_type, smtputf8, received_unix, subject) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+        )?;
+        let mut body = tx.prepare_cached("INSERT INTO bodies (message, body) VALUES (?1, ?2)")?;
+        let mut rcpt = tx.prepare_cached(
+            "INSERT INTO recipients (message, idx, address, orcpt, notify) VALUES (?1,?2,?3,?4,?5)",
+        )?;
+        for job in batch {
+            let e: &Envelope = &job.envelope;
+            id += 1;
+            message.execute(params![
+                id,
+                e.message_id,
+                e.sender,
+                received_at,
+                job.body.len() as i64,
+                e.receive_connector,
+                e.client_ip,
+                e.client_helo,
+                e.auth_user,
+                e.env_id,
+                e.ret,
+                e.body_type,
+                e.smtputf8,
+                now.unix_timestamp(),
+                e.subject,
+            ])?;
+            body.execute(params![id, job.body])?;
+            for (i, r) in e.recipients.iter().enumerate() {
+                rcpt.execute(params![id, i as i64, r.address, r.orcpt, r.notify as i64])?;
+            }
+            ids.push(id);
         }
-        ids.push(id);
     }
-    let mut queues_seen: Vec<&str> = vec![];
-    for (message, idx, key) in routes.iter().flat_map(|r| r.routes.iter()) {
-        if !queues_seen.contains(&key.key.as_str()) {
-            queues_seen.push(&key.key);
-            sqlx::query("INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?,?,?,?)")
-                .bind(&key.key)
-                .bind(key.delivery_type)
-                .bind(&key.display)
-                .bind(&key.connector)
-                .execute(&mut *tx)
-                .await?;
+    if !routes.is_empty() {
+        let mut queue = tx.prepare_cached(
+            "INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?1,?2,?3,?4)",
+        )?;
+        let mut route = tx.prepare_cached(
+            "UPDATE recipients SET next_hop = ?1 WHERE message = ?2 AND idx = ?3",
+        )?;
+        let mut queues_seen: Vec<&str> = vec![];
+        for (message, idx, key) in routes.iter().flat_map(|r| r.routes.iter()) {
+            if !queues_seen.contains(&key.key.as_str()) {
+                queues_seen.push(&key.key);
+                queue.execute(params![
+                    key.key,
+                    key.delivery_type,
+                    key.display,
+                    key.connector
+                ])?;
+            }
+            route.execute(params![key.key, message, idx])?;
         }
-        sqlx::query("UPDATE recipients SET next_hop = ? WHERE message = ? AND idx = ?")
-            .bind(&key.key)
-            .bind(message)
-            .bind(idx)
-            .execute(&mut *tx)
-            .await?;
     }
     let mut bounces = Vec::with_capacity(completions.len());
     for c in completions {
-        bounces.push(record_transaction(&mut tx, c.message, &c.hop, &c.remote, &c.results).await?);
+        bounces.push(record_transaction(&tx, c, now.unix_timestamp())?);
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok((ids, bounces))
+}
+
+/// A finished outbound transaction: each recipient's result, an attempt
+/// row, and the message deleted when nothing is pending or failed.
+fn record_transaction(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Completion,
+    now: i64,
+) -> anyhow::Result<bool> {
+    use rusqlite::params;
+    let mut update = tx.prepare_cached(
+        "UPDATE recipients SET status = ?1, last_error = ?2, remote_host = ?3, next_attempt = ?4, attempts = attempts + 1, \
+         updated_unix = ?5 WHERE message = ?6 AND idx = ?7",
+    )?;
+    for (idx, status, text, next) in &c.results {
+        update.execute(params![status, text, c.remote, next, now, c.message, idx])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO attempts (message, at_unix, next_hop, remote_host, outcome, detail) VALUES (?1,?2,?3,?4,'SEND','transaction completed')",
+    )?
+    .execute(params![c.message, now, c.hop, c.remote])?;
+    let (pending, failed): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(status IN ('Ready','Retry')), 0), COALESCE(SUM(status = 'Failed'), 0) FROM recipients WHERE message = ?1",
+        )?
+        .query_row([c.message], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if pending == 0 && failed == 0 {
+        tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute([c.message])?;
+    }
+    Ok(failed > 0)
 }
 
 // ----- Delivery state -------------------------------------------------------
@@ -626,56 +653,6 @@ pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> an
         .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The outcome of one transaction for one message, written at once: every
-/// recipient's result, the attempt, and — when nothing is left pending and
-/// nothing failed — the message's deletion. One commit (one fsync) per
-/// delivered message instead of one per statement. Returns whether the
-/// message is finished but has failed recipients to bounce.
-async fn record_transaction(
-    tx: &mut sqlx::SqliteConnection,
-    message: i64,
-    hop: &str,
-    remote: &str,
-    results: &[(i64, &'static str, String, i64)],
-) -> anyhow::Result<bool> {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    for (idx, status, text, next) in results {
-        sqlx::query(
-            "UPDATE recipients SET status = ?, last_error = ?, remote_host = ?, next_attempt = ?, attempts = attempts + 1, \
-             updated_unix = ? WHERE message = ? AND idx = ?",
-        )
-        .bind(*status)
-        .bind(text)
-        .bind(remote)
-        .bind(next)
-        .bind(now)
-        .bind(message)
-        .bind(idx)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query("INSERT INTO attempts (message, at_unix, next_hop, remote_host, outcome, detail) VALUES (?,?,?,?,'SEND','transaction completed')")
-        .bind(message)
-        .bind(now)
-        .bind(hop)
-        .bind(remote)
-        .execute(&mut *tx)
-        .await?;
-    let (pending, failed): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(status IN ('Ready','Retry')), 0), COALESCE(SUM(status = 'Failed'), 0) FROM recipients WHERE message = ?",
-    )
-    .bind(message)
-    .fetch_one(&mut *tx)
-    .await?;
-    if pending == 0 && failed == 0 {
-        sqlx::query("DELETE FROM messages WHERE id = ?")
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(failed > 0)
 }
 
 /// Pending recipients by next hop (its display name; `Submission` before
