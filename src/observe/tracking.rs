@@ -7,8 +7,9 @@
 use sqlx::SqlitePool;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::config::Snapshot;
 use crate::store::tracking as db;
@@ -22,7 +23,7 @@ enum Msg {
 /// A handle to the tracking log; cheap to clone.
 #[derive(Clone)]
 pub struct Tracker {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     pool: SqlitePool,
     config: watch::Receiver<Arc<Snapshot>>,
 }
@@ -37,8 +38,12 @@ const BATCH: usize = 1000;
 impl Tracker {
     pub async fn open(path: &Path, config: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<Self> {
         let pool = db::open(path).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(pool.clone(), rx, config.clone()));
+        let conn = db::open_writer(path)?;
+        let (tx, rx) = mpsc::channel();
+        let cfg = config.clone();
+        std::thread::Builder::new()
+            .name("ferry-tracking".into())
+            .spawn(move || writer(conn, rx, cfg))?;
         Ok(Tracker { tx, pool, config })
     }
 
@@ -97,31 +102,35 @@ impl Tracker {
     }
 }
 
-async fn writer(
-    pool: SqlitePool,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+/// The writer thread: batches what is waiting into one transaction, and
+/// about once a second deletes what is past the retention.
+fn writer(
+    mut conn: rusqlite::Connection,
+    rx: mpsc::Receiver<Msg>,
     config: watch::Receiver<Arc<Snapshot>>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = std::time::Instant::now();
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => return,
-            },
-            _ = tick.tick() => {
-                let max_age = config.borrow().transport.spec.message_tracking_log_max_age;
-                if !max_age.is_zero() {
-                    let cutoff = now_ms() - max_age.duration().as_millis() as i64;
-                    match db::prune(&pool, cutoff).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(events = n, "message tracking: expired events deleted"),
-                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "message tracking: pruning failed"),
+        if last_prune.elapsed() >= Duration::from_secs(1) {
+            last_prune = std::time::Instant::now();
+            let max_age = config.borrow().transport.spec.message_tracking_log_max_age;
+            if !max_age.is_zero() {
+                let cutoff = now_ms() - max_age.duration().as_millis() as i64;
+                match db::prune(&mut conn, cutoff) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!(events = n, "message tracking: expired events deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "message tracking: pruning failed")
                     }
                 }
-                continue;
             }
+        }
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let mut events = vec![];
         let mut flushes = vec![];
@@ -138,7 +147,7 @@ async fn writer(
             };
         }
         if !events.is_empty()
-            && let Err(e) = db::insert(&pool, &events).await
+            && let Err(e) = db::insert(&mut conn, &events)
         {
             tracing::warn!(error = %format!("{e:#}"), events = events.len(), "message tracking: events could not be written");
         }

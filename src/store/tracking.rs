@@ -106,64 +106,72 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
+/// The tracking writer's own connection (rusqlite, on the writer's
+/// thread: plain calls, no async round trip per row). The database must
+/// exist and be migrated (`open`).
+pub fn open_writer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)
+        .with_context(|| format!("opening the tracking writer on {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// Inserts events in one transaction.
-pub async fn insert(pool: &SqlitePool, events: &[NewEvent]) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    for e in events {
-        let id: i64 = sqlx::query_scalar(
+pub fn insert(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> anyhow::Result<()> {
+    use rusqlite::params;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut event = tx.prepare_cached(
             "INSERT INTO events (time_ms, event, source, internal_id, message_id, sender, recipients, size, subject, \
              connector, client_ip, client_hostname, server_ip, server_hostname, next_hop, tls, auth, detail, related, session) \
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-        )
-        .bind(e.time_ms)
-        .bind(e.event)
-        .bind(e.source)
-        .bind(e.internal_id)
-        .bind(&e.message_id)
-        .bind(&e.sender)
-        .bind(serde_json::to_string(&e.recipients)?)
-        .bind(e.size)
-        .bind(&e.subject)
-        .bind(&e.connector)
-        .bind(&e.client_ip)
-        .bind(&e.client_hostname)
-        .bind(&e.server_ip)
-        .bind(&e.server_hostname)
-        .bind(&e.next_hop)
-        .bind(&e.tls)
-        .bind(&e.auth)
-        .bind(&e.detail)
-        .bind(&e.related)
-        .bind(&e.session)
-        .fetch_one(&mut *tx)
-        .await?;
-        for r in &e.recipients {
-            sqlx::query("INSERT INTO event_recipients (event, address) VALUES (?, ?)")
-                .bind(id)
-                .bind(r)
-                .execute(&mut *tx)
-                .await?;
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+        )?;
+        let mut rcpt =
+            tx.prepare_cached("INSERT INTO event_recipients (event, address) VALUES (?1, ?2)")?;
+        for e in events {
+            event.execute(params![
+                e.time_ms,
+                e.event,
+                e.source,
+                e.internal_id,
+                e.message_id,
+                e.sender,
+                serde_json::to_string(&e.recipients)?,
+                e.size,
+                e.subject,
+                e.connector,
+                e.client_ip,
+                e.client_hostname,
+                e.server_ip,
+                e.server_hostname,
+                e.next_hop,
+                e.tls,
+                e.auth,
+                e.detail,
+                e.related,
+                e.session,
+            ])?;
+            let id = tx.last_insert_rowid();
+            for r in &e.recipients {
+                rcpt.execute(params![id, r])?;
+            }
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }
 
 /// Deletes events older than `before_ms`; returns how many.
-pub async fn prune(pool: &SqlitePool, before_ms: i64) -> anyhow::Result<u64> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "DELETE FROM event_recipients WHERE event IN (SELECT id FROM events WHERE time_ms < ?)",
-    )
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    let n = sqlx::query("DELETE FROM events WHERE time_ms < ?")
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
+pub fn prune(conn: &mut rusqlite::Connection, before_ms: i64) -> anyhow::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM event_recipients WHERE event IN (SELECT id FROM events WHERE time_ms < ?1)",
+        [before_ms],
+    )?;
+    let n = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?;
+    tx.commit()?;
     Ok(n)
 }
 

@@ -83,7 +83,12 @@ async fn message_actions_suspend_resume_remove_raw() {
         10,
         "three messages queued behind a queue in Retry",
         || async {
-            e.messages().await.len() == 3
+            let msgs = e.messages().await;
+            // Retry, and the failed attempt's task has ended (not Active).
+            msgs.len() == 3
+                && msgs
+                    .iter()
+                    .all(|m| m["status"] == "Retry" || m["status"] == "Ready")
                 && e.queue(&e.ip(26))
                     .await
                     .is_some_and(|q| q["status"] == "Retry")
