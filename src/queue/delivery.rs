@@ -93,6 +93,17 @@ fn hop_connector(snap: &Snapshot, hop: &str) -> String {
         .unwrap_or_else(|| hop.to_string())
 }
 
+/// When a recipient deferred by a per-message failure is tried again.
+fn retry_at(snap: &Snapshot) -> i64 {
+    now()
+        + snap
+            .transport
+            .spec
+            .message_retry_interval
+            .duration()
+            .as_millis() as i64
+}
+
 /// The next hop's display part of a queue key.
 fn hop_display(hop: &str) -> String {
     hop.split_once('|')
@@ -656,13 +667,7 @@ impl DeliveryEngine {
         let addresses: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
         match client.send(&m.sender, &addresses, &body).await {
             Ok(result) => {
-                let retry_at = now()
-                    + snap
-                        .transport
-                        .spec
-                        .message_retry_interval
-                        .duration()
-                        .as_millis() as i64;
+                let retry_at = retry_at(snap);
                 let mut results = Vec::with_capacity(rcpts.len());
                 // Recipients by outcome and reply, one tracking event each.
                 let mut outcomes: Vec<(&'static str, String, Vec<String>)> = vec![];
@@ -714,13 +719,7 @@ impl DeliveryEngine {
                 Ok(true)
             }
             Err(e) => {
-                let retry_at = now()
-                    + snap
-                        .transport
-                        .spec
-                        .message_retry_interval
-                        .duration()
-                        .as_millis() as i64;
+                let retry_at = retry_at(snap);
                 for r in &rcpts {
                     db::set_recipient(
                         pool,
@@ -1013,13 +1012,7 @@ impl DeliveryEngine {
                                     detail: Some(format!("451 4.3.0 Maildir write failed: {e}")),
                                     ..event("DEFER", "STOREDRIVER", &m, vec![r.address.clone()])
                                 });
-                                let retry = now()
-                                    + snap
-                                        .transport
-                                        .spec
-                                        .message_retry_interval
-                                        .duration()
-                                        .as_millis() as i64;
+                                let retry = retry_at(snap);
                                 db::set_recipient(
                                     pool,
                                     *id,

@@ -545,17 +545,18 @@ impl SmtpClient {
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
-        if let Some(l) = &mut self.plog {
-            l.sent(&mask_command(line));
-        }
-        self.write(format!("{line}\r\n").as_bytes()).await?;
-        self.reply().await
+        let logged = mask_command(line);
+        self.command_logged_as(line, &logged).await
     }
 
     /// A command line that is a credential: logged as `****`.
     async fn secret_command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.command_logged_as(line, "****").await
+    }
+
+    async fn command_logged_as(&mut self, line: &str, logged: &str) -> Result<Reply, ClientError> {
         if let Some(l) = &mut self.plog {
-            l.sent("****");
+            l.sent(logged);
         }
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
