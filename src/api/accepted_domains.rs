@@ -11,13 +11,24 @@ use super::extract::{IfMatch, JsonBody, Tagged, created, ok};
 use super::problem::{ApiError, Problem};
 use super::views::{AcceptedDomainView, List};
 use crate::config::{Change, ServiceError, Snapshot};
-use crate::model::AcceptedDomain;
+use crate::model::{AcceptedDomain, DomainType};
 use crate::store::Stored;
 
 fn view(s: &Stored<AcceptedDomain>) -> AcceptedDomainView {
+    let d = &s.spec;
+    let mut warnings = vec![];
+    if d.domain_type != DomainType::Authoritative && d.domain_name.is_wildcard_over_public_suffix()
+    {
+        warnings.push(format!(
+            "{} is a wildcard over a public suffix: every domain registered under it is relayed \
+             for whoever may send here. Name the organisation's own domains instead",
+            d.domain_name
+        ));
+    }
     AcceptedDomainView {
         meta: s.into(),
-        domain: s.spec.clone(),
+        domain: d.clone(),
+        warnings,
     }
 }
 

@@ -88,6 +88,16 @@ pub fn receive_view(
                 .into(),
         );
     }
+    if c.unauthenticated_relay() {
+        let cov = crate::model::ip_range::Coverage::of(&c.remote_ip_ranges);
+        if cov.is_very_wide() {
+            warnings.push(format!(
+                "unauthenticated clients may relay from ranges wider than a /8 (IPv4) or /32 (IPv6): \
+                 {}. Narrow remoteIpRanges to the hosts that must relay",
+                cov.describe()
+            ));
+        }
+    }
     ReceiveConnectorView {
         meta: s.into(),
         effective_rights: c.rights(),
@@ -113,6 +123,8 @@ pub struct AcceptedDomainView {
     pub meta: Meta,
     #[serde(flatten)]
     pub domain: AcceptedDomain,
+    /// Things that are allowed but probably not what the admin wants.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -92,6 +92,18 @@ impl DomainPattern {
         matches!(self, DomainPattern::WithSubdomains(_))
     }
 
+    /// `*.com`, `*.co.uk`: a wildcard over a public suffix (the Mozilla
+    /// list, compiled in), which takes in every domain registered under it.
+    pub fn is_wildcard_over_public_suffix(&self) -> bool {
+        let DomainPattern::WithSubdomains(d) = self else {
+            return false;
+        };
+        let name = d.to_string().to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        psl::suffix(name.as_bytes())
+            .is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
+    }
+
     pub fn matches(&self, domain: &Domain) -> bool {
         match self {
             DomainPattern::Exact(d) => d == domain,
@@ -178,6 +190,16 @@ string_type!(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn wildcard_over_a_public_suffix() {
+        let p = |s: &str| s.parse::<DomainPattern>().unwrap();
+        assert!(p("*.com").is_wildcard_over_public_suffix());
+        assert!(p("*.co.uk").is_wildcard_over_public_suffix());
+        assert!(!p("*.contoso.com").is_wildcard_over_public_suffix());
+        assert!(!p("com").is_wildcard_over_public_suffix());
+        assert!(!p("*.contoso.test").is_wildcard_over_public_suffix());
+    }
     use super::*;
 
     #[test]

@@ -94,6 +94,132 @@ impl IpRange {
     }
 }
 
+/// Ranges of IPv4 addresses that are not on the public Internet (RFC 6890's
+/// special-purpose registry: this network, private, CGNAT, loopback,
+/// link-local, documentation, benchmarking, multicast and reserved).
+const NON_PUBLIC_V4: &[(u32, u32)] = &[
+    (0x0000_0000, 8),  // 0.0.0.0/8
+    (0x0A00_0000, 8),  // 10.0.0.0/8
+    (0x6440_0000, 10), // 100.64.0.0/10
+    (0x7F00_0000, 8),  // 127.0.0.0/8
+    (0xA9FE_0000, 16), // 169.254.0.0/16
+    (0xAC10_0000, 12), // 172.16.0.0/12
+    (0xC000_0000, 24), // 192.0.0.0/24
+    (0xC000_0200, 24), // 192.0.2.0/24
+    (0xC0A8_0000, 16), // 192.168.0.0/16
+    (0xC612_0000, 15), // 198.18.0.0/15
+    (0xC633_6400, 24), // 198.51.100.0/24
+    (0xCB00_7100, 24), // 203.0.113.0/24
+    (0xE000_0000, 3),  // 224.0.0.0/4 multicast and 240.0.0.0/4 reserved
+];
+
+/// What a set of ranges covers, as the union of its intervals: the figures
+/// the open-relay guard judges, whatever way the ranges are split or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Coverage {
+    /// IPv4 addresses covered.
+    pub v4: u128,
+    /// Of those, addresses on the public Internet.
+    pub v4_public: u128,
+    /// IPv6 addresses covered (saturating at u128::MAX).
+    pub v6: u128,
+    /// Of those, addresses in global unicast space (2000::/3).
+    pub v6_public: u128,
+}
+
+/// Sorted, merged `[start, end]` intervals of one family.
+fn merged(mut v: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    v.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(v.len());
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn size(intervals: &[(u128, u128)]) -> u128 {
+    intervals
+        .iter()
+        .fold(0u128, |n, (s, e)| n.saturating_add(e - s).saturating_add(1))
+}
+
+/// Addresses of `union` (merged) that fall in `within` (merged).
+fn intersection(union: &[(u128, u128)], within: &[(u128, u128)]) -> u128 {
+    let (mut i, mut j, mut n) = (0, 0, 0u128);
+    while i < union.len() && j < within.len() {
+        let (s, e) = (union[i].0.max(within[j].0), union[i].1.min(within[j].1));
+        if s <= e {
+            n = n.saturating_add(e - s).saturating_add(1);
+        }
+        if union[i].1 < within[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    n
+}
+
+fn non_public_v4() -> Vec<(u128, u128)> {
+    merged(
+        NON_PUBLIC_V4
+            .iter()
+            .map(|&(a, len)| {
+                let a = a as u128;
+                (a, a | ((1u128 << (32 - len)) - 1))
+            })
+            .collect(),
+    )
+}
+
+impl Coverage {
+    /// The union of `ranges`, in O(n log n).
+    pub fn of<'a>(ranges: impl IntoIterator<Item = &'a IpRange>) -> Self {
+        let (mut v4, mut v6) = (vec![], vec![]);
+        for r in ranges {
+            let iv = (to_u128(r.start), to_u128(r.end));
+            if r.is_v4() { v4.push(iv) } else { v6.push(iv) }
+        }
+        let (v4, v6) = (merged(v4), merged(v6));
+        let non_public = non_public_v4();
+        let v4_all = size(&v4);
+        let global_unicast = [(0x2000u128 << 112, (0x4000u128 << 112) - 1)];
+        Coverage {
+            v4: v4_all,
+            v4_public: v4_all - intersection(&v4, &non_public),
+            v6: size(&v6),
+            v6_public: intersection(&v6, &global_unicast),
+        }
+    }
+
+    /// Enough of the public Internet that anyone can find an address in it:
+    /// more public IPv4 addresses than a /8 holds, or more global IPv6
+    /// addresses than a /32 (a whole provider's allocation).
+    pub fn is_open_to_the_internet(&self) -> bool {
+        self.v4_public > 1 << 24 || self.v6_public > 1 << 96
+    }
+
+    /// Wider than an organisation's own network usually is: more than a /8
+    /// of IPv4 or a /32 of IPv6.
+    pub fn is_very_wide(&self) -> bool {
+        self.v4 > 1 << 24 || self.v6 > 1 << 96
+    }
+
+    /// "0.4% of the public IPv4 Internet, 0% of global IPv6".
+    pub fn describe(&self) -> String {
+        let pct = |n: u128, of: f64| (n as f64) / of * 100.0;
+        let public_v4 = ((1u128 << 32) - size(&non_public_v4())) as f64;
+        format!(
+            "{:.1}% of the public IPv4 Internet and {:.1}% of global IPv6",
+            pct(self.v4_public, public_v4),
+            pct(self.v6_public, (1u128 << 125) as f64)
+        )
+    }
+}
+
 /// Two ranges are the same when they cover the same addresses, however written.
 impl PartialEq for IpRange {
     fn eq(&self, other: &IpRange) -> bool {
@@ -217,5 +343,30 @@ mod tests {
         assert!(r("127.0.0.0/8").contains_ip("::ffff:127.0.0.3".parse().unwrap()));
         assert!(IpRange::all_v6().contains_ip("::1".parse().unwrap()));
         assert!(!IpRange::all_v4().contains_ip("::1".parse().unwrap()));
+    }
+    #[test]
+    fn coverage_judges_the_union_however_split() {
+        let cov = |rs: &[&str]| Coverage::of(rs.iter().map(|s| r(s)).collect::<Vec<_>>().iter());
+        assert!(cov(&["0.0.0.0/1", "128.0.0.0/1"]).is_open_to_the_internet());
+        assert!(cov(&["0.0.0.0-255.255.255.254"]).is_open_to_the_internet());
+        assert!(cov(&["2000::/4", "3000::/4"]).is_open_to_the_internet());
+        assert!(cov(&["::/1", "8000::/1"]).is_open_to_the_internet());
+        // Private and loopback space is not the Internet, however wide.
+        let private = cov(&[
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "127.0.0.0/8",
+        ]);
+        assert!(!private.is_open_to_the_internet());
+        assert!(private.is_very_wide());
+        assert_eq!(private.v4_public, 0);
+        // Duplicates and overlaps count once.
+        let dup = cov(&["11.0.0.0/8", "11.0.0.0/9", "11.128.0.0/9"]);
+        assert_eq!(dup.v4, 1 << 24);
+        assert!(!dup.is_open_to_the_internet() && !dup.is_very_wide());
+        // Two public /8s: past the line.
+        assert!(cov(&["11.0.0.0/8", "12.0.0.0/8"]).is_open_to_the_internet());
+        assert!(!cov(&["203.0.114.0/24", "2001:db8::/48"]).is_very_wide());
     }
 }

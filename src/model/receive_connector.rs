@@ -9,7 +9,7 @@ use super::auth::{AuthMechanism as A, AuthMechanisms};
 use super::binding::Binding;
 use super::domain::Domain;
 use super::error::{Errors, Invalid, in_range};
-use super::ip_range::IpRange;
+use super::ip_range::{Coverage, IpRange};
 use super::limit::{Limit, check_limit};
 use super::permissions::{
     ExtendedRight, PermissionGroup as G, PermissionGroups, Principal, RightEntry, effective_rights,
@@ -505,26 +505,39 @@ impl ReceiveConnector {
             "binaryMimeEnabled",
             "BINARYMIME needs chunkingEnabled",
         );
-        // Safer than Exchange: refuse the open relay that spec §2.6 rule 30 warns of.
-        let rights = self.rights();
-        let relays = |p| {
-            rights
-                .get(&p)
-                .is_some_and(|r| r.contains(&ExtendedRight::AcceptAnyRecipient))
-        };
-        if (relays(Principal::Anonymous) || relays(Principal::ExternallySecuredServers))
-            && let Some(r) = self.remote_ip_ranges.iter().find(|r| r.is_everything())
-        {
-            e.add(
-                "remoteIpRanges",
-                format!(
-                    "{r} covers every address, and unauthenticated clients of this connector may relay \
-                     (ms-Exch-SMTP-Accept-Any-Recipient): that is an open relay. Restrict remoteIpRanges \
-                     to the hosts that must relay"
-                ),
-            );
+        // Safer than Exchange: refuse the open relay that spec §2.6 rule 30
+        // warns of, judged on the union of the ranges (split halves, a range
+        // one address short of everything, IPv4 and IPv6 together).
+        if self.unauthenticated_relay() {
+            let cov = Coverage::of(&self.remote_ip_ranges);
+            if cov.is_open_to_the_internet() {
+                e.add(
+                    "remoteIpRanges",
+                    format!(
+                        "these ranges together cover {}, and unauthenticated clients of this connector \
+                         may relay (ms-Exch-SMTP-Accept-Any-Recipient, through its permission groups, \
+                         extended rights or ExternalAuthoritative): that is an open relay. Restrict \
+                         remoteIpRanges to the hosts that must relay",
+                        cov.describe()
+                    ),
+                );
+            }
         }
         e.finish()
+    }
+
+    /// Whether a client that has not authenticated may relay here: the
+    /// Anonymous principal, or every session of an ExternalAuthoritative
+    /// connector, holding ms-Exch-SMTP-Accept-Any-Recipient.
+    pub fn unauthenticated_relay(&self) -> bool {
+        let rights = self.rights();
+        [Principal::Anonymous, Principal::ExternallySecuredServers]
+            .iter()
+            .any(|p| {
+                rights
+                    .get(p)
+                    .is_some_and(|r| r.contains(&ExtendedRight::AcceptAnyRecipient))
+            })
     }
 
     /// Spec rule 5, across connectors: on a shared binding, remote ranges may

@@ -1,0 +1,18 @@
+//! The hostile suite: what independent testing did to Ferry as an adversary
+//! would (issue 13), kept as regressions. Each test names the attack it pins.
+//! Run alone with `cargo test --test hostile`.
+
+#[path = "../smtp/client.rs"]
+#[allow(dead_code)]
+mod client;
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../smtp/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+#[path = "../smtp/scenario.rs"]
+#[allow(dead_code)]
+mod scenario;
+
+mod relay_guard;
