@@ -12,7 +12,7 @@ use super::problem::{ApiError, Problem};
 use super::views::{CredentialView, List};
 use crate::config::{Change, ServiceError, Snapshot};
 use crate::model::credential::take_password;
-use crate::model::{Credential, CredentialKind};
+use crate::model::{Credential, CredentialKind, Invalid, LoginPrincipal};
 use crate::secrets::hash_password;
 use crate::store::Stored;
 use uuid::Uuid;
@@ -52,6 +52,38 @@ fn unique_login(snap: &Snapshot, c: &Credential, id: Option<Uuid>) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// A login of principal `Server` carries relay rights on the default
+/// connectors: its password must be at least minServerPasswordLength
+/// characters. A login becoming `Server` needs a new password, since only
+/// its hash is kept and the old one's length is unknown.
+fn check_server_password(
+    snap: &Snapshot,
+    c: &Credential,
+    password: Option<&str>,
+    was_server: bool,
+) -> Result<(), ServiceError> {
+    if c.kind != CredentialKind::Login || c.principal != Some(LoginPrincipal::Server) {
+        return Ok(());
+    }
+    let min = snap.transport.spec.min_server_password_length as usize;
+    match password {
+        Some(p) if p.chars().count() < min => Err(Invalid::field(
+            "password",
+            format!(
+                "a login of principal Server may relay: its password needs at least {min} characters \
+                 (transport setting minServerPasswordLength)"
+            ),
+        )
+        .into()),
+        None if !was_server => Err(Invalid::field(
+            "password",
+            format!("is required when a login becomes principal Server (at least {min} characters)"),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Hashing is slow on purpose, so it happens before the writer lock.
@@ -102,6 +134,7 @@ pub async fn create(
         .config
         .create::<Credential>(|snap, id| {
             unique_login(snap, &spec, None)?;
+            check_server_password(snap, &spec, Some(&password), false)?;
             let secret = hash.unwrap_or_else(|| secrets.seal(&id.to_string(), password.as_bytes()));
             Ok(Change {
                 spec,
@@ -136,6 +169,8 @@ pub async fn patch(
         .update::<Credential>(&id, if_match, |snap, current| {
             let c = current.spec.patched(&body)?;
             unique_login(snap, &c, Some(current.id))?;
+            let was_server = current.spec.principal == Some(LoginPrincipal::Server);
+            check_server_password(snap, &c, password.as_deref(), was_server)?;
             let users = users_of(snap, &current.spec.name);
             if !c.name.eq_ignore_ascii_case(&current.spec.name) && !users.is_empty() {
                 return Err(ServiceError::Conflict {

@@ -113,6 +113,19 @@ pub struct TransportSettings {
     pub send_protocol_log_max_directory_size: Limit,
     #[serde(default = "max_file_size")]
     pub send_protocol_log_max_file_size: Limit,
+    /// Failed AUTH attempts from one client address, across sessions and
+    /// connectors, after which AUTH from that address gets `454 4.7.0`
+    /// until the oldest failure leaves the window. 0 turns it off. On top
+    /// of each connector's per-session maxLogonFailures.
+    #[serde(default = "lockout_threshold")]
+    pub auth_failure_lockout_threshold: u32,
+    /// How long a failed AUTH counts toward the lockout.
+    #[serde(default = "lockout_window")]
+    pub auth_failure_lockout_window: Timespan,
+    /// Shortest password a login of principal `Server` may have: such a
+    /// login carries relay rights on the default connectors.
+    #[serde(default = "min_server_password")]
+    pub min_server_password_length: u32,
 }
 
 // Defaults of the logging settings, also for configurations stored before
@@ -128,6 +141,15 @@ fn max_directory_size() -> Limit {
 }
 fn max_file_size() -> Limit {
     Limit::Value(10 * 1024 * 1024)
+}
+fn lockout_threshold() -> u32 {
+    20
+}
+fn lockout_window() -> Timespan {
+    Timespan::from_mins(15)
+}
+fn min_server_password() -> u32 {
+    12
 }
 
 impl TransportSettings {
@@ -167,6 +189,9 @@ impl TransportSettings {
             send_protocol_log_max_age: thirty_days(),
             send_protocol_log_max_directory_size: max_directory_size(),
             send_protocol_log_max_file_size: max_file_size(),
+            auth_failure_lockout_threshold: lockout_threshold(),
+            auth_failure_lockout_window: lockout_window(),
+            min_server_password_length: min_server_password(),
         }
     }
 
@@ -205,6 +230,27 @@ impl TransportSettings {
             );
         }
         let sec = Timespan::from_secs(1);
+        in_range(
+            &mut e,
+            "authFailureLockoutThreshold",
+            self.auth_failure_lockout_threshold,
+            0,
+            100_000,
+        );
+        check_range(
+            &mut e,
+            "authFailureLockoutWindow",
+            self.auth_failure_lockout_window,
+            sec,
+            Timespan::from_days(1),
+        );
+        in_range(
+            &mut e,
+            "minServerPasswordLength",
+            self.min_server_password_length,
+            1,
+            1024,
+        );
         in_range(
             &mut e,
             "queueGlitchRetryCount",

@@ -69,6 +69,7 @@ replies! {
     AUTH_OK = 235 "2.7.0" "Authentication successful";
     AUTH_FAILED = 535 "5.7.3" "Authentication unsuccessful";
     AUTH_TEMPORARY = 454 "4.7.0" "Temporary authentication failure";
+    AUTH_LOCKED_OUT = 454 "4.7.0" "Temporary authentication failure: too many failed logins from this address, try again later";
     AUTH_UNKNOWN_MECHANISM = 504 "5.7.4" "Unrecognized authentication type";
     AUTH_ALREADY = 503 "5.5.2" "Already authenticated";
     AUTH_ABORTED = 501 "5.0.0" "Authentication aborted";

@@ -105,14 +105,29 @@ async fn crud_and_validation() {
     app.patch(&format!("{CR}/{id}"), json!({"kind": "SmartHost"}), None)
         .await
         .assert_problem(422, "kind");
+    // Becoming a Server login (relay rights) needs a new, long password.
+    app.patch(
+        &format!("{CR}/{id}"),
+        json!({"principal": "Server", "comment": "relay host"}),
+        None,
+    )
+    .await
+    .assert_problem(422, "password");
+    app.patch(
+        &format!("{CR}/{id}"),
+        json!({"principal": "Server", "password": "short"}),
+        None,
+    )
+    .await
+    .assert_problem(422, "password");
     let p = app
         .patch(
             &format!("{CR}/{id}"),
-            json!({"principal": "Server", "comment": "relay host"}),
+            json!({"principal": "Server", "comment": "relay host", "password": "Relay-Host-Password-1"}),
             None,
         )
         .await;
-    assert_eq!(p.body["principal"], "Server");
+    assert_eq!(p.body["principal"], "Server", "{}", p.text);
     assert_eq!(
         app.delete(&format!("{CR}/{id}"), Some("\"1\""))
             .await

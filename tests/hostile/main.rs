@@ -15,4 +15,8 @@ mod pki;
 #[allow(dead_code)]
 mod scenario;
 
+#[allow(dead_code)]
+mod process;
 mod relay_guard;
+
+mod auth_flood;

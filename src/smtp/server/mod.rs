@@ -9,6 +9,7 @@
 //! closes the ones no longer needed. Sockets whose binding did not change
 //! are left alone, and sessions in flight keep running on theirs.
 
+pub mod auth_guard;
 pub mod dot_reader;
 pub mod limits;
 pub mod select;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub queue: Queue,
     pub tls: TlsCache,
     pub limiter: limits::Limiter,
+    /// Bounds password verifications and locks out sources that keep failing.
+    pub auth: auth_guard::AuthGuard,
     pub shutdown: watch::Receiver<bool>,
     pub observe: Arc<crate::observe::Observer>,
 }
@@ -133,6 +136,7 @@ impl SmtpServer {
             config: config.clone(),
             queue,
             limiter: limits::Limiter::default(),
+            auth: auth_guard::AuthGuard::default(),
             shutdown,
             observe,
         });

@@ -113,6 +113,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => return Ok(self.reply(replies::AUTH_UNKNOWN_MECHANISM).await),
         };
+        let settings = &self.snap.transport.spec;
+        let (threshold, window) = (
+            settings.auth_failure_lockout_threshold,
+            settings.auth_failure_lockout_window.duration(),
+        );
+        let ip = self.remote.ip();
+        if self.shared.auth.locked_out(ip, threshold, window) {
+            tracing::info!("authentication refused: too many recent failures from this address");
+            self.shared
+                .observe
+                .metrics
+                .auth_failure(&self.connector.spec.name);
+            return Ok(self.reply(replies::AUTH_LOCKED_OUT).await);
+        }
         let login = self
             .snap
             .credentials
@@ -125,15 +139,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .as_ref()
             .and_then(|l| l.secret.clone())
             .map(|h| String::from_utf8_lossy(&h).into_owned());
-        let ok = match hash {
-            Some(h) => {
-                tokio::task::spawn_blocking(move || crate::secrets::verify_password(&h, &password))
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
-        };
-        match (ok, login) {
+        // Unknown users are verified against a dummy hash: same time, same
+        // memory, so a login's existence cannot be told from outside.
+        let ok = self.shared.auth.verify(hash, password).await;
+        match (ok, login.clone()) {
             (true, Some(login)) => {
                 self.principal = match login.spec.principal.unwrap_or_default() {
                     LoginPrincipal::User => Principal::ExchangeUsers,
@@ -150,7 +159,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => {
                 self.logon_failures += 1;
-                tracing::info!(user = %user, "authentication failed");
+                self.shared.auth.failed(ip, window);
+                // A password typed into the user-name field must not reach
+                // the logs: only names of existing logins are written out.
+                match &login {
+                    Some(l) => tracing::info!(user = %l.spec.user_name, "authentication failed"),
+                    None => tracing::info!(
+                        user_length = user.chars().count(),
+                        "authentication failed for an unknown user name (not logged)"
+                    ),
+                }
                 self.shared
                     .observe
                     .metrics
