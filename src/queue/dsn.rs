@@ -2,6 +2,7 @@
 //! delay notices, as a multipart/report from the postmaster address with
 //! the original attached (headers only past the size limit, spec rule 25).
 
+use crate::smtp::address::{mailbox, path};
 use crate::smtp::server::session::rfc5322_now;
 
 /// One recipient's line in the report.
@@ -85,8 +86,11 @@ pub fn build(
         ),
     };
     let mut m = String::new();
-    m.push_str(&format!("From: Mail Delivery System <{postmaster}>\r\n"));
-    m.push_str(&format!("To: <{to}>\r\n"));
+    m.push_str(&format!(
+        "From: Mail Delivery System {}\r\n",
+        path(postmaster)
+    ));
+    m.push_str(&format!("To: {}\r\n", path(to)));
     m.push_str(&format!(
         "Subject: {}\r\n",
         title.replace(['\r', '\n'], " ")
@@ -109,11 +113,11 @@ pub fn build(
         "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}\r\n\r\n"
     ));
     for f in failed {
-        m.push_str(&format!("{}\r\n", f.recipient));
+        m.push_str(&format!("{}\r\n", mailbox(f.recipient)));
     }
     m.push_str(&format!("\r\nDiagnostic information for administrators:\r\n\r\nGenerating server: {reporting_mta}\r\n\r\n"));
     for f in failed {
-        m.push_str(&format!("{}\r\n", f.recipient));
+        m.push_str(&format!("{}\r\n", mailbox(f.recipient)));
         match f.remote_host {
             Some(h) => m.push_str(&format!(
                 "Remote server {h} returned '{}'\r\n\r\n",
@@ -129,7 +133,10 @@ pub fn build(
         "Reporting-MTA: dns; {reporting_mta}\r\nArrival-Date: {arrival}\r\n"
     ));
     for f in failed {
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", f.recipient));
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\n",
+            mailbox(f.recipient)
+        ));
         m.push_str(&format!(
             "Action: {}\r\nStatus: {}\r\n",
             if kind == Kind::Failure {

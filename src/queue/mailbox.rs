@@ -51,7 +51,14 @@ pub fn deliver(
         .write(true)
         .create_new(true)
         .open(&tmp)?;
-    f.write_all(format!("Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n").as_bytes())?;
+    f.write_all(
+        format!(
+            "Return-Path: {}\r\nDelivered-To: {}\r\n",
+            crate::smtp::address::path(sender),
+            crate::smtp::address::mailbox(recipient)
+        )
+        .as_bytes(),
+    )?;
     f.write_all(body)?;
     f.sync_all()?;
     let new = dir.join("new").join(&name);

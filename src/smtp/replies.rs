@@ -37,6 +37,8 @@ replies! {
     UNRECOGNIZED = 500 "5.3.3" "Unrecognized command";
     LINE_TOO_LONG = 500 "5.5.2" "Line too long";
     SYNTAX = 501 "5.5.4" "Invalid arguments";
+    CONTROL_CHARACTERS = 501 "5.5.4" "Control characters are not allowed in commands";
+    BAD_HELO = 501 "5.5.4" "Invalid domain name: EHLO and HELO take a domain or address literal in printable ASCII";
     BAD_SENDER = 501 "5.1.7" "Invalid address";
     BAD_RECIPIENT = 501 "5.1.3" "Invalid address";
     HELLO_FIRST = 503 "5.5.1" "Send hello first";
@@ -51,6 +53,7 @@ replies! {
     NO_SUBMIT = 550 "5.7.1" "Client does not have permissions to submit to this server";
     NO_SEND_AS = 550 "5.7.1" "Client does not have permissions to send as this sender";
     UNABLE_TO_RELAY = 550 "5.7.1" "Unable to relay";
+    UNTRUSTED_ROUTING = 550 "5.7.1" "Sender-specified routing (%, ! or @ in the local part) is not allowed for this client";
     // Limits
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
     SIZE_EXCEEDED = 552 "5.3.4" "Message size exceeds fixed maximum message size";

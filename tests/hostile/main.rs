@@ -14,9 +14,13 @@ mod pki;
 #[path = "../smtp/scenario.rs"]
 #[allow(dead_code)]
 mod scenario;
+#[path = "../delivery/sink.rs"]
+#[allow(dead_code)]
+mod sink;
 
 #[allow(dead_code)]
 mod process;
 mod relay_guard;
 
 mod auth_flood;
+mod envelope;

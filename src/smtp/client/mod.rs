@@ -374,7 +374,7 @@ impl SmtpClient {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Delivery, ClientError> {
-        let mut mail = format!("MAIL FROM:<{from}>");
+        let mut mail = format!("MAIL FROM:{}", crate::smtp::address::path(from));
         if let Some(max) = self.extensions.size {
             if body.len() as u64 > max {
                 let r = Reply {
@@ -409,7 +409,9 @@ impl SmtpClient {
         }
         let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
         for rcpt in recipients {
-            let r = self.command(&format!("RCPT TO:<{rcpt}>")).await?;
+            let r = self
+                .command(&format!("RCPT TO:{}", crate::smtp::address::path(rcpt)))
+                .await?;
             results.push(if r.code == 250 || r.code == 251 {
                 None
             } else {
@@ -461,7 +463,7 @@ impl SmtpClient {
     ) -> Result<Delivery, ClientError> {
         let mut batch = format!("{mail}\r\n");
         for rcpt in recipients {
-            batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
+            batch.push_str(&format!("RCPT TO:{}\r\n", crate::smtp::address::path(rcpt)));
         }
         batch.push_str("DATA\r\n");
         if let Some(l) = &mut self.plog {

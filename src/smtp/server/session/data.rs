@@ -173,7 +173,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     session: Some(self.id.clone()),
                     ..Default::default()
                 });
-                self.reply(Reply::queued(&message_id, internal)).await
+                // The client's Message-ID is echoed only as printable ASCII.
+                let echoed: String = message_id
+                    .chars()
+                    .take(250)
+                    .map(|c| {
+                        if c.is_ascii_graphic() || c == ' ' {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
+                    .collect();
+                self.reply(Reply::queued(&echoed, internal)).await
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "message could not be queued");
@@ -203,7 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .external_ip_address
             .unwrap_or(self.local.ip());
         let rcpt = match tx.recipients.as_slice() {
-            [one] => format!("\r\n\tfor <{}>", one.address),
+            [one] => format!("\r\n\tfor {}", crate::smtp::address::path(&one.address)),
             _ => String::new(),
         };
         format!(
@@ -241,9 +253,18 @@ fn header_lines(headers: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// How many Received headers there are: the hop count (spec rule 9).
+/// `Received :` (white space before the colon, RFC 5322's obsolete syntax
+/// that mail still carries) counts too, so it cannot hide a loop.
 pub(crate) fn received_count(headers: &[u8]) -> usize {
     header_lines(headers)
-        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .filter(|l| {
+            l.len() >= 8
+                && l[..8].eq_ignore_ascii_case(b"received")
+                && l[8..]
+                    .iter()
+                    .find(|b| **b != b' ' && **b != b'\t')
+                    .is_some_and(|b| *b == b':')
+        })
         .count()
 }
 
@@ -279,9 +300,9 @@ mod tests {
 
     #[test]
     fn header_helpers() {
-        let msg = b"Received: a\r\nreceived: b\r\nMessage-ID:\r\n <x@y>\r\nSubject: s\r\n\r\nReceived: not a header\r\n";
+        let msg = b"Received: a\r\nreceived: b\r\nReceived : c\r\nReceivedX: d\r\nMessage-ID:\r\n <x@y>\r\nSubject: s\r\n\r\nReceived: not a header\r\n";
         let h = &msg[..header_block_len(msg)];
-        assert_eq!(received_count(h), 2);
+        assert_eq!(received_count(h), 3);
         assert_eq!(header_value(h, "message-id").unwrap().trim(), "<x@y>");
         assert_eq!(header_value(h, "subject").unwrap().trim(), "s");
         assert!(header_value(h, "from").is_none());

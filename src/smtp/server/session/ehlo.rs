@@ -21,6 +21,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if host.is_empty() {
             return self.protocol_error(replies::SYNTAX).await;
         }
+        // The name goes into the Received header and the logs: refused,
+        // not cleaned, when it is not printable ASCII (RFC 5321 §4.1.1.1).
+        if !host.bytes().all(|b| b.is_ascii_graphic()) || host.len() > 255 {
+            return self.protocol_error(replies::BAD_HELO).await;
+        }
         self.helo = Some(host);
         self.esmtp = extended;
         self.tx = None;

@@ -358,6 +358,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(l) = &mut self.plog {
             l.received(&mask_command(&String::from_utf8_lossy(&line)));
         }
+        // RFC 5321 commands are printable text; a control character (NUL,
+        // ESC, BEL…) would travel on into headers, logs and the next hop.
+        if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            let verb = line.get(..4).map(|v| v.to_ascii_uppercase());
+            let reply = match verb.as_deref() {
+                Some(b"MAIL") => replies::BAD_SENDER,
+                Some(b"RCPT") => replies::BAD_RECIPIENT,
+                _ => replies::CONTROL_CHARACTERS,
+            };
+            return Ok(self.protocol_error(reply).await);
+        }
         let mut framed = line.clone();
         framed.extend_from_slice(b"\r\n");
         let request = Request::parse(&mut framed.iter());

@@ -7,6 +7,7 @@ use super::mail::domain_of;
 use super::{Next, Session};
 use crate::model::ExtendedRight as R;
 use crate::queue::Recipient;
+use crate::smtp::address;
 use crate::smtp::replies::{self, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -33,6 +34,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .is_some_and(|d| self.snap.accepted_domains.iter().any(|a| a.spec.covers(&d)));
         if !local && !self.has_right(R::AcceptAnyRecipient) {
             return self.reply(replies::UNABLE_TO_RELAY).await;
+        }
+        // `user%other@contoso.test` is local here but relay at a next hop
+        // that honours the percent hack: only for clients that may relay.
+        if address::has_source_routing(&to.address) && !self.has_right(R::AcceptAnyRecipient) {
+            return self.reply(replies::UNTRUSTED_ROUTING).await;
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.recipients.push(Recipient {
