@@ -24,3 +24,4 @@ mod relay_guard;
 
 mod auth_flood;
 mod envelope;
+mod stuck;

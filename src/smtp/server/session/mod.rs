@@ -199,13 +199,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(l) = &mut self.plog {
             l.connect();
         }
-        if let Err(e) = self.run_inner().await {
+        // ConnectionTimeout bounds the whole session, whatever it is doing;
+        // the reads and writes inside end it politely before this does.
+        let hard_stop = self.deadline + Duration::from_secs(2);
+        let result = match tokio::time::timeout_at(hard_stop, self.run_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timeout",
+            )),
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, "session ended with an I/O error");
             if let Some(l) = &mut self.plog {
                 l.info(&e.to_string(), "I/O error");
             }
         }
-        let _ = self.conn.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.shutdown()).await;
         if let Some(l) = &mut self.plog {
             l.disconnect();
         }
@@ -345,10 +355,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.reply(reply).await
     }
 
+    /// Writes the queued replies. A client that stops reading cannot hold
+    /// the session (and its connection slot) by blocking our writes: they
+    /// are bounded by the inactivity and connection timeouts like reads.
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.conn.write_all(&self.out).await?;
-            self.conn.flush().await?;
+            let inactivity = Instant::now() + self.c().connection_inactivity_timeout.duration();
+            let until = self.deadline.min(inactivity);
+            let (conn, out) = (&mut self.conn, &self.out);
+            let written = tokio::time::timeout_at(until, async {
+                conn.write_all(out).await?;
+                conn.flush().await
+            })
+            .await;
+            match written {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading our replies",
+                    ));
+                }
+            }
             self.out.clear();
         }
         Ok(())
