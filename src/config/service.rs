@@ -49,6 +49,19 @@ pub enum ServiceError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Runs CPU-heavy validation (a connector with 100,000 ranges checked
+/// against another) without stalling the async worker it was called on:
+/// the worker's other tasks — SMTP sessions, health checks — move to the
+/// other workers meanwhile. On a single-threaded runtime (unit tests) it
+/// simply runs.
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Something running that must follow the configuration, in two steps
 /// around the commit: `prepare` may refuse the change (nothing is committed
 /// then), `activate` applies what `prepare` readied.
@@ -122,7 +135,7 @@ impl ConfigService {
         let _guard = self.writer.lock().await;
         let snap = self.snapshot();
         let id = Uuid::new_v4();
-        let change = prepare(&snap, id)?;
+        let change = off_worker(|| prepare(&snap, id))?;
         let name = change.spec.name();
         unique_name::<T>(&snap, &name, None)?;
         let mut tx = self.store.begin().await?;
@@ -158,7 +171,7 @@ impl ConfigService {
             key: key.to_string(),
         })?;
         check_version::<T>(current.version, if_match)?;
-        let change = prepare(&snap, current)?;
+        let change = off_worker(|| prepare(&snap, current))?;
         let name = change.spec.name();
         unique_name::<T>(&snap, &name, Some(current.id))?;
         let mut tx = self.store.begin().await?;

@@ -23,5 +23,6 @@ mod process;
 mod relay_guard;
 
 mod auth_flood;
+mod big_config;
 mod envelope;
 mod stuck;
