@@ -77,6 +77,11 @@ struct ServeArgs {
     /// On the API address it always needs the token.
     #[arg(long, env = "FERRY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Start although <data-dir>/secret.key is lost: make a new key and drop
+    /// the certificate private keys sealed with the old one (smart-host
+    /// passwords must then be set again). Without it, Ferry refuses to start.
+    #[arg(long)]
+    discard_undecryptable_secrets: bool,
     /// Log format: `text` (human-readable) or `json` (one object per line,
     /// with the session's or delivery's fields on every line).
     #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -161,6 +166,7 @@ async fn run() -> anyhow::Result<()> {
                 secret_key: a.secret_key,
                 outbound_source_ip: a.outbound_source_ip,
                 metrics_listen: a.metrics_listen,
+                discard_undecryptable_secrets: a.discard_undecryptable_secrets,
             })
             .await?;
             app.run_until_signalled().await

@@ -23,8 +23,12 @@ pub struct SecretBox {
 
 impl SecretBox {
     /// Takes the key from `env_key` (base64 of 32 bytes) when given, otherwise
-    /// from `<data-dir>/secret.key`, which is created with mode 0600 on first use.
-    pub fn load(data_dir: &Path, env_key: Option<&str>) -> anyhow::Result<Self> {
+    /// from `<data-dir>/secret.key`. A new key is made (mode 0600) only when
+    /// `may_create`: for a data directory that holds no configuration yet, or
+    /// when the admin has said to drop what the lost key protected. A missing
+    /// key is never replaced silently: the stored private keys and smart-host
+    /// passwords could not be decrypted with a new one.
+    pub fn load(data_dir: &Path, env_key: Option<&str>, may_create: bool) -> anyhow::Result<Self> {
         let raw = match env_key {
             Some(k) => STANDARD
                 .decode(k.trim())
@@ -37,11 +41,21 @@ impl SecretBox {
                     STANDARD
                         .decode(text.trim())
                         .with_context(|| format!("{} is not valid base64", path.display()))?
-                } else {
+                } else if may_create {
                     let mut k = [0u8; 32];
                     rand::rngs::OsRng.fill_bytes(&mut k);
                     write_private_file(&path, STANDARD.encode(k).as_bytes())?;
                     k.to_vec()
+                } else {
+                    bail!(
+                        "{} is missing. It is the key that decrypts the private keys of stored \
+                         certificates and the passwords of smart-host credentials in this data \
+                         directory. Restore it from a backup (or pass it as FERRY_SECRET_KEY). To \
+                         start anyway with a new key, knowingly dropping the private keys and \
+                         smart-host passwords that can no longer be decrypted, start once with \
+                         --discard-undecryptable-secrets",
+                        path.display()
+                    );
                 }
             }
         };
@@ -145,7 +159,7 @@ mod tests {
     #[test]
     fn sealed_secrets_open_only_in_their_context() {
         let dir = tempfile::tempdir().unwrap();
-        let b = SecretBox::load(dir.path(), None).unwrap();
+        let b = SecretBox::load(dir.path(), None, true).unwrap();
         let sealed = b.seal("id-1", b"hunter2");
         assert_eq!(b.open("id-1", &sealed).unwrap(), b"hunter2");
         assert!(b.open("id-2", &sealed).is_err());
@@ -153,7 +167,7 @@ mod tests {
         let meta = std::fs::metadata(dir.path().join("secret.key")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        let again = SecretBox::load(dir.path(), None).unwrap();
+        let again = SecretBox::load(dir.path(), None, true).unwrap();
         assert_eq!(again.open("id-1", &sealed).unwrap(), b"hunter2");
     }
 

@@ -36,6 +36,8 @@ pub struct Settings {
     pub outbound_source_ip: Option<std::net::IpAddr>,
     /// A second listener serving only `/metrics`, without a token.
     pub metrics_listen: Option<SocketAddr>,
+    /// Start with a new secret key although the old one is lost.
+    pub discard_undecryptable_secrets: bool,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
             secret_key: None,
             outbound_source_ip: None,
             metrics_listen: None,
+            discard_undecryptable_secrets: false,
         }
     }
 }
@@ -71,11 +74,49 @@ pub struct App {
     pub token_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Held while this app runs: no second Ferry on the same data directory.
+    _data_dir_lock: std::fs::File,
+}
+
+/// Takes `<data-dir>/ferry.lock` exclusively (an advisory lock the kernel
+/// drops when the process ends, however it ends) and writes this process's
+/// id into it. A second Ferry on the same directory would keep its own
+/// view of the configuration and the queue; it is refused instead, naming
+/// the holder.
+pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join("ferry.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if f.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        anyhow::bail!(
+            "{} is in use by another Ferry (process {}, per {}): stop it first, or give this one \
+             its own --data-dir",
+            dir.display(),
+            holder.split_whitespace().next().unwrap_or("unknown"),
+            path.display()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_all()?;
+    Ok(f)
 }
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let data_dir_lock = lock_data_dir(&settings.data_dir)?;
         let (config, first) = Bootstrap {
             data_dir: settings.data_dir.clone(),
             role: settings.role,
@@ -85,6 +126,7 @@ impl App {
             default_submission_bind: settings.default_submission_bind,
             admin_token: settings.admin_token.clone(),
             secret_key: settings.secret_key.clone(),
+            discard_undecryptable_secrets: settings.discard_undecryptable_secrets,
         }
         .open()
         .await?;
@@ -171,6 +213,7 @@ impl App {
             token_file: first.and_then(|f| f.token_file),
             shutdown,
             server,
+            _data_dir_lock: data_dir_lock,
         })
     }
 

@@ -87,14 +87,32 @@ async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `failing` when Ferry cannot take mail safely.
     pub status: String,
+    /// Why it is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "server", security(), responses((status = 200, body = Health)))]
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+#[utoipa::path(get, path = "/healthz", tag = "server", security(),
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn healthz(State(s): State<AppState>) -> (axum::http::StatusCode, Json<Health>) {
+    match s.queue.health.failure() {
+        None => (
+            axum::http::StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+                reason: None,
+            }),
+        ),
+        Some(reason) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "failing".into(),
+                reason: Some(reason),
+            }),
+        ),
+    }
 }
 
 /// The dashboard's files, embedded in the binary: an appliance is often
@@ -245,9 +263,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/protocol-logs", g(observe::protocol_logs))
         .route("/metrics", g(observe::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz).with_state(state))
         .route("/", get(index))
         .route("/app.js", get(app_js))
         .route("/app.css", get(app_css))

@@ -32,6 +32,9 @@ pub struct Bootstrap {
     pub admin_token: Option<String>,
     /// The AEAD key, base64, instead of `<data-dir>/secret.key`.
     pub secret_key: Option<String>,
+    /// Make a new secret key although the configuration exists, and drop
+    /// the certificate private keys sealed with the lost one.
+    pub discard_undecryptable_secrets: bool,
 }
 
 /// What the first start created, for the log.
@@ -56,8 +59,17 @@ impl Bootstrap {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
         std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
-        let secrets = SecretBox::load(&self.data_dir, self.secret_key.as_deref())?;
+        let configured = self.data_dir.join("ferry.db").exists();
+        let key_lost = configured && !self.data_dir.join("secret.key").exists();
+        let secrets = SecretBox::load(
+            &self.data_dir,
+            self.secret_key.as_deref(),
+            !configured || self.discard_undecryptable_secrets,
+        )?;
         let store = Store::open(&self.data_dir.join("ferry.db")).await?;
+        if key_lost && self.secret_key.is_none() {
+            Store::discard_sealed_secrets(&store).await?;
+        }
         let mut tx = store.begin().await?;
         let (server, first) = match Store::server(&mut tx).await? {
             Some(server) => {

@@ -195,6 +195,7 @@ impl DeliveryEngine {
         loop {
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %format!("{e:#}"), "delivery tick failed");
+                self.queue.health.check(&e, "queue.db");
             }
             // Under load every commit wakes the engine; a short pause lets
             // wake-ups coalesce, so one scan of the queue serves many messages.

@@ -15,6 +15,7 @@ use crate::store::queue as db;
 
 pub mod delivery;
 pub mod dsn;
+pub mod health;
 mod mailbox;
 
 /// One recipient of an accepted message.
@@ -83,6 +84,8 @@ pub struct Queue {
     pool: SqlitePool,
     /// Notified after every commit, so delivery starts at once.
     committed: Arc<Notify>,
+    /// Set when the database turns out damaged: acceptance stops.
+    pub health: Arc<health::QueueHealth>,
 }
 
 /// The most messages one transaction commits.
@@ -99,18 +102,24 @@ impl Queue {
         // between a message's arrival and its 250.
         let conn = db::open_writer(path)?;
         let notify = committed.clone();
+        let health = Arc::new(health::QueueHealth::default());
+        let h = health.clone();
         std::thread::Builder::new()
             .name("ferry-queue-writer".into())
-            .spawn(move || writer(conn, rx, notify))?;
+            .spawn(move || writer(conn, rx, notify, h))?;
         Ok(Queue {
             jobs,
             pool,
             committed,
+            health,
         })
     }
 
     /// Stores a message durably; returns its internal id once it is on disk.
     pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> anyhow::Result<i64> {
+        if let Some(reason) = self.health.failure() {
+            anyhow::bail!("the queue's storage is failing ({reason})");
+        }
         let (done, rx) = oneshot::channel();
         self.jobs
             .send(Work::Enqueue(Box::new(Job {
@@ -187,7 +196,12 @@ impl Queue {
 }
 
 /// The group-commit loop: take whatever is waiting, commit it at once.
-fn writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Work>, committed: Arc<Notify>) {
+fn writer(
+    mut conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<Work>,
+    committed: Arc<Notify>,
+    health: Arc<health::QueueHealth>,
+) {
     let mut durable = true;
     while let Some(first) = rx.blocking_recv() {
         let (mut jobs, mut completions, mut routes) = (vec![], vec![], vec![]);
@@ -220,6 +234,7 @@ fn writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Work>, committe
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "queue commit failed");
+                health.check(&e, "queue.db");
                 for job in jobs {
                     let _ = job
                         .done

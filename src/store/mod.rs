@@ -100,9 +100,55 @@ pub struct Store {
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+/// What to do about a damaged configuration database.
+const CONFIG_RECOVERY: &str = "Stop Ferry and keep a copy of the file. Restore ferry.db from a \
+    backup, or salvage it with `sqlite3 ferry.db .recover | sqlite3 ferry-recovered.db` and put \
+    that in its place (the sqlite3 package). Moving ferry.db away starts from the default \
+    configuration";
+
+/// What to do about a damaged queue.
+pub const QUEUE_RECOVERY: &str = "Stop Ferry and keep a copy of the file (and queue.db-wal if \
+    present). Salvage it with `sqlite3 queue.db .recover | sqlite3 queue-recovered.db` (the \
+    sqlite3 package) and put that in its place; or move queue.db away to start with an empty \
+    queue, knowing that the messages in it will not be delivered";
+
+/// What to do about a damaged tracking log.
+pub const TRACKING_RECOVERY: &str = "Stop Ferry and move tracking.db away: it holds only the \
+    message tracking log, and a new one is created at start";
+
+/// `PRAGMA quick_check` on an existing database before Ferry trusts it:
+/// a damaged file refuses the start, naming the file and the way out,
+/// rather than acknowledging mail into storage that cannot be read back.
+pub fn check_integrity(path: &Path, recovery: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let damaged =
+        |why: String| anyhow::anyhow!("{} is damaged ({why}). {recovery}", path.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| damaged(e.to_string()))?;
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| damaged(e.to_string()))?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| damaged(e.to_string()))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    Err(damaged(
+        rows.into_iter().take(3).collect::<Vec<_>>().join("; "),
+    ))
+}
+
 impl Store {
     /// Opens (creating if needed) the database and runs pending migrations.
     pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        check_integrity(path, CONFIG_RECOVERY)?;
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -119,6 +165,35 @@ impl Store {
             .await
             .context("running migrations")?;
         Ok(Store { pool })
+    }
+
+    /// After a lost secret key, with the admin's consent: certificates lose
+    /// the private keys sealed with it (the API then shows them without one,
+    /// and STARTTLS is not offered with them), and each smart-host
+    /// credential, whose password cannot be read any more, is named in the
+    /// log to be set again.
+    pub async fn discard_sealed_secrets(&self) -> anyhow::Result<()> {
+        let mut tx = self.begin().await?;
+        let certs: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM certificates WHERE secret IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE certificates SET secret = NULL, version = version + 1")
+            .execute(&mut *tx)
+            .await?;
+        let creds: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM credentials WHERE json_extract(spec, '$.kind') = 'SmartHost'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for (c,) in certs {
+            tracing::warn!(certificate = %c, "the private key of this certificate was sealed with the lost secret key and has been dropped: import the certificate again with its key");
+        }
+        for (c,) in creds {
+            tracing::warn!(credential = %c, "the password of this smart-host credential was sealed with the lost secret key: set it again with PATCH /api/v1/credentials/{{name}}");
+        }
+        Ok(())
     }
 
     pub async fn begin(&self) -> anyhow::Result<Tx> {

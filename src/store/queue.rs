@@ -16,6 +16,7 @@ use crate::queue::{Completion, Envelope, Job, Routes};
 /// Opens (creating if needed) the queue database with `synchronous=FULL`:
 /// a committed transaction is fsynced.
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
+    super::check_integrity(path, super::QUEUE_RECOVERY)?;
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)

@@ -89,6 +89,7 @@ pub struct Filter {
 }
 
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
+    super::check_integrity(path, super::TRACKING_RECOVERY)?;
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)

@@ -24,5 +24,6 @@ mod relay_guard;
 
 mod auth_flood;
 mod big_config;
+mod data_dir;
 mod envelope;
 mod stuck;

@@ -43,6 +43,11 @@ impl Ferry {
     /// Starts Ferry and waits until `/healthz` answers.
     pub async fn start(data: &Path, net: u8) -> Ferry {
         let child = command(data, net).spawn().expect("the ferry binary runs");
+        Self::adopt(child, data, net).await
+    }
+
+    /// Waits for a Ferry started with a command of one's own.
+    pub async fn adopt(child: Child, data: &Path, net: u8) -> Ferry {
         let f = Ferry {
             child,
             net,
