@@ -33,10 +33,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "send the body as application/json (or application/merge-patch+json for PATCH)",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("the body cannot be read: {e}")))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload-too-large"
+            } else {
+                "malformed-request"
+            };
+            ApiError::new(status, kind, "The body cannot be read", e.body_text())
+        })?;
+        let value = parse_strict(&bytes).map_err(|e| {
             ApiError::bad_request(format!(
                 "the body is not valid JSON: {e} (line {}, column {})",
                 e.line(),
@@ -50,7 +56,74 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// JSON with every object's keys unique: `{"enabled": false, "enabled":
+/// true}` means different things to different parsers (RFC 8259 §4), so it
+/// is refused instead of silently keeping the last one.
+pub fn parse_strict(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+    struct Strict;
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut v = vec![];
+            while let Some(x) = seq.next_element_seed(Strict)? {
+                v.push(x);
+            }
+            Ok(Value::Array(v))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut m = Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let v = map.next_value_seed(Strict)?;
+                if m.insert(k.clone(), v).is_some() {
+                    return Err(A::Error::custom(format!("duplicate key '{k}'")));
+                }
+            }
+            Ok(Value::Object(m))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
 /// The version named by `If-Match`, if the client sent one (`*` matches any).
+/// Without it a PATCH is applied to the current version inside the
+/// writer's transaction, so no concurrent change is overwritten by a stale
+/// copy; a client that reads, modifies and writes back a whole field (an
+/// array, say) must send the ETag it read, or it may undo another's change.
 pub struct IfMatch(pub Option<i64>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
@@ -64,8 +137,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         if s == "*" {
             return Ok(IfMatch(None));
         }
-        let tag = s.strip_prefix("W/").unwrap_or(s);
-        tag.strip_prefix('"')
+        // If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches.
+        if s.starts_with("W/") {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The object was changed by someone else",
+                format!(
+                    "If-Match '{s}' is a weak ETag; send the strong ETag from a GET, e.g. \"3\""
+                ),
+            ));
+        }
+        s.strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
             .and_then(|t| t.parse::<i64>().ok())
             .map(|v| IfMatch(Some(v)))

@@ -187,13 +187,44 @@ pub fn check_name(errors: &mut error::Errors, name: &str, max: usize) {
         errors.add("name", format!("must be at most {max} characters"));
     } else if name.chars().any(|c| c.is_control()) || name.contains('/') {
         errors.add("name", "must not contain control characters or '/'");
+    } else if name.chars().any(is_invisible) {
+        errors.add(
+            "name",
+            "must not contain bidirectional controls or zero-width characters, which make two \
+             names look alike or reorder what an admin reads",
+        );
     }
+}
+
+/// Bidi embeddings, overrides, isolates and marks, and zero-width
+/// characters (the "Trojan Source" set, CVE-2021-42574).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 #[cfg(test)]
 mod json_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn names_refuse_invisible_characters() {
+        for bad in [
+            "a\u{202E}b",
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+            "iso\u{2066}late",
+        ] {
+            let mut e = error::Errors::default();
+            check_name(&mut e, bad, 64);
+            assert!(e.finish().is_err(), "{bad:?}");
+        }
+        let mut e = error::Errors::default();
+        check_name(&mut e, "Frôm Intérnet 1", 64);
+        assert!(e.finish().is_ok());
+    }
 
     #[test]
     fn merge_patch_follows_rfc7396() {

@@ -265,8 +265,15 @@ async fn stale_if_match_is_refused() {
             .status,
         StatusCode::BAD_REQUEST
     );
+    // If-Match compares strongly: a weak tag never matches.
     assert_eq!(
         app.delete(&format!("{RC}/{id}"), Some("W/\"2\""))
+            .await
+            .status,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        app.delete(&format!("{RC}/{id}"), Some("\"2\""))
             .await
             .status,
         StatusCode::NO_CONTENT

@@ -22,6 +22,7 @@ mod sink;
 mod process;
 mod relay_guard;
 
+mod api_hygiene;
 mod auth_flood;
 mod big_config;
 mod data_dir;
