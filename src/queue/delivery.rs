@@ -245,7 +245,9 @@ impl DeliveryEngine {
                 .and_then(|(_, d)| d.parse::<Domain>().ok());
             let route = match &domain {
                 Some(d) => routing::route(snap, d, r.size as u64),
-                None => Route::Unreachable,
+                None => Route::Unreachable {
+                    reason: format!("the recipient {} has no domain to route on", r.address),
+                },
             };
             match route.queue_key() {
                 Some(key) => {
@@ -299,7 +301,10 @@ impl DeliveryEngine {
                 subject: r.subject,
                 connector: key.connector.clone(),
                 next_hop: Some(key.display.clone()),
-                detail: Some(key.delivery_type.to_string()),
+                detail: Some(match &key.reason {
+                    Some(why) => format!("{}: {why}", key.delivery_type),
+                    None => key.delivery_type.to_string(),
+                }),
                 ..Default::default()
             });
         }

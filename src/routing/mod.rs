@@ -33,8 +33,9 @@ pub enum Route {
         hop: NextHop,
     },
     /// No connector matches: held in the Unreachable queue, routed again on
-    /// the next configuration change or resubmit (rule 17).
-    Unreachable,
+    /// the next configuration change or resubmit (rule 17). The reason says
+    /// why, so an admin never has to guess (spec §4).
+    Unreachable { reason: String },
     /// Connectors match, but every one is too small for the message (rule 17: NDR).
     TooLarge,
 }
@@ -46,6 +47,9 @@ pub struct QueueKey {
     pub delivery_type: &'static str,
     pub display: String,
     pub connector: Option<String>,
+    /// Why recipients land here (the Unreachable queue only): written to
+    /// the queue's and the recipients' last error.
+    pub reason: Option<String>,
 }
 
 pub const UNREACHABLE: &str = "Unreachable";
@@ -58,6 +62,7 @@ impl Route {
                 delivery_type: "MailboxDelivery",
                 display: domain.clone(),
                 connector: None,
+                reason: None,
             }),
             Route::Connector { id, name, hop } => {
                 let (t, display) = match hop {
@@ -75,13 +80,15 @@ impl Route {
                     delivery_type: t,
                     display,
                     connector: Some(name.clone()),
+                    reason: None,
                 })
             }
-            Route::Unreachable => Some(QueueKey {
+            Route::Unreachable { reason } => Some(QueueKey {
                 key: UNREACHABLE.into(),
                 delivery_type: "Unreachable",
                 display: UNREACHABLE.into(),
                 connector: None,
+                reason: Some(reason.clone()),
             }),
             Route::TooLarge => None,
         }
@@ -134,6 +141,23 @@ fn connector_match(snap: &Snapshot, c: &SendConnector, domain: &Domain) -> Optio
         .max()
 }
 
+/// Whether a connector's sourceTransportServers names this server, by its
+/// short name or its FQDN, in any case: Exchange admins write either
+/// (`-SourceTransportServers hub01.contoso.com`).
+fn is_source_server(snap: &Snapshot, c: &SendConnector) -> bool {
+    let fqdns = [
+        snap.ctx.fqdn.to_string(),
+        snap.transport.spec.server_fqdn.to_string(),
+    ];
+    c.source_transport_servers.iter().any(|s| {
+        let s = s.trim_end_matches('.');
+        s.eq_ignore_ascii_case(&snap.ctx.server_name)
+            || fqdns
+                .iter()
+                .any(|f| s.eq_ignore_ascii_case(f.trim_end_matches('.')))
+    })
+}
+
 /// Routes one recipient domain for a message of `size` bytes.
 pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
     if let Some(ad) = accepted_domain(snap, domain)
@@ -146,22 +170,36 @@ pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
             target: target.clone(),
         };
     }
-    let server = &snap.ctx.server_name;
-    let matching: Vec<(&Stored<SendConnector>, Specificity)> = snap
+    let covering: Vec<(&Stored<SendConnector>, Specificity)> = snap
         .send_connectors
         .iter()
         .filter(|c| c.spec.enabled)
-        .filter(|c| {
-            snap.ctx.role == Role::Edge
-                || c.spec
-                    .source_transport_servers
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(server))
-        })
         .filter_map(|c| connector_match(snap, &c.spec, domain).map(|m| (c, m)))
         .collect();
+    let (matching, elsewhere): (Vec<_>, Vec<_>) = covering
+        .into_iter()
+        .partition(|(c, _)| snap.ctx.role == Role::Edge || is_source_server(snap, &c.spec));
     if matching.is_empty() {
-        return Route::Unreachable;
+        let reason = if elsewhere.is_empty() {
+            format!("no enabled send connector has an address space that covers {domain}")
+        } else {
+            let names: Vec<String> = elsewhere
+                .iter()
+                .map(|(c, _)| {
+                    format!(
+                        "'{}' (sourceTransportServers {:?})",
+                        c.spec.name, c.spec.source_transport_servers
+                    )
+                })
+                .collect();
+            format!(
+                "send connector {} covers {domain} but does not list this server ({} or {}) as a source transport server",
+                names.join(", "),
+                snap.ctx.server_name,
+                snap.transport.spec.server_fqdn
+            )
+        };
+        return Route::Unreachable { reason };
     }
     let fitting = matching
         .into_iter()

@@ -132,8 +132,10 @@ pub(crate) fn commit_batch(
             "INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?1,?2,?3,?4)",
         )?;
         let mut route = tx.prepare_cached(
-            "UPDATE recipients SET next_hop = ?1 WHERE message = ?2 AND idx = ?3",
+            "UPDATE recipients SET next_hop = ?1, last_error = COALESCE(?4, last_error) \
+             WHERE message = ?2 AND idx = ?3",
         )?;
+        let mut why = tx.prepare_cached("UPDATE queues SET last_error = ?1 WHERE next_hop = ?2")?;
         let mut queues_seen: Vec<&str> = vec![];
         for (message, idx, key) in routes.iter().flat_map(|r| r.routes.iter()) {
             if !queues_seen.contains(&key.key.as_str()) {
@@ -145,7 +147,10 @@ pub(crate) fn commit_batch(
                     key.connector
                 ])?;
             }
-            route.execute(params![key.key, message, idx])?;
+            route.execute(params![key.key, message, idx, key.reason])?;
+            if let Some(reason) = &key.reason {
+                why.execute(params![reason, key.key])?;
+            }
         }
     }
     let mut bounces = Vec::with_capacity(completions.len());

@@ -27,4 +27,5 @@ mod auth_flood;
 mod big_config;
 mod data_dir;
 mod envelope;
+mod routing_reasons;
 mod stuck;
