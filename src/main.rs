@@ -120,8 +120,12 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Openapi => {
-            print!("{}", ferry::api::openapi::json());
-            Ok(())
+            // `ferry openapi | head` closes the pipe early: that is not an error.
+            use std::io::Write;
+            match std::io::stdout().write_all(ferry::api::openapi::json().as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::Healthcheck { api_listen } => healthcheck(api_listen),
         Command::Serve(a) => {

@@ -74,7 +74,8 @@ pub struct ReceiveConnector {
     /// certificate must carry. `null` means the server's FQDN.
     pub fqdn: Option<Domain>,
     /// A full `220 …` banner line. `null` means
-    /// `220 <fqdn> Microsoft ESMTP MAIL Service ready at <date>`.
+    /// `220 <fqdn> Ferry ESMTP service ready at <date>`: Ferry names
+    /// itself rather than claiming to be Exchange.
     pub banner: Option<String>,
     /// Every command but EHLO, STARTTLS, NOOP, QUIT needs TLS first.
     #[serde(rename = "requireTLS")]

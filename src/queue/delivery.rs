@@ -809,6 +809,7 @@ impl DeliveryEngine {
         let connector = hop_connector(snap, hop);
         for m in batch {
             db::record_attempt(pool, *m, hop, None, "DEFER", error).await?;
+            db::count_attempt(pool, *m, hop).await?;
             self.observe.metrics.deferred(&connector);
             if let Some(stored) = db::message(pool, *m).await? {
                 let pending = db::pending_for_hop(pool, *m, hop)
@@ -884,9 +885,9 @@ impl DeliveryEngine {
             }
             if out.is_empty() {
                 return Err(match last {
-                    Some(DnsError::Permanent(e)) | Some(DnsError::Transient(e)) => {
-                        DnsError::Transient(e)
-                    }
+                    // A smart host's name that does not resolve is the
+                    // admin's to fix; the queue retries, so the code is 4xx.
+                    Some(e) => e.into_transient(),
                     None => DnsError::Transient("451 4.4.0 no smart host".into()),
                 });
             }
@@ -1052,7 +1053,10 @@ impl DeliveryEngine {
                             .collect();
                         match self.dns.addresses(&internal, n.as_str()).await {
                             Ok(a) => a,
-                            Err(DnsError::Permanent(e)) | Err(DnsError::Transient(e)) => {
+                            Err(e) => {
+                                let DnsError::Transient(e) = e.into_transient() else {
+                                    unreachable!("into_transient gives a transient error")
+                                };
                                 return self.connection_failed(snap, hop, batch, &e).await;
                             }
                         }

@@ -21,6 +21,27 @@ pub enum DnsError {
     Transient(String),
 }
 
+impl DnsError {
+    /// The same failure as a transient one, its reply code made 4xx
+    /// (`550 5.4.4 …` → `451 4.4.4 …`): for names that Ferry will retry,
+    /// such as a smart host's, a queue in Retry never shows a 5xx code.
+    pub fn into_transient(self) -> DnsError {
+        match self {
+            DnsError::Transient(e) => DnsError::Transient(e),
+            DnsError::Permanent(e) => {
+                let mut words = e.splitn(3, ' ');
+                let (code, status, rest) = (words.next(), words.next(), words.next());
+                DnsError::Transient(match (code, status, rest) {
+                    (Some(c), Some(s), Some(r)) if c.starts_with('5') && s.starts_with("5.") => {
+                        format!("451 4{} {r}", &s[1..])
+                    }
+                    _ => format!("451 4.4.0 {e}"),
+                })
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Dns {
     resolvers: Mutex<HashMap<Vec<SocketAddr>, Arc<TokioResolver>>>,
@@ -154,5 +175,26 @@ impl Dns {
                 "451 4.4.0 DNS query failed for {host}: {e}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_failures_become_transient_with_4xx_codes() {
+        let t = |e: DnsError| match e.into_transient() {
+            DnsError::Transient(s) => s,
+            DnsError::Permanent(_) => unreachable!(),
+        };
+        assert_eq!(
+            t(DnsError::Permanent(
+                "550 5.4.4 gone.test has no address record".into()
+            )),
+            "451 4.4.4 gone.test has no address record"
+        );
+        assert_eq!(t(DnsError::Transient("451 4.4.0 x".into())), "451 4.4.0 x");
+        assert_eq!(t(DnsError::Permanent("odd".into())), "451 4.4.0 odd");
     }
 }

@@ -360,6 +360,19 @@ pub async fn set_recipient(
     Ok(())
 }
 
+/// Counts a connection attempt for a message's recipients on a hop that
+/// failed before any reply about them: they were attempted all the same.
+pub async fn count_attempt(pool: &SqlitePool, message: i64, hop: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE recipients SET attempts = attempts + 1 WHERE message = ? AND next_hop = ? AND status = 'Retry'",
+    )
+    .bind(message)
+    .bind(hop)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub async fn record_attempt(
     pool: &SqlitePool,
     message: i64,

@@ -215,3 +215,45 @@ async fn smart_host_failover_to_the_second_host() {
     .await;
     assert!(e.messages().await.is_empty());
 }
+
+/// A smart host whose name does not resolve is retried: its queue and
+/// recipients say so with a 4xx code, and each attempt is counted.
+#[tokio::test]
+async fn an_unresolvable_smart_host_is_a_transient_failure_with_counted_attempts() {
+    let e = env(Role::Edge, &[]).await;
+    e.connector(json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": ["gone.corp.contoso.test"], "port": 2525}))
+        .await;
+    e.submit("a@contoso.test", &["x@fabrikam.test"], "no such smart host")
+        .await;
+    let mut q = None;
+    for _ in 0..200 {
+        q = e.queue("gone.corp.contoso.test").await;
+        if q.as_ref()
+            .is_some_and(|q| q["status"] == "Retry" && q["lastError"].is_string())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let q = q.expect("the smart host's queue exists");
+    let why = q["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with("451 4.4.4 ") && why.contains("gone.corp.contoso.test"),
+        "{q}"
+    );
+    let id = e.messages().await[0]["id"].clone();
+    let m = e.app.get(&format!("/api/v1/messages/{id}")).await.body;
+    let attempts = m["attempts"].as_array().unwrap().len();
+    assert!(attempts >= 1, "{m}");
+    assert_eq!(
+        m["recipients"][0]["attempts"], attempts as i64,
+        "recipient attempts match the attempt list: {m}"
+    );
+    assert!(
+        m["recipients"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("451 "),
+        "{m}"
+    );
+}

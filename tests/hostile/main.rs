@@ -27,5 +27,6 @@ mod auth_flood;
 mod big_config;
 mod data_dir;
 mod envelope;
+mod process_output;
 mod routing_reasons;
 mod stuck;

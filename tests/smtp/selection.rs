@@ -14,7 +14,7 @@ async fn seed_scenario_selection_cases() {
     assert!(
         banner
             .text
-            .starts_with("mail.contoso.test Microsoft ESMTP MAIL Service ready at "),
+            .starts_with("mail.contoso.test Ferry ESMTP service ready at "),
         "{}",
         banner.text
     );

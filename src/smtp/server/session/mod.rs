@@ -232,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 220,
                 "",
                 format!(
-                    "{} Microsoft ESMTP MAIL Service ready at {}",
+                    "{} Ferry ESMTP service ready at {}",
                     self.fqdn(),
                     rfc5322_now()
                 ),
