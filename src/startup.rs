@@ -149,6 +149,13 @@ impl App {
         let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
         let metrics = Arc::new(Metrics::new());
         config.set_metrics(metrics.clone());
+        let (shutdown, mut rx) = watch::channel(false);
+        queue.health.spawn_monitor(
+            settings.data_dir.clone(),
+            config.clone(),
+            metrics.clone(),
+            rx.clone(),
+        );
         let observe = Observer::start(&settings.data_dir, &config, metrics).await?;
         let smtp = SmtpServer::start(config.clone(), queue.clone(), observe.clone());
         config.set_reconciler(smtp.clone());
@@ -175,7 +182,6 @@ impl App {
             %api_addr, role = snap.ctx.role.as_str(), server = %snap.ctx.server_name, fqdn = %snap.ctx.fqdn,
             "Ferry API listening"
         );
-        let (shutdown, mut rx) = watch::channel(false);
         let metrics_addr = match settings.metrics_listen {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr)

@@ -507,8 +507,20 @@ function signInPage() {
   input.focus();
 }
 
+// Back pressure or a failing queue is shown above every page, before anything fails.
+async function showHealth() {
+  const box = document.getElementById("health");
+  const r = await fetch("/healthz").then((x) => x.json()).catch(() => null);
+  if (!r || r.status === "ok") return box.replaceChildren(), (box.hidden = true);
+  const text = r.status === "failing" ? `Ferry is failing and refuses mail: ${r.reason}`
+    : `Back pressure: new mail is refused with 452 4.3.1 until resources recover (${r.backPressure})`;
+  box.replaceChildren(banner(r.status === "failing" ? "bad" : "warn", text));
+  box.hidden = false;
+}
+
 async function route() {
   if (!token()) return signInPage();
+  showHealth();
   document.getElementById("nav").hidden = false;
   document.getElementById("signout").hidden = false;
   const hash = location.hash.replace(/^#\/?/, "") || "overview";

@@ -86,23 +86,36 @@ async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// `ok`, or `failing` when Ferry cannot take mail safely.
+    /// `ok`; `backpressure` while new mail is refused for lack of disk or
+    /// memory (still 200: Ferry works, senders retry); `failing` (503)
+    /// when Ferry cannot take mail safely.
     pub status: String,
     /// Why it is failing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Which resources are past their back-pressure threshold, with figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub back_pressure: Option<String>,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "server", security(),
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn healthz(State(s): State<AppState>) -> (axum::http::StatusCode, Json<Health>) {
+    let back_pressure = s.queue.health.back_pressure();
     match s.queue.health.failure() {
         None => (
             axum::http::StatusCode::OK,
             Json(Health {
-                status: "ok".into(),
+                status: if back_pressure.is_some() {
+                    "backpressure"
+                } else {
+                    "ok"
+                }
+                .into(),
                 reason: None,
+                back_pressure,
             }),
         ),
         Some(reason) => (
@@ -110,6 +123,7 @@ async fn healthz(State(s): State<AppState>) -> (axum::http::StatusCode, Json<Hea
             Json(Health {
                 status: "failing".into(),
                 reason: Some(reason),
+                back_pressure,
             }),
         ),
     }

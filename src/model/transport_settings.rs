@@ -126,6 +126,16 @@ pub struct TransportSettings {
     /// login carries relay rights on the default connectors.
     #[serde(default = "min_server_password")]
     pub min_server_password_length: u32,
+    /// Back pressure (Exchange's name): while free space on the file system
+    /// of the data directory is below this percentage, new MAIL gets
+    /// `452 4.3.1 Insufficient system resources`. 0 turns it off.
+    #[serde(default = "min_free_disk")]
+    pub back_pressure_min_free_disk_percent: u32,
+    /// Back pressure on memory: while Ferry's resident memory is above
+    /// this many bytes, new MAIL gets `452 4.3.1`. The default is 75% of
+    /// the machine's memory at first start; `unlimited` turns it off.
+    #[serde(default = "max_memory")]
+    pub back_pressure_max_memory: Limit,
 }
 
 // Defaults of the logging settings, also for configurations stored before
@@ -150,6 +160,27 @@ fn lockout_window() -> Timespan {
 }
 fn min_server_password() -> u32 {
     12
+}
+/// Exchange's "high" level for the queue's disk is 99% used.
+fn min_free_disk() -> u32 {
+    1
+}
+/// 75% of physical memory, or unlimited where it cannot be read.
+fn max_memory() -> Limit {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system parameters.
+        let (pages, size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        if pages > 0 && size > 0 {
+            return Limit::Value(pages as u64 * size as u64 / 4 * 3);
+        }
+    }
+    Limit::Unlimited
 }
 
 impl TransportSettings {
@@ -192,6 +223,8 @@ impl TransportSettings {
             auth_failure_lockout_threshold: lockout_threshold(),
             auth_failure_lockout_window: lockout_window(),
             min_server_password_length: min_server_password(),
+            back_pressure_min_free_disk_percent: min_free_disk(),
+            back_pressure_max_memory: max_memory(),
         }
     }
 
@@ -243,6 +276,21 @@ impl TransportSettings {
             self.auth_failure_lockout_window,
             sec,
             Timespan::from_days(1),
+        );
+        in_range(
+            &mut e,
+            "backPressureMinFreeDiskPercent",
+            self.back_pressure_min_free_disk_percent,
+            0,
+            100,
+        );
+        check_limit(
+            &mut e,
+            "backPressureMaxMemory",
+            self.back_pressure_max_memory,
+            1024 * 1024,
+            u64::MAX,
+            true,
         );
         in_range(
             &mut e,

@@ -32,6 +32,12 @@ pub struct TlsLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    /// `disk` or `memory`.
+    pub resource: String,
+}
+
 fn connector(name: &str) -> ConnectorLabel {
     ConnectorLabel {
         connector: name.to_string(),
@@ -50,6 +56,8 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     pub tls: Family<TlsLabels, Counter>,
     pub auth_failures: Family<ConnectorLabel, Counter>,
+    /// 1 while a resource is past its back-pressure threshold.
+    pub back_pressure: Family<ResourceLabel, Gauge>,
     pub reloads: Counter,
     pub reload_duration: Histogram,
 }
@@ -75,6 +83,7 @@ impl Metrics {
             delivery_latency: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
             tls: Family::default(),
             auth_failures: Family::default(),
+            back_pressure: Family::default(),
             reloads: Counter::default(),
             // 0.1 ms … ~1.6 s.
             reload_duration: Histogram::new(exponential_buckets(0.0001, 4.0, 8)),
@@ -124,6 +133,11 @@ impl Metrics {
             "tls_handshakes",
             "TLS handshakes, by direction and result",
             m.tls.clone(),
+        );
+        r.register(
+            "back_pressure",
+            "1 while new mail is refused (452 4.3.1) because a resource crossed its threshold",
+            m.back_pressure.clone(),
         );
         r.register(
             "auth_failures",
@@ -182,6 +196,14 @@ impl Metrics {
 
     pub fn auth_failure(&self, name: &str) {
         self.auth_failures.get_or_create(&connector(name)).inc();
+    }
+
+    pub fn set_back_pressure(&self, resource: &str, on: bool) {
+        self.back_pressure
+            .get_or_create(&ResourceLabel {
+                resource: resource.into(),
+            })
+            .set(on as i64);
     }
 
     pub fn reload(&self, took: Duration) {

@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod dsn;
 pub mod health;
 mod mailbox;
+pub mod spool;
 
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ pub struct Envelope {
 
 pub(crate) struct Job {
     pub(crate) envelope: Envelope,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: spool::MessageBody,
     done: oneshot::Sender<anyhow::Result<i64>>,
 }
 
@@ -86,6 +87,8 @@ pub struct Queue {
     committed: Arc<Notify>,
     /// Set when the database turns out damaged: acceptance stops.
     pub health: Arc<health::QueueHealth>,
+    /// Where messages being received spill past their first 256 KiB.
+    spool_dir: Arc<std::path::PathBuf>,
 }
 
 /// The most messages one transaction commits.
@@ -100,6 +103,11 @@ impl Queue {
         // chooses each batch's durability (see `commit_batch`) and runs its
         // statements as plain calls, with no async round trip per statement
         // between a message's arrival and its 250.
+        let spool_dir = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("spool");
+        std::fs::create_dir_all(&spool_dir)?;
         let conn = db::open_writer(path)?;
         let notify = committed.clone();
         let health = Arc::new(health::QueueHealth::default());
@@ -112,11 +120,22 @@ impl Queue {
             pool,
             committed,
             health,
+            spool_dir: Arc::new(spool_dir),
         })
     }
 
     /// Stores a message durably; returns its internal id once it is on disk.
-    pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> anyhow::Result<i64> {
+    /// A spool for a message about to be received.
+    pub fn spool(&self) -> spool::Spool {
+        spool::Spool::new(&self.spool_dir)
+    }
+
+    pub async fn enqueue(
+        &self,
+        envelope: Envelope,
+        body: impl Into<spool::MessageBody>,
+    ) -> anyhow::Result<i64> {
+        let body = body.into();
         if let Some(reason) = self.health.failure() {
             anyhow::bail!("the queue's storage is failing ({reason})");
         }

@@ -56,6 +56,7 @@ replies! {
     UNTRUSTED_ROUTING = 550 "5.7.1" "Sender-specified routing (%, ! or @ in the local part) is not allowed for this client";
     // Limits
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
+    INSUFFICIENT_RESOURCES = 452 "4.3.1" "Insufficient system resources";
     SIZE_EXCEEDED = 552 "5.3.4" "Message size exceeds fixed maximum message size";
     HEADER_TOO_BIG = 552 "5.3.4" "Header size exceeds fixed maximum size";
     HOP_COUNT = 554 "5.4.6" "Hop count exceeded - possible mail loop";

@@ -96,7 +96,8 @@ pub(crate) fn commit_batch(
             "INSERT INTO messages (id, message_id, sender, received_at, size, receive_connector, client_ip, client_helo, \
              auth_user, env_id, ret, body_type, smtputf8, received_unix, subject) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
         )?;
-        let mut body = tx.prepare_cached("INSERT INTO bodies (message, body) VALUES (?1, ?2)")?;
+        let mut body =
+            tx.prepare_cached("INSERT INTO bodies (message, body) VALUES (?1, zeroblob(?2))")?;
         let mut rcpt = tx.prepare_cached(
             "INSERT INTO recipients (message, idx, address, orcpt, notify) VALUES (?1,?2,?3,?4,?5)",
         )?;
@@ -120,7 +121,15 @@ pub(crate) fn commit_batch(
                 now.unix_timestamp(),
                 e.subject,
             ])?;
-            body.execute(params![id, job.body])?;
+            // The body is streamed into its BLOB, from memory and then from
+            // its spill file: no second copy of a large message in RAM.
+            body.execute(params![id, job.body.len() as i64])?;
+            let mut blob =
+                tx.blob_open(rusqlite::DatabaseName::Main, "bodies", "body", id, false)?;
+            job.body
+                .copy_to(&mut blob)
+                .context("writing the message body into the queue")?;
+            drop(blob);
             for (i, r) in e.recipients.iter().enumerate() {
                 rcpt.execute(params![id, i as i64, r.address, r.orcpt, r.notify as i64])?;
             }

@@ -263,6 +263,24 @@ test("every page at desktop and phone sizes, keyboard-reachable and labelled", a
   }
 });
 
+test("back pressure is shown above every page, and goes away when relieved", async () => {
+  await page.goto(`${BASE}/#/overview`);
+  if (await page.getByRole("heading", { name: "Sign in" }).isVisible().catch(() => false)) {
+    await page.fill("#token", TOKEN);
+    await page.getByRole("button", { name: "Sign in" }).click();
+  }
+  assert.equal((await api("PATCH", "/transport-settings", { backPressureMinFreeDiskPercent: 100 })).status, 200);
+  await eventually(async () => (await (await fetch(`${BASE}/healthz`)).json()).status === "backpressure", "back pressure");
+  await go("#/queues");
+  await page.locator("#health .banner.warn").waitFor();
+  assert.match(await page.locator("#health").textContent(), /452 4\.3\.1.*disk/);
+  await page.screenshot({ path: join(SHOTS, "back-pressure-desktop.png"), fullPage: true });
+  assert.equal((await api("PATCH", "/transport-settings", { backPressureMinFreeDiskPercent: 1 })).status, 200);
+  await eventually(async () => (await (await fetch(`${BASE}/healthz`)).json()).status === "ok", "relief");
+  await go("#/overview");
+  assert.equal(await page.locator("#health").isHidden(), true);
+});
+
 test("no request left loopback", () => {
   assert.ok(requests.length > 10);
   const outside = requests.filter((u) => {

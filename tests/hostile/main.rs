@@ -25,6 +25,7 @@ mod relay_guard;
 mod api_hygiene;
 mod auth_flood;
 mod big_config;
+mod big_messages;
 mod data_dir;
 mod envelope;
 mod process_output;

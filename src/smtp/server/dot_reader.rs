@@ -27,17 +27,23 @@ pub struct DotReader {
     /// Bytes of message content decoded so far (counted even past the limit).
     pub size: u64,
     limit: u64,
-    /// Content, kept up to `limit` bytes.
-    pub body: Vec<u8>,
+    /// Content, kept up to `limit` bytes (spilled to disk past the spool's
+    /// in-memory part).
+    pub body: crate::queue::spool::Spool,
 }
 
 impl DotReader {
+    /// A reader that keeps everything in memory (tests, fuzzing).
     pub fn new(limit: u64) -> Self {
+        Self::with_spool(limit, crate::queue::spool::Spool::in_memory())
+    }
+
+    pub fn with_spool(limit: u64, body: crate::queue::spool::Spool) -> Self {
         DotReader {
             state: State::LineStart,
             size: 0,
             limit,
-            body: Vec::new(),
+            body,
         }
     }
 
@@ -117,7 +123,7 @@ mod tests {
     fn decode(input: &[u8]) -> Option<(Vec<u8>, usize)> {
         let mut r = DotReader::new(1 << 20);
         let (used, done) = r.feed(input);
-        done.then_some((r.body, used))
+        done.then_some((r.body.head().to_vec(), used))
     }
 
     #[test]
@@ -163,7 +169,7 @@ mod tests {
             assert!(!d1 && u1 == split);
             let (_, d2) = r.feed(&input[split..]);
             assert!(d2);
-            assert_eq!(r.body, b"From: a\r\n\r\n.x\r\nbare\r\nline\r\n");
+            assert_eq!(r.body.head(), b"From: a\r\n\r\n.x\r\nbare\r\nline\r\n");
         }
     }
 

@@ -35,7 +35,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         self.write(&replies::START_DATA);
         self.flush().await?;
-        let mut reader = DotReader::new(self.size_limit());
+        let mut reader = DotReader::with_spool(self.size_limit(), self.shared.queue.spool());
         loop {
             let (used, done) = reader.feed(&self.inbuf);
             self.inbuf.drain(..used);
@@ -56,15 +56,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let keep =
             self.tx.as_ref().is_some_and(|t| !t.recipients.is_empty()) && self.c().chunking_enabled;
         let mut remaining = size;
-        let mut chunk = Vec::new();
+        // The chunk goes straight into the transaction's spool: a large
+        // chunk is never held whole in memory.
+        let mut spool = match self.tx.as_mut() {
+            Some(t) if keep => Some(t.chunks.take().unwrap_or_else(|| self.shared.queue.spool())),
+            _ => None,
+        };
         loop {
             let take = remaining.min(self.inbuf.len());
-            let already = self.tx.as_ref().map_or(0, |t| t.chunks_size) + chunk.len() as u64;
-            if keep && already + (take as u64) <= limit {
-                chunk.extend(self.inbuf.drain(..take));
-            } else {
-                self.inbuf.drain(..take);
+            let already = spool.as_ref().map_or(0, |s| s.len());
+            match &mut spool {
+                Some(s) if already + (take as u64) <= limit => {
+                    s.extend_from_slice(&self.inbuf[..take])
+                }
+                _ => {}
             }
+            self.inbuf.drain(..take);
             remaining -= take;
             if remaining == 0 {
                 break;
@@ -72,6 +79,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if let Filled::Done = self.fill(false).await? {
                 return Ok(Next::Close);
             }
+        }
+        if let Some(t) = self.tx.as_mut() {
+            t.chunks = spool;
         }
         if !self.c().chunking_enabled {
             return Ok(self.protocol_error(replies::BDAT_NOT_ENABLED).await);
@@ -84,30 +94,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         tx.chunking = true;
         tx.chunks_size += size as u64;
-        tx.chunks.extend_from_slice(&chunk);
         if !last {
             return Ok(self
                 .reply(Reply::new(250, "2.0.0", format!("{size} octets received")))
                 .await);
         }
         let over = tx.chunks_size > limit;
-        let body = std::mem::take(&mut tx.chunks);
+        let body = tx
+            .chunks
+            .take()
+            .unwrap_or_else(crate::queue::spool::Spool::in_memory);
         Ok(self.finish(body, over).await)
     }
 
     /// Checks a complete message, stamps it, and queues it durably.
-    async fn finish(&mut self, body: Vec<u8>, over_limit: bool) -> Next {
+    async fn finish(&mut self, body: crate::queue::spool::Spool, over_limit: bool) -> Next {
         let Some(tx) = self.tx.take() else {
             return self.protocol_error(replies::NEED_MAIL).await;
         };
         if over_limit {
             return self.reply(replies::SIZE_EXCEEDED).await;
         }
-        let header_len = header_block_len(&body);
-        if header_len as u64 > self.c().max_header_size {
+        // The header block is in the in-memory part of the spool; one that
+        // does not end there is larger than 256 KiB.
+        let head = body.head();
+        let header_len = header_block_len(head);
+        let unterminated = header_len == head.len() && (body.len() as usize) > head.len();
+        if header_len as u64 > self.c().max_header_size
+            || unterminated && body.len() > self.c().max_header_size
+        {
             return self.reply(replies::HEADER_TOO_BIG).await;
         }
-        let headers = &body[..header_len];
+        let headers = &head[..header_len];
         if received_count(headers) >= self.c().max_hop_count as usize {
             return self.reply(replies::HOP_COUNT).await;
         }
@@ -116,13 +134,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), fqdn));
-        let mut stamped = Vec::with_capacity(body.len() + 512);
-        stamped.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
+        let mut prefix = Vec::with_capacity(512);
+        prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
         if header_value(headers, "message-id").is_none() {
-            stamped.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
+            prefix.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
         }
-        stamped.extend_from_slice(&body);
         let subject = header_value(headers, "subject").map(|v| v.trim().to_string());
+        let mut stamped = match body.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "the message could not be spooled");
+                return self.reply(replies::QUEUE_FAILED).await;
+            }
+        };
+        stamped.prepend(&prefix);
         let size = stamped.len() as i64;
         let envelope = Envelope {
             message_id: message_id.clone(),

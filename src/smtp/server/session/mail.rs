@@ -28,6 +28,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 _ => self.reply(replies::NO_SUBMIT).await,
             };
         }
+        // Back pressure: a transient refusal now, before the disk or the
+        // memory runs out and something fails.
+        if self.shared.queue.health.back_pressure().is_some() {
+            return self.reply(replies::INSUFFICIENT_RESOURCES).await;
+        }
         // DSN is not advertised yet, nor the other extensions smtp-proto knows.
         let unsupported = [
             (from.env_id.is_some(), "ENVID"),

@@ -65,8 +65,8 @@ pub(crate) struct Transaction {
     smtputf8: bool,
     auth_param: Option<String>,
     recipients: Vec<Recipient>,
-    /// BDAT chunks received so far.
-    chunks: Vec<u8>,
+    /// BDAT chunks received so far (spilled to disk past 256 KiB).
+    chunks: Option<crate::queue::spool::Spool>,
     chunks_size: u64,
     chunking: bool,
 }
