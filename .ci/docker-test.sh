@@ -21,24 +21,14 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # crun fails on these hosts' hybrid cgroups and podman's default rlimits cannot be raised (TESTING.md).
-if [ ! -f /etc/containers/containers.conf ]; then
-  $SUDO mkdir -p /etc/containers
-  printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' \
-    | $SUDO tee /etc/containers/containers.conf >/dev/null
-fi
+# podman reads these settings from a private file named by CONTAINERS_CONF; /etc/containers is left alone.
+mkdir -p target
+export CONTAINERS_CONF=$PWD/target/containers.conf
+printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' \
+  > "$CONTAINERS_CONF"
 
 # No registry here: make debian:bookworm-slim locally when it is missing.
-if ! podman image exists docker.io/library/debian:bookworm-slim; then
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  rootfs=$(mktemp -d)
-  $SUDO debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-  $SUDO rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
-    "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/info/* "$rootfs"/var/cache/apt/*.bin \
-    "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
-  $SUDO tar -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - localhost/debian:bookworm-slim >/dev/null
-  podman tag localhost/debian:bookworm-slim docker.io/library/debian:bookworm-slim
-  $SUDO rm -rf "$rootfs"
-fi
+bash .ci/base-image.sh
 
 echo "== build the image (prebuilt target, host binary)"
 cargo build --release --locked
@@ -55,7 +45,8 @@ cleanup() {
   [ -n "$cid" ] && podman rm -f "$cid" >/dev/null 2>&1 || true
   podman volume rm -f "$vol" >/dev/null 2>&1 || true
   rm -f "$secret"
-  (cd deploy && podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
+  (cd deploy && EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 HUB_API_PORT=18582 \
+    podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
   podman network rm -f "ferry-ci-${run}_backbone" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -105,7 +96,9 @@ podman rm -f "$cid" >/dev/null
 cid=""
 
 echo "== compose: Edge + Hub"
+# Ports away from the Quick start's 127.0.0.1:8080/2525/2587, so both can run at once.
 check "a message sent to the Edge reached the Hub's mailbox (deploy/try-compose.sh)" \
-  env FERRY_IMAGE=localhost/ferry:ci bash deploy/try-compose.sh "ferry-ci-$run"
+  env FERRY_IMAGE=localhost/ferry:ci EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 \
+  HUB_API_PORT=18582 bash deploy/try-compose.sh "ferry-ci-$run"
 
 echo "$pass passed, 0 failed"

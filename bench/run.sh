@@ -42,7 +42,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   pkill -f "ferry serve --data-dir $W" 2>/dev/null || true
-  postfix stop >/dev/null 2>&1 || true
+  pf stop 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -88,21 +88,24 @@ ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); pri
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f}')" "$1" "$2"; }
 
+# Postfix runs as a private instance under $W/postfix (tests/peers/postfix-private.sh):
+# the host's /etc/postfix, its queue and any system Postfix are left alone.
+PFDIR=$W/postfix
+pf() { bash "$REPO/tests/peers/postfix-private.sh" "$PFDIR" "$@"; }
 postfix_setup() { # sessions
-  postfix stop >/dev/null 2>&1 || true
-  [ -f /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
-  postconf -e "compatibility_level = 3.6" "myhostname = baseline.test" "mydestination =" \
-    "inet_interfaces = loopback-only" "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" \
+  pf stop
+  [ -d "$PFDIR/conf" ] || pf init
+  pf postconf -e "myhostname = baseline.test" "mydestination =" \
+    "inet_interfaces = loopback-only" "mynetworks = 127.0.0.0/8" \
     "relayhost = [127.0.0.1]:$PF_SINK" "virtual_mailbox_domains =" "smtpd_tls_security_level = none" \
     "smtpd_sasl_auth_enable = no" "smtp_tls_security_level = none" "smtpd_relay_restrictions = permit_mynetworks, reject" \
     "default_destination_concurrency_limit = 20" "smtpd_client_connection_count_limit = 0" \
     "smtpd_client_connection_rate_limit = 0" "default_process_limit = $(( $1 + 20 ))" \
-    "maillog_file = /var/log/postfix-bench.log" "in_flow_delay = 0" "message_size_limit = 104857600"
-  for svc in $(postconf -M | awk '$2 == "inet" {print $1}'); do postconf -MX "$svc/inet"; done
-  postconf -M "$PF_IN/inet=$PF_IN inet n - n - - smtpd"
-  newaliases 2>/dev/null || true
-  postsuper -d ALL >/dev/null 2>&1 || true
-  postfix start >/dev/null 2>&1
+    "in_flow_delay = 0" "message_size_limit = 104857600"
+  for svc in $(pf postconf -M | awk '$2 == "inet" {print $1}'); do pf postconf -MX "$svc/inet"; done
+  pf postconf -M "$PF_IN/inet=127.0.0.1:$PF_IN inet n - n - - smtpd"
+  pf flush
+  pf start
   sleep 1
 }
 
@@ -121,7 +124,7 @@ for size in $SIZES; do
     wait_sink "$W/pf-sink.out" "$n" >/dev/null; t2=$(now)
     R[pf_acc_$key]=$(rate "$n" "$(elapsed "$t0" "$t1")"); R[pf_rel_$key]=$(rate "$(sink_count "$W/pf-sink.out")" "$(elapsed "$t0" "$t2")")
     lat=$("$LOADGEN" send 127.0.0.1:$PF_IN "$s" "$nl" "$size"); R[pf_lat_$key]=$lat
-    kill "$SINK_PID" 2>/dev/null || true; postfix stop >/dev/null 2>&1 || true
+    kill "$SINK_PID" 2>/dev/null || true; pf stop
     # Ferry
     rm -rf "$W/ferry-$key"; start_ferry "$W/ferry-$key"; configure_relay
     start_sink $SINK "$W/f-sink.out"
@@ -135,7 +138,7 @@ for size in $SIZES; do
     kill "$SINK_PID" 2>/dev/null || true; kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
     postfix_setup "$s"; start_sink $PF_SINK "$W/pf-sink2.out"
     R[pf_rlat_$key]=$(LOADGEN_RATE=${R[rate_$key]} "$LOADGEN" send 127.0.0.1:$PF_IN "$s" "$nl" "$size")
-    kill "$SINK_PID" 2>/dev/null || true; postfix stop >/dev/null 2>&1 || true
+    kill "$SINK_PID" 2>/dev/null || true; pf stop
     echo "  $key: postfix accept ${R[pf_acc_$key]}/s relay ${R[pf_rel_$key]}/s | ferry accept ${R[f_acc_$key]}/s relay ${R[f_rel_$key]}/s"
     echo "         latency postfix ${R[pf_lat_$key]} | ferry ${R[f_lat_$key]}"
     echo "         at ${R[rate_$key]}/s: postfix ${R[pf_rlat_$key]} | ferry ${R[f_rlat_$key]}"

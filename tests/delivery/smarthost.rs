@@ -9,12 +9,27 @@ use serde_json::json;
 use std::process::Command;
 
 const POSTFIX_IP: &str = "127.77.0.11";
-const POSTFIX_BASE: &str = "/var/mail/ferry-test";
 
-fn postfix_mailbox() -> Vec<String> {
-    let dir = std::path::Path::new(POSTFIX_BASE)
-        .join("contoso.test")
-        .join("new");
+/// The private Postfix instance of one test, stopped when dropped.
+struct Postfix {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/postfix-private.sh"
+            ))
+            .arg(&self.dir)
+            .arg("stop")
+            .status();
+    }
+}
+
+fn postfix_mailbox(pf: &Postfix) -> Vec<String> {
+    let dir = pf.dir.join("mail").join("contoso.test").join("new");
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -38,11 +53,15 @@ async fn postfix_smart_host_with_starttls_and_auth() {
     );
     std::fs::write(&crt_path, crt).unwrap();
     std::fs::write(&key_path, key).unwrap();
+    let pf = Postfix {
+        dir: e.app.dir.path().join("postfix"),
+    };
     let out = Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/peers/postfix-smarthost.sh"
         ))
+        .arg(&pf.dir)
         .args([
             POSTFIX_IP,
             "2525",
@@ -53,7 +72,6 @@ async fn postfix_smart_host_with_starttls_and_auth() {
         ])
         .arg(&crt_path)
         .arg(&key_path)
-        .arg(POSTFIX_BASE)
         .output()
         .expect("bash runs");
     assert!(
@@ -81,10 +99,10 @@ async fn postfix_smart_host_with_starttls_and_auth() {
     e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject)
         .await;
     eventually(20, "Postfix stored the message", || async {
-        postfix_mailbox().iter().any(|m| m.contains(&subject))
+        postfix_mailbox(&pf).iter().any(|m| m.contains(&subject))
     })
     .await;
-    let stored = postfix_mailbox()
+    let stored = postfix_mailbox(&pf)
         .into_iter()
         .find(|m| m.contains(&subject))
         .unwrap();
@@ -114,7 +132,7 @@ async fn postfix_smart_host_with_starttls_and_auth() {
         })
     })
     .await;
-    assert!(!postfix_mailbox().iter().any(|m| m.contains(&subject2)));
+    assert!(!postfix_mailbox(&pf).iter().any(|m| m.contains(&subject2)));
     let msgs = e.messages().await;
     assert_eq!(msgs.len(), 1, "{msgs:#?}");
     assert_eq!(msgs[0]["status"], "Retry");
