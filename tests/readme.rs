@@ -54,9 +54,14 @@ fn blocks(readme: &str) -> Vec<Block> {
 
 #[test]
 fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let all = blocks(&readme);
-    assert!(all.len() > 10, "the README's shell blocks were found: {}", all.len());
+    assert!(
+        all.len() > 10,
+        "the README's shell blocks were found: {}",
+        all.len()
+    );
     let dir = tempfile::tempdir().unwrap();
     let local = |code: &str| code.replace("127.0.0.", NET);
 
@@ -65,10 +70,25 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         .iter()
         .find(|b| b.mark.as_deref() == Some("serve"))
         .expect("a block marked readme-test: serve");
-    assert!(serve.code.contains("cargo run --release --"), "{}", serve.code);
-    let serve_cmd = local(&serve.code).replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"));
+    assert!(
+        serve.code.contains("cargo run --release --"),
+        "{}",
+        serve.code
+    );
+    let serve_cmd =
+        local(&serve.code).replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"));
     let server = Command::new("bash")
-        .args(["-c", &format!("exec {}", serve_cmd.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n"))])
+        .args([
+            "-c",
+            &format!(
+                "exec {}",
+                serve_cmd
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        ])
         .current_dir(dir.path())
         .env("FERRY_LOG", "warn")
         // The API's default address, 127.0.0.1:8080, moves like the rest.
@@ -92,7 +112,10 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         if let Some(status) = server.0.try_wait().unwrap() {
             panic!("the Quick start server exited: {status:?}");
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the Quick start server did not come up");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the Quick start server did not come up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -115,9 +138,19 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         .spawn()
         .unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     let parts: Vec<&str> = out.split("@@@ block ").skip(1).collect();
     let failed_at = parts.len().saturating_sub(1);
@@ -130,7 +163,10 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
     );
     for (i, part) in parts.iter().enumerate() {
         let b = runnable[i];
-        if b.mark.as_deref().is_some_and(|m| m.starts_with("illustrative")) {
+        if b.mark
+            .as_deref()
+            .is_some_and(|m| m.starts_with("illustrative"))
+        {
             continue;
         }
         assert!(
@@ -140,5 +176,9 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
             b.code
         );
     }
-    eprintln!("ran {} README blocks ({} in all)", runnable.len(), all.len());
+    eprintln!(
+        "ran {} README blocks ({} in all)",
+        runnable.len(),
+        all.len()
+    );
 }
