@@ -42,7 +42,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             };
             ApiError::new(status, kind, "The body cannot be read", e.body_text())
         })?;
-        let value = parse_strict(&bytes).map_err(|e| {
+        // A large document (100,000 ranges) is parsed on a blocking thread,
+        // not on the async worker that SMTP sessions share.
+        let parsed = if bytes.len() > 256 * 1024 {
+            tokio::task::spawn_blocking(move || parse_strict(&bytes))
+                .await
+                .map_err(|e| ApiError::bad_request(format!("the body cannot be parsed: {e}")))?
+        } else {
+            parse_strict(&bytes)
+        };
+        let value = parsed.map_err(|e| {
             ApiError::bad_request(format!(
                 "the body is not valid JSON: {e} (line {}, column {})",
                 e.line(),

@@ -49,16 +49,18 @@ pub enum ServiceError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Runs CPU-heavy validation (a connector with 100,000 ranges checked
-/// against another) without stalling the async worker it was called on:
-/// the worker's other tasks — SMTP sessions, health checks — move to the
-/// other workers meanwhile. On a single-threaded runtime (unit tests) it
-/// simply runs.
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+/// Runs a whole configuration change (CPU-heavy validation such as 100,000
+/// ranges checked against another connector, the write, the new snapshot's
+/// parse) under `block_in_place`: it takes a worker thread for a moment and
+/// the SMTP sessions and health checks queued on that worker move to the
+/// others meanwhile. On a single-threaded runtime (unit tests) it simply runs.
+async fn off_worker_async<F: std::future::Future>(f: F) -> F::Output {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(f))
+        }
+        _ => f.await,
     }
 }
 
@@ -132,10 +134,17 @@ impl ConfigService {
         &self,
         prepare: impl FnOnce(&Snapshot, Uuid) -> Result<Change<T>, ServiceError>,
     ) -> Result<Stored<T>, ServiceError> {
+        off_worker_async(self.create_inner(prepare)).await
+    }
+
+    async fn create_inner<T: ConfigObject>(
+        &self,
+        prepare: impl FnOnce(&Snapshot, Uuid) -> Result<Change<T>, ServiceError>,
+    ) -> Result<Stored<T>, ServiceError> {
         let _guard = self.writer.lock().await;
         let snap = self.snapshot();
         let id = Uuid::new_v4();
-        let change = off_worker(|| prepare(&snap, id))?;
+        let change = prepare(&snap, id)?;
         let name = change.spec.name();
         unique_name::<T>(&snap, &name, None)?;
         let mut tx = self.store.begin().await?;
@@ -164,6 +173,15 @@ impl ConfigService {
         if_match: Option<i64>,
         prepare: impl FnOnce(&Snapshot, &Stored<T>) -> Result<Change<T>, ServiceError>,
     ) -> Result<Stored<T>, ServiceError> {
+        off_worker_async(self.update_inner(key, if_match, prepare)).await
+    }
+
+    async fn update_inner<T: ConfigObject>(
+        &self,
+        key: &str,
+        if_match: Option<i64>,
+        prepare: impl FnOnce(&Snapshot, &Stored<T>) -> Result<Change<T>, ServiceError>,
+    ) -> Result<Stored<T>, ServiceError> {
         let _guard = self.writer.lock().await;
         let snap = self.snapshot();
         let current = find::<T>(&snap, key).ok_or_else(|| ServiceError::NotFound {
@@ -171,7 +189,7 @@ impl ConfigService {
             key: key.to_string(),
         })?;
         check_version::<T>(current.version, if_match)?;
-        let change = off_worker(|| prepare(&snap, current))?;
+        let change = prepare(&snap, current)?;
         let name = change.spec.name();
         unique_name::<T>(&snap, &name, Some(current.id))?;
         let mut tx = self.store.begin().await?;
