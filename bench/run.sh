@@ -310,7 +310,7 @@ j() { echo "$1" | jq -r "$2"; }
 {
   echo "# Ferry benchmarks"
   echo
-  echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
+  echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
   echo "Postfix is configured as in \`shared/tools/postfix-relay-baseline.sh\` (queue fsynced before 250), Ferry as an Edge with a relay receive connector and a smart-host send connector; both relay to \`smtp-sink\` on 127.0.0.1. Ferry's 250 is sent only after the message is committed to SQLite with synchronous=FULL."
   echo
   echo "## 1. Relay throughput (smtp-source, messages/s)"
