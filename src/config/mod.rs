@@ -8,6 +8,8 @@
 //! starts and keeps it to the end.
 
 mod bootstrap;
+#[cfg(test)]
+pub(crate) mod builder;
 mod service;
 
 pub use bootstrap::{Bootstrap, FirstStart};

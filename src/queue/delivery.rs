@@ -95,13 +95,7 @@ fn hop_connector(snap: &Snapshot, hop: &str) -> String {
 
 /// When a recipient deferred by a per-message failure is tried again.
 fn retry_at(snap: &Snapshot) -> i64 {
-    now()
-        + snap
-            .transport
-            .spec
-            .message_retry_interval
-            .duration()
-            .as_millis() as i64
+    schedule::message_retry_at(&snap.transport.spec, now())
 }
 
 /// The next hop's display part of a queue key.
@@ -123,16 +117,7 @@ fn age(m: &db::StoredMessage) -> Duration {
     Duration::from_millis((now() - received).max(0) as u64)
 }
 
-/// Retry times (recipients' next attempt, queues' next retry) are Unix
-/// milliseconds: a one-second retry interval must really wait a second.
-fn now() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// Unix seconds, for message ages.
-fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use super::schedule::{self, now_ms as now, now_secs};
 
 impl DeliveryEngine {
     pub fn start(
@@ -790,16 +775,8 @@ impl DeliveryEngine {
         let pool = self.queue.pool();
         let ts = &snap.transport.spec;
         let failures = db::queue_failures(pool, hop).await? + 1;
-        let glitch = ts.queue_glitch_retry_count as i64;
-        let transient = ts.transient_failure_retry_count as i64;
-        let interval = if failures <= glitch {
-            ts.queue_glitch_retry_interval
-        } else if failures <= glitch + transient {
-            ts.transient_failure_retry_interval
-        } else {
-            ts.outbound_connection_failure_retry_interval
-        };
-        let next = now() + (interval.duration().as_millis() as i64).max(1000);
+        let interval = schedule::connection_retry_interval(ts, failures);
+        let next = schedule::connection_retry_at(ts, failures, now());
         self.state
             .lock()
             .expect("not poisoned")

@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod dsn;
 pub mod health;
 mod mailbox;
+pub mod schedule;
 pub mod spool;
 
 /// One recipient of an accepted message.

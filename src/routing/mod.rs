@@ -225,3 +225,169 @@ pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Send-connector selection (spec rules 15–17) as a pure function of a
+    //! snapshot: no DNS, no peer.
+    use super::*;
+    use crate::config::builder::SnapshotBuilder;
+    use serde_json::json;
+
+    fn d(s: &str) -> Domain {
+        s.parse().unwrap()
+    }
+
+    fn connector_name(r: &Route) -> Option<&str> {
+        match r {
+            Route::Connector { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    fn smart(name: &str, spaces: &[&str]) -> serde_json::Value {
+        json!({"name": name, "addressSpaces": spaces, "smartHosts": ["10.0.0.1"]})
+    }
+
+    #[test]
+    fn the_most_specific_address_space_wins_then_cost_then_name() {
+        let snap = SnapshotBuilder::new(Role::Edge)
+            .with_send_connector(smart("Everything", &["*"]))
+            .with_send_connector(smart("Fabrikam subdomains", &["*.fabrikam.test"]))
+            .with_send_connector(smart("Fabrikam", &["fabrikam.test;5"]))
+            .with_send_connector(smart("Fabrikam cheap", &["fabrikam.test;1"]))
+            .with_send_connector(smart("B tie", &["tie.test;1"]))
+            .with_send_connector(smart("A tie", &["tie.test;1"]))
+            .build();
+        let r = |dom: &str| connector_name(&route(&snap, &d(dom), 1000)).map(str::to_string);
+        assert_eq!(
+            r("fabrikam.test").as_deref(),
+            Some("Fabrikam cheap"),
+            "exact beats wildcard; lower cost wins"
+        );
+        assert_eq!(
+            r("mail.fabrikam.test").as_deref(),
+            Some("Fabrikam subdomains")
+        );
+        assert_eq!(r("contoso.example").as_deref(), Some("Everything"));
+        assert_eq!(
+            r("tie.test").as_deref(),
+            Some("A tie"),
+            "then the name decides"
+        );
+    }
+
+    #[test]
+    fn too_small_connectors_are_skipped_and_none_left_means_too_large() {
+        let snap = SnapshotBuilder::new(Role::Edge)
+            .with_send_connector(json!({"name": "Small", "addressSpaces": ["fabrikam.test"],
+                "smartHosts": ["10.0.0.1"], "maxMessageSize": 1_000_000}))
+            .with_send_connector(json!({"name": "Big", "addressSpaces": ["*"],
+                "smartHosts": ["10.0.0.2"], "maxMessageSize": 50_000_000}))
+            .build();
+        assert_eq!(
+            connector_name(&route(&snap, &d("fabrikam.test"), 10)),
+            Some("Small")
+        );
+        assert_eq!(
+            connector_name(&route(&snap, &d("fabrikam.test"), 2_000_000)),
+            Some("Big")
+        );
+        assert!(matches!(
+            route(&snap, &d("fabrikam.test"), 60_000_000),
+            Route::TooLarge
+        ));
+    }
+
+    #[test]
+    fn accepted_domains_space_stands_for_authoritative_and_internal_relay_domains() {
+        let snap = SnapshotBuilder::new(Role::Edge)
+            .with_accepted_domain(json!({"domainName": "contoso.test"}))
+            .with_accepted_domain(
+                json!({"domainName": "*.relay.test", "domainType": "InternalRelay"}),
+            )
+            .with_accepted_domain(
+                json!({"domainName": "external.test", "domainType": "ExternalRelay"}),
+            )
+            .with_send_connector(json!({"name": "To Internal Org", "usage": "Internal",
+                "addressSpaces": ["--"], "smartHosts": ["10.0.0.1"]}))
+            .build();
+        for dom in ["contoso.test", "a.relay.test"] {
+            assert_eq!(
+                connector_name(&route(&snap, &d(dom), 10)),
+                Some("To Internal Org"),
+                "{dom}"
+            );
+        }
+        assert!(matches!(
+            route(&snap, &d("external.test"), 10),
+            Route::Unreachable { .. }
+        ));
+    }
+
+    #[test]
+    fn on_a_hub_only_connectors_naming_this_server_by_name_or_fqdn_are_in_scope() {
+        let snap = SnapshotBuilder::new(Role::Hub)
+            .with_send_connector(json!({"name": "By FQDN", "addressSpaces": ["fqdn.test"],
+                "smartHosts": ["10.0.0.1"], "sourceTransportServers": ["HUB01.Contoso.Test."]}))
+            .with_send_connector(json!({"name": "By name", "addressSpaces": ["name.test"],
+                "smartHosts": ["10.0.0.1"], "sourceTransportServers": ["hub01"]}))
+            .with_send_connector(json!({"name": "Other hub", "addressSpaces": ["other.test"],
+                "smartHosts": ["10.0.0.1"], "sourceTransportServers": ["HUB02"]}))
+            .build();
+        assert_eq!(
+            connector_name(&route(&snap, &d("fqdn.test"), 10)),
+            Some("By FQDN")
+        );
+        assert_eq!(
+            connector_name(&route(&snap, &d("name.test"), 10)),
+            Some("By name")
+        );
+        match route(&snap, &d("other.test"), 10) {
+            Route::Unreachable { reason } => {
+                assert!(
+                    reason.contains("'Other hub'") && reason.contains("HUB01"),
+                    "{reason}"
+                )
+            }
+            r => panic!("{r:?}"),
+        }
+        match route(&snap, &d("nowhere.test"), 10) {
+            Route::Unreachable { reason } => {
+                assert!(reason.contains("no enabled send connector"), "{reason}")
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_routing_or_smart_hosts_and_mailboxes_on_a_hub() {
+        let snap = SnapshotBuilder::new(Role::Hub)
+            .with_accepted_domain(
+                json!({"domainName": "contoso.test", "mailboxDelivery": {"type": "Maildir"}}),
+            )
+            .with_send_connector(
+                json!({"name": "Internet", "addressSpaces": ["*"], "dnsRoutingEnabled": true,
+                "sourceTransportServers": ["HUB01"]}),
+            )
+            .build();
+        assert!(matches!(
+            route(&snap, &d("contoso.test"), 10),
+            Route::Mailbox { .. }
+        ));
+        match route(&snap, &d("fabrikam.test"), 10) {
+            Route::Connector {
+                hop: NextHop::Dns(dom),
+                ..
+            } => assert_eq!(dom, d("fabrikam.test")),
+            r => panic!("{r:?}"),
+        }
+        let disabled = SnapshotBuilder::new(Role::Edge)
+            .with_send_connector(json!({"name": "Off", "addressSpaces": ["*"], "smartHosts": ["10.0.0.1"], "enabled": false}))
+            .build();
+        assert!(matches!(
+            route(&disabled, &d("fabrikam.test"), 10),
+            Route::Unreachable { .. }
+        ));
+    }
+}

@@ -50,3 +50,73 @@ pub fn select(
         .min_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, c)| c)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Receive-connector selection (spec §2.1) as a pure function.
+    use super::*;
+    use crate::config::builder::SnapshotBuilder;
+    use crate::model::Role;
+    use serde_json::json;
+
+    fn custom(name: &str, binding: &str, ranges: &[&str]) -> serde_json::Value {
+        json!({"name": name, "usage": "Custom", "bindings": [binding], "remoteIpRanges": ranges})
+    }
+
+    fn pick<'a>(snap: &'a Snapshot, local: &str, remote: &str) -> Option<&'a str> {
+        select(
+            snap,
+            local.parse().unwrap(),
+            format!("{remote}:40000").parse().unwrap(),
+        )
+        .map(|c| c.spec.name.as_str())
+    }
+
+    #[test]
+    fn the_smallest_containing_range_wins_and_exact_bindings_beat_wildcards() {
+        let snap = SnapshotBuilder::new(Role::Edge)
+            .with_receive_connector(custom(
+                "Everyone",
+                "0.0.0.0:25",
+                &["0.0.0.0-255.255.255.255"],
+            ))
+            .with_receive_connector(custom("Partners", "0.0.0.0:25", &["10.1.0.0/16"]))
+            .with_receive_connector(custom("One host", "0.0.0.0:25", &["10.1.2.3"]))
+            .with_receive_connector(custom("Exact", "10.9.9.9:25", &["0.0.0.0-255.255.255.255"]))
+            .build();
+        assert_eq!(pick(&snap, "10.0.0.1:25", "10.1.2.3"), Some("One host"));
+        assert_eq!(pick(&snap, "10.0.0.1:25", "10.1.2.4"), Some("Partners"));
+        assert_eq!(pick(&snap, "10.0.0.1:25", "192.0.2.7"), Some("Everyone"));
+        assert_eq!(
+            pick(&snap, "10.9.9.9:25", "192.0.2.7"),
+            Some("Exact"),
+            "the exact binding beats 0.0.0.0"
+        );
+        assert_eq!(
+            pick(&snap, "10.0.0.1:587", "192.0.2.7"),
+            None,
+            "no binding covers the port"
+        );
+        // An IPv4-mapped client is matched as the IPv4 address it is.
+        assert_eq!(
+            pick(&snap, "10.0.0.1:25", "[::ffff:10.1.2.3]"),
+            Some("One host")
+        );
+    }
+
+    #[test]
+    fn disabled_connectors_are_skipped() {
+        let snap = SnapshotBuilder::new(Role::Edge)
+            .with_receive_connector(custom(
+                "Everyone",
+                "0.0.0.0:25",
+                &["0.0.0.0-255.255.255.255"],
+            ))
+            .with_receive_connector(
+                json!({"name": "Off", "usage": "Custom", "bindings": ["0.0.0.0:25"],
+                "remoteIpRanges": ["10.1.2.3"], "enabled": false}),
+            )
+            .build();
+        assert_eq!(pick(&snap, "10.0.0.1:25", "10.1.2.3"), Some("Everyone"));
+    }
+}
