@@ -26,7 +26,7 @@ use crate::model::{
 use crate::observe::Observer;
 use crate::observe::tracking::Event;
 use crate::routing::dns::{Dns, DnsError};
-use crate::routing::{self, Route, UNREACHABLE};
+use crate::routing::{self, HopKey, Route, UNREACHABLE};
 use crate::smtp::client::{ClientConfig, ClientObserve, SmtpClient, TlsPolicy, Verify};
 use crate::store::Stored;
 use crate::store::queue as db;
@@ -84,13 +84,9 @@ fn event(
 
 /// The send connector of a delivery queue, by name; `mailbox` for mailbox delivery.
 fn hop_connector(snap: &Snapshot, hop: &str) -> String {
-    if hop.starts_with("mailbox|") {
-        return "mailbox".into();
-    }
-    hop.split_once('|')
-        .and_then(|(id, _)| snap.send_connectors.iter().find(|c| c.id.to_string() == id))
-        .map(|c| c.spec.name.clone())
-        .unwrap_or_else(|| hop.to_string())
+    hop.parse::<HopKey>()
+        .map(|k| k.connector_name(snap))
+        .unwrap_or_else(|_| hop.to_string())
 }
 
 /// When a recipient deferred by a per-message failure is tried again.
@@ -100,10 +96,9 @@ fn retry_at(snap: &Snapshot) -> i64 {
 
 /// The next hop's display part of a queue key.
 fn hop_display(hop: &str) -> String {
-    hop.split_once('|')
-        .map(|(_, d)| d)
-        .unwrap_or(hop)
-        .to_string()
+    hop.parse::<HopKey>()
+        .map(|k| k.next_hop().to_string())
+        .unwrap_or_else(|_| hop.to_string())
 }
 
 /// How long ago a message was accepted.
@@ -222,7 +217,7 @@ impl DeliveryEngine {
         // message and delivery queue.
         let mut decisions = vec![];
         let mut routed: Vec<(db::Unrouted, crate::routing::QueueKey, Vec<String>)> = vec![];
-        let mut index: HashMap<(i64, String), usize> = HashMap::new();
+        let mut index: HashMap<(i64, routing::HopKey), usize> = HashMap::new();
         for r in db::unrouted(pool, 5000).await? {
             let domain = r
                 .address
@@ -392,8 +387,9 @@ impl DeliveryEngine {
         }
         for (hop, msgs) in groups {
             let batch_size = hop
-                .split_once('|')
-                .and_then(|(id, _)| snap.send_connectors.iter().find(|c| c.id.to_string() == id))
+                .parse::<HopKey>()
+                .ok()
+                .and_then(|k| k.connector(snap).cloned())
                 .map(|c| c.spec.smtp_max_messages_per_connection as usize)
                 .unwrap_or(20)
                 .max(1);
@@ -535,12 +531,13 @@ impl DeliveryEngine {
     }
 
     async fn deliver(&self, snap: &Snapshot, hop: &str, batch: &[i64]) -> anyhow::Result<()> {
-        if let Some(domain) = hop.strip_prefix("mailbox|") {
+        let key: Option<HopKey> = hop.parse().ok();
+        if let Some(HopKey::Mailbox { domain }) = &key {
             return self.deliver_mailbox(snap, hop, domain, batch).await;
         }
-        let connector = hop
-            .split_once('|')
-            .and_then(|(id, _)| snap.send_connectors.iter().find(|c| c.id.to_string() == id))
+        let connector = key
+            .as_ref()
+            .and_then(|k| k.connector(snap))
             .filter(|c| c.spec.enabled)
             .cloned();
         let Some(connector) = connector else {
@@ -548,11 +545,10 @@ impl DeliveryEngine {
             db::unroute(self.queue.pool(), None, Some(hop)).await?;
             return Ok(());
         };
-        let hop_name = hop
-            .split_once('|')
-            .map(|(_, d)| d)
-            .unwrap_or_default()
-            .to_string();
+        let hop_name = key
+            .as_ref()
+            .map(|k| k.next_hop().to_string())
+            .unwrap_or_default();
         let hosts = match self.next_hop_hosts(snap, &connector.spec, &hop_name).await {
             Ok(h) => h,
             Err(DnsError::Permanent(e)) => {

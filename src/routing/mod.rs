@@ -2,6 +2,9 @@
 //! and DNS resolution of next hops (rule 18).
 
 pub mod dns;
+mod hop_key;
+
+pub use hop_key::{HopKey, UNREACHABLE};
 
 use uuid::Uuid;
 
@@ -43,7 +46,7 @@ pub enum Route {
 /// A delivery queue's identity and how the queue viewer shows it (rule 19).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKey {
-    pub key: String,
+    pub key: HopKey,
     pub delivery_type: &'static str,
     pub display: String,
     pub connector: Option<String>,
@@ -52,13 +55,13 @@ pub struct QueueKey {
     pub reason: Option<String>,
 }
 
-pub const UNREACHABLE: &str = "Unreachable";
-
 impl Route {
     pub fn queue_key(&self) -> Option<QueueKey> {
         match self {
             Route::Mailbox { domain, .. } => Some(QueueKey {
-                key: format!("mailbox|{domain}"),
+                key: HopKey::Mailbox {
+                    domain: domain.clone(),
+                },
                 delivery_type: "MailboxDelivery",
                 display: domain.clone(),
                 connector: None,
@@ -76,7 +79,10 @@ impl Route {
                     ),
                 };
                 Some(QueueKey {
-                    key: format!("{id}|{display}"),
+                    key: HopKey::Connector {
+                        id: *id,
+                        next_hop: display.clone(),
+                    },
                     delivery_type: t,
                     display,
                     connector: Some(name.clone()),
@@ -84,7 +90,7 @@ impl Route {
                 })
             }
             Route::Unreachable { reason } => Some(QueueKey {
-                key: UNREACHABLE.into(),
+                key: HopKey::Unreachable,
                 delivery_type: "Unreachable",
                 display: UNREACHABLE.into(),
                 connector: None,

@@ -145,9 +145,9 @@ pub(crate) fn commit_batch(
              WHERE message = ?2 AND idx = ?3",
         )?;
         let mut why = tx.prepare_cached("UPDATE queues SET last_error = ?1 WHERE next_hop = ?2")?;
-        let mut queues_seen: Vec<&str> = vec![];
+        let mut queues_seen: Vec<&crate::routing::HopKey> = vec![];
         for (message, idx, key) in routes.iter().flat_map(|r| r.routes.iter()) {
-            if !queues_seen.contains(&key.key.as_str()) {
+            if !queues_seen.contains(&&key.key) {
                 queues_seen.push(&key.key);
                 queue.execute(params![
                     key.key,
