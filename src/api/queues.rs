@@ -3,6 +3,7 @@
 //! Suspend/Resume-Message, Remove-Message with or without an NDR, resubmit,
 //! and the raw message.
 
+use crate::queue::status::{RecipientStatus, ViewStatus};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -54,18 +55,18 @@ fn queue_view(q: &db::QueueRow) -> QueueView {
     // Retry times are Unix milliseconds.
     let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let status = if q.suspended {
-        "Suspended"
+        ViewStatus::Suspended
     } else if q.failures > 0 || q.next_hop == crate::routing::UNREACHABLE {
-        "Retry"
+        ViewStatus::Retry
     } else {
-        "Ready"
+        ViewStatus::Ready
     };
     QueueView {
         id: q.id.to_string(),
         next_hop_domain: q.display.clone(),
         delivery_type: q.delivery_type.clone(),
         connector: q.connector.clone(),
-        status: status.into(),
+        status: status.as_str().into(),
         message_count: q.message_count,
         last_error: q.last_error.clone(),
         next_retry_time: (q.next_retry > now)
@@ -88,7 +89,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<QueueList>, ApiError
         next_hop_domain: "Submission".into(),
         delivery_type: "Submission".into(),
         connector: None,
-        status: "Ready".into(),
+        status: ViewStatus::Ready.as_str().into(),
         message_count: db::submission_count(pool).await.map_err(internal)?,
         last_error: None,
         next_retry_time: None,
@@ -147,7 +148,7 @@ pub async fn retry(
         return Err(ApiError::conflict(
             "the Unreachable queue can only be retried with resubmit=true",
         ));
-    } else if queue_view(&q).status != "Retry" {
+    } else if queue_view(&q).status != ViewStatus::Retry.as_str() {
         return Err(ApiError::conflict("Retry acts only on a queue in Retry"));
     } else {
         db::retry_now(pool, &q.next_hop).await.map_err(internal)?;
@@ -258,12 +259,12 @@ async fn message_view(
         .map_err(internal)?;
     let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let status = match s.delivery.pending_action(m.id) {
-        Some(Pending::Suspend) => "PendingSuspend",
-        Some(Pending::Remove { .. }) => "PendingRemove",
-        None if m.suspended => "Suspended",
-        None if s.delivery.in_flight(m.id) => "Active",
-        None if rcpts.iter().any(|r| r.status == "Retry") => "Retry",
-        None => "Ready",
+        Some(Pending::Suspend) => ViewStatus::PendingSuspend,
+        Some(Pending::Remove { .. }) => ViewStatus::PendingRemove,
+        None if m.suspended => ViewStatus::Suspended,
+        None if s.delivery.in_flight(m.id) => ViewStatus::Active,
+        None if rcpts.iter().any(|r| r.status() == RecipientStatus::Retry) => ViewStatus::Retry,
+        None => ViewStatus::Ready,
     };
     let expiry = s
         .config
@@ -280,7 +281,7 @@ async fn message_view(
         size: m.size,
         receive_connector: m.receive_connector.clone(),
         client_ip: m.client_ip.clone(),
-        status: status.into(),
+        status: status.as_str().into(),
         expiration_time: ts(m.received_unix + expiry),
         recipients: rcpts
             .into_iter()

@@ -113,6 +113,7 @@ fn age(m: &db::StoredMessage) -> Duration {
 }
 
 use super::schedule::{self, now_ms as now, now_secs};
+use super::status::RecipientStatus;
 
 impl DeliveryEngine {
     pub fn start(
@@ -258,7 +259,7 @@ impl DeliveryEngine {
                         pool,
                         r.message,
                         r.idx,
-                        "Failed",
+                        RecipientStatus::Failed,
                         Some("550 5.3.4 The message is larger than every send connector that could carry it allows"),
                         None,
                         0,
@@ -308,7 +309,7 @@ impl DeliveryEngine {
             }
             let mut expired = vec![];
             for r in db::recipients(pool, id).await? {
-                if matches!(r.status.as_str(), "Ready" | "Retry") {
+                if r.status().is_pending() {
                     expired.push(r.address.clone());
                     let why = format!(
                         "550 4.4.7 QUEUE.Expired; message expired{}",
@@ -317,7 +318,16 @@ impl DeliveryEngine {
                             .map(|e| format!(" (last error: {e})"))
                             .unwrap_or_default()
                     );
-                    db::set_recipient(pool, id, r.idx, "Failed", Some(&why), None, 0).await?;
+                    db::set_recipient(
+                        pool,
+                        id,
+                        r.idx,
+                        RecipientStatus::Failed,
+                        Some(&why),
+                        None,
+                        0,
+                    )
+                    .await?;
                 }
             }
             tracing::info!(internal_id = id, "EXPIRE");
@@ -345,10 +355,7 @@ impl DeliveryEngine {
                     continue;
                 }
                 let rcpts = db::recipients(pool, id).await?;
-                let pending: Vec<_> = rcpts
-                    .iter()
-                    .filter(|r| matches!(r.status.as_str(), "Ready" | "Retry"))
-                    .collect();
+                let pending: Vec<_> = rcpts.iter().filter(|r| r.status().is_pending()).collect();
                 let failed: Vec<dsn::Failed<'_>> = pending
                     .iter()
                     .map(|r| dsn::Failed {
@@ -481,7 +488,7 @@ impl DeliveryEngine {
             let pending = db::recipients(pool, message)
                 .await?
                 .into_iter()
-                .filter(|r| matches!(r.status.as_str(), "Ready" | "Retry"))
+                .filter(|r| r.status().is_pending())
                 .map(|r| r.address)
                 .collect();
             tracing::info!(internal_id = message, message_id = %m.message_id, event = name, "queue action");
@@ -497,8 +504,12 @@ impl DeliveryEngine {
     pub async fn remove(&self, snap: &Snapshot, message: i64, ndr: bool) -> anyhow::Result<()> {
         let pool = self.queue.pool();
         for r in db::recipients(pool, message).await? {
-            if matches!(r.status.as_str(), "Ready" | "Retry") {
-                let status = if ndr { "Failed" } else { "Removed" };
+            if r.status().is_pending() {
+                let status = if ndr {
+                    RecipientStatus::Failed
+                } else {
+                    RecipientStatus::Removed
+                };
                 db::set_recipient(
                     pool,
                     message,
@@ -573,7 +584,7 @@ impl DeliveryEngine {
                             self.queue.pool(),
                             *m,
                             r.idx,
-                            "Failed",
+                            RecipientStatus::Failed,
                             Some(&e),
                             None,
                             0,
@@ -661,17 +672,13 @@ impl DeliveryEngine {
                 for (r, reply) in rcpts.iter().zip(result.recipients) {
                     let text = reply.to_string();
                     let (status, next) = if reply.is_positive() {
-                        ("Delivered", 0)
+                        (RecipientStatus::Delivered, 0)
                     } else if reply.is_permanent() {
-                        ("Failed", 0)
+                        (RecipientStatus::Failed, 0)
                     } else {
-                        ("Retry", retry_at)
+                        (RecipientStatus::Retry, retry_at)
                     };
-                    let ev = match status {
-                        "Delivered" => "SEND",
-                        "Failed" => "FAIL",
-                        _ => "DEFER",
-                    };
+                    let ev = status.attempt_event();
                     tracing::info!(internal_id = id, message_id = %m.message_id, recipient = %r.address, remote = %remote,
                         reply = %text, event = ev, session = %client.session, "delivery");
                     match outcomes.iter_mut().find(|(e, t, _)| *e == ev && *t == text) {
@@ -712,7 +719,7 @@ impl DeliveryEngine {
                         pool,
                         id,
                         r.idx,
-                        "Retry",
+                        RecipientStatus::Retry,
                         Some(&e.message),
                         Some(remote),
                         retry_at,
@@ -969,7 +976,7 @@ impl DeliveryEngine {
                                     pool,
                                     *id,
                                     r.idx,
-                                    "Delivered",
+                                    RecipientStatus::Delivered,
                                     Some("250 2.0.0 delivered to Maildir"),
                                     Some("Maildir"),
                                     0,
@@ -997,7 +1004,7 @@ impl DeliveryEngine {
                                     pool,
                                     *id,
                                     r.idx,
-                                    "Retry",
+                                    RecipientStatus::Retry,
                                     Some(&format!("451 4.3.0 Maildir write failed: {e}")),
                                     None,
                                     retry,
@@ -1084,7 +1091,10 @@ impl DeliveryEngine {
             return Ok(());
         };
         let rcpts = db::recipients(pool, id).await?;
-        let failed: Vec<_> = rcpts.iter().filter(|r| r.status == "Failed").collect();
+        let failed: Vec<_> = rcpts
+            .iter()
+            .filter(|r| r.status() == RecipientStatus::Failed)
+            .collect();
         if !failed.is_empty() {
             if !m.sender.is_empty() {
                 let list: Vec<dsn::Failed<'_>> = failed

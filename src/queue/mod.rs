@@ -19,6 +19,7 @@ pub mod health;
 mod mailbox;
 pub mod schedule;
 pub mod spool;
+pub mod status;
 
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
@@ -63,7 +64,7 @@ pub(crate) struct Completion {
     pub(crate) hop: String,
     pub(crate) remote: String,
     /// (recipient index, status, reply text, next attempt)
-    pub(crate) results: Vec<(i64, &'static str, String, i64)>,
+    pub(crate) results: Vec<(i64, status::RecipientStatus, String, i64)>,
     done: oneshot::Sender<anyhow::Result<bool>>,
 }
 
@@ -161,7 +162,7 @@ impl Queue {
         message: i64,
         hop: &str,
         remote: &str,
-        results: Vec<(i64, &'static str, String, i64)>,
+        results: Vec<(i64, status::RecipientStatus, String, i64)>,
     ) -> anyhow::Result<bool> {
         let (done, rx) = oneshot::channel();
         self.jobs

@@ -2,6 +2,7 @@
 //! traffic never waits on configuration writes). The group-commit logic
 //! lives in `queue/`; this file is only the SQL.
 
+use crate::queue::status::{RecipientStatus, ViewStatus};
 use anyhow::Context;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -190,10 +191,14 @@ fn record_transaction(
     )?
     .execute(params![c.message, now, c.hop, c.remote])?;
     let (pending, failed): (i64, i64) = tx
-        .prepare_cached(
-            "SELECT COALESCE(SUM(status IN ('Ready','Retry')), 0), COALESCE(SUM(status = 'Failed'), 0) FROM recipients WHERE message = ?1",
-        )?
-        .query_row([c.message], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .prepare_cached(concat!(
+            "SELECT COALESCE(SUM(status IN ",
+            crate::pending_sql!(),
+            "), 0), COALESCE(SUM(status = ?2), 0) FROM recipients WHERE message = ?1"
+        ))?
+        .query_row(params![c.message, RecipientStatus::Failed], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     if pending == 0 && failed == 0 {
         tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
             .execute([c.message])?;
@@ -202,9 +207,6 @@ fn record_transaction(
 }
 
 // ----- Delivery state -------------------------------------------------------
-
-/// Statuses a recipient can be in. Ready/Retry are pending; the others final.
-pub const PENDING: &str = "('Ready','Retry')";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Unrouted {
@@ -220,8 +222,8 @@ pub struct Unrouted {
 /// Pending recipients that have no next hop yet.
 pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrouted>> {
     Ok(sqlx::query_as(
-        "SELECT r.message, r.idx, r.address, m.size, m.message_id, m.sender, m.subject FROM recipients r JOIN messages m ON m.id = r.message \
-         WHERE r.next_hop IS NULL AND r.status IN ('Ready','Retry') LIMIT ?",
+        concat!("SELECT r.message, r.idx, r.address, m.size, m.message_id, m.sender, m.subject FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE r.next_hop IS NULL AND r.status IN ", crate::pending_sql!(), " LIMIT ?"),
     )
     .bind(limit)
     .fetch_all(pool)
@@ -237,13 +239,13 @@ pub async fn unroute(
 ) -> anyhow::Result<u64> {
     let done = match (message, queue) {
         (Some(m), _) => {
-            sqlx::query("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE message = ? AND status IN ('Ready','Retry')")
+            sqlx::query(concat!("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE message = ? AND status IN ", crate::pending_sql!(), ""))
                 .bind(m)
                 .execute(pool)
                 .await?
         }
         (None, Some(q)) => {
-            sqlx::query("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE next_hop = ? AND status IN ('Ready','Retry')")
+            sqlx::query(concat!("UPDATE recipients SET next_hop = NULL, next_attempt = 0 WHERE next_hop = ? AND status IN ", crate::pending_sql!(), ""))
                 .bind(q)
                 .execute(pool)
                 .await?
@@ -256,13 +258,15 @@ pub async fn unroute(
 /// (next hop, message) pairs due now, oldest due first, so retries never
 /// starve fresh mail and the reverse.
 pub async fn due(pool: &SqlitePool, now: i64, limit: i64) -> anyhow::Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(concat!(
         "SELECT r.next_hop, r.message FROM recipients r \
          JOIN messages m ON m.id = r.message JOIN queues q ON q.next_hop = r.next_hop \
-         WHERE r.status IN ('Ready','Retry') AND r.next_attempt <= ?1 AND m.suspended = 0 \
+         WHERE r.status IN ",
+        crate::pending_sql!(),
+        " AND r.next_attempt <= ?1 AND m.suspended = 0 \
            AND q.suspended = 0 AND q.next_retry <= ?1 AND r.next_hop <> 'Unreachable' \
-         GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt), r.message LIMIT ?2",
-    )
+         GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt), r.message LIMIT ?2"
+    ))
     .bind(now)
     .bind(limit)
     .fetch_all(pool)
@@ -316,6 +320,14 @@ pub struct StoredRecipient {
     pub remote_host: Option<String>,
 }
 
+impl StoredRecipient {
+    /// The status column, typed (an unknown value reads as Failed: final,
+    /// never sent again).
+    pub fn status(&self) -> RecipientStatus {
+        self.status.parse().unwrap_or(RecipientStatus::Failed)
+    }
+}
+
 const RCPT_COLS: &str =
     "message, idx, address, status, next_hop, attempts, next_attempt, last_error, remote_host";
 
@@ -335,7 +347,12 @@ pub async fn pending_for_hop(
     hop: &str,
 ) -> anyhow::Result<Vec<StoredRecipient>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {RCPT_COLS} FROM recipients WHERE message = ? AND next_hop = ? AND status IN ('Ready','Retry') ORDER BY idx"
+        concat!(
+            "SELECT {} FROM recipients WHERE message = ? AND next_hop = ? AND status IN ",
+            crate::pending_sql!(),
+            " ORDER BY idx"
+        ),
+        RCPT_COLS
     ))
     .bind(message)
     .bind(hop)
@@ -348,7 +365,7 @@ pub async fn set_recipient(
     pool: &SqlitePool,
     message: i64,
     idx: i64,
-    status: &str,
+    status: RecipientStatus,
     error: Option<&str>,
     remote: Option<&str>,
     next_attempt: i64,
@@ -357,7 +374,7 @@ pub async fn set_recipient(
         "UPDATE recipients SET status = ?, last_error = COALESCE(?, last_error), remote_host = COALESCE(?, remote_host), \
          next_attempt = ?, attempts = attempts + 1, updated_unix = ? WHERE message = ? AND idx = ?",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(error)
     .bind(remote)
     .bind(next_attempt)
@@ -373,10 +390,11 @@ pub async fn set_recipient(
 /// failed before any reply about them: they were attempted all the same.
 pub async fn count_attempt(pool: &SqlitePool, message: i64, hop: &str) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE recipients SET attempts = attempts + 1 WHERE message = ? AND next_hop = ? AND status = 'Retry'",
+        "UPDATE recipients SET attempts = attempts + 1 WHERE message = ? AND next_hop = ? AND status = ?",
     )
     .bind(message)
     .bind(hop)
+    .bind(RecipientStatus::Retry.as_str())
     .execute(pool)
     .await?;
     Ok(())
@@ -419,10 +437,13 @@ pub async fn queue_failed(
         .bind(hop)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE recipients SET status = 'Retry', next_attempt = ?, last_error = ?, updated_unix = ? \
-         WHERE next_hop = ? AND status IN ('Ready','Retry')",
-    )
+    sqlx::query(concat!(
+        "UPDATE recipients SET status = ?, next_attempt = ?, last_error = ?, updated_unix = ? \
+         WHERE next_hop = ? AND status IN ",
+        crate::pending_sql!(),
+        ""
+    ))
+    .bind(RecipientStatus::Retry.as_str())
     .bind(next_retry)
     .bind(error)
     .bind(now)
@@ -456,9 +477,11 @@ pub async fn queue_connected(pool: &SqlitePool, hop: &str) -> anyhow::Result<()>
 
 /// Messages with nothing pending any more.
 pub async fn finished(pool: &SqlitePool, message: i64) -> anyhow::Result<bool> {
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM recipients WHERE message = ? AND status IN ('Ready','Retry')",
-    )
+    let pending: i64 = sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM recipients WHERE message = ? AND status IN ",
+        crate::pending_sql!(),
+        ""
+    ))
     .bind(message)
     .fetch_one(pool)
     .await?;
@@ -480,8 +503,12 @@ pub async fn older_than(
     only_not_notified: bool,
 ) -> anyhow::Result<Vec<i64>> {
     let sql = format!(
-        "SELECT DISTINCT m.id FROM messages m JOIN recipients r ON r.message = m.id \
-         WHERE m.received_unix <= ? AND r.status IN ('Ready','Retry') {}",
+        concat!(
+            "SELECT DISTINCT m.id FROM messages m JOIN recipients r ON r.message = m.id \
+         WHERE m.received_unix <= ? AND r.status IN ",
+            crate::pending_sql!(),
+            " {}"
+        ),
         if only_not_notified {
             "AND m.delay_notified = 0"
         } else {
@@ -518,10 +545,14 @@ pub struct QueueRow {
     pub message_count: i64,
 }
 
-const QUEUE_SELECT: &str = "SELECT q.rowid AS id, q.next_hop, q.delivery_type, q.display, q.connector, q.suspended, \
+const QUEUE_SELECT: &str = concat!(
+    "SELECT q.rowid AS id, q.next_hop, q.delivery_type, q.display, q.connector, q.suspended, \
     q.failures, q.next_retry, q.last_error, \
-    (SELECT COUNT(DISTINCT r.message) FROM recipients r WHERE r.next_hop = q.next_hop AND r.status IN ('Ready','Retry')) AS message_count \
-    FROM queues q";
+    (SELECT COUNT(DISTINCT r.message) FROM recipients r WHERE r.next_hop = q.next_hop AND r.status IN ",
+    crate::pending_sql!(),
+    ") AS message_count \
+    FROM queues q"
+);
 
 pub async fn queues(pool: &SqlitePool) -> anyhow::Result<Vec<QueueRow>> {
     Ok(sqlx::query_as(&format!("{QUEUE_SELECT} ORDER BY q.rowid"))
@@ -538,9 +569,11 @@ pub async fn queue(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<QueueRow
 
 /// Messages waiting to be routed (the Submission queue).
 pub async fn submission_count(pool: &SqlitePool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT message) FROM recipients WHERE next_hop IS NULL AND status IN ('Ready','Retry')",
-    )
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT COUNT(DISTINCT message) FROM recipients WHERE next_hop IS NULL AND status IN ",
+        crate::pending_sql!(),
+        ""
+    ))
     .fetch_one(pool)
     .await?)
 }
@@ -566,9 +599,11 @@ pub async fn retry_now(pool: &SqlitePool, hop: &str) -> anyhow::Result<()> {
         .bind(hop)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE recipients SET next_attempt = 0 WHERE next_hop = ? AND status IN ('Ready','Retry')",
-    )
+    sqlx::query(concat!(
+        "UPDATE recipients SET next_attempt = 0 WHERE next_hop = ? AND status IN ",
+        crate::pending_sql!(),
+        ""
+    ))
     .bind(hop)
     .execute(&mut *tx)
     .await?;
@@ -606,9 +641,13 @@ pub async fn list_messages(
     let mut clauses = vec!["1 = 1".to_string()];
     if f.queue.is_some() {
         clauses.push(
-            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN ('Ready','Retry') \
+            concat!(
+                "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN ",
+                crate::pending_sql!(),
+                " \
              AND ((?1 = '' AND r.next_hop IS NULL) OR r.next_hop = ?1))"
-                .into(),
+            )
+            .into(),
         );
     }
     if f.sender.is_some() {
@@ -675,10 +714,14 @@ pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> an
         .bind(&prefix)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE recipients SET next_attempt = 0 WHERE next_hop LIKE ? AND status IN ('Ready','Retry')")
-        .bind(&prefix)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(concat!(
+        "UPDATE recipients SET next_attempt = 0 WHERE next_hop LIKE ? AND status IN ",
+        crate::pending_sql!(),
+        ""
+    ))
+    .bind(&prefix)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -688,11 +731,12 @@ pub async fn retry_connector_queues(pool: &SqlitePool, connector_id: &str) -> an
 /// message), for the queue-depth metric.
 pub async fn depth(pool: &SqlitePool) -> anyhow::Result<Vec<(String, String, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT COALESCE(q.display, CASE WHEN r.next_hop IS NULL THEN 'Submission' ELSE r.next_hop END) AS hop, \
-                CASE WHEN m.suspended = 1 THEN 'Suspended' ELSE r.status END AS st, COUNT(*) \
+        concat!("SELECT COALESCE(q.display, CASE WHEN r.next_hop IS NULL THEN 'Submission' ELSE r.next_hop END) AS hop, \
+                CASE WHEN m.suspended = 1 THEN ?1 ELSE r.status END AS st, COUNT(*) \
          FROM recipients r JOIN messages m ON m.id = r.message LEFT JOIN queues q ON q.next_hop = r.next_hop \
-         WHERE r.status IN ('Ready','Retry') GROUP BY hop, st ORDER BY hop, st",
+         WHERE r.status IN ", crate::pending_sql!(), " GROUP BY hop, st ORDER BY hop, st"),
     )
+    .bind(ViewStatus::Suspended.as_str())
     .fetch_all(pool)
     .await?)
 }
