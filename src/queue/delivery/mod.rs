@@ -1,0 +1,311 @@
+//! The delivery engine: routes accepted messages to their delivery queues,
+//! connects to next hops over the send connectors' rules, records a result
+//! per recipient, retries on the schedule of spec rules 20–21, expires
+//! (rule 24), and sends delay notices and NDRs (rules 23 and 25).
+//!
+//! State lives in the queue database, so a restart picks up where it left
+//! off. A message in flight when the process dies is sent again after the
+//! restart: it may be delivered twice, never lost.
+//!
+//! This file is the scheduler (tick, dispatch, in-flight accounting); each
+//! other step has a file named for it: `route.rs` (the categorizer),
+//! `attempt.rs` (one delivery over a send connector, connection failures),
+//! `next_hop.rs` (hosts to try), `client_policy.rs` (TLS/AUTH from a
+//! connector), `mailbox_attempt.rs` (mailbox delivery), `expiry.rs` (expiry
+//! and delay notices), `admin.rs` (suspend/remove while in flight) and
+//! `outcome.rs` (finishing a message, DSNs). The retry schedule is
+//! `queue/schedule.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use tokio::sync::Notify;
+
+use super::{Envelope, Queue, Recipient, dsn};
+use crate::config::{ConfigService, Snapshot};
+use crate::model::send_connector::TlsAuthLevel;
+use crate::model::{
+    CertificateKind, CredentialKind, Domain, Host, ProtocolLoggingLevel, SendConnector,
+    SmartHostAuthMechanism,
+};
+use crate::observe::Observer;
+use crate::observe::tracking::Event;
+use crate::routing::dns::{Dns, DnsError};
+use crate::routing::{self, HopKey, Route, UNREACHABLE};
+use crate::smtp::client::{ClientConfig, ClientObserve, SmtpClient, TlsPolicy, Verify};
+use crate::store::Stored;
+use crate::store::queue as db;
+
+mod admin;
+mod attempt;
+mod client_policy;
+mod expiry;
+mod mailbox_attempt;
+mod next_hop;
+mod outcome;
+mod route;
+
+use client_policy::hop_is_lmtp;
+pub use client_policy::trust_roots;
+
+/// An action asked for while a message was being delivered; applied when
+/// the attempt ends (PendingSuspend / PendingRemove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Suspend,
+    Remove { ndr: bool },
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: HashSet<i64>,
+    per_hop: HashMap<String, u64>,
+    total: u64,
+    pending: HashMap<i64, Pending>,
+    /// When each queue last recorded a successful connection; the row is
+    /// written at most once a second per queue, not once per connection.
+    connected: HashMap<String, std::time::Instant>,
+}
+
+pub struct DeliveryEngine {
+    config: Arc<ConfigService>,
+    queue: Queue,
+    dns: Dns,
+    data_dir: PathBuf,
+    /// The host's own address, when a connector sets no SourceIPAddress.
+    source_ip: Option<IpAddr>,
+    wake: Arc<Notify>,
+    state: Mutex<State>,
+    observe: Arc<Observer>,
+}
+
+/// A tracking event about a stored message.
+fn event(
+    event: &'static str,
+    source: &'static str,
+    m: &db::StoredMessage,
+    recipients: Vec<String>,
+) -> Event {
+    Event {
+        event,
+        source,
+        internal_id: m.id,
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        recipients,
+        size: Some(m.size),
+        subject: m.subject.clone(),
+        ..Default::default()
+    }
+}
+
+/// The send connector of a delivery queue, by name; `mailbox` for mailbox delivery.
+fn hop_connector(snap: &Snapshot, hop: &str) -> String {
+    hop.parse::<HopKey>()
+        .map(|k| k.connector_name(snap))
+        .unwrap_or_else(|_| hop.to_string())
+}
+
+/// When a recipient deferred by a per-message failure is tried again.
+fn retry_at(snap: &Snapshot) -> i64 {
+    schedule::message_retry_at(&snap.transport.spec, now())
+}
+
+/// The next hop's display part of a queue key.
+fn hop_display(hop: &str) -> String {
+    hop.parse::<HopKey>()
+        .map(|k| k.next_hop().to_string())
+        .unwrap_or_else(|_| hop.to_string())
+}
+
+/// How long ago a message was accepted.
+fn age(m: &db::StoredMessage) -> Duration {
+    let received = time::OffsetDateTime::parse(
+        &m.received_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    .unwrap_or(m.received_unix * 1000);
+    Duration::from_millis((now() - received).max(0) as u64)
+}
+
+use super::schedule::{self, now_ms as now, now_secs};
+use super::status::RecipientStatus;
+
+impl DeliveryEngine {
+    pub fn start(
+        config: Arc<ConfigService>,
+        queue: Queue,
+        data_dir: PathBuf,
+        source_ip: Option<IpAddr>,
+        observe: Arc<Observer>,
+    ) -> Arc<DeliveryEngine> {
+        let engine = Arc::new(DeliveryEngine {
+            source_ip,
+            wake: queue.notifier(),
+            config,
+            queue,
+            dns: Dns::default(),
+            data_dir,
+            state: Mutex::new(State::default()),
+            observe,
+        });
+        tokio::spawn(engine.clone().run());
+        engine
+    }
+
+    /// Makes the engine look at the queue now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn in_flight(&self, message: i64) -> bool {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .in_flight
+            .contains(&message)
+    }
+
+    /// Records an action for a message in flight; false if it is not in flight.
+    pub fn defer_action(&self, message: i64, action: Pending) -> bool {
+        let mut s = self.state.lock().expect("not poisoned");
+        if s.in_flight.contains(&message) {
+            s.pending.insert(message, action);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn pending_action(&self, message: i64) -> Option<Pending> {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .pending
+            .get(&message)
+            .copied()
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut config = self.config.subscribe();
+        let mut previous = self.config.snapshot();
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %format!("{e:#}"), "delivery tick failed");
+                self.queue.health.check(&e, "queue.db");
+            }
+            // Under load every commit wakes the engine; a short pause lets
+            // wake-ups coalesce, so one scan of the queue serves many messages.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Rule 17: the Unreachable queue is routed again on a configuration change.
+                    let _ = db::unroute(self.queue.pool(), None, Some(UNREACHABLE)).await;
+                    // A send connector that changed gets another try at once.
+                    let current = self.config.snapshot();
+                    for c in &current.send_connectors {
+                        let before = previous.send_connectors.iter().find(|p| p.id == c.id).map(|p| p.version);
+                        if before.is_some_and(|v| v != c.version) {
+                            let _ = db::retry_connector_queues(self.queue.pool(), &c.id.to_string()).await;
+                        }
+                    }
+                    previous = current;
+                }
+            }
+        }
+    }
+
+    async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        let snap = self.config.snapshot();
+        self.route_pending(&snap).await?;
+        self.expire_and_notify(&snap).await?;
+        self.dispatch(&snap).await
+    }
+
+    async fn dispatch(self: &Arc<Self>, snap: &Snapshot) -> anyhow::Result<()> {
+        let ts = &snap.transport.spec;
+        let per_hop_max = ts
+            .max_per_domain_outbound_connections
+            .value()
+            .unwrap_or(u64::MAX);
+        let total_max = ts.max_outbound_connections.value().unwrap_or(u64::MAX);
+        let due = db::due(self.queue.pool(), now(), 2000).await?;
+        let mut groups: Vec<(String, Vec<i64>)> = vec![];
+        for (hop, msg) in due {
+            match groups.iter_mut().find(|(h, _)| *h == hop) {
+                Some((_, v)) => v.push(msg),
+                None => groups.push((hop, vec![msg])),
+            }
+        }
+        for (hop, msgs) in groups {
+            let batch_size = hop
+                .parse::<HopKey>()
+                .ok()
+                .and_then(|k| k.connector(snap).cloned())
+                .map(|c| c.spec.smtp_max_messages_per_connection as usize)
+                .unwrap_or(20)
+                .max(1);
+            let mut msgs: Vec<i64> = {
+                let s = self.state.lock().expect("not poisoned");
+                msgs.into_iter()
+                    .filter(|m| !s.in_flight.contains(m))
+                    .collect()
+            };
+            while !msgs.is_empty() {
+                let batch: Vec<i64> = {
+                    let mut s = self.state.lock().expect("not poisoned");
+                    let active = s.per_hop.get(&hop).copied().unwrap_or(0);
+                    if active >= per_hop_max || s.total >= total_max {
+                        break;
+                    }
+                    // Spread what is due over the free connections, so a burst
+                    // goes out in parallel rather than down one connection.
+                    let free = (per_hop_max - active).min(total_max - s.total).max(1) as usize;
+                    let n = batch_size.min(msgs.len().div_ceil(free)).max(1);
+                    let batch: Vec<i64> = msgs.drain(..n).collect();
+                    s.in_flight.extend(batch.iter().copied());
+                    *s.per_hop.entry(hop.clone()).or_default() += 1;
+                    s.total += 1;
+                    batch
+                };
+                let engine = self.clone();
+                let hop = hop.clone();
+                let span = tracing::info_span!("delivery", next_hop = %hop_display(&hop), connector = %hop_connector(snap, &hop));
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let snap = engine.config.snapshot();
+                        if let Err(e) = engine.deliver(&snap, &hop, &batch).await {
+                            tracing::error!(next_hop = %hop, error = %format!("{e:#}"), "delivery failed");
+                        }
+                        {
+                            let mut s = engine.state.lock().expect("not poisoned");
+                            for m in &batch {
+                                s.in_flight.remove(m);
+                            }
+                            if let Some(n) = s.per_hop.get_mut(&hop) {
+                                *n = n.saturating_sub(1);
+                            }
+                            s.total = s.total.saturating_sub(1);
+                        }
+                        for m in &batch {
+                            let _ = engine.apply_pending(&snap, *m).await;
+                        }
+                        engine.wake();
+                    },
+                    span,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

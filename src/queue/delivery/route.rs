@@ -1,0 +1,88 @@
+//! The categorizer step of the engine: every unrouted recipient gets a
+//! delivery queue (or fails as too large), in one group commit, with one
+//! ROUTE event per message and queue.
+
+use super::*;
+
+impl DeliveryEngine {
+    /// Categorizer: every unrouted recipient gets a delivery queue.
+    pub(super) async fn route_pending(&self, snap: &Snapshot) -> anyhow::Result<()> {
+        let pool = self.queue.pool();
+        // Every decision goes into one group commit; one ROUTE event per
+        // message and delivery queue.
+        let mut decisions = vec![];
+        let mut routed: Vec<(db::Unrouted, crate::routing::QueueKey, Vec<String>)> = vec![];
+        let mut index: HashMap<(i64, routing::HopKey), usize> = HashMap::new();
+        for r in db::unrouted(pool, 5000).await? {
+            let domain = r
+                .address
+                .rsplit_once('@')
+                .and_then(|(_, d)| d.parse::<Domain>().ok());
+            let route = match &domain {
+                Some(d) => routing::route(snap, d, r.size as u64),
+                None => Route::Unreachable {
+                    reason: format!("the recipient {} has no domain to route on", r.address),
+                },
+            };
+            match route.queue_key() {
+                Some(key) => {
+                    decisions.push((r.message, r.idx, key.clone()));
+                    match index.get(&(r.message, key.key.clone())) {
+                        Some(&i) => routed[i].2.push(r.address.clone()),
+                        None => {
+                            index.insert((r.message, key.key.clone()), routed.len());
+                            let address = r.address.clone();
+                            routed.push((r, key, vec![address]));
+                        }
+                    }
+                }
+                None => {
+                    self.observe.tracking.record(Event {
+                        event: "FAIL",
+                        source: "ROUTING",
+                        internal_id: r.message,
+                        message_id: r.message_id.clone(),
+                        sender: r.sender.clone(),
+                        recipients: vec![r.address.clone()],
+                        size: Some(r.size),
+                        subject: r.subject.clone(),
+                        detail: Some("550 5.3.4 The message is larger than every send connector that could carry it allows".into()),
+                        ..Default::default()
+                    });
+                    db::set_recipient(
+                        pool,
+                        r.message,
+                        r.idx,
+                        RecipientStatus::Failed,
+                        Some("550 5.3.4 The message is larger than every send connector that could carry it allows"),
+                        None,
+                        0,
+                    )
+                    .await?;
+                    self.finish(snap, r.message).await?;
+                }
+            }
+        }
+        self.queue.route(decisions).await?;
+        for (r, key, recipients) in routed {
+            self.observe.tracking.record(Event {
+                event: "ROUTE",
+                source: "ROUTING",
+                internal_id: r.message,
+                message_id: r.message_id,
+                sender: r.sender,
+                recipients,
+                size: Some(r.size),
+                subject: r.subject,
+                connector: key.connector.clone(),
+                next_hop: Some(key.display.clone()),
+                detail: Some(match &key.reason {
+                    Some(why) => format!("{}: {why}", key.delivery_type),
+                    None => key.delivery_type.to_string(),
+                }),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
