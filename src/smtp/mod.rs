@@ -1,4 +1,6 @@
-//! SMTP: the receive engine (`server/`) and, later, the outbound client.
+//! SMTP: the receive engine (`server/`), the outbound client (`client/`),
+//! envelope addresses written back out (`address`), and the stream type
+//! both use (`stream`).
 //! Every reply Ferry sends lives in one catalogue, `replies`, which the
 //! session and the tests share.
 

@@ -1,7 +1,10 @@
-//! Certificates: parsing and inspecting PEM chains, checking that a private
-//! key belongs to its certificate, generating self-signed certificates, and
-//! matching a certificate to a connector FQDN. (The TLS acceptors and
-//! connectors that use them come with the SMTP engine.)
+//! TLS material: certificates (`certs`: parsing and inspecting PEM chains,
+//! checking that a private key belongs to its certificate, generating
+//! self-signed ones, matching one to a connector FQDN), the server side's
+//! per-connector configurations (`server`), and the roots outbound TLS
+//! validates against (`roots`). The SMTP client's TLS policy is in
+//! `smtp/client/tls.rs`.
 
 pub mod certs;
+pub mod roots;
 pub mod server;

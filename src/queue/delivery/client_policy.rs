@@ -2,6 +2,7 @@
 //! required, validated against which roots), AUTH, source address, HELO.
 
 use super::*;
+use crate::tls::roots::trust_roots;
 
 impl DeliveryEngine {
     pub(super) fn client_config(
@@ -10,7 +11,7 @@ impl DeliveryEngine {
         c: &Stored<SendConnector>,
     ) -> anyhow::Result<ClientConfig> {
         let spec = &c.spec;
-        let roots = || Arc::new(trust_roots(snap));
+        let roots = || trust_roots(snap);
         let tls = if spec.ignore_starttls {
             TlsPolicy::Ignore
         } else if spec.smart_host_auth_mechanism == SmartHostAuthMechanism::BasicAuthRequireTls {
@@ -77,24 +78,4 @@ pub(super) fn hop_is_lmtp(snap: &Snapshot, domain: &str) -> bool {
                 Some(crate::model::MailboxDelivery::Lmtp { .. })
             )
         })
-}
-
-/// The system's trusted roots plus Ferry's trust anchors.
-pub fn trust_roots(snap: &Snapshot) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    for c in snap
-        .certificates
-        .iter()
-        .filter(|c| c.spec.kind == CertificateKind::TrustAnchor)
-    {
-        if let Ok(chain) = crate::tls::certs::parse_chain(&c.spec.chain_pem) {
-            for cert in chain {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    roots
 }

@@ -29,8 +29,7 @@ use super::{Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
 use crate::model::send_connector::TlsAuthLevel;
 use crate::model::{
-    CertificateKind, CredentialKind, Domain, Host, ProtocolLoggingLevel, SendConnector,
-    SmartHostAuthMechanism,
+    CredentialKind, Domain, Host, ProtocolLoggingLevel, SendConnector, SmartHostAuthMechanism,
 };
 use crate::observe::Observer;
 use crate::observe::tracking::Event;
@@ -50,7 +49,6 @@ mod outcome;
 mod route;
 
 use client_policy::hop_is_lmtp;
-pub use client_policy::trust_roots;
 
 /// An action asked for while a message was being delivered; applied when
 /// the attempt ends (PendingSuspend / PendingRemove).

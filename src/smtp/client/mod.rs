@@ -205,7 +205,7 @@ impl SmtpClient {
             return Err(ClientError::from_reply("banner", banner));
         }
         c.hello(cfg).await?;
-        if c.extensions.starttls && cfg.tls != TlsPolicy::Ignore {
+        if c.extensions.starttls && !matches!(cfg.tls, TlsPolicy::Ignore) {
             c.starttls(server_name, cfg).await?;
             c.hello(cfg).await?;
         } else if matches!(cfg.tls, TlsPolicy::Required(_)) {

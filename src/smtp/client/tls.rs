@@ -32,16 +32,6 @@ pub enum TlsPolicy {
     Required(Verify),
 }
 
-impl PartialEq for TlsPolicy {
-    fn eq(&self, other: &Self) -> bool {
-        matches!(
-            (self, other),
-            (TlsPolicy::Ignore, TlsPolicy::Ignore)
-                | (TlsPolicy::Opportunistic, TlsPolicy::Opportunistic)
-        )
-    }
-}
-
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
 
