@@ -311,38 +311,11 @@ impl SmtpServer {
     /// `local` from `remote` (connector selection and limits included). The
     /// listeners use the same path; tests and fuzzing use it with in-memory
     /// streams.
-    pub async fn serve_stream<S>(&self, mut stream: S, local: SocketAddr, remote: SocketAddr)
+    pub async fn serve_stream<S>(&self, stream: S, local: SocketAddr, remote: SocketAddr)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     {
-        let snap = self.shared.config.snapshot();
-        let Some(connector) = select::select(&snap, local, remote).cloned() else {
-            let _ = stream
-                .write_all(replies::SERVICE_NOT_AVAILABLE.to_line(true).as_bytes())
-                .await;
-            return;
-        };
-        let Ok(guard) = self
-            .shared
-            .limiter
-            .admit(connector.id, &connector.spec, remote.ip())
-        else {
-            let _ = stream
-                .write_all(replies::TOO_MANY_FROM_SOURCE.to_line(true).as_bytes())
-                .await;
-            return;
-        };
-        session::Session::new(
-            self.shared.clone(),
-            snap.clone(),
-            connector,
-            stream,
-            local,
-            remote,
-            Some(guard),
-        )
-        .run()
-        .await;
+        serve(self.shared.clone(), stream, local, remote).await
     }
 
     /// Stops accepting, tells idle sessions `421 4.3.2 Service shutting
@@ -444,7 +417,7 @@ async fn accept_loop(
 
 async fn connection(
     shared: Arc<Shared>,
-    mut stream: tokio::net::TcpStream,
+    stream: tokio::net::TcpStream,
     remote: SocketAddr,
     _count: SessionCount,
 ) {
@@ -452,6 +425,16 @@ async fn connection(
         return;
     };
     let _ = stream.set_nodelay(true);
+    serve(shared, stream, local, remote).await
+}
+
+/// The one path from an accepted stream to a session: connector selection
+/// (`421 4.3.2` when none matches), the connection limits, then the
+/// session. The listeners and `serve_stream` (tests, fuzzing) both use it.
+async fn serve<S>(shared: Arc<Shared>, mut stream: S, local: SocketAddr, remote: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let snap = shared.config.snapshot();
     let Some(connector) = select::select(&snap, local, remote).cloned() else {
         tracing::info!(%local, %remote, "no receive connector matches; refused");
