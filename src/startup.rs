@@ -230,6 +230,8 @@ impl App {
         self.smtp.shutdown(deadline).await;
         let _ = self.shutdown.send(true);
         self.server.await??;
+        // The scheduler stops before the queue it reads is closed.
+        self.delivery.stop().await;
         self.queue.close().await;
         self.observe.stop().await;
         self.config.store().close().await;

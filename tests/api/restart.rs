@@ -95,3 +95,17 @@ async fn a_data_directory_keeps_its_role() {
     assert_eq!(again.config.snapshot().ctx.role, Role::Edge);
     again.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn stopping_the_app_stops_the_delivery_engine() {
+    let mut app = TestApp::spawn(Role::Edge).await;
+    let engine = app.app.as_ref().unwrap().delivery.clone();
+    assert!(!engine.is_stopped());
+    app.restart().await;
+    assert!(
+        engine.is_stopped(),
+        "the old engine's scheduler ended with its app"
+    );
+    let new = app.app.as_ref().unwrap().delivery.clone();
+    assert!(!new.is_stopped(), "the new app runs its own");
+}

@@ -238,7 +238,17 @@ async fn a_delay_notice_goes_out_and_the_message_stays() {
         dsn.contains("Subject: Delivery delayed: slow one") && dsn.contains("Action: delayed"),
         "{dsn}"
     );
-    assert_eq!(e.messages().await.len(), 1, "still queued");
+    // The notice itself passes through the queue on its way to the
+    // mailbox: wait until it has left, then only the slow one remains.
+    eventually(10, "only the delayed message stays queued", || async {
+        e.messages().await.len() == 1
+    })
+    .await;
+    assert_eq!(
+        e.messages().await[0]["sender"],
+        "bob@contoso.test",
+        "still queued"
+    );
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(
         e.maildir("bob@contoso.test").len(),

@@ -79,6 +79,10 @@ pub struct DeliveryEngine {
     wake: Arc<Notify>,
     state: Mutex<State>,
     observe: Arc<Observer>,
+    /// The scheduler's task, taken and awaited by `stop`.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set by `stop`: the scheduler leaves its loop at the next turn.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A tracking event about a stored message.
@@ -151,9 +155,29 @@ impl DeliveryEngine {
             data_dir,
             state: Mutex::new(State::default()),
             observe,
+            task: Mutex::new(None),
+            stop: tokio::sync::watch::channel(false).0,
         });
-        tokio::spawn(engine.clone().run());
+        let task = tokio::spawn(engine.clone().run());
+        *engine.task.lock().expect("not poisoned") = Some(task);
         engine
+    }
+
+    /// Stops the scheduler and waits for it: no new attempt starts after
+    /// this returns. Attempts already under way finish on their own; a
+    /// message whose result they cannot record is sent again after the
+    /// next start (the documented at-least-once window).
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let task = self.task.lock().expect("not poisoned").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// Whether `stop` has run to its end: the scheduler is gone.
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow() && self.task.lock().expect("not poisoned").is_none()
     }
 
     /// Makes the engine look at the queue now.
@@ -192,7 +216,11 @@ impl DeliveryEngine {
     async fn run(self: Arc<Self>) {
         let mut config = self.config.subscribe();
         let mut previous = self.config.snapshot();
+        let mut stop = self.stop.subscribe();
         loop {
+            if *stop.borrow_and_update() {
+                return;
+            }
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %format!("{e:#}"), "delivery tick failed");
                 self.queue.health.check(&e, "queue.db");
@@ -201,6 +229,7 @@ impl DeliveryEngine {
             // wake-ups coalesce, so one scan of the queue serves many messages.
             tokio::time::sleep(Duration::from_millis(20)).await;
             tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 changed = config.changed() => {
