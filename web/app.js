@@ -510,7 +510,7 @@ function signInPage() {
 // Back pressure or a failing queue is shown above every page, before anything fails.
 async function showHealth() {
   const box = document.getElementById("health");
-  const r = await fetch("/healthz").then((x) => x.json()).catch(() => null);
+  const r = await fetch("/healthz", { cache: "no-store" }).then((x) => x.json()).catch(() => null);
   if (!r || r.status === "ok") return box.replaceChildren(), (box.hidden = true);
   const text = r.status === "failing" ? `Ferry is failing and refuses mail: ${r.reason}`
     : `Back pressure: new mail is refused with 452 4.3.1 until resources recover (${r.backPressure})`;
@@ -542,4 +542,6 @@ async function route() {
 
 document.getElementById("signout").addEventListener("click", signOut);
 window.addEventListener("hashchange", route);
+// The banner follows the server's state while a page stays open.
+setInterval(() => { if (token()) showHealth(); }, 5000);
 route();

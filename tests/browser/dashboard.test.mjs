@@ -278,6 +278,8 @@ test("back pressure is shown above every page, and goes away when relieved", asy
   assert.equal((await api("PATCH", "/transport-settings", { backPressureMinFreeDiskPercent: 1 })).status, 200);
   await eventually(async () => (await (await fetch(`${BASE}/healthz`)).json()).status === "ok", "relief");
   await go("#/overview");
+  // The health check is fetched beside the page: wait for it to clear the banner.
+  await page.locator("#health").waitFor({ state: "hidden", timeout: 12000 });
   assert.equal(await page.locator("#health").isHidden(), true);
 });
 
