@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
@@ -90,7 +90,13 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  ferry?.kill();
+  if (ferry && ferry.exitCode === null) {
+    const exited = new Promise((r) => ferry.once("exit", r));
+    ferry.kill();
+    await exited;
+  }
+  // Leave no temporary data directory behind.
+  rmSync(work, { recursive: true, force: true });
 });
 
 test("sign in with the admin token", async () => {
