@@ -80,39 +80,17 @@ mod tests {
     fn role_defaults_follow_the_spec() {
         let edge = SnapshotBuilder::new(Role::Edge).build();
         let hub = SnapshotBuilder::new(Role::Hub).build();
-        // Spec §1.7: 4 glitch retries a minute apart, 6 transient ones, then
-        // 30 min on an Edge and 10 min on a Hub.
-        assert_eq!(
-            connection_retry_interval(&edge.transport.spec, 4)
-                .duration()
-                .as_secs(),
-            60
-        );
-        assert_eq!(
-            connection_retry_interval(&edge.transport.spec, 5)
-                .duration()
-                .as_secs(),
-            600
-        );
-        assert_eq!(
-            connection_retry_interval(&hub.transport.spec, 5)
-                .duration()
-                .as_secs(),
-            300
-        );
-        assert_eq!(
-            connection_retry_interval(&edge.transport.spec, 11)
-                .duration()
-                .as_secs(),
-            1800
-        );
-        assert_eq!(
-            connection_retry_interval(&hub.transport.spec, 11)
-                .duration()
-                .as_secs(),
-            600
-        );
-        assert_eq!(message_retry_at(&hub.transport.spec, 0), 60_000);
+        let secs =
+            |ts: &TransportSettings, f| connection_retry_interval(ts, f).duration().as_secs();
+        let (edge, hub) = (&edge.transport.spec, &hub.transport.spec);
+        // Spec §1.7: 4 glitch retries a minute apart, 6 transient ones (Edge
+        // 10 min, Hub 5 min), then 30 min on an Edge and 10 min on a Hub.
+        assert_eq!(secs(edge, 4), 60);
+        assert_eq!(secs(edge, 5), 600);
+        assert_eq!(secs(hub, 5), 300);
+        assert_eq!(secs(edge, 11), 1800);
+        assert_eq!(secs(hub, 11), 600);
+        assert_eq!(message_retry_at(hub, 0), 60_000);
     }
 
     #[test]
