@@ -16,11 +16,6 @@ use super::problem::{ApiError, Problem};
 use crate::observe::protolog::LogLine;
 use crate::observe::tracking::{Filter, TrackingEvent};
 
-const EVENTS: &[&str] = &[
-    "RECEIVE", "ROUTE", "SEND", "DELIVER", "DEFER", "FAIL", "DSN", "EXPIRE", "RESUBMIT", "SUSPEND",
-    "RESUME", "DELETE",
-];
-
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     let message = message.into();
     ApiError::bad_request(format!("{field}: {message}")).with_field(field, message)
@@ -132,10 +127,17 @@ pub async fn tracking(
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+    if let Some(bad) = events
+        .iter()
+        .find(|e| e.parse::<crate::observe::tracking::EventKind>().is_err())
+    {
+        let all: Vec<&str> = crate::observe::tracking::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
         return Err(invalid(
             "event",
-            format!("'{bad}' is not an event; use {}", EVENTS.join(", ")),
+            format!("'{bad}' is not an event; use {}", all.join(", ")),
         ));
     }
     let limit = nonempty(&q.limit)

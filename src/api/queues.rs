@@ -15,11 +15,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::problem::{ApiError, Problem};
-use crate::queue::delivery::Pending;
+use crate::queue::delivery::{Applied, Pending};
+use crate::routing::HopKey;
 use crate::store::queue as db;
 
-fn ts(unix: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(unix)
+/// A time column (Unix milliseconds) as RFC 3339, to the second.
+fn ts(ms: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
@@ -69,8 +71,8 @@ fn queue_view(q: &db::QueueRow) -> QueueView {
         status: status.as_str().into(),
         message_count: q.message_count,
         last_error: q.last_error.clone(),
-        next_retry_time: (q.next_retry > now)
-            .then(|| ts(q.next_retry / 1000))
+        next_retry_time: (q.next_retry_ms > now)
+            .then(|| ts(q.next_retry_ms))
             .flatten(),
         failures: q.failures,
     }
@@ -103,6 +105,13 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<QueueList>, ApiError
             .map(queue_view),
     );
     Ok(Json(QueueList { items }))
+}
+
+/// The key of a stored queue row.
+fn hop_key(q: &db::QueueRow) -> Result<HopKey, ApiError> {
+    q.next_hop
+        .parse()
+        .map_err(|e: String| internal(anyhow::anyhow!(e)))
 }
 
 async fn find_queue(s: &AppState, id: &str) -> Result<db::QueueRow, ApiError> {
@@ -139,21 +148,18 @@ pub async fn retry(
     Query(p): Query<RetryParams>,
 ) -> Result<Json<QueueView>, ApiError> {
     let q = find_queue(&s, &id).await?;
-    let pool = s.queue.pool();
-    if p.resubmit.unwrap_or(false) {
-        db::unroute(pool, None, Some(&q.next_hop))
-            .await
-            .map_err(internal)?;
-    } else if q.next_hop == crate::routing::UNREACHABLE {
+    let resubmit = p.resubmit.unwrap_or(false);
+    if !resubmit && q.next_hop == crate::routing::UNREACHABLE {
         return Err(ApiError::conflict(
             "the Unreachable queue can only be retried with resubmit=true",
         ));
-    } else if queue_view(&q).status != ViewStatus::Retry.as_str() {
+    } else if !resubmit && queue_view(&q).status != ViewStatus::Retry.as_str() {
         return Err(ApiError::conflict("Retry acts only on a queue in Retry"));
-    } else {
-        db::retry_now(pool, &q.next_hop).await.map_err(internal)?;
     }
-    s.delivery.wake();
+    s.delivery
+        .retry_queue(&hop_key(&q)?, resubmit)
+        .await
+        .map_err(internal)?;
     Ok(Json(queue_view(&find_queue(&s, &id).await?)))
 }
 
@@ -163,10 +169,10 @@ async fn set_suspended(
     suspended: bool,
 ) -> Result<Json<QueueView>, ApiError> {
     let q = find_queue(s, id).await?;
-    db::set_queue_suspended(s.queue.pool(), &q.next_hop, suspended)
+    s.delivery
+        .suspend_queue(&hop_key(&q)?, suspended)
         .await
         .map_err(internal)?;
-    s.delivery.wake();
     Ok(Json(queue_view(&find_queue(s, id).await?)))
 }
 
@@ -277,12 +283,12 @@ async fn message_view(
         id: m.id,
         message_id: m.message_id.clone(),
         sender: m.sender.clone(),
-        received_at: m.received_at.clone(),
+        received_at: m.received_at(),
         size: m.size,
         receive_connector: m.receive_connector.clone(),
         client_ip: m.client_ip.clone(),
         status: status.as_str().into(),
-        expiration_time: ts(m.received_unix + expiry),
+        expiration_time: ts(m.received_ms + expiry * 1000),
         recipients: rcpts
             .into_iter()
             .map(|r| RecipientView {
@@ -290,8 +296,8 @@ async fn message_view(
                     None => "Submission".into(),
                     Some(h) => ids.get(h).cloned().unwrap_or_else(|| h.clone()),
                 },
-                next_attempt: (r.next_attempt > now)
-                    .then(|| ts(r.next_attempt / 1000))
+                next_attempt: (r.next_attempt_ms > now)
+                    .then(|| ts(r.next_attempt_ms))
                     .flatten(),
                 address: r.address,
                 status: r.status,
@@ -390,7 +396,7 @@ pub async fn message(
         .map_err(internal)?
         .into_iter()
         .map(|a| AttemptView {
-            at: ts(a.at_unix),
+            at: ts(a.at_ms),
             queue: ids.get(&a.next_hop).cloned().unwrap_or(a.next_hop),
             remote_host: a.remote_host,
             outcome: a.outcome,
@@ -422,25 +428,9 @@ pub async fn suspend_message(
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let m = find_message(&s, id).await?;
-    let code = if s.delivery.defer_action(id, Pending::Suspend) {
-        s.delivery
-            .track_action(
-                id,
-                "SUSPEND",
-                "PendingSuspend: applied when the delivery in flight ends",
-            )
-            .await
-            .map_err(internal)?;
-        StatusCode::ACCEPTED
-    } else {
-        db::set_message_suspended(s.queue.pool(), id, true)
-            .await
-            .map_err(internal)?;
-        s.delivery
-            .track_action(id, "SUSPEND", "suspended by an administrator")
-            .await
-            .map_err(internal)?;
-        StatusCode::OK
+    let code = match s.delivery.suspend_message(id).await.map_err(internal)? {
+        Applied::WhenAttemptEnds => StatusCode::ACCEPTED,
+        Applied::Now => StatusCode::OK,
     };
     let m = find_message(&s, m.id).await?;
     Ok((
@@ -456,14 +446,7 @@ pub async fn resume_message(
     Path(id): Path<i64>,
 ) -> Result<Json<MessageView>, ApiError> {
     find_message(&s, id).await?;
-    db::set_message_suspended(s.queue.pool(), id, false)
-        .await
-        .map_err(internal)?;
-    s.delivery
-        .track_action(id, "RESUME", "resumed by an administrator")
-        .await
-        .map_err(internal)?;
-    s.delivery.wake();
+    s.delivery.resume_message(id).await.map_err(internal)?;
     let m = find_message(&s, id).await?;
     Ok(Json(message_view(&s, &m, &queue_ids(&s).await?).await?))
 }
@@ -475,18 +458,7 @@ pub async fn resubmit(
     Path(id): Path<i64>,
 ) -> Result<Json<MessageView>, ApiError> {
     find_message(&s, id).await?;
-    db::unroute(s.queue.pool(), Some(id), None)
-        .await
-        .map_err(internal)?;
-    s.delivery
-        .track_action(
-            id,
-            "RESUBMIT",
-            "resubmitted for routing by an administrator",
-        )
-        .await
-        .map_err(internal)?;
-    s.delivery.wake();
+    s.delivery.resubmit_message(id).await.map_err(internal)?;
     let m = find_message(&s, id).await?;
     Ok(Json(message_view(&s, &m, &queue_ids(&s).await?).await?))
 }
@@ -508,13 +480,8 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     find_message(&s, id).await?;
     let ndr = p.with_ndr.unwrap_or(true);
-    if s.delivery.defer_action(id, Pending::Remove { ndr }) {
+    if s.delivery.remove_message(id, ndr).await.map_err(internal)? == Applied::WhenAttemptEnds {
         return Ok(StatusCode::ACCEPTED);
     }
-    s.delivery
-        .remove(&s.config.snapshot(), id, ndr)
-        .await
-        .map_err(internal)?;
-    s.delivery.wake();
     Ok(StatusCode::NO_CONTENT)
 }

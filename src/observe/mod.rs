@@ -7,6 +7,7 @@
 pub mod metrics;
 pub mod protolog;
 pub mod tracking;
+pub mod vocabulary;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Snapshot;
+pub use crate::observe::vocabulary::{EventKind, Source};
 use crate::store::tracking as db;
 pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 

@@ -11,45 +11,20 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::routing::HopKey;
 use crate::store::queue as db;
+pub use db::Change;
 
 pub mod delivery;
 pub mod dsn;
+pub mod envelope;
 pub mod health;
 mod mailbox;
 pub mod schedule;
 pub mod spool;
 pub mod status;
 
-/// One recipient of an accepted message.
-#[derive(Debug, Clone)]
-pub struct Recipient {
-    pub address: String,
-    /// RFC 3461 ORCPT, as given.
-    pub orcpt: Option<String>,
-    /// RFC 3461 NOTIFY flags (smtp-proto's RCPT_NOTIFY_* bits).
-    pub notify: u64,
-}
-
-/// Everything known about a message when it is accepted.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub message_id: String,
-    /// Empty for the null reverse-path `<>`.
-    pub sender: String,
-    pub recipients: Vec<Recipient>,
-    pub receive_connector: String,
-    pub client_ip: String,
-    pub client_helo: Option<String>,
-    pub auth_user: Option<String>,
-    pub env_id: Option<String>,
-    pub ret: Option<String>,
-    pub body_type: Option<String>,
-    pub smtputf8: bool,
-    /// The Subject header, kept for message tracking (None when subject
-    /// logging is off).
-    pub subject: Option<String>,
-}
+pub use envelope::{Envelope, Recipient};
 
 pub(crate) struct Job {
     pub(crate) envelope: Envelope,
@@ -60,24 +35,32 @@ pub(crate) struct Job {
 /// The outcome of one outbound transaction, committed with whatever else
 /// is waiting (group commit for deliveries as for acceptance).
 pub(crate) struct Completion {
-    pub(crate) message: i64,
-    pub(crate) hop: String,
-    pub(crate) remote: String,
-    /// (recipient index, status, reply text, next attempt)
-    pub(crate) results: Vec<(i64, status::RecipientStatus, String, i64)>,
+    completed: db::write::Completed,
     done: oneshot::Sender<anyhow::Result<bool>>,
 }
 
 /// Routing decisions of the categorizer: (message, recipient index, queue).
 pub(crate) struct Routes {
-    pub(crate) routes: Vec<(i64, i64, crate::routing::QueueKey)>,
+    routes: Vec<(i64, i64, crate::routing::QueueKey)>,
     done: oneshot::Sender<anyhow::Result<()>>,
 }
 
+/// Changes to the delivery state, applied together or not at all.
+pub(crate) struct Changes {
+    changes: Vec<Change>,
+    /// Fsynced before the answer (an administrator's action), or committed
+    /// like delivery results (see `store::queue::write::commit_batch`).
+    durable: bool,
+    done: oneshot::Sender<anyhow::Result<u64>>,
+}
+
+/// What the writer thread is asked to do. Every change to `queue.db`
+/// arrives here: the writer is its one write path.
 pub(crate) enum Work {
     Enqueue(Box<Job>),
     Complete(Completion),
     Route(Routes),
+    Apply(Changes),
 }
 
 /// A handle to the queue; cheap to clone.
@@ -154,29 +137,38 @@ impl Queue {
             .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
     }
 
+    /// Hands work to the writer and waits for its commit.
+    async fn submit<T>(
+        &self,
+        work: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> Work,
+    ) -> anyhow::Result<T> {
+        let (done, rx) = oneshot::channel();
+        self.jobs
+            .send(work(done))
+            .await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+    }
+
     /// Records a transaction's per-recipient results (and deletes the
     /// message when it is finished without failures) in the next group
     /// commit. Returns whether failed recipients are left to bounce.
     pub(crate) async fn complete(
         &self,
         message: i64,
-        hop: &str,
+        hop: &HopKey,
         remote: &str,
         results: Vec<(i64, status::RecipientStatus, String, i64)>,
     ) -> anyhow::Result<bool> {
-        let (done, rx) = oneshot::channel();
-        self.jobs
-            .send(Work::Complete(Completion {
-                message,
-                hop: hop.to_string(),
-                remote: remote.to_string(),
-                results,
-                done,
-            }))
+        let completed = db::write::Completed {
+            message,
+            hop: hop.clone(),
+            remote: remote.to_string(),
+            results,
+        };
+        self.submit(|done| Work::Complete(Completion { completed, done }))
             .await
-            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
     }
 
     /// Puts recipients in their delivery queues in the next group commit,
@@ -188,13 +180,34 @@ impl Queue {
         if routes.is_empty() {
             return Ok(());
         }
-        let (done, rx) = oneshot::channel();
-        self.jobs
-            .send(Work::Route(Routes { routes, done }))
+        self.submit(|done| Work::Route(Routes { routes, done }))
             .await
-            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the queue writer has stopped"))?
+    }
+
+    /// Applies delivery results and other engine bookkeeping in the next
+    /// group commit, all or nothing. Returns the rows touched.
+    pub(crate) async fn record(&self, changes: Vec<Change>) -> anyhow::Result<u64> {
+        self.changes(changes, false).await
+    }
+
+    /// Applies an administrator's changes, all or nothing, fsynced before
+    /// it returns. Returns the rows touched.
+    pub async fn apply(&self, changes: Vec<Change>) -> anyhow::Result<u64> {
+        self.changes(changes, true).await
+    }
+
+    async fn changes(&self, changes: Vec<Change>, durable: bool) -> anyhow::Result<u64> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.submit(|done| {
+            Work::Apply(Changes {
+                changes,
+                durable,
+                done,
+            })
+        })
+        .await
     }
 
     /// Notified after every commit.
@@ -223,55 +236,93 @@ fn writer(
     committed: Arc<Notify>,
     health: Arc<health::QueueHealth>,
 ) {
-    let mut durable = true;
+    let mut synchronous_full = true;
     while let Some(first) = rx.blocking_recv() {
-        let (mut jobs, mut completions, mut routes) = (vec![], vec![], vec![]);
-        let mut take = |w: Work| match w {
-            Work::Enqueue(j) => jobs.push(*j),
-            Work::Complete(c) => completions.push(c),
-            Work::Route(r) => routes.push(r),
-        };
-        take(first);
-        for _ in 1..MAX_BATCH {
+        let mut work = vec![first];
+        while work.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(w) => take(w),
+                Ok(w) => work.push(w),
                 Err(_) => break,
             }
         }
-        match db::commit_batch(&mut conn, &mut durable, &jobs, &completions, &routes) {
-            Ok((ids, bounces)) => {
-                if !jobs.is_empty() || !routes.is_empty() {
+        let mut batch = db::write::Batch::default();
+        let mut want_full = false;
+        for w in &work {
+            match w {
+                Work::Enqueue(j) => {
+                    batch.messages.push((&j.envelope, &j.body));
+                    want_full = true;
+                }
+                Work::Complete(c) => batch.completed.push(&c.completed),
+                Work::Route(r) => batch.routes.push(&r.routes),
+                Work::Apply(c) => {
+                    batch.changes.push(&c.changes);
+                    want_full |= c.durable;
+                }
+            }
+        }
+        let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
+        let result = db::write::commit_batch(
+            &mut conn,
+            &mut synchronous_full,
+            want_full,
+            schedule::now_ms(),
+            &batch,
+        );
+        drop(batch);
+        match result {
+            Ok(done) => {
+                if wakes {
                     committed.notify_one();
                 }
-                for r in routes {
-                    let _ = r.done.send(Ok(()));
-                }
-                for (job, id) in jobs.into_iter().zip(ids) {
-                    let _ = job.done.send(Ok(id));
-                }
-                for (c, b) in completions.into_iter().zip(bounces) {
-                    let _ = c.done.send(Ok(b));
+                let (mut ids, mut bounces, mut changes) = (
+                    done.ids.into_iter(),
+                    done.bounces.into_iter(),
+                    done.changes.into_iter(),
+                );
+                for w in work {
+                    match w {
+                        Work::Enqueue(j) => {
+                            let _ = j.done.send(ids.next().ok_or_else(lost));
+                        }
+                        Work::Complete(c) => {
+                            let _ = c.done.send(bounces.next().ok_or_else(lost));
+                        }
+                        Work::Route(r) => {
+                            let _ = r.done.send(Ok(()));
+                        }
+                        Work::Apply(c) => {
+                            let _ = c.done.send(changes.next().unwrap_or_else(|| Err(lost())));
+                        }
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "queue commit failed");
                 health.check(&e, "queue.db");
-                for job in jobs {
-                    let _ = job
-                        .done
-                        .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
-                }
-                for c in completions {
-                    let _ = c
-                        .done
-                        .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
-                }
-                for r in routes {
-                    let _ = r
-                        .done
-                        .send(Err(anyhow::anyhow!("queue commit failed: {e}")));
+                let failed = || anyhow::anyhow!("queue commit failed: {e}");
+                for w in work {
+                    match w {
+                        Work::Enqueue(j) => {
+                            let _ = j.done.send(Err(failed()));
+                        }
+                        Work::Complete(c) => {
+                            let _ = c.done.send(Err(failed()));
+                        }
+                        Work::Route(r) => {
+                            let _ = r.done.send(Err(failed()));
+                        }
+                        Work::Apply(c) => {
+                            let _ = c.done.send(Err(failed()));
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// A commit answered fewer items than it was given (a bug, never expected).
+fn lost() -> anyhow::Error {
+    anyhow::anyhow!("the queue writer lost track of a batch item")
 }

@@ -13,8 +13,11 @@ pub enum RecipientStatus {
     Retry,
     /// Accepted by the next hop or written to its mailbox.
     Delivered,
-    /// Refused for good, expired, or removed with an NDR.
+    /// Refused for good, expired, or removed with an NDR; its NDR is
+    /// still to be sent.
     Failed,
+    /// Failed, and its NDR has been queued (or there was none to send).
+    Bounced,
     /// Removed by an administrator without an NDR.
     Removed,
 }
@@ -29,11 +32,12 @@ macro_rules! pending_sql {
 }
 
 impl RecipientStatus {
-    pub const ALL: [RecipientStatus; 5] = [
+    pub const ALL: [RecipientStatus; 6] = [
         RecipientStatus::Ready,
         RecipientStatus::Retry,
         RecipientStatus::Delivered,
         RecipientStatus::Failed,
+        RecipientStatus::Bounced,
         RecipientStatus::Removed,
     ];
 
@@ -43,6 +47,7 @@ impl RecipientStatus {
             RecipientStatus::Retry => "Retry",
             RecipientStatus::Delivered => "Delivered",
             RecipientStatus::Failed => "Failed",
+            RecipientStatus::Bounced => "Bounced",
             RecipientStatus::Removed => "Removed",
         }
     }
@@ -50,15 +55,6 @@ impl RecipientStatus {
     /// Still to be delivered (Ready or Retry).
     pub const fn is_pending(self) -> bool {
         matches!(self, RecipientStatus::Ready | RecipientStatus::Retry)
-    }
-
-    /// The tracking event a delivery attempt with this outcome records.
-    pub const fn attempt_event(self) -> &'static str {
-        match self {
-            RecipientStatus::Delivered => "SEND",
-            RecipientStatus::Failed => "FAIL",
-            _ => "DEFER",
-        }
     }
 }
 

@@ -91,10 +91,43 @@ impl FromStr for HopKey {
     }
 }
 
-/// Stored as its text form.
+impl HopKey {
+    /// An SQL `LIKE` pattern for every queue key of one send connector.
+    pub fn connector_pattern(id: &Uuid) -> String {
+        format!("{id}|%")
+    }
+}
+
+/// Stored as its text form (the writer's rusqlite connection).
 impl rusqlite::ToSql for HopKey {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+    }
+}
+
+/// Stored as its text form (the readers' sqlx pool).
+impl sqlx::Type<sqlx::Sqlite> for HopKey {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for HopKey {
+    fn encode_by_ref(
+        &self,
+        args: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.to_string(), args)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for HopKey {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+        Ok(text.parse::<HopKey>()?)
     }
 }
 
@@ -125,5 +158,11 @@ mod tests {
             "fabrikam.test"
         );
         assert!("garbage".parse::<HopKey>().is_err());
+        let pattern = HopKey::connector_pattern(&id);
+        let key = HopKey::Connector {
+            id,
+            next_hop: "x".into(),
+        };
+        assert!(key.to_string().starts_with(pattern.trim_end_matches('%')));
     }
 }

@@ -10,12 +10,14 @@ use std::str::FromStr;
 use std::time::Duration;
 use utoipa::ToSchema;
 
+use crate::observe::vocabulary::{EventKind, Source};
+
 /// One event as recorded.
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
     pub time_ms: i64,
-    pub event: &'static str,
-    pub source: &'static str,
+    pub event: EventKind,
+    pub source: Source,
     pub internal_id: i64,
     pub message_id: String,
     pub sender: String,

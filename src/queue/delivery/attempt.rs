@@ -1,123 +1,109 @@
-//! One delivery attempt over a send connector: resolve the next hop,
-//! connect, send a batch, record each recipient's result; and what a
-//! connection failure does to the queue (the retry schedule is in
-//! `queue/schedule.rs`).
+//! One delivery attempt: the hosts a queue leads to, one connect-and-send
+//! loop shared by send connectors (smart hosts, MX) and mail stores (SMTP,
+//! LMTP), each recipient's result; and what a connection failure does to
+//! the queue (the retry schedule is `queue/schedule.rs`).
 
 use super::*;
 
 impl DeliveryEngine {
+    /// Delivers a batch of messages of one queue.
     pub(super) async fn deliver(
         &self,
         snap: &Snapshot,
-        hop: &str,
+        hop: &HopKey,
         batch: &[i64],
     ) -> anyhow::Result<()> {
-        let key: Option<HopKey> = hop.parse().ok();
-        if let Some(HopKey::Mailbox { domain }) = &key {
-            return self.deliver_mailbox(snap, hop, domain, batch).await;
-        }
-        let connector = key
-            .as_ref()
-            .and_then(|k| k.connector(snap))
-            .filter(|c| c.spec.enabled)
-            .cloned();
+        let (id, next_hop) = match hop {
+            HopKey::Mailbox { domain } => {
+                return self.deliver_mailbox(snap, hop, domain, batch).await;
+            }
+            HopKey::Connector { id, next_hop } => (id, next_hop),
+            // Never due: the scheduler does not dispatch it.
+            HopKey::Unreachable => return Ok(()),
+        };
+        let connector = snap
+            .send_connectors
+            .iter()
+            .find(|c| c.id == *id && c.spec.enabled);
         let Some(connector) = connector else {
             // The connector went away or was disabled: route these again.
-            db::unroute(self.queue.pool(), None, Some(hop)).await?;
+            self.queue
+                .record(vec![Change::UnrouteQueue { hop: hop.clone() }])
+                .await?;
             return Ok(());
         };
-        let hop_name = key
-            .as_ref()
-            .map(|k| k.next_hop().to_string())
-            .unwrap_or_default();
-        let hosts = match self.next_hop_hosts(snap, &connector.spec, &hop_name).await {
-            Ok(h) => h,
-            Err(DnsError::Permanent(e)) => {
-                for m in batch {
-                    let pending = db::pending_for_hop(self.queue.pool(), *m, hop).await?;
-                    if let Some(stored) = db::message(self.queue.pool(), *m).await? {
-                        self.observe.metrics.failed(&connector.spec.name);
-                        self.observe.tracking.record(Event {
-                            connector: Some(connector.spec.name.clone()),
-                            next_hop: Some(hop_name.clone()),
-                            detail: Some(e.clone()),
-                            ..event(
-                                "FAIL",
-                                "SMTP",
-                                &stored,
-                                pending.iter().map(|r| r.address.clone()).collect(),
-                            )
-                        });
-                    }
-                    for r in pending {
-                        db::set_recipient(
-                            self.queue.pool(),
-                            *m,
-                            r.idx,
-                            RecipientStatus::Failed,
-                            Some(&e),
-                            None,
-                            0,
-                        )
-                        .await?;
-                    }
-                    db::record_attempt(self.queue.pool(), *m, hop, None, "FAIL", &e).await?;
-                    self.finish(snap, *m).await?;
+        let targets =
+            match next_hop::connector_targets(&self.dns, snap, &connector.spec, next_hop).await {
+                Ok(t) => t,
+                Err(DnsError::Permanent(e)) => {
+                    return self
+                        .fail_batch(snap, hop, &connector.spec.name, batch, &e)
+                        .await;
                 }
-                return Ok(());
-            }
-            Err(DnsError::Transient(e)) => {
-                return self.connection_failed(snap, hop, batch, &e).await;
-            }
-        };
-        let cfg = self.client_config(snap, &connector)?;
+                Err(DnsError::Transient(e)) => {
+                    return self.connection_failed(snap, hop, batch, &e).await;
+                }
+            };
+        let cfg = policy::for_connector(
+            snap,
+            &connector.spec,
+            &self.config.secrets,
+            self.source_ip,
+            &self.observe,
+        )?;
+        self.connect_and_send(snap, hop, &targets, connector.spec.port, &cfg, batch)
+            .await
+    }
+
+    /// The one connect-and-send loop: the first address that answers gets
+    /// the whole batch; when none does, the queue goes to Retry.
+    pub(super) async fn connect_and_send(
+        &self,
+        snap: &Snapshot,
+        hop: &HopKey,
+        targets: &[Target],
+        port: u16,
+        cfg: &ClientConfig,
+        batch: &[i64],
+    ) -> anyhow::Result<()> {
         let mut last_error = String::from("no host to connect to");
-        let mut client = None;
-        'hosts: for (name, addrs) in &hosts {
-            for ip in addrs {
-                match SmtpClient::open(SocketAddr::new(*ip, connector.spec.port), name, &cfg).await
-                {
-                    Ok(c) => {
-                        client = Some((name.clone(), c));
-                        break 'hosts;
+        for target in targets {
+            for ip in &target.addresses {
+                match SmtpClient::open(SocketAddr::new(*ip, port), &target.name, cfg).await {
+                    Ok(mut client) => {
+                        self.connected(hop).await?;
+                        let remote = Remote::of(&client, &target.name);
+                        tracing::debug!(next_hop = %hop.next_hop(), remote = %remote.display, session = %client.session, "connected");
+                        for m in batch {
+                            if !self.send_one(snap, hop, &mut client, &remote, *m).await? {
+                                break;
+                            }
+                        }
+                        client.quit().await;
+                        return Ok(());
                     }
                     Err(e) => {
-                        tracing::info!(next_hop = %hop_name, host = %name, %ip, error = %e, "connection attempt failed");
-                        last_error = format!("{name} [{ip}]: {e}");
+                        tracing::info!(next_hop = %hop.next_hop(), host = %target.name, %ip, error = %e, "connection attempt failed");
+                        last_error = format!("{} [{ip}]: {e}", target.name);
                     }
                 }
             }
         }
-        let Some((host, mut client)) = client else {
-            let error = if hosts.len() > 1 {
-                format!(
-                    "{last_error}; attempted failover to alternate hosts, but that did not succeed"
-                )
-            } else {
-                last_error
-            };
-            return self.connection_failed(snap, hop, batch, &error).await;
+        let error = if targets.len() > 1 {
+            format!("{last_error}; attempted failover to alternate hosts, but that did not succeed")
+        } else {
+            last_error
         };
-        self.connected(hop).await?;
-        let remote = format!("{host} [{}]", client.remote.ip());
-        tracing::debug!(next_hop = %hop_name, %remote, session = %client.session, "connected");
-        for m in batch {
-            match self.send_one(snap, hop, &mut client, &remote, *m).await? {
-                true => {}
-                false => break,
-            }
-        }
-        client.quit().await;
-        Ok(())
+        self.connection_failed(snap, hop, batch, &error).await
     }
 
     /// Sends one message over an open connection; false when the connection is lost.
-    pub(super) async fn send_one(
+    async fn send_one(
         &self,
         snap: &Snapshot,
-        hop: &str,
+        hop: &HopKey,
         client: &mut SmtpClient,
-        remote: &str,
+        remote: &Remote,
         id: i64,
     ) -> anyhow::Result<bool> {
         let pool = self.queue.pool();
@@ -133,92 +119,62 @@ impl DeliveryEngine {
         }
         let body = db::body(pool, id).await?.unwrap_or_default();
         let addresses: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
-        match client.send(&m.sender, &addresses, &body).await {
+        let sent = client.send(&m.sender, &addresses, &body).await;
+        let retry_at = retry_at(snap);
+        let mut outcome = Outcome {
+            hop: Some(hop),
+            connector: Some(hop.connector_name(snap)),
+            remote: Some(remote),
+            metered: true,
+            ..Outcome::new(&m, Source::Smtp)
+        };
+        let connected = match sent {
             Ok(result) => {
-                let retry_at = retry_at(snap);
-                let mut results = Vec::with_capacity(rcpts.len());
-                // Recipients by outcome and reply, one tracking event each.
-                let mut outcomes: Vec<(&'static str, String, Vec<String>)> = vec![];
-                for (r, reply) in rcpts.iter().zip(result.recipients) {
-                    let text = reply.to_string();
-                    let (status, next) = if reply.is_positive() {
-                        (RecipientStatus::Delivered, 0)
-                    } else if reply.is_permanent() {
-                        (RecipientStatus::Failed, 0)
-                    } else {
-                        (RecipientStatus::Retry, retry_at)
-                    };
-                    let ev = status.attempt_event();
-                    tracing::info!(internal_id = id, message_id = %m.message_id, recipient = %r.address, remote = %remote,
-                        reply = %text, event = ev, session = %client.session, "delivery");
-                    match outcomes.iter_mut().find(|(e, t, _)| *e == ev && *t == text) {
-                        Some((_, _, list)) => list.push(r.address.clone()),
-                        None => outcomes.push((ev, text.clone(), vec![r.address.clone()])),
-                    }
-                    results.push((r.idx, status, text, next));
-                }
-                let connector = hop_connector(snap, hop);
-                for (ev, text, recipients) in outcomes {
-                    match ev {
-                        "SEND" => self.observe.metrics.delivered(&connector, age(&m)),
-                        "FAIL" => self.observe.metrics.failed(&connector),
-                        _ => self.observe.metrics.deferred(&connector),
-                    }
-                    self.observe.tracking.record(Event {
-                        connector: Some(connector.clone()),
-                        next_hop: Some(hop_display(hop)),
-                        server_ip: Some(client.remote.ip().to_string()),
-                        server_hostname: Some(
-                            remote.split(" [").next().unwrap_or(remote).to_string(),
-                        ),
-                        tls: client.tls.clone(),
-                        detail: Some(text),
-                        session: Some(client.session.clone()),
-                        ..event(ev, "SMTP", &m, recipients)
-                    });
-                }
-                if self.queue.complete(id, hop, remote, results).await? {
-                    self.finish(snap, id).await?;
-                }
-                Ok(true)
+                outcome.transaction = true;
+                outcome.results = rcpts
+                    .iter()
+                    .zip(result.recipients)
+                    .map(|(r, reply)| {
+                        let (status, next) = if reply.is_positive() {
+                            (RecipientStatus::Delivered, 0)
+                        } else if reply.is_permanent() {
+                            (RecipientStatus::Failed, 0)
+                        } else {
+                            (RecipientStatus::Retry, retry_at)
+                        };
+                        super::outcome::RecipientResult {
+                            idx: r.idx,
+                            address: r.address.clone(),
+                            status,
+                            text: reply.to_string(),
+                            next_attempt_ms: next,
+                        }
+                    })
+                    .collect();
+                true
             }
             Err(e) => {
-                let retry_at = retry_at(snap);
-                for r in &rcpts {
-                    db::set_recipient(
-                        pool,
-                        id,
-                        r.idx,
-                        RecipientStatus::Retry,
-                        Some(&e.message),
-                        Some(remote),
-                        retry_at,
-                    )
-                    .await?;
-                }
-                db::record_attempt(pool, id, hop, Some(remote), "DEFER", &e.message).await?;
-                let connector = hop_connector(snap, hop);
-                self.observe.metrics.deferred(&connector);
-                self.observe.tracking.record(Event {
-                    connector: Some(connector),
-                    next_hop: Some(hop_display(hop)),
-                    server_ip: Some(client.remote.ip().to_string()),
-                    detail: Some(e.message.clone()),
-                    session: Some(client.session.clone()),
-                    ..event(
-                        "DEFER",
-                        "SMTP",
-                        &m,
-                        rcpts.iter().map(|r| r.address.clone()).collect(),
-                    )
-                });
-                Ok(false)
+                outcome.attempt = Some("DEFER");
+                outcome.results = rcpts
+                    .iter()
+                    .map(|r| super::outcome::RecipientResult {
+                        idx: r.idx,
+                        address: r.address.clone(),
+                        status: RecipientStatus::Retry,
+                        text: e.message.clone(),
+                        next_attempt_ms: retry_at,
+                    })
+                    .collect();
+                false
             }
-        }
+        };
+        self.record(snap, outcome).await?;
+        Ok(connected)
     }
 
-    /// Records that a queue's next hop answered (Active again, failures reset).
-    pub(super) async fn connected(&self, hop: &str) -> anyhow::Result<()> {
+    /// Records that a queue's next hop answered (Active again, failures
+    /// reset), at most once a second per queue.
+    async fn connected(&self, hop: &HopKey) -> anyhow::Result<()> {
         let fresh = {
             let s = self.state.lock().expect("not poisoned");
             s.connected
@@ -226,12 +182,47 @@ impl DeliveryEngine {
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
         };
         if !fresh {
-            db::queue_connected(self.queue.pool(), hop).await?;
+            self.queue
+                .record(vec![Change::QueueConnected { hop: hop.clone() }])
+                .await?;
             self.state
                 .lock()
                 .expect("not poisoned")
                 .connected
-                .insert(hop.to_string(), std::time::Instant::now());
+                .insert(hop.clone(), std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The next hop cannot exist (its domain has no mail server): every
+    /// pending recipient of the batch in this queue fails.
+    async fn fail_batch(
+        &self,
+        snap: &Snapshot,
+        hop: &HopKey,
+        connector: &str,
+        batch: &[i64],
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let pool = self.queue.pool();
+        for id in batch {
+            let Some(m) = db::message(pool, *id).await? else {
+                continue;
+            };
+            let results =
+                pending_results(pool, *id, hop, RecipientStatus::Failed, error, 0).await?;
+            self.record(
+                snap,
+                Outcome {
+                    hop: Some(hop),
+                    connector: Some(connector.to_string()),
+                    attempt: Some("FAIL"),
+                    metered: true,
+                    results,
+                    ..Outcome::new(&m, Source::Smtp)
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -241,7 +232,7 @@ impl DeliveryEngine {
     pub(super) async fn connection_failed(
         &self,
         snap: &Snapshot,
-        hop: &str,
+        hop: &HopKey,
         batch: &[i64],
         error: &str,
     ) -> anyhow::Result<()> {
@@ -255,27 +246,56 @@ impl DeliveryEngine {
             .expect("not poisoned")
             .connected
             .remove(hop);
-        db::queue_failed(pool, hop, error, next).await?;
-        let connector = hop_connector(snap, hop);
-        for m in batch {
-            db::record_attempt(pool, *m, hop, None, "DEFER", error).await?;
-            db::count_attempt(pool, *m, hop).await?;
-            self.observe.metrics.deferred(&connector);
-            if let Some(stored) = db::message(pool, *m).await? {
-                let pending = db::pending_for_hop(pool, *m, hop)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.address)
-                    .collect();
-                self.observe.tracking.record(Event {
+        self.queue
+            .record(vec![Change::QueueFailed {
+                hop: hop.clone(),
+                error: error.to_string(),
+                next_retry_ms: next,
+            }])
+            .await?;
+        let connector = hop.connector_name(snap);
+        for id in batch {
+            let Some(m) = db::message(pool, *id).await? else {
+                continue;
+            };
+            let results =
+                pending_results(pool, *id, hop, RecipientStatus::Retry, error, next).await?;
+            self.record(
+                snap,
+                Outcome {
+                    hop: Some(hop),
                     connector: Some(connector.clone()),
-                    next_hop: Some(hop_display(hop)),
-                    detail: Some(error.to_string()),
-                    ..event("DEFER", "SMTP", &stored, pending)
-                });
-            }
+                    attempt: Some("DEFER"),
+                    metered: true,
+                    results,
+                    ..Outcome::new(&m, Source::Smtp)
+                },
+            )
+            .await?;
         }
         tracing::info!(next_hop = %hop, failures, retry_in = %interval, error = %error, "queue in Retry");
         Ok(())
     }
+}
+
+/// The same result for every pending recipient of a message in a queue.
+pub(super) async fn pending_results(
+    pool: &sqlx::SqlitePool,
+    message: i64,
+    hop: &HopKey,
+    status: RecipientStatus,
+    text: &str,
+    next_attempt_ms: i64,
+) -> anyhow::Result<Vec<super::outcome::RecipientResult>> {
+    Ok(db::pending_for_hop(pool, message, hop)
+        .await?
+        .into_iter()
+        .map(|r| super::outcome::RecipientResult {
+            idx: r.idx,
+            address: r.address,
+            status,
+            text: text.to_string(),
+            next_attempt_ms,
+        })
+        .collect())
 }

@@ -1,68 +1,60 @@
 //! Expiry (rule 24: NDR 4.4.7 after messageExpirationTimeout) and delay
 //! notices (rule 23: after delayNotificationTimeout).
 
+use super::outcome::RecipientResult;
 use super::*;
+
+const EXPIRED: &str = "550 4.4.7 QUEUE.Expired; message expired";
 
 impl DeliveryEngine {
     /// Rule 24 (expiry → NDR 4.4.7) and rule 23 (delay notice).
     pub(super) async fn expire_and_notify(&self, snap: &Snapshot) -> anyhow::Result<()> {
         let pool = self.queue.pool();
         let ts = &snap.transport.spec;
-        let t = now_secs();
-        for id in db::older_than(
-            pool,
-            t - ts.message_expiration_timeout.as_secs() as i64,
-            false,
-        )
-        .await?
-        {
+        let t = now();
+        let expiry_ms = ts.message_expiration_timeout.as_secs() as i64 * 1000;
+        for id in db::older_than(pool, t - expiry_ms, false).await? {
             if self.in_flight(id) {
                 continue;
             }
-            let mut expired = vec![];
-            for r in db::recipients(pool, id).await? {
-                if r.status().is_pending() {
-                    expired.push(r.address.clone());
-                    let why = format!(
+            let Some(m) = db::message(pool, id).await? else {
+                continue;
+            };
+            let results = db::recipients(pool, id)
+                .await?
+                .into_iter()
+                .filter(|r| r.status().is_pending())
+                .map(|r| RecipientResult {
+                    idx: r.idx,
+                    text: format!(
                         "550 4.4.7 QUEUE.Expired; message expired{}",
                         r.last_error
                             .as_ref()
                             .map(|e| format!(" (last error: {e})"))
                             .unwrap_or_default()
-                    );
-                    db::set_recipient(
-                        pool,
-                        id,
-                        r.idx,
-                        RecipientStatus::Failed,
-                        Some(&why),
-                        None,
-                        0,
-                    )
-                    .await?;
-                }
-            }
+                    ),
+                    address: r.address,
+                    status: RecipientStatus::Failed,
+                    next_attempt_ms: 0,
+                })
+                .collect();
             tracing::info!(internal_id = id, "EXPIRE");
-            if let Some(m) = db::message(pool, id).await? {
-                self.observe.tracking.record(Event {
-                    detail: Some("550 4.4.7 QUEUE.Expired; message expired".into()),
-                    ..event("EXPIRE", "QUEUE", &m, expired)
-                });
-            }
-            self.finish(snap, id).await?;
+            let outcome = Outcome {
+                results,
+                summary: Some((EventKind::Expire, EXPIRED.into())),
+                ..Outcome::new(&m, Source::Queue)
+            };
+            self.record(snap, outcome).await?;
         }
         if ts.external_delay_dsn_enabled || ts.internal_delay_dsn_enabled {
-            for id in db::older_than(
-                pool,
-                t - ts.delay_notification_timeout.as_secs() as i64,
-                true,
-            )
-            .await?
-            {
+            let delay_ms = ts.delay_notification_timeout.as_secs() as i64 * 1000;
+            for id in db::older_than(pool, t - delay_ms, true).await? {
                 let Some(m) = db::message(pool, id).await? else {
                     continue;
                 };
-                db::set_delay_notified(pool, id).await?;
+                self.queue
+                    .record(vec![Change::DelayNotified { message: id }])
+                    .await?;
                 if m.sender.is_empty() {
                     continue;
                 }

@@ -7,14 +7,21 @@
 //! off. A message in flight when the process dies is sent again after the
 //! restart: it may be delivered twice, never lost.
 //!
-//! This file is the scheduler (tick, dispatch, in-flight accounting); each
-//! other step has a file named for it: `route.rs` (the categorizer),
-//! `attempt.rs` (one delivery over a send connector, connection failures),
-//! `next_hop.rs` (hosts to try), `client_policy.rs` (TLS/AUTH from a
-//! connector), `mailbox_attempt.rs` (mailbox delivery), `expiry.rs` (expiry
-//! and delay notices), `admin.rs` (suspend/remove while in flight) and
-//! `outcome.rs` (finishing a message, DSNs). The retry schedule is
-//! `queue/schedule.rs`.
+//! Three layers, a file each:
+//! - top, this file: the scheduler (tick, dispatch, in-flight accounting);
+//! - middle: `route.rs` (the categorizer), `attempt.rs` (one connect-and-
+//!   send loop for smart hosts, MX and mail stores; what a connection
+//!   failure does to a queue), `mailbox.rs` (Maildir, or the mail store
+//!   through `attempt.rs`), `expiry.rs` (expiry and delay notices) and
+//!   `admin.rs` (suspend, resume, resubmit, remove — also in flight);
+//! - bottom: `outcome.rs`, the one place that records what happened to
+//!   recipients (status, attempt row, tracking event, metric) and then
+//!   finishes the message (NDR, delete).
+//!
+//! Elsewhere: the retry schedule is `queue/schedule.rs`, the hosts a queue
+//! leads to `routing/next_hop.rs`, the TLS/AUTH policy toward them
+//! `smtp/client/policy.rs`, and every write lands in the queue's writer
+//! (`store/queue/write.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -22,33 +29,29 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use tokio::sync::Notify;
 
-use super::{Envelope, Queue, Recipient, dsn};
+use super::schedule::{self, now_ms as now};
+use super::status::RecipientStatus;
+use super::{Change, Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
-use crate::model::send_connector::TlsAuthLevel;
-use crate::model::{
-    CredentialKind, Domain, Host, ProtocolLoggingLevel, SendConnector, SmartHostAuthMechanism,
-};
 use crate::observe::Observer;
-use crate::observe::tracking::Event;
+use crate::observe::tracking::{Event, EventKind, Source};
 use crate::routing::dns::{Dns, DnsError};
-use crate::routing::{self, HopKey, Route, UNREACHABLE};
-use crate::smtp::client::{ClientConfig, ClientObserve, SmtpClient, TlsPolicy, Verify};
-use crate::store::Stored;
+use crate::routing::next_hop::{self, Target};
+use crate::routing::{self, HopKey, Route};
+use crate::smtp::client::{ClientConfig, SmtpClient, policy};
 use crate::store::queue as db;
 
 mod admin;
 mod attempt;
-mod client_policy;
 mod expiry;
-mod mailbox_attempt;
-mod next_hop;
+mod mailbox;
 mod outcome;
 mod route;
 
-use client_policy::hop_is_lmtp;
+pub use admin::Applied;
+use outcome::{Outcome, Remote};
 
 /// An action asked for while a message was being delivered; applied when
 /// the attempt ends (PendingSuspend / PendingRemove).
@@ -61,12 +64,12 @@ pub enum Pending {
 #[derive(Default)]
 struct State {
     in_flight: HashSet<i64>,
-    per_hop: HashMap<String, u64>,
+    per_hop: HashMap<HopKey, u64>,
     total: u64,
     pending: HashMap<i64, Pending>,
     /// When each queue last recorded a successful connection; the row is
     /// written at most once a second per queue, not once per connection.
-    connected: HashMap<String, std::time::Instant>,
+    connected: HashMap<HopKey, std::time::Instant>,
 }
 
 pub struct DeliveryEngine {
@@ -85,58 +88,10 @@ pub struct DeliveryEngine {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
-/// A tracking event about a stored message.
-fn event(
-    event: &'static str,
-    source: &'static str,
-    m: &db::StoredMessage,
-    recipients: Vec<String>,
-) -> Event {
-    Event {
-        event,
-        source,
-        internal_id: m.id,
-        message_id: m.message_id.clone(),
-        sender: m.sender.clone(),
-        recipients,
-        size: Some(m.size),
-        subject: m.subject.clone(),
-        ..Default::default()
-    }
-}
-
-/// The send connector of a delivery queue, by name; `mailbox` for mailbox delivery.
-fn hop_connector(snap: &Snapshot, hop: &str) -> String {
-    hop.parse::<HopKey>()
-        .map(|k| k.connector_name(snap))
-        .unwrap_or_else(|_| hop.to_string())
-}
-
 /// When a recipient deferred by a per-message failure is tried again.
 fn retry_at(snap: &Snapshot) -> i64 {
     schedule::message_retry_at(&snap.transport.spec, now())
 }
-
-/// The next hop's display part of a queue key.
-fn hop_display(hop: &str) -> String {
-    hop.parse::<HopKey>()
-        .map(|k| k.next_hop().to_string())
-        .unwrap_or_else(|_| hop.to_string())
-}
-
-/// How long ago a message was accepted.
-fn age(m: &db::StoredMessage) -> Duration {
-    let received = time::OffsetDateTime::parse(
-        &m.received_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-    .unwrap_or(m.received_unix * 1000);
-    Duration::from_millis((now() - received).max(0) as u64)
-}
-
-use super::schedule::{self, now_ms as now, now_secs};
-use super::status::RecipientStatus;
 
 impl DeliveryEngine {
     pub fn start(
@@ -194,7 +149,7 @@ impl DeliveryEngine {
     }
 
     /// Records an action for a message in flight; false if it is not in flight.
-    pub fn defer_action(&self, message: i64, action: Pending) -> bool {
+    fn defer_action(&self, message: i64, action: Pending) -> bool {
         let mut s = self.state.lock().expect("not poisoned");
         if s.in_flight.contains(&message) {
             s.pending.insert(message, action);
@@ -236,15 +191,19 @@ impl DeliveryEngine {
                     if changed.is_err() {
                         return;
                     }
-                    // Rule 17: the Unreachable queue is routed again on a configuration change.
-                    let _ = db::unroute(self.queue.pool(), None, Some(UNREACHABLE)).await;
-                    // A send connector that changed gets another try at once.
+                    // Rule 17: the Unreachable queue is routed again on a
+                    // configuration change; a send connector that changed
+                    // gets another try at once.
                     let current = self.config.snapshot();
+                    let mut changes = vec![Change::UnrouteQueue { hop: HopKey::Unreachable }];
                     for c in &current.send_connectors {
                         let before = previous.send_connectors.iter().find(|p| p.id == c.id).map(|p| p.version);
                         if before.is_some_and(|v| v != c.version) {
-                            let _ = db::retry_connector_queues(self.queue.pool(), &c.id.to_string()).await;
+                            changes.push(Change::RetryConnectorQueues { connector: c.id });
                         }
+                    }
+                    if let Err(e) = self.queue.record(changes).await {
+                        tracing::error!(error = %format!("{e:#}"), "re-routing after a configuration change failed");
                     }
                     previous = current;
                 }
@@ -267,7 +226,7 @@ impl DeliveryEngine {
             .unwrap_or(u64::MAX);
         let total_max = ts.max_outbound_connections.value().unwrap_or(u64::MAX);
         let due = db::due(self.queue.pool(), now(), 2000).await?;
-        let mut groups: Vec<(String, Vec<i64>)> = vec![];
+        let mut groups: Vec<(HopKey, Vec<i64>)> = vec![];
         for (hop, msg) in due {
             match groups.iter_mut().find(|(h, _)| *h == hop) {
                 Some((_, v)) => v.push(msg),
@@ -276,9 +235,7 @@ impl DeliveryEngine {
         }
         for (hop, msgs) in groups {
             let batch_size = hop
-                .parse::<HopKey>()
-                .ok()
-                .and_then(|k| k.connector(snap).cloned())
+                .connector(snap)
                 .map(|c| c.spec.smtp_max_messages_per_connection as usize)
                 .unwrap_or(20)
                 .max(1);
@@ -307,7 +264,7 @@ impl DeliveryEngine {
                 };
                 let engine = self.clone();
                 let hop = hop.clone();
-                let span = tracing::info_span!("delivery", next_hop = %hop_display(&hop), connector = %hop_connector(snap, &hop));
+                let span = tracing::info_span!("delivery", next_hop = %hop.next_hop(), connector = %hop.connector_name(snap));
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
                         let snap = engine.config.snapshot();

@@ -1,9 +1,234 @@
-//! The end of a message's attempt: delete it when nothing is pending,
-//! bounce its failed recipients with a DSN, or notify a delay.
+//! The bottom layer of the engine: the one place that records what
+//! happened to recipients — their status, the attempt row, the tracking
+//! events, the metrics — and then finishes the message: an NDR for the
+//! recipients that failed (never to <>), and the message deleted once
+//! nothing of it is pending. Every path of the engine ends here.
 
 use super::*;
 
+/// The far end of an attempt, for tracking.
+pub(super) struct Remote {
+    /// `host [ip]`, as the attempt rows and `remoteHost` show it.
+    pub display: String,
+    pub ip: IpAddr,
+    pub tls: Option<String>,
+    pub session: String,
+}
+
+impl Remote {
+    pub(super) fn of(client: &SmtpClient, host: &str) -> Remote {
+        Remote {
+            display: format!("{host} [{}]", client.remote.ip()),
+            ip: client.remote.ip(),
+            tls: client.tls.clone(),
+            session: client.session.clone(),
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.display.split(" [").next().unwrap_or(&self.display)
+    }
+}
+
+/// What happened to one recipient.
+pub(super) struct RecipientResult {
+    pub idx: i64,
+    pub address: String,
+    pub status: RecipientStatus,
+    /// The reply or the reason, as the recipient's last error keeps it.
+    pub text: String,
+    pub next_attempt_ms: i64,
+}
+
+/// What happened to some recipients of one message, and where.
+pub(super) struct Outcome<'a> {
+    pub message: &'a db::StoredMessage,
+    pub source: Source,
+    /// The queue it was tried from (None before routing and for actions
+    /// that are not attempts).
+    pub hop: Option<&'a HopKey>,
+    /// The send connector's name (or `mailbox`) for tracking and metrics.
+    pub connector: Option<String>,
+    pub remote: Option<&'a Remote>,
+    /// What the recipients' `remoteHost` says when there is no remote
+    /// server (`Maildir`).
+    pub remote_host: Option<String>,
+    pub results: Vec<RecipientResult>,
+    /// An attempt row: its outcome word (`DEFER`, `FAIL`), with the reply
+    /// or reason as its detail.
+    pub attempt: Option<&'static str>,
+    /// A completed SMTP/LMTP transaction: recorded in the writer's fast
+    /// path (`Queue::complete`), which also writes its attempt row.
+    pub transaction: bool,
+    /// One event of this kind for all recipients with this detail, instead
+    /// of an event per outcome and reply (expiry, removal).
+    pub summary: Option<(EventKind, String)>,
+    /// Whether the delivery metrics count it (attempts do).
+    pub metered: bool,
+    /// Fsynced before it returns (an administrator's action); delivery
+    /// results are committed like the writer's other results.
+    pub durable: bool,
+}
+
+impl<'a> Outcome<'a> {
+    pub(super) fn new(message: &'a db::StoredMessage, source: Source) -> Outcome<'a> {
+        Outcome {
+            message,
+            source,
+            hop: None,
+            connector: None,
+            remote: None,
+            remote_host: None,
+            results: vec![],
+            attempt: None,
+            transaction: false,
+            summary: None,
+            metered: false,
+            durable: false,
+        }
+    }
+}
+
+/// A tracking event about a stored message.
+pub(super) fn event(
+    kind: EventKind,
+    source: Source,
+    m: &db::StoredMessage,
+    recipients: Vec<String>,
+) -> Event {
+    Event {
+        event: kind,
+        source,
+        internal_id: m.id,
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        recipients,
+        size: Some(m.size),
+        subject: m.subject.clone(),
+        ..Default::default()
+    }
+}
+
+/// The tracking event an attempt with this result records.
+fn attempt_event(status: RecipientStatus, source: Source) -> EventKind {
+    match status {
+        RecipientStatus::Delivered if source == Source::StoreDriver => EventKind::Deliver,
+        RecipientStatus::Delivered => EventKind::Send,
+        RecipientStatus::Failed | RecipientStatus::Bounced => EventKind::Fail,
+        _ => EventKind::Defer,
+    }
+}
+
+/// How long ago a message was accepted.
+fn age(m: &db::StoredMessage) -> Duration {
+    Duration::from_millis((now() - m.received_ms).max(0) as u64)
+}
+
 impl DeliveryEngine {
+    /// Records an outcome everywhere it belongs, then finishes the message
+    /// if a recipient reached a final state.
+    pub(super) async fn record(&self, snap: &Snapshot, o: Outcome<'_>) -> anyhow::Result<()> {
+        if o.results.is_empty() {
+            return Ok(());
+        }
+        self.observe_outcome(&o);
+        let id = o.message.id;
+        let finish = if o.transaction {
+            let hop = o
+                .hop
+                .ok_or_else(|| anyhow::anyhow!("a transaction without a queue"))?;
+            let remote = o.remote.map(|r| r.display.as_str()).unwrap_or_default();
+            let results = o
+                .results
+                .into_iter()
+                .map(|r| (r.idx, r.status, r.text, r.next_attempt_ms))
+                .collect();
+            // Deletes the message itself when every recipient is delivered.
+            self.queue.complete(id, hop, remote, results).await?
+        } else {
+            let mut changes: Vec<Change> = o
+                .results
+                .iter()
+                .map(|r| Change::Recipient {
+                    message: id,
+                    idx: r.idx,
+                    status: r.status,
+                    error: Some(r.text.clone()),
+                    remote: o
+                        .remote
+                        .map(|r| r.display.clone())
+                        .or_else(|| o.remote_host.clone()),
+                    next_attempt_ms: r.next_attempt_ms,
+                })
+                .collect();
+            if let (Some(outcome), Some(hop)) = (o.attempt, o.hop) {
+                changes.push(Change::Attempt {
+                    message: id,
+                    hop: hop.clone(),
+                    remote: o.remote.map(|r| r.display.clone()),
+                    outcome,
+                    detail: o.results[0].text.clone(),
+                });
+            }
+            if o.durable {
+                self.queue.apply(changes).await?;
+            } else {
+                self.queue.record(changes).await?;
+            }
+            o.results.iter().any(|r| !r.status.is_pending())
+        };
+        if finish {
+            self.finish(snap, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Tracking events (one per event kind and reply, or one summary) and
+    /// metrics for an outcome.
+    fn observe_outcome(&self, o: &Outcome<'_>) {
+        let mut groups: Vec<(EventKind, String, Vec<String>)> = vec![];
+        for r in &o.results {
+            let (kind, detail) = match &o.summary {
+                Some((kind, detail)) => (*kind, detail.clone()),
+                None => (attempt_event(r.status, o.source), r.text.clone()),
+            };
+            if o.source == Source::Smtp && o.transaction {
+                tracing::info!(internal_id = o.message.id, message_id = %o.message.message_id,
+                    recipient = %r.address, remote = o.remote.map(|r| r.display.as_str()).unwrap_or_default(),
+                    reply = %r.text, event = %kind, "delivery");
+            }
+            match groups
+                .iter_mut()
+                .find(|(k, d, _)| *k == kind && *d == detail)
+            {
+                Some((_, _, list)) => list.push(r.address.clone()),
+                None => groups.push((kind, detail, vec![r.address.clone()])),
+            }
+        }
+        let connector = o.connector.clone().unwrap_or_default();
+        for (kind, detail, recipients) in groups {
+            if o.metered {
+                match kind {
+                    EventKind::Send | EventKind::Deliver => {
+                        self.observe.metrics.delivered(&connector, age(o.message))
+                    }
+                    EventKind::Fail => self.observe.metrics.failed(&connector),
+                    _ => self.observe.metrics.deferred(&connector),
+                }
+            }
+            self.observe.tracking.record(Event {
+                connector: o.connector.clone(),
+                next_hop: o.hop.map(|h| h.next_hop().to_string()),
+                server_ip: o.remote.map(|r| r.ip.to_string()),
+                server_hostname: o.remote.map(|r| r.host().to_string()),
+                tls: o.remote.and_then(|r| r.tls.clone()),
+                session: o.remote.map(|r| r.session.clone()),
+                detail: Some(detail),
+                ..event(kind, o.source, o.message, recipients)
+            });
+        }
+    }
+
     /// After an attempt: NDR for newly failed recipients (never to <>),
     /// and the message is deleted once nothing is pending.
     pub(super) async fn finish(&self, snap: &Snapshot, id: i64) -> anyhow::Result<()> {
@@ -16,6 +241,7 @@ impl DeliveryEngine {
             .iter()
             .filter(|r| r.status() == RecipientStatus::Failed)
             .collect();
+        let mut changes = vec![];
         if !failed.is_empty() {
             if !m.sender.is_empty() {
                 let list: Vec<dsn::Failed<'_>> = failed
@@ -40,22 +266,18 @@ impl DeliveryEngine {
             } else {
                 tracing::info!(internal_id = id, "no NDR for the null sender");
             }
-            for r in &failed {
-                sqlx::query(
-                    "UPDATE recipients SET status = 'Bounced' WHERE message = ? AND idx = ?",
-                )
-                .bind(id)
-                .bind(r.idx)
-                .execute(pool)
-                .await?;
-            }
+            changes.extend(failed.iter().map(|r| Change::Bounced {
+                message: id,
+                idx: r.idx,
+            }));
         }
-        if db::finished(pool, id).await? {
-            db::delete_message(pool, id).await?;
-        }
+        changes.push(Change::DeleteIfFinished { message: id });
+        self.queue.record(changes).await?;
         Ok(())
     }
 
+    /// Queues a delivery status notification about `m` to its sender and
+    /// tracks it on both messages.
     pub(super) async fn send_dsn(
         &self,
         snap: &Snapshot,
@@ -71,7 +293,7 @@ impl DeliveryEngine {
             &postmaster,
             snap.ctx.fqdn.as_str(),
             &m.sender,
-            &m.received_at,
+            &m.received_at(),
             &m.message_id,
             failed,
             original,
@@ -120,12 +342,12 @@ impl DeliveryEngine {
                 about.join(", ")
             )),
             related: Some(message_id.clone()),
-            ..event("DSN", "DSN", m, vec![m.sender.clone()])
+            ..event(EventKind::Dsn, Source::Dsn, m, vec![m.sender.clone()])
         });
         // The notice itself enters the queue like any message.
         self.observe.tracking.record(Event {
-            event: "RECEIVE",
-            source: "DSN",
+            event: EventKind::Receive,
+            source: Source::Dsn,
             internal_id: internal,
             message_id,
             sender: String::new(),

@@ -3,6 +3,10 @@
 //! ROUTE event per message and queue.
 
 use super::*;
+use crate::model::Domain;
+
+const TOO_LARGE: &str =
+    "550 5.3.4 The message is larger than every send connector that could carry it allows";
 
 impl DeliveryEngine {
     /// Categorizer: every unrouted recipient gets a delivery queue.
@@ -37,37 +41,28 @@ impl DeliveryEngine {
                     }
                 }
                 None => {
-                    self.observe.tracking.record(Event {
-                        event: "FAIL",
-                        source: "ROUTING",
-                        internal_id: r.message,
-                        message_id: r.message_id.clone(),
-                        sender: r.sender.clone(),
-                        recipients: vec![r.address.clone()],
-                        size: Some(r.size),
-                        subject: r.subject.clone(),
-                        detail: Some("550 5.3.4 The message is larger than every send connector that could carry it allows".into()),
-                        ..Default::default()
-                    });
-                    db::set_recipient(
-                        pool,
-                        r.message,
-                        r.idx,
-                        RecipientStatus::Failed,
-                        Some("550 5.3.4 The message is larger than every send connector that could carry it allows"),
-                        None,
-                        0,
-                    )
-                    .await?;
-                    self.finish(snap, r.message).await?;
+                    // Rare: fetch the whole message for the outcome.
+                    if let Some(m) = db::message(pool, r.message).await? {
+                        let outcome = Outcome {
+                            results: vec![super::outcome::RecipientResult {
+                                idx: r.idx,
+                                address: r.address.clone(),
+                                status: RecipientStatus::Failed,
+                                text: TOO_LARGE.into(),
+                                next_attempt_ms: 0,
+                            }],
+                            ..Outcome::new(&m, Source::Routing)
+                        };
+                        self.record(snap, outcome).await?;
+                    }
                 }
             }
         }
         self.queue.route(decisions).await?;
         for (r, key, recipients) in routed {
             self.observe.tracking.record(Event {
-                event: "ROUTE",
-                source: "ROUTING",
+                event: EventKind::Route,
+                source: Source::Routing,
                 internal_id: r.message,
                 message_id: r.message_id,
                 sender: r.sender,

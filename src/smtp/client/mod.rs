@@ -5,6 +5,7 @@
 //! then MAIL/RCPT/DATA with a result per recipient. LMTP (RFC 2033) is the
 //! same dialogue with LHLO and one reply per recipient after DATA.
 
+pub mod policy;
 mod tls;
 
 pub use tls::{TlsPolicy, Verify};

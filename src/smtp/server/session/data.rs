@@ -180,8 +180,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let observe = &self.shared.observe;
                 observe.metrics.received(&self.connector.spec.name);
                 observe.tracking.record(crate::observe::tracking::Event {
-                    event: "RECEIVE",
-                    source: "SMTP",
+                    event: crate::observe::tracking::EventKind::Receive,
+                    source: crate::observe::tracking::Source::Smtp,
                     internal_id: internal,
                     message_id: message_id.clone(),
                     sender: tx.sender.clone(),

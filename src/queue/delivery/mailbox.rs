@@ -1,0 +1,110 @@
+//! Delivery into mailboxes (Hub): written to Maildir here, or handed to
+//! an LMTP/SMTP mail store through the shared connect-and-send loop.
+
+use super::outcome::RecipientResult;
+use super::*;
+use crate::model::MailboxDelivery;
+
+const MAILDIR_DONE: &str = "250 2.0.0 delivered to Maildir";
+
+impl DeliveryEngine {
+    pub(super) async fn deliver_mailbox(
+        &self,
+        snap: &Snapshot,
+        hop: &HopKey,
+        domain: &str,
+        batch: &[i64],
+    ) -> anyhow::Result<()> {
+        let target = snap
+            .accepted_domains
+            .iter()
+            .find(|d| d.spec.domain_name.domain().as_str() == domain)
+            .and_then(|d| d.spec.mailbox_delivery.clone());
+        let Some(target) = target else {
+            // The domain no longer delivers to mailboxes: route these again.
+            self.queue
+                .record(vec![Change::UnrouteQueue { hop: hop.clone() }])
+                .await?;
+            return Ok(());
+        };
+        match target {
+            MailboxDelivery::Maildir => self.deliver_maildir(snap, hop, batch).await,
+            MailboxDelivery::Lmtp { ref host } | MailboxDelivery::Smtp { ref host } => {
+                let lmtp = matches!(target, MailboxDelivery::Lmtp { .. });
+                let (h, port) = crate::model::accepted_domain::split_host_port(host)
+                    .ok_or_else(|| anyhow::anyhow!("bad mailbox host {host}"))?;
+                let store = match next_hop::mail_store_target(&self.dns, snap, &h).await {
+                    Ok(t) => t,
+                    Err(e) => return self.connection_failed(snap, hop, batch, &e).await,
+                };
+                let cfg = policy::for_mail_store(snap, domain, lmtp, self.source_ip, &self.observe);
+                self.connect_and_send(snap, hop, &[store], port, &cfg, batch)
+                    .await
+            }
+        }
+    }
+
+    /// Writes each pending recipient's copy into its Maildir.
+    async fn deliver_maildir(
+        &self,
+        snap: &Snapshot,
+        hop: &HopKey,
+        batch: &[i64],
+    ) -> anyhow::Result<()> {
+        let pool = self.queue.pool();
+        for id in batch {
+            let Some(m) = db::message(pool, *id).await? else {
+                continue;
+            };
+            let body = Arc::new(db::body(pool, *id).await?.unwrap_or_default());
+            for r in db::pending_for_hop(pool, *id, hop).await? {
+                let (dir, sender, rcpt, b) = (
+                    self.data_dir.clone(),
+                    m.sender.clone(),
+                    r.address.clone(),
+                    body.clone(),
+                );
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &b)
+                })
+                .await?;
+                let (result, remote_host) = match written {
+                    Ok(path) => {
+                        tracing::info!(internal_id = id, recipient = %r.address, path = %path.display(), event = "DELIVER", "delivery");
+                        let done = RecipientResult {
+                            idx: r.idx,
+                            address: r.address,
+                            status: RecipientStatus::Delivered,
+                            text: MAILDIR_DONE.into(),
+                            next_attempt_ms: 0,
+                        };
+                        (done, Some("Maildir".to_string()))
+                    }
+                    Err(e) => {
+                        let later = RecipientResult {
+                            idx: r.idx,
+                            address: r.address,
+                            status: RecipientStatus::Retry,
+                            text: format!("451 4.3.0 Maildir write failed: {e}"),
+                            next_attempt_ms: retry_at(snap),
+                        };
+                        (later, None)
+                    }
+                };
+                self.record(
+                    snap,
+                    Outcome {
+                        hop: Some(hop),
+                        connector: Some("mailbox".into()),
+                        remote_host,
+                        metered: true,
+                        results: vec![result],
+                        ..Outcome::new(&m, Source::StoreDriver)
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! What is known about a message when it is accepted: its envelope.
+//! A leaf of the queue's vocabulary: the store writes it, the SMTP session
+//! builds it, and it imports neither.
+
+/// One recipient of an accepted message.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub address: String,
+    /// RFC 3461 ORCPT, as given.
+    pub orcpt: Option<String>,
+    /// RFC 3461 NOTIFY flags (smtp-proto's RCPT_NOTIFY_* bits).
+    pub notify: u64,
+}
+
+/// Everything known about a message when it is accepted.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub message_id: String,
+    /// Empty for the null reverse-path `<>`.
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    pub receive_connector: String,
+    pub client_ip: String,
+    pub client_helo: Option<String>,
+    pub auth_user: Option<String>,
+    pub env_id: Option<String>,
+    pub ret: Option<String>,
+    pub body_type: Option<String>,
+    pub smtputf8: bool,
+    /// The Subject header, kept for message tracking (None when subject
+    /// logging is off).
+    pub subject: Option<String>,
+}

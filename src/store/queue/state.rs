@@ -1,0 +1,193 @@
+//! The delivery engine's reads: what is unrouted, what is due, a message,
+//! its body and recipients, and what has grown old.
+
+use sqlx::SqlitePool;
+
+use crate::queue::status::RecipientStatus;
+use crate::routing::HopKey;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Unrouted {
+    pub message: i64,
+    pub idx: i64,
+    pub address: String,
+    pub size: i64,
+    pub message_id: String,
+    pub sender: String,
+    pub subject: Option<String>,
+}
+
+/// Pending recipients that have no next hop yet.
+pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrouted>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT r.message, r.idx, r.address, m.size, m.message_id, m.sender, m.subject \
+         FROM recipients r JOIN messages m ON m.id = r.message \
+         WHERE r.next_hop IS NULL AND r.status IN ",
+        crate::pending_sql!(),
+        " LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// (next hop, message) pairs due at `now_ms`, oldest due first, so
+/// retries never starve fresh mail and the reverse.
+pub async fn due(pool: &SqlitePool, now_ms: i64, limit: i64) -> anyhow::Result<Vec<(HopKey, i64)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT r.next_hop, r.message FROM recipients r \
+         JOIN messages m ON m.id = r.message JOIN queues q ON q.next_hop = r.next_hop \
+         WHERE r.status IN ",
+        crate::pending_sql!(),
+        " AND r.next_attempt_ms <= ?1 AND m.suspended = 0 \
+           AND q.suspended = 0 AND q.next_retry_ms <= ?1 AND r.next_hop <> 'Unreachable' \
+         GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt_ms), r.message LIMIT ?2"
+    ))
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub message_id: String,
+    pub sender: String,
+    pub received_ms: i64,
+    pub size: i64,
+    pub receive_connector: String,
+    pub client_ip: String,
+    pub suspended: bool,
+    pub delay_notified: bool,
+    pub subject: Option<String>,
+}
+
+impl StoredMessage {
+    /// When it was accepted, as RFC 3339 (UTC, milliseconds).
+    pub fn received_at(&self) -> String {
+        rfc3339_ms(self.received_ms)
+    }
+}
+
+/// A time column's value as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) const MESSAGE_COLS: &str = "id, message_id, sender, received_ms, size, receive_connector, \
+     client_ip, suspended, delay_notified, subject";
+
+pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<StoredMessage>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {MESSAGE_COLS} FROM messages WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn body(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT body FROM bodies WHERE message = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredRecipient {
+    pub message: i64,
+    pub idx: i64,
+    pub address: String,
+    pub status: String,
+    pub next_hop: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub remote_host: Option<String>,
+}
+
+impl StoredRecipient {
+    /// The status column, typed (an unknown value reads as Failed: final,
+    /// never sent again).
+    pub fn status(&self) -> RecipientStatus {
+        self.status.parse().unwrap_or(RecipientStatus::Failed)
+    }
+}
+
+const RCPT_COLS: &str =
+    "message, idx, address, status, next_hop, attempts, next_attempt_ms, last_error, remote_host";
+
+pub async fn recipients(pool: &SqlitePool, message: i64) -> anyhow::Result<Vec<StoredRecipient>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {RCPT_COLS} FROM recipients WHERE message = ? ORDER BY idx"
+    ))
+    .bind(message)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Pending recipients of a message in one queue.
+pub async fn pending_for_hop(
+    pool: &SqlitePool,
+    message: i64,
+    hop: &HopKey,
+) -> anyhow::Result<Vec<StoredRecipient>> {
+    Ok(sqlx::query_as(&format!(
+        concat!(
+            "SELECT {} FROM recipients WHERE message = ? AND next_hop = ? AND status IN ",
+            crate::pending_sql!(),
+            " ORDER BY idx"
+        ),
+        RCPT_COLS
+    ))
+    .bind(message)
+    .bind(hop)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How many connection failures in a row the queue has had.
+pub async fn queue_failures(pool: &SqlitePool, hop: &HopKey) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT failures FROM queues WHERE next_hop = ?")
+            .bind(hop)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// Messages received at or before `cutoff_ms` with recipients still
+/// pending (only those without a delay notice yet, if asked).
+pub async fn older_than(
+    pool: &SqlitePool,
+    cutoff_ms: i64,
+    only_not_notified: bool,
+) -> anyhow::Result<Vec<i64>> {
+    let sql = format!(
+        concat!(
+            "SELECT DISTINCT m.id FROM messages m JOIN recipients r ON r.message = m.id \
+             WHERE m.received_ms <= ? AND r.status IN ",
+            crate::pending_sql!(),
+            " {}"
+        ),
+        if only_not_notified {
+            "AND m.delay_notified = 0"
+        } else {
+            ""
+        }
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(cutoff_ms)
+        .fetch_all(pool)
+        .await?)
+}
