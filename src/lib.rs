@@ -8,6 +8,7 @@ pub mod observe;
 pub mod queue;
 pub mod routing;
 pub mod secrets;
+pub mod shutdown;
 pub mod smtp;
 pub mod startup;
 pub mod store;

@@ -6,8 +6,8 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::shutdown::{Lifecycle, Shutdown};
 
 use crate::api::{self, AppState};
 use crate::config::{Bootstrap, ConfigService};
@@ -72,8 +72,8 @@ pub struct App {
     pub observe: Arc<Observer>,
     /// Set when this start created the data directory's configuration.
     pub token_file: Option<PathBuf>,
-    shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    /// Everything this app started runs under it (`shutdown.rs`).
+    life: Arc<Lifecycle>,
     /// Held while this app runs: no second Ferry on the same data directory.
     _data_dir_lock: std::fs::File,
 }
@@ -146,18 +146,18 @@ impl App {
                 tracing::warn!(path = %path.display(), "generated the admin token and wrote it to this file (mode 0600); it is not shown again");
             }
         }
-        let queue = Queue::open(&settings.data_dir.join("queue.db")).await?;
+        let life = Arc::new(Lifecycle::default());
+        let queue = Queue::open(&settings.data_dir.join("queue.db"), &life).await?;
         let metrics = Arc::new(Metrics::new());
         config.set_metrics(metrics.clone());
-        let (shutdown, mut rx) = watch::channel(false);
         queue.health.spawn_monitor(
             settings.data_dir.clone(),
             config.clone(),
             metrics.clone(),
-            rx.clone(),
+            &life,
         );
-        let observe = Observer::start(&settings.data_dir, &config, metrics).await?;
-        let smtp = SmtpServer::start(config.clone(), queue.clone(), observe.clone());
+        let observe = Observer::start(&settings.data_dir, &config, metrics, &life).await?;
+        let smtp = SmtpServer::start(config.clone(), queue.clone(), observe.clone(), life.clone());
         config.set_reconciler(smtp.clone());
         let delivery = DeliveryEngine::start(
             config.clone(),
@@ -165,6 +165,7 @@ impl App {
             settings.data_dir.clone(),
             settings.outbound_source_ip,
             observe.clone(),
+            life.clone(),
         );
         let state = AppState {
             config: config.clone(),
@@ -189,24 +190,17 @@ impl App {
                     .with_context(|| format!("binding the metrics listener to {addr}"))?;
                 let bound = l.local_addr()?;
                 tracing::info!(%bound, "metrics listening (no token)");
-                let mut rx = rx.clone();
-                tokio::spawn(
-                    axum::serve(l, api::metrics_router(state.clone()))
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.wait_for(|stop| *stop).await;
-                        })
-                        .into_future(),
+                life.spawn(
+                    "metrics-server",
+                    serve_http(l, api::metrics_router(state.clone()), life.token()),
                 );
                 Some(bound)
             }
             None => None,
         };
-        let server = tokio::spawn(
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
+        life.spawn(
+            "api-server",
+            serve_http(listener, api::router(state), life.token()),
         );
         Ok(App {
             api_addr,
@@ -217,8 +211,7 @@ impl App {
             delivery,
             observe,
             token_file: first.and_then(|f| f.token_file),
-            shutdown,
-            server,
+            life,
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -226,14 +219,23 @@ impl App {
     /// Stops accepting mail and API requests, lets sessions in flight finish
     /// (idle ones hear `421 4.3.2 Service shutting down`) for up to
     /// `deadline`, then closes the databases.
+    ///
+    /// One signal stops everything (`shutdown.rs`), in this order: the
+    /// listeners, the API and the delivery scheduler stop taking work;
+    /// sessions and delivery attempts in progress finish; then the
+    /// writers commit what they hold and their threads are joined.
     pub async fn stop_within(self, deadline: std::time::Duration) -> anyhow::Result<()> {
-        self.smtp.shutdown(deadline).await;
-        let _ = self.shutdown.send(true);
-        self.server.await??;
-        // The scheduler stops before the queue it reads is closed.
-        self.delivery.stop().await;
+        let started = std::time::Instant::now();
+        self.life.signal();
+        self.smtp.drain(deadline).await;
+        let left = deadline.saturating_sub(started.elapsed());
+        self.life
+            .join_tasks(left.max(std::time::Duration::from_secs(1)))
+            .await;
+        // Nothing produces any more: the writers end, and are joined.
         self.queue.close().await;
         self.observe.stop().await;
+        self.life.join_threads().await;
         self.config.store().close().await;
         Ok(())
     }
@@ -250,5 +252,20 @@ impl App {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         }
         self.stop().await
+    }
+}
+
+/// Serves an HTTP router until the shutdown signal, then lets requests in
+/// progress finish.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut shutdown: Shutdown,
+) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.recv().await })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "HTTP server failed");
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::ConfigService;
+use crate::shutdown::Lifecycle;
 
 pub struct Observer {
     pub metrics: Arc<metrics::Metrics>,
@@ -25,16 +26,22 @@ impl Observer {
         data_dir: &Path,
         config: &ConfigService,
         metrics: Arc<metrics::Metrics>,
+        life: &Lifecycle,
     ) -> anyhow::Result<Arc<Observer>> {
         Ok(Arc::new(Observer {
             metrics,
-            tracking: tracking::Tracker::open(&data_dir.join("tracking.db"), config.subscribe())
-                .await?,
-            protolog: protolog::ProtocolLog::start(data_dir, config.subscribe())?,
+            tracking: tracking::Tracker::open(
+                &data_dir.join("tracking.db"),
+                config.subscribe(),
+                life,
+            )
+            .await?,
+            protolog: protolog::ProtocolLog::start(data_dir, config.subscribe(), life)?,
         }))
     }
 
-    /// Writes out what is buffered and stops the writers.
+    /// Writes out what is buffered and ends the writers (the lifecycle
+    /// joins their threads).
     pub async fn stop(&self) {
         self.tracking.close().await;
         self.protolog.stop().await;

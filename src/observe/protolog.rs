@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 use crate::config::Snapshot;
 use crate::model::Limit;
 use crate::model::Timespan;
+use crate::shutdown::Lifecycle;
 
 pub const FIELDS: &str = "date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context";
 
@@ -85,16 +86,23 @@ pub struct ProtocolLog {
 }
 
 impl ProtocolLog {
-    pub fn start(data_dir: &Path, config: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<Self> {
+    /// Starts a writer thread per direction under `life`, until `stop`.
+    pub fn start(
+        data_dir: &Path,
+        config: watch::Receiver<Arc<Snapshot>>,
+        life: &Lifecycle,
+    ) -> anyhow::Result<Self> {
         let root = data_dir.join("logs").join("ProtocolLog");
         let spawn = |d: Direction| -> anyhow::Result<std_mpsc::Sender<Msg>> {
             let dir = root.join(d.dir_name());
             fs::create_dir_all(&dir)?;
             let (tx, rx) = std_mpsc::channel();
             let config = config.clone();
-            std::thread::Builder::new()
-                .name(format!("ferry-{}-log", d.prefix().to_ascii_lowercase()))
-                .spawn(move || Writer::new(d, dir, config).run(rx))?;
+            let name = match d {
+                Direction::Receive => "recv-log",
+                Direction::Send => "send-log",
+            };
+            life.spawn_thread(name, move || Writer::new(d, dir, config).run(rx))?;
             Ok(tx)
         };
         Ok(ProtocolLog {

@@ -13,12 +13,15 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::Snapshot;
 pub use crate::observe::vocabulary::{EventKind, Source};
+use crate::shutdown::Lifecycle;
 use crate::store::tracking as db;
 pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 
 enum Msg {
     Event(Box<Event>),
     Flush(oneshot::Sender<()>),
+    /// Write what came before, then end.
+    Stop,
 }
 
 /// A handle to the tracking log; cheap to clone.
@@ -37,14 +40,17 @@ pub(crate) fn now_ms() -> i64 {
 const BATCH: usize = 1000;
 
 impl Tracker {
-    pub async fn open(path: &Path, config: watch::Receiver<Arc<Snapshot>>) -> anyhow::Result<Self> {
+    /// Opens the log; its writer thread runs under `life` until `close`.
+    pub async fn open(
+        path: &Path,
+        config: watch::Receiver<Arc<Snapshot>>,
+        life: &Lifecycle,
+    ) -> anyhow::Result<Self> {
         let pool = db::open(path).await?;
         let conn = db::open_writer(path)?;
         let (tx, rx) = mpsc::channel();
         let cfg = config.clone();
-        std::thread::Builder::new()
-            .name("ferry-tracking".into())
-            .spawn(move || writer(conn, rx, cfg))?;
+        life.spawn_thread("tracking-writer", move || writer(conn, rx, cfg))?;
         Ok(Tracker { tx, pool, config })
     }
 
@@ -97,8 +103,10 @@ impl Tracker {
         db::count(&self.pool).await
     }
 
+    /// Writes what is waiting, ends the writer and closes the readers.
     pub async fn close(&self) {
         self.flush().await;
+        let _ = self.tx.send(Msg::Stop);
         self.pool.close().await;
     }
 }
@@ -135,11 +143,16 @@ fn writer(
         };
         let mut events = vec![];
         let mut flushes = vec![];
+        let mut stop = false;
         let mut next = Some(first);
         while let Some(m) = next {
             match m {
                 Msg::Event(e) => events.push(*e),
                 Msg::Flush(f) => flushes.push(f),
+                Msg::Stop => {
+                    stop = true;
+                    break;
+                }
             }
             next = if events.len() < BATCH {
                 rx.try_recv().ok()
@@ -154,6 +167,9 @@ fn writer(
         }
         for f in flushes {
             let _ = f.send(());
+        }
+        if stop {
+            return;
         }
     }
 }

@@ -103,10 +103,11 @@ impl QueueHealth {
         data_dir: PathBuf,
         config: Arc<ConfigService>,
         metrics: Arc<Metrics>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        life: &crate::shutdown::Lifecycle,
     ) {
         let me = self.clone();
-        tokio::spawn(async move {
+        let mut shutdown = life.token();
+        life.spawn("back-pressure-monitor", async move {
             let mut changes = config.subscribe();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -114,7 +115,7 @@ impl QueueHealth {
                 tokio::select! {
                     _ = tick.tick() => {}
                     r = changes.changed() => if r.is_err() { return },
-                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = shutdown.recv() => return,
                 }
             }
         });

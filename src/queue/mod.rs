@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::routing::HopKey;
+use crate::shutdown::Lifecycle;
 use crate::store::queue as db;
 pub use db::Change;
 
@@ -61,6 +62,8 @@ pub(crate) enum Work {
     Complete(Completion),
     Route(Routes),
     Apply(Changes),
+    /// Commit what came before, then end: nothing writes after this.
+    Stop,
 }
 
 /// A handle to the queue; cheap to clone.
@@ -80,7 +83,8 @@ pub struct Queue {
 const MAX_BATCH: usize = 512;
 
 impl Queue {
-    pub async fn open(path: &Path) -> anyhow::Result<Queue> {
+    /// Opens the queue; its writer thread runs under `life` until `close`.
+    pub async fn open(path: &Path, life: &Lifecycle) -> anyhow::Result<Queue> {
         let pool = db::open(path).await?;
         let (jobs, rx) = mpsc::channel(4096);
         let committed = Arc::new(Notify::new());
@@ -97,9 +101,7 @@ impl Queue {
         let notify = committed.clone();
         let health = Arc::new(health::QueueHealth::default());
         let h = health.clone();
-        std::thread::Builder::new()
-            .name("ferry-queue-writer".into())
-            .spawn(move || writer(conn, rx, notify, h))?;
+        life.spawn_thread("queue-writer", move || writer(conn, rx, notify, h))?;
         Ok(Queue {
             jobs,
             pool,
@@ -224,7 +226,11 @@ impl Queue {
         db::count(&self.pool).await
     }
 
+    /// Ends the writer once what was handed to it is committed, and
+    /// closes the readers. Call when nothing produces any more; the
+    /// lifecycle joins the writer thread.
     pub async fn close(&self) {
+        let _ = self.jobs.send(Work::Stop).await;
         self.pool.close().await;
     }
 }
@@ -237,12 +243,22 @@ fn writer(
     health: Arc<health::QueueHealth>,
 ) {
     let mut synchronous_full = true;
-    while let Some(first) = rx.blocking_recv() {
+    let mut stopping = false;
+    while !stopping && let Some(first) = rx.blocking_recv() {
         let mut work = vec![first];
         while work.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(w) => work.push(w),
                 Err(_) => break,
+            }
+        }
+        if let Some(stop) = work.iter().position(|w| matches!(w, Work::Stop)) {
+            // What arrived after Stop is dropped unanswered: its sender
+            // hears that the writer has stopped.
+            work.truncate(stop);
+            stopping = true;
+            if work.is_empty() {
+                break;
             }
         }
         let mut batch = db::write::Batch::default();
@@ -259,6 +275,7 @@ fn writer(
                     batch.changes.push(&c.changes);
                     want_full |= c.durable;
                 }
+                Work::Stop => {}
             }
         }
         let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
@@ -294,6 +311,7 @@ fn writer(
                         Work::Apply(c) => {
                             let _ = c.done.send(changes.next().unwrap_or_else(|| Err(lost())));
                         }
+                        Work::Stop => {}
                     }
                 }
             }
@@ -315,6 +333,7 @@ fn writer(
                         Work::Apply(c) => {
                             let _ = c.done.send(Err(failed()));
                         }
+                        Work::Stop => {}
                     }
                 }
             }

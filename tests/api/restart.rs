@@ -97,15 +97,45 @@ async fn a_data_directory_keeps_its_role() {
 }
 
 #[tokio::test]
-async fn stopping_the_app_stops_the_delivery_engine() {
+async fn stopping_the_app_stops_the_delivery_engine_and_the_queue_writer() {
     let mut app = TestApp::spawn(Role::Edge).await;
     let engine = app.app.as_ref().unwrap().delivery.clone();
+    let queue = app.app.as_ref().unwrap().queue.clone();
     assert!(!engine.is_stopped());
+    let envelope = |id: &str| ferry::queue::Envelope {
+        message_id: id.into(),
+        sender: "a@fabrikam.test".into(),
+        recipients: vec![],
+        receive_connector: "test".into(),
+        client_ip: "127.0.0.1".into(),
+        client_helo: None,
+        auth_user: None,
+        env_id: None,
+        ret: None,
+        body_type: None,
+        smtputf8: false,
+        subject: None,
+    };
+    queue
+        .enqueue(
+            envelope("<before@test>"),
+            b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        )
+        .await
+        .expect("the writer takes messages while the app runs");
     app.restart().await;
     assert!(
         engine.is_stopped(),
         "the old engine's scheduler ended with its app"
     );
+    let err = queue
+        .enqueue(
+            envelope("<after@test>"),
+            b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        )
+        .await
+        .expect_err("the old app's queue writer has ended");
+    assert!(err.to_string().contains("writer has stopped"), "{err}");
     let new = app.app.as_ref().unwrap().delivery.clone();
     assert!(!new.is_stopped(), "the new app runs its own");
 }

@@ -40,6 +40,7 @@ use crate::observe::tracking::{Event, EventKind, Source};
 use crate::routing::dns::{Dns, DnsError};
 use crate::routing::next_hop::{self, Target};
 use crate::routing::{self, HopKey, Route};
+use crate::shutdown::{Lifecycle, Shutdown};
 use crate::smtp::client::{ClientConfig, SmtpClient, policy};
 use crate::store::queue as db;
 
@@ -82,10 +83,10 @@ pub struct DeliveryEngine {
     wake: Arc<Notify>,
     state: Mutex<State>,
     observe: Arc<Observer>,
-    /// The scheduler's task, taken and awaited by `stop`.
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Set by `stop`: the scheduler leaves its loop at the next turn.
-    stop: tokio::sync::watch::Sender<bool>,
+    /// The scheduler and the attempts run under it; they stop with it.
+    life: Arc<Lifecycle>,
+    /// Whether the scheduler's loop is running.
+    running: std::sync::atomic::AtomicBool,
 }
 
 /// When a recipient deferred by a per-message failure is tried again.
@@ -100,6 +101,7 @@ impl DeliveryEngine {
         data_dir: PathBuf,
         source_ip: Option<IpAddr>,
         observe: Arc<Observer>,
+        life: Arc<Lifecycle>,
     ) -> Arc<DeliveryEngine> {
         let engine = Arc::new(DeliveryEngine {
             source_ip,
@@ -110,29 +112,20 @@ impl DeliveryEngine {
             data_dir,
             state: Mutex::new(State::default()),
             observe,
-            task: Mutex::new(None),
-            stop: tokio::sync::watch::channel(false).0,
+            life: life.clone(),
+            running: std::sync::atomic::AtomicBool::new(true),
         });
-        let task = tokio::spawn(engine.clone().run());
-        *engine.task.lock().expect("not poisoned") = Some(task);
+        // Stops at the lifecycle's signal: no new attempt starts after it.
+        // Attempts under way are tasks of the lifecycle too, joined before
+        // the queue's writer closes; one cut short by the deadline is sent
+        // again after the next start (the at-least-once window).
+        life.spawn("delivery-scheduler", engine.clone().run(life.token()));
         engine
     }
 
-    /// Stops the scheduler and waits for it: no new attempt starts after
-    /// this returns. Attempts already under way finish on their own; a
-    /// message whose result they cannot record is sent again after the
-    /// next start (the documented at-least-once window).
-    pub async fn stop(&self) {
-        self.stop.send_replace(true);
-        let task = self.task.lock().expect("not poisoned").take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
-    }
-
-    /// Whether `stop` has run to its end: the scheduler is gone.
+    /// Whether the scheduler has left its loop for good (Ferry stopped).
     pub fn is_stopped(&self) -> bool {
-        *self.stop.borrow() && self.task.lock().expect("not poisoned").is_none()
+        !self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Makes the engine look at the queue now.
@@ -168,12 +161,17 @@ impl DeliveryEngine {
             .copied()
     }
 
-    async fn run(self: Arc<Self>) {
+    async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        self.schedule(shutdown).await;
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn schedule(self: &Arc<Self>, mut shutdown: Shutdown) {
         let mut config = self.config.subscribe();
         let mut previous = self.config.snapshot();
-        let mut stop = self.stop.subscribe();
         loop {
-            if *stop.borrow_and_update() {
+            if shutdown.is_shutdown() {
                 return;
             }
             if let Err(e) = self.tick().await {
@@ -184,7 +182,7 @@ impl DeliveryEngine {
             // wake-ups coalesce, so one scan of the queue serves many messages.
             tokio::time::sleep(Duration::from_millis(20)).await;
             tokio::select! {
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                _ = shutdown.recv() => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 changed = config.changed() => {
@@ -265,7 +263,7 @@ impl DeliveryEngine {
                 let engine = self.clone();
                 let hop = hop.clone();
                 let span = tracing::info_span!("delivery", next_hop = %hop.next_hop(), connector = %hop.connector_name(snap));
-                tokio::spawn(tracing::Instrument::instrument(
+                self.life.spawn("delivery-attempt", tracing::Instrument::instrument(
                     async move {
                         let snap = engine.config.snapshot();
                         if let Err(e) = engine.deliver(&snap, &hop, &batch).await {

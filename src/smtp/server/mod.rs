@@ -24,12 +24,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 use utoipa::ToSchema;
 
 use crate::config::{ConfigService, Reconciler, Snapshot};
 use crate::model::{Binding, Invalid};
 use crate::queue::Queue;
+use crate::shutdown::{Lifecycle, Shutdown};
 use crate::smtp::replies;
 use crate::tls::server::TlsCache;
 
@@ -41,7 +42,8 @@ pub struct Shared {
     pub limiter: limits::Limiter,
     /// Bounds password verifications and locks out sources that keep failing.
     pub auth: auth_guard::AuthGuard,
-    pub shutdown: watch::Receiver<bool>,
+    /// Fires when Ferry stops: idle sessions end with `421 4.3.2`.
+    pub shutdown: Shutdown,
     pub observe: Arc<crate::observe::Observer>,
 }
 
@@ -76,7 +78,8 @@ struct Prepared {
 
 pub struct SmtpServer {
     shared: Arc<Shared>,
-    shutdown_tx: watch::Sender<bool>,
+    /// Accept loops run under it.
+    life: Arc<Lifecycle>,
     listeners: Mutex<Listeners>,
     sessions: Arc<AtomicUsize>,
     idle: Arc<Notify>,
@@ -129,8 +132,9 @@ impl SmtpServer {
         config: Arc<ConfigService>,
         queue: Queue,
         observe: Arc<crate::observe::Observer>,
+        life: Arc<Lifecycle>,
     ) -> Arc<SmtpServer> {
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = life.token();
         let shared = Arc::new(Shared {
             tls: TlsCache::new(config.secrets.clone()),
             config: config.clone(),
@@ -142,7 +146,7 @@ impl SmtpServer {
         });
         let server = Arc::new(SmtpServer {
             shared,
-            shutdown_tx,
+            life,
             listeners: Mutex::new(Listeners::default()),
             sessions: Arc::new(AtomicUsize::new(0)),
             idle: Arc::new(Notify::new()),
@@ -289,13 +293,16 @@ impl SmtpServer {
             match tokio::net::TcpListener::from_std(std_listener) {
                 Ok(listener) => {
                     let (stop, stopped) = oneshot::channel();
-                    tokio::spawn(accept_loop(
-                        self.shared.clone(),
-                        listener,
-                        stopped,
-                        self.sessions.clone(),
-                        self.idle.clone(),
-                    ));
+                    self.life.spawn(
+                        "smtp-accept",
+                        accept_loop(
+                            self.shared.clone(),
+                            listener,
+                            stopped,
+                            self.sessions.clone(),
+                            self.idle.clone(),
+                        ),
+                    );
                     l.failed.remove(&addr);
                     l.running.insert(addr, Running { stop });
                     tracing::info!(binding = %addr, "listening for SMTP");
@@ -318,10 +325,10 @@ impl SmtpServer {
         serve(self.shared.clone(), stream, local, remote).await
     }
 
-    /// Stops accepting, tells idle sessions `421 4.3.2 Service shutting
-    /// down`, and waits up to `deadline` for the others to finish.
-    pub async fn shutdown(&self, deadline: Duration) {
-        let _ = self.shutdown_tx.send(true);
+    /// After the lifecycle's signal (listeners stop accepting, idle
+    /// sessions hear `421 4.3.2 Service shutting down`): waits up to
+    /// `deadline` for the sessions in progress to finish.
+    pub async fn drain(&self, deadline: Duration) {
         {
             let mut l = self.listeners.lock().expect("not poisoned");
             for (_, r) in l.running.drain() {
@@ -394,9 +401,11 @@ async fn accept_loop(
     idle: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(10);
+    let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = shutdown.recv() => break,
             r = listener.accept() => match r {
                 Ok((stream, remote)) => {
                     backoff = Duration::from_millis(10);

@@ -293,7 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (inactivity, replies::INACTIVITY_TIMEOUT)
         };
         let mut shutdown = self.shared.shutdown.clone();
-        if idle && *shutdown.borrow() {
+        if idle && shutdown.is_shutdown() {
             return self.end_with(replies::SHUTTING_DOWN).await;
         }
         let mut chunk = [0u8; 8192];
@@ -307,7 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Err(e)) => Err(e),
                 Err(_) => self.end_with(on_timeout).await,
             },
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if idle => self.end_with(replies::SHUTTING_DOWN).await,
+            _ = shutdown.recv(), if idle => self.end_with(replies::SHUTTING_DOWN).await,
         }
     }
 
