@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::observe::Observer;
 use crate::observe::protolog::{Direction, SessionLog, mask_command};
+use smtp_proto::response::parser::ResponseReceiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -233,35 +234,18 @@ impl SmtpClient {
         } else {
             "EHLO"
         };
-        let mut r = self.command(&format!("{verb} {}", cfg.helo_name)).await?;
+        let line = format!("{verb} {}", cfg.helo_name);
+        self.send_line(&line, &line).await?;
+        let (mut r, mut raw) = self.reply_raw().await?;
         if verb == "EHLO" && r.code >= 500 {
-            r = self.command(&format!("HELO {}", cfg.helo_name)).await?;
+            let line = format!("HELO {}", cfg.helo_name);
+            self.send_line(&line, &line).await?;
+            (r, raw) = self.reply_raw().await?;
         }
         if r.code != 250 {
             return Err(ClientError::from_reply(verb, r));
         }
-        let mut ext = Extensions::default();
-        for line in r.text.lines().skip(1) {
-            let upper = line.to_ascii_uppercase();
-            let mut words = upper.split_whitespace();
-            match words.next() {
-                Some("STARTTLS") => ext.starttls = true,
-                Some("PIPELINING") => ext.pipelining = true,
-                Some("8BITMIME") => ext.eight_bit = true,
-                Some("SMTPUTF8") => ext.smtputf8 = true,
-                Some("SIZE") => {
-                    ext.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0)
-                }
-                Some("AUTH") => {
-                    for m in words {
-                        ext.auth_plain |= m == "PLAIN";
-                        ext.auth_login |= m == "LOGIN";
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.extensions = ext;
+        self.extensions = Extensions::from_ehlo(&raw);
         Ok(())
     }
 
@@ -558,72 +542,127 @@ impl SmtpClient {
     }
 
     async fn command_logged_as(&mut self, line: &str, logged: &str) -> Result<Reply, ClientError> {
-        if let Some(l) = &mut self.plog {
-            l.sent(logged);
-        }
-        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.send_line(line, logged).await?;
         self.reply().await
     }
 
+    /// Writes one command line (`logged` is what the protocol log shows).
+    async fn send_line(&mut self, line: &str, logged: &str) -> Result<(), ClientError> {
+        if let Some(l) = &mut self.plog {
+            l.sent(logged);
+        }
+        self.write(format!("{line}\r\n").as_bytes()).await
+    }
+
     async fn reply(&mut self) -> Result<Reply, ClientError> {
+        Ok(self.reply_raw().await?.0)
+    }
+
+    /// Reads one reply, single or multi-line, through smtp-proto's reply
+    /// parser; gives the raw lines too (the EHLO parser reads them). The
+    /// text keeps every line as sent, for diagnostics and NDRs.
+    async fn reply_raw(&mut self) -> Result<(Reply, Vec<u8>), ClientError> {
+        let mut receiver = ResponseReceiver::default();
+        let mut raw = Vec::new();
         let mut lines: Vec<String> = vec![];
         loop {
-            let line = loop {
-                if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
-                    let raw: Vec<u8> = self.buf.drain(..=p).collect();
-                    break String::from_utf8_lossy(&raw)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string();
+            let bytes = self.read_line().await?;
+            let line = String::from_utf8_lossy(&bytes)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            let malformed = || {
+                ClientError::transient(format!(
+                    "421 4.4.2 malformed reply from {}: {line:?}",
+                    self.remote
+                ))
+            };
+            raw.extend_from_slice(&bytes);
+            let parsed = receiver.parse(&mut bytes.iter());
+            if let Some(l) = &mut self.plog {
+                l.received(&line);
+            }
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            match parsed {
+                Ok(r) if (200..600).contains(&r.code) => {
+                    let reply = Reply {
+                        code: r.code,
+                        text: lines.join("\n"),
+                    };
+                    return Ok((reply, raw));
                 }
-                if self.buf.len() > 64 * 1024 {
+                Err(smtp_proto::Error::NeedsMoreData { .. }) => {}
+                Err(smtp_proto::Error::ResponseTooLong) => {
                     return Err(ClientError::transient(
                         "421 4.4.2 the remote server sent an overlong reply",
                     ));
                 }
-                let mut chunk = [0u8; 4096];
-                let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
-                    .await
-                    .map_err(|_| {
-                        ClientError::transient(format!(
-                            "421 4.4.2 timed out waiting for {}",
-                            self.remote
-                        ))
-                    })?
-                    .map_err(|e| {
-                        ClientError::transient(format!(
-                            "421 4.4.2 connection to {} lost: {e}",
-                            self.remote
-                        ))
-                    })?;
-                if n == 0 {
-                    return Err(ClientError::transient(format!(
-                        "421 4.4.2 {} closed the connection",
-                        self.remote
-                    )));
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
-            };
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .filter(|c| (200..600).contains(c))
-                .ok_or_else(|| {
+                _ => return Err(malformed()),
+            }
+        }
+    }
+
+    /// Reads one line (up to and with its LF) within the timeout.
+    async fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(self.buf.drain(..=p).collect());
+            }
+            if self.buf.len() > 64 * 1024 {
+                return Err(ClientError::transient(
+                    "421 4.4.2 the remote server sent an overlong reply",
+                ));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| {
                     ClientError::transient(format!(
-                        "421 4.4.2 malformed reply from {}: {line:?}",
+                        "421 4.4.2 timed out waiting for {}",
+                        self.remote
+                    ))
+                })?
+                .map_err(|e| {
+                    ClientError::transient(format!(
+                        "421 4.4.2 connection to {} lost: {e}",
                         self.remote
                     ))
                 })?;
-            if let Some(l) = &mut self.plog {
-                l.received(&line);
+            if n == 0 {
+                return Err(ClientError::transient(format!(
+                    "421 4.4.2 {} closed the connection",
+                    self.remote
+                )));
             }
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if !more {
-                return Ok(Reply {
-                    code,
-                    text: lines.join("\n"),
-                });
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl Extensions {
+    /// What a `250` EHLO reply offers, through smtp-proto's EHLO parser.
+    /// A reply it cannot read offers nothing (and is logged): plain SMTP,
+    /// which a connector that requires TLS then refuses.
+    fn from_ehlo(raw: &[u8]) -> Extensions {
+        use smtp_proto::{
+            AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8,
+            EXT_START_TLS, EhloResponse,
+        };
+        let ehlo = match EhloResponse::parse(&mut raw.iter()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = ?e, reply = %String::from_utf8_lossy(raw).trim_end(), "unreadable EHLO reply; no extensions assumed");
+                return Extensions::default();
             }
+        };
+        let has = |ext: u32| ehlo.capabilities & ext != 0;
+        Extensions {
+            starttls: has(EXT_START_TLS),
+            auth_plain: ehlo.auth_mechanisms & AUTH_PLAIN != 0,
+            auth_login: ehlo.auth_mechanisms & AUTH_LOGIN != 0,
+            pipelining: has(EXT_PIPELINING),
+            eight_bit: has(EXT_8BIT_MIME),
+            smtputf8: has(EXT_SMTP_UTF8),
+            size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
         }
     }
 }
@@ -649,6 +688,22 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn extensions_come_from_the_ehlo_reply() {
+        let ext = Extensions::from_ehlo(
+            b"250-mx.fabrikam.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
+              250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n\
+              250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+        );
+        assert!(ext.starttls && ext.pipelining && ext.eight_bit && ext.smtputf8);
+        assert!(ext.auth_plain && ext.auth_login);
+        assert_eq!(ext.size, Some(10_240_000));
+        let bare = Extensions::from_ehlo(b"250 mx.fabrikam.test\r\n");
+        assert!(!bare.starttls && !bare.auth_plain && bare.size.is_none());
+        let login_only = Extensions::from_ehlo(b"250-x\r\n250 AUTH LOGIN\r\n");
+        assert!(login_only.auth_login && !login_only.auth_plain);
+    }
     use super::*;
 
     #[test]
