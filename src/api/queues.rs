@@ -282,7 +282,7 @@ async fn message_view(
     Ok(MessageView {
         id: m.id,
         message_id: m.message_id.clone(),
-        sender: m.sender.clone(),
+        sender: m.sender.to_string(),
         received_at: m.received_at(),
         size: m.size,
         receive_connector: m.receive_connector.clone(),
@@ -299,7 +299,7 @@ async fn message_view(
                 next_attempt: (r.next_attempt_ms > now)
                     .then(|| ts(r.next_attempt_ms))
                     .flatten(),
-                address: r.address,
+                address: r.address.to_string(),
                 status: r.status,
                 attempts: r.attempts,
                 last_error: r.last_error,

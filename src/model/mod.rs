@@ -7,6 +7,7 @@
 #[macro_use]
 mod string_type;
 pub mod accepted_domain;
+pub mod address;
 pub mod address_space;
 pub mod auth;
 pub mod binding;
@@ -23,6 +24,7 @@ pub mod timespan;
 pub mod transport_settings;
 
 pub use accepted_domain::{AcceptedDomain, DomainType, MailboxDelivery};
+pub use address::Address;
 pub use address_space::{AddressSpace, Space};
 pub use auth::{AuthMechanism, AuthMechanisms, SmartHostAuthMechanism};
 pub use binding::Binding;

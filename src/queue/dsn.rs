@@ -2,7 +2,7 @@
 //! delay notices, as a multipart/report from the postmaster address with
 //! the original attached (headers only past the size limit, spec rule 25).
 
-use crate::smtp::address::{mailbox, path};
+use crate::model::address::{mailbox, path};
 use crate::smtp::server::session::rfc5322_now;
 
 /// One recipient's line in the report.

@@ -2,10 +2,12 @@
 //! A leaf of the queue's vocabulary: the store writes it, the SMTP session
 //! builds it, and it imports neither.
 
+use crate::model::Address;
+
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
 pub struct Recipient {
-    pub address: String,
+    pub address: Address,
     /// RFC 3461 ORCPT, as given.
     pub orcpt: Option<String>,
     /// RFC 3461 NOTIFY flags (smtp-proto's RCPT_NOTIFY_* bits).
@@ -16,8 +18,8 @@ pub struct Recipient {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub message_id: String,
-    /// Empty for the null reverse-path `<>`.
-    pub sender: String,
+    /// The null reverse-path `<>` is `Address::null()`.
+    pub sender: Address,
     pub recipients: Vec<Recipient>,
     pub receive_connector: String,
     pub client_ip: String,

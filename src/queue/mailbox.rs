@@ -5,9 +5,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::model::Address;
+
 /// The Maildir of an address.
-pub fn maildir_of(data_dir: &Path, address: &str) -> PathBuf {
-    let (local, domain) = address.rsplit_once('@').unwrap_or((address, "localhost"));
+pub fn maildir_of(data_dir: &Path, address: &Address) -> PathBuf {
+    let (local, domain) = (
+        address.local_part(),
+        address.domain().unwrap_or("localhost"),
+    );
     let clean = |s: &str| {
         let s: String = s
             .to_lowercase()
@@ -33,8 +38,8 @@ pub fn maildir_of(data_dir: &Path, address: &str) -> PathBuf {
 /// Delivered-To on top; returns the file's path.
 pub fn deliver(
     data_dir: &Path,
-    sender: &str,
-    recipient: &str,
+    sender: &Address,
+    recipient: &Address,
     body: &[u8],
 ) -> std::io::Result<PathBuf> {
     let dir = maildir_of(data_dir, recipient);
@@ -54,8 +59,8 @@ pub fn deliver(
     f.write_all(
         format!(
             "Return-Path: {}\r\nDelivered-To: {}\r\n",
-            crate::smtp::address::path(sender),
-            crate::smtp::address::mailbox(recipient)
+            sender.path(),
+            recipient.mailbox()
         )
         .as_bytes(),
     )?;

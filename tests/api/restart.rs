@@ -104,7 +104,7 @@ async fn stopping_the_app_stops_the_delivery_engine_and_the_queue_writer() {
     assert!(!engine.is_stopped());
     let envelope = |id: &str| ferry::queue::Envelope {
         message_id: id.into(),
-        sender: "a@fabrikam.test".into(),
+        sender: ferry::model::Address::parse("a@fabrikam.test").unwrap(),
         recipients: vec![],
         receive_connector: "test".into(),
         client_ip: "127.0.0.1".into(),

@@ -141,7 +141,7 @@ impl DeliveryEngine {
                 .await?
                 .into_iter()
                 .filter(|r| r.status().is_pending())
-                .map(|r| r.address)
+                .map(|r| r.address.to_string())
                 .collect();
             tracing::info!(internal_id = message, message_id = %m.message_id, event = %kind, "queue action");
             self.observe.tracking.record(Event {

@@ -118,7 +118,7 @@ impl DeliveryEngine {
             return Ok(true);
         }
         let body = db::body(pool, id).await?.unwrap_or_default();
-        let addresses: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
+        let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
         let sent = client.send(&m.sender, &addresses, &body).await;
         let retry_at = retry_at(snap);
         let mut outcome = Outcome {

@@ -55,7 +55,7 @@ impl DeliveryEngine {
                 self.queue
                     .record(vec![Change::DelayNotified { message: id }])
                     .await?;
-                if m.sender.is_empty() {
+                if m.sender.is_null() {
                     continue;
                 }
                 let rcpts = db::recipients(pool, id).await?;
@@ -63,7 +63,7 @@ impl DeliveryEngine {
                 let failed: Vec<dsn::Failed<'_>> = pending
                     .iter()
                     .map(|r| dsn::Failed {
-                        recipient: &r.address,
+                        recipient: r.address.as_str(),
                         diagnostic: r
                             .last_error
                             .as_deref()

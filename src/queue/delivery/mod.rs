@@ -35,6 +35,7 @@ use super::schedule::{self, now_ms as now};
 use super::status::RecipientStatus;
 use super::{Change, Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
+use crate::model::Address;
 use crate::observe::Observer;
 use crate::observe::tracking::{Event, EventKind, Source};
 use crate::routing::dns::{Dns, DnsError};

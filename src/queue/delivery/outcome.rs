@@ -33,7 +33,7 @@ impl Remote {
 /// What happened to one recipient.
 pub(super) struct RecipientResult {
     pub idx: i64,
-    pub address: String,
+    pub address: Address,
     pub status: RecipientStatus,
     /// The reply or the reason, as the recipient's last error keeps it.
     pub text: String,
@@ -101,7 +101,7 @@ pub(super) fn event(
         source,
         internal_id: m.id,
         message_id: m.message_id.clone(),
-        sender: m.sender.clone(),
+        sender: m.sender.to_string(),
         recipients,
         size: Some(m.size),
         subject: m.subject.clone(),
@@ -201,8 +201,8 @@ impl DeliveryEngine {
                 .iter_mut()
                 .find(|(k, d, _)| *k == kind && *d == detail)
             {
-                Some((_, _, list)) => list.push(r.address.clone()),
-                None => groups.push((kind, detail, vec![r.address.clone()])),
+                Some((_, _, list)) => list.push(r.address.to_string()),
+                None => groups.push((kind, detail, vec![r.address.to_string()])),
             }
         }
         let connector = o.connector.clone().unwrap_or_default();
@@ -243,11 +243,11 @@ impl DeliveryEngine {
             .collect();
         let mut changes = vec![];
         if !failed.is_empty() {
-            if !m.sender.is_empty() {
+            if !m.sender.is_null() {
                 let list: Vec<dsn::Failed<'_>> = failed
                     .iter()
                     .map(|r| dsn::Failed {
-                        recipient: &r.address,
+                        recipient: r.address.as_str(),
                         diagnostic: r
                             .last_error
                             .as_deref()
@@ -259,7 +259,7 @@ impl DeliveryEngine {
                     })
                     .collect();
                 let body = db::body(pool, id).await?.unwrap_or_default();
-                let recipients = failed.iter().map(|r| r.address.clone()).collect();
+                let recipients = failed.iter().map(|r| r.address.to_string()).collect();
                 self.send_dsn(snap, dsn::Kind::Failure, &m, &list, &body, recipients)
                     .await?;
                 tracing::info!(internal_id = id, recipients = failed.len(), to = %m.sender, "DSN failure");
@@ -292,7 +292,7 @@ impl DeliveryEngine {
             kind,
             &postmaster,
             snap.ctx.fqdn.as_str(),
-            &m.sender,
+            m.sender.as_str(),
             &m.received_at(),
             &m.message_id,
             failed,
@@ -311,7 +311,7 @@ impl DeliveryEngine {
             .enqueue(
                 Envelope {
                     message_id: message_id.trim().to_string(),
-                    sender: String::new(),
+                    sender: Address::null(),
                     recipients: vec![Recipient {
                         address: m.sender.clone(),
                         orcpt: None,
@@ -338,11 +338,15 @@ impl DeliveryEngine {
         self.observe.tracking.record(Event {
             detail: Some(format!(
                 "{kind_name} notice to {} about {}",
-                if m.sender.is_empty() { "<>" } else { &m.sender },
+                if m.sender.is_null() {
+                    "<>"
+                } else {
+                    m.sender.as_str()
+                },
                 about.join(", ")
             )),
             related: Some(message_id.clone()),
-            ..event(EventKind::Dsn, Source::Dsn, m, vec![m.sender.clone()])
+            ..event(EventKind::Dsn, Source::Dsn, m, vec![m.sender.to_string()])
         });
         // The notice itself enters the queue like any message.
         self.observe.tracking.record(Event {
@@ -351,7 +355,7 @@ impl DeliveryEngine {
             internal_id: internal,
             message_id,
             sender: String::new(),
-            recipients: vec![m.sender.clone()],
+            recipients: vec![m.sender.to_string()],
             size: Some(size),
             subject,
             related: Some(m.message_id.clone()),

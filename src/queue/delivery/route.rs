@@ -3,7 +3,6 @@
 //! ROUTE event per message and queue.
 
 use super::*;
-use crate::model::Domain;
 
 const TOO_LARGE: &str =
     "550 5.3.4 The message is larger than every send connector that could carry it allows";
@@ -18,11 +17,7 @@ impl DeliveryEngine {
         let mut routed: Vec<(db::Unrouted, crate::routing::QueueKey, Vec<String>)> = vec![];
         let mut index: HashMap<(i64, routing::HopKey), usize> = HashMap::new();
         for r in db::unrouted(pool, 5000).await? {
-            let domain = r
-                .address
-                .rsplit_once('@')
-                .and_then(|(_, d)| d.parse::<Domain>().ok());
-            let route = match &domain {
+            let route = match &r.address.domain_name() {
                 Some(d) => routing::route(snap, d, r.size as u64),
                 None => Route::Unreachable {
                     reason: format!("the recipient {} has no domain to route on", r.address),
@@ -32,10 +27,10 @@ impl DeliveryEngine {
                 Some(key) => {
                     decisions.push((r.message, r.idx, key.clone()));
                     match index.get(&(r.message, key.key.clone())) {
-                        Some(&i) => routed[i].2.push(r.address.clone()),
+                        Some(&i) => routed[i].2.push(r.address.to_string()),
                         None => {
                             index.insert((r.message, key.key.clone()), routed.len());
-                            let address = r.address.clone();
+                            let address = r.address.to_string();
                             routed.push((r, key, vec![address]));
                         }
                     }
@@ -65,7 +60,7 @@ impl DeliveryEngine {
                 source: Source::Routing,
                 internal_id: r.message,
                 message_id: r.message_id,
-                sender: r.sender,
+                sender: r.sender.to_string(),
                 recipients,
                 size: Some(r.size),
                 subject: r.subject,

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::Address;
 use crate::observe::Observer;
 use crate::observe::protolog::{Direction, SessionLog, mask_command};
 use smtp_proto::response::parser::ResponseReceiver;
@@ -355,11 +356,11 @@ impl SmtpClient {
     /// recipient; a failure at MAIL or DATA settles them all.
     pub async fn send(
         &mut self,
-        from: &str,
-        recipients: &[String],
+        from: &Address,
+        recipients: &[Address],
         body: &[u8],
     ) -> Result<Delivery, ClientError> {
-        let mut mail = format!("MAIL FROM:{}", crate::smtp::address::path(from));
+        let mut mail = format!("MAIL FROM:{}", from.path());
         if let Some(max) = self.extensions.size {
             if body.len() as u64 > max {
                 let r = Reply {
@@ -379,7 +380,7 @@ impl SmtpClient {
             mail.push_str(" BODY=8BITMIME");
         }
         if self.extensions.smtputf8
-            && (!from.is_ascii() || recipients.iter().any(|r| !r.is_ascii()))
+            && (!from.as_str().is_ascii() || recipients.iter().any(|r| !r.as_str().is_ascii()))
         {
             mail.push_str(" SMTPUTF8");
         }
@@ -394,9 +395,7 @@ impl SmtpClient {
         }
         let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
         for rcpt in recipients {
-            let r = self
-                .command(&format!("RCPT TO:{}", crate::smtp::address::path(rcpt)))
-                .await?;
+            let r = self.command(&format!("RCPT TO:{}", rcpt.path())).await?;
             results.push(if r.code == 250 || r.code == 251 {
                 None
             } else {
@@ -443,12 +442,12 @@ impl SmtpClient {
     async fn send_pipelined(
         &mut self,
         mail: &str,
-        recipients: &[String],
+        recipients: &[Address],
         body: &[u8],
     ) -> Result<Delivery, ClientError> {
         let mut batch = format!("{mail}\r\n");
         for rcpt in recipients {
-            batch.push_str(&format!("RCPT TO:{}\r\n", crate::smtp::address::path(rcpt)));
+            batch.push_str(&format!("RCPT TO:{}\r\n", rcpt.path()));
         }
         batch.push_str("DATA\r\n");
         if let Some(l) = &mut self.plog {

@@ -3,6 +3,7 @@
 
 use sqlx::SqlitePool;
 
+use crate::model::Address;
 use crate::queue::status::RecipientStatus;
 use crate::routing::HopKey;
 
@@ -10,10 +11,10 @@ use crate::routing::HopKey;
 pub struct Unrouted {
     pub message: i64,
     pub idx: i64,
-    pub address: String,
+    pub address: Address,
     pub size: i64,
     pub message_id: String,
-    pub sender: String,
+    pub sender: Address,
     pub subject: Option<String>,
 }
 
@@ -53,7 +54,8 @@ pub async fn due(pool: &SqlitePool, now_ms: i64, limit: i64) -> anyhow::Result<V
 pub struct StoredMessage {
     pub id: i64,
     pub message_id: String,
-    pub sender: String,
+    /// `Address::null()` for the null sender.
+    pub sender: Address,
     pub received_ms: i64,
     pub size: i64,
     pub receive_connector: String,
@@ -106,7 +108,7 @@ pub async fn body(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<Vec<u8>>>
 pub struct StoredRecipient {
     pub message: i64,
     pub idx: i64,
-    pub address: String,
+    pub address: Address,
     pub status: String,
     pub next_hop: Option<String>,
     pub attempts: i64,

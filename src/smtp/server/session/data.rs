@@ -184,8 +184,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     source: crate::observe::tracking::Source::Smtp,
                     internal_id: internal,
                     message_id: message_id.clone(),
-                    sender: tx.sender.clone(),
-                    recipients: tx.recipients.iter().map(|r| r.address.clone()).collect(),
+                    sender: tx.sender.to_string(),
+                    recipients: tx
+                        .recipients
+                        .iter()
+                        .map(|r| r.address.to_string())
+                        .collect(),
                     size: Some(size),
                     subject,
                     connector: Some(self.connector.spec.name.clone()),
@@ -240,7 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .external_ip_address
             .unwrap_or(self.local.ip());
         let rcpt = match tx.recipients.as_slice() {
-            [one] => format!("\r\n\tfor {}", crate::smtp::address::path(&one.address)),
+            [one] => format!("\r\n\tfor {}", one.address.path()),
             _ => String::new(),
         };
         format!(

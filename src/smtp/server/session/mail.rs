@@ -5,14 +5,9 @@ use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Next, Session, Transaction};
-use crate::model::domain::Domain;
+use crate::model::Address;
 use crate::model::{DomainType, ExtendedRight as R, Principal};
 use crate::smtp::replies::{self, Reply};
-
-/// The domain of an address, if it has a parseable one.
-pub(super) fn domain_of(address: &str) -> Option<Domain> {
-    address.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn mail(&mut self, from: MailFrom<String>) -> Next {
@@ -81,9 +76,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             return self.reply(replies::SIZE_EXCEEDED).await;
         }
-        let sender = from.address.clone();
-        if !sender.is_empty() {
-            let domain = domain_of(&sender);
+        let Ok(sender) = Address::parse(from.address) else {
+            return self.protocol_error(replies::BAD_SENDER).await;
+        };
+        if !sender.is_null() {
+            let domain = sender.domain_name();
             let authoritative = domain.as_ref().is_some_and(|d| {
                 self.snap
                     .accepted_domains
@@ -95,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let own = self
                 .auth_user
                 .as_ref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&sender));
+                .is_some_and(|u| u.eq_ignore_ascii_case(sender.as_str()));
             if authoritative && !own && !self.has_right(R::AcceptAuthoritativeDomainSender) {
                 return self.reply(replies::NO_SEND_AS).await;
             }

@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use crate::config::Snapshot;
-use crate::model::{ExtendedRight, Principal, ProtocolLoggingLevel, ReceiveConnector};
+use crate::model::{Address, ExtendedRight, Principal, ProtocolLoggingLevel, ReceiveConnector};
 use crate::observe::metrics::SessionGauge;
 use crate::observe::protolog::{Direction, SessionLog, mask_command};
 use crate::queue::Recipient;
@@ -60,7 +60,7 @@ enum Filled {
 /// The mail transaction between MAIL and the end of DATA/BDAT.
 #[derive(Default)]
 pub(crate) struct Transaction {
-    sender: String,
+    sender: Address,
     body_type: Option<&'static str>,
     smtputf8: bool,
     auth_param: Option<String>,

@@ -3,11 +3,10 @@
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::mail::domain_of;
 use super::{Next, Session};
+use crate::model::Address;
 use crate::model::ExtendedRight as R;
 use crate::queue::Recipient;
-use crate::smtp::address;
 use crate::smtp::replies::{self, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -28,21 +27,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if count >= self.c().max_recipients_per_message as usize {
             return self.reply(replies::TOO_MANY_RECIPIENTS).await;
         }
+        let Ok(address) = Address::parse(to.address) else {
+            return self.protocol_error(replies::BAD_RECIPIENT).await;
+        };
         // <postmaster> without a domain is always local (RFC 5321 §4.5.1).
-        let local = to.address.eq_ignore_ascii_case("postmaster")
-            || domain_of(&to.address)
+        let local = address.is_bare_postmaster()
+            || address
+                .domain_name()
                 .is_some_and(|d| self.snap.accepted_domains.iter().any(|a| a.spec.covers(&d)));
         if !local && !self.has_right(R::AcceptAnyRecipient) {
             return self.reply(replies::UNABLE_TO_RELAY).await;
         }
         // `user%other@contoso.test` is local here but relay at a next hop
         // that honours the percent hack: only for clients that may relay.
-        if address::has_source_routing(&to.address) && !self.has_right(R::AcceptAnyRecipient) {
+        if address.has_source_routing() && !self.has_right(R::AcceptAnyRecipient) {
             return self.reply(replies::UNTRUSTED_ROUTING).await;
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.recipients.push(Recipient {
-                address: to.address,
+                address,
                 orcpt: None,
                 notify: 0,
             });
