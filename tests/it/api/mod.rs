@@ -1,0 +1,12 @@
+//! API integration tests: a real Ferry on port 0 with a fresh data
+//! directory, driven over HTTP.
+
+mod accepted_domains;
+mod auth_and_docs;
+mod certificates;
+mod credentials;
+mod defaults;
+mod receive_connectors;
+mod restart;
+mod send_connectors;
+mod transport_settings;

@@ -1,0 +1,14 @@
+//! Delivery tests: a real Ferry routes, delivers, retries and bounces mail
+//! to real peers on 127.N.0.x — Postfix as an authenticated STARTTLS smart
+//! host, dnsmasq for MX records, a recording SMTP/LMTP peer — and the queue
+//! viewer API acts on what is queued.
+
+mod dns;
+mod setup;
+
+mod bounces;
+mod mailboxes;
+mod observability;
+mod queue_api;
+mod routing;
+mod smarthost;

@@ -1,0 +1,291 @@
+//! Smart hosts: Postfix with STARTTLS and SASL behind BasicAuthRequireTLS,
+//! a plain peer that must never see credentials, RequireTLS, failover.
+
+use crate::delivery::setup::{env, eventually};
+use crate::support::pki::Ca;
+use crate::support::sink::{Sink, SinkOptions};
+use ferry::model::Role;
+use serde_json::json;
+use std::process::Command;
+
+const POSTFIX_IP: &str = "127.77.0.11";
+
+/// The private Postfix instance of one test, stopped when dropped.
+struct Postfix {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/postfix-private.sh"
+            ))
+            .arg(&self.dir)
+            .arg("stop")
+            .status();
+    }
+}
+
+fn postfix_mailbox(pf: &Postfix) -> Vec<String> {
+    let dir = pf.dir.join("mail").join("contoso.test").join("new");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn postfix_smart_host_with_starttls_and_auth() {
+    if !crate::support::peers::require(&["postfix"]) {
+        return;
+    }
+    let Some(e) = env(
+        Role::Edge,
+        &["--host-record=hub01.corp.contoso.test,127.77.0.11"],
+    )
+    .await
+    else {
+        return;
+    };
+    let ca = Ca::new(e.app.dir.path());
+    let (crt, key) = ca.issue(&["hub01.corp.contoso.test"]);
+    let (crt_path, key_path) = (
+        e.app.dir.path().join("hub.crt"),
+        e.app.dir.path().join("hub.key"),
+    );
+    std::fs::write(&crt_path, crt).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let pf = Postfix {
+        dir: e.app.dir.path().join("postfix"),
+    };
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/postfix-smarthost.sh"
+        ))
+        .arg(&pf.dir)
+        .args([
+            POSTFIX_IP,
+            "2525",
+            "hub01.corp.contoso.test",
+            "contoso.test",
+            "edge01",
+            "Edge-Relay-Pass-7",
+        ])
+        .arg(&crt_path)
+        .arg(&key_path)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "Postfix set-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    e.app
+        .create(
+            "/api/v1/certificates",
+            json!({"source": "trustAnchor", "certificatePem": ca.cert_pem}),
+        )
+        .await;
+    e.app
+        .create("/api/v1/credentials", json!({"name": "to-hub", "kind": "SmartHost", "userName": "edge01", "password": "Edge-Relay-Pass-7"}))
+        .await;
+    e.connector(
+        json!({"name": "To Internal Org", "usage": "Internal", "addressSpaces": ["--"],
+        "smartHosts": ["hub01.corp.contoso.test"], "port": 2525,
+        "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "to-hub"}),
+    )
+    .await;
+    let subject = format!("via-postfix-{}", uuid::Uuid::new_v4().simple());
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject)
+        .await;
+    eventually(20, "Postfix stored the message", || async {
+        postfix_mailbox(&pf).iter().any(|m| m.contains(&subject))
+    })
+    .await;
+    let stored = postfix_mailbox(&pf)
+        .into_iter()
+        .find(|m| m.contains(&subject))
+        .unwrap();
+    assert!(
+        stored.contains("Delivered-To: bob@contoso.test"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("with ESMTPSA"),
+        "Postfix saw TLS and AUTH: {stored}"
+    );
+
+    // The wrong password: the queue goes to Retry with the 535, nothing is delivered.
+    e.app
+        .patch(
+            "/api/v1/credentials/to-hub",
+            json!({"password": "wrong-password"}),
+            None,
+        )
+        .await;
+    let subject2 = format!("wrong-password-{}", uuid::Uuid::new_v4().simple());
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject2)
+        .await;
+    eventually(20, "the queue is in Retry with the 535", || async {
+        e.queue("hub01.corp.contoso.test").await.is_some_and(|q| {
+            q["status"] == "Retry" && q["lastError"].as_str().unwrap_or("").contains("535")
+        })
+    })
+    .await;
+    assert!(!postfix_mailbox(&pf).iter().any(|m| m.contains(&subject2)));
+    let msgs = e.messages().await;
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(msgs[0]["status"], "Retry");
+}
+
+#[tokio::test]
+async fn credentials_are_never_sent_to_a_peer_without_starttls() {
+    let Some(e) = env(Role::Edge, &[]).await else {
+        return;
+    };
+    let sink = Sink::start(
+        &format!("{}:2525", e.ip(11)),
+        SinkOptions {
+            offer_auth: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    e.app.create("/api/v1/credentials", json!({"name": "to-hub", "kind": "SmartHost", "userName": "edge01", "password": "Secret-123"})).await;
+    e.connector(
+        json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [e.ip(11)], "port": 2525,
+        "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "to-hub"}),
+    )
+    .await;
+    e.submit("alice@fabrikam.test", &["bob@contoso.test"], "no-creds")
+        .await;
+    eventually(15, "the queue is in Retry", || async {
+        e.queue(&e.ip(11))
+            .await
+            .is_some_and(|q| q["status"] == "Retry")
+    })
+    .await;
+    let q = e.queue(&e.ip(11)).await.unwrap();
+    assert!(
+        q["lastError"].as_str().unwrap().contains("451 5.7.3"),
+        "{q}"
+    );
+    let commands = sink.commands();
+    assert!(
+        commands.iter().any(|c| c.starts_with("EHLO")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.to_ascii_uppercase().starts_with("AUTH")),
+        "credentials sent: {commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.contains("Secret") || c.contains("U2VjcmV0")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.starts_with("MAIL")),
+        "{commands:?}"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn require_tls_against_a_peer_without_starttls_defers() {
+    let Some(e) = env(Role::Hub, &[]).await else {
+        return;
+    };
+    let sink = Sink::start(&format!("{}:2525", e.ip(12)), SinkOptions::default()).await;
+    e.connector(json!({"name": "Partner", "addressSpaces": ["fabrikam.test"], "smartHosts": [e.ip(12)], "port": 2525,
+        "requireTLS": true}))
+        .await;
+    e.submit("bob@contoso.test", &["carol@fabrikam.test"], "needs-tls")
+        .await;
+    eventually(15, "deferred with the spec's error", || async {
+        e.queue(&e.ip(12)).await.is_some_and(|q| {
+            q["lastError"]
+                .as_str()
+                .unwrap_or("")
+                .contains("451 5.7.3 STARTTLS is required to send mail")
+        })
+    })
+    .await;
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn smart_host_failover_to_the_second_host() {
+    let Some(e) = env(Role::Hub, &[]).await else {
+        return;
+    };
+    // 127.N.0.13 listens on nothing; .14 is up.
+    let up = Sink::start(&format!("{}:2525", e.ip(14)), SinkOptions::default()).await;
+    e.connector(json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": [e.ip(13), e.ip(14)], "port": 2525})).await;
+    for i in 0..4 {
+        e.submit(
+            "bob@contoso.test",
+            &[&format!("carol{i}@fabrikam.test")],
+            &format!("failover {i}"),
+        )
+        .await;
+    }
+    eventually(15, "all delivered through the second host", || async {
+        up.messages().len() == 4
+    })
+    .await;
+    assert!(e.messages().await.is_empty());
+}
+
+/// A smart host whose name does not resolve is retried: its queue and
+/// recipients say so with a 4xx code, and each attempt is counted.
+#[tokio::test]
+async fn an_unresolvable_smart_host_is_a_transient_failure_with_counted_attempts() {
+    let Some(e) = env(Role::Edge, &[]).await else {
+        return;
+    };
+    e.connector(json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": ["gone.corp.contoso.test"], "port": 2525}))
+        .await;
+    e.submit("a@contoso.test", &["x@fabrikam.test"], "no such smart host")
+        .await;
+    let mut q = None;
+    for _ in 0..200 {
+        q = e.queue("gone.corp.contoso.test").await;
+        if q.as_ref()
+            .is_some_and(|q| q["status"] == "Retry" && q["lastError"].is_string())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let q = q.expect("the smart host's queue exists");
+    let why = q["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with("451 4.4.4 ") && why.contains("gone.corp.contoso.test"),
+        "{q}"
+    );
+    let id = e.messages().await[0]["id"].clone();
+    let m = e.app.get(&format!("/api/v1/messages/{id}")).await.body;
+    let attempts = m["attempts"].as_array().unwrap().len();
+    assert!(attempts >= 1, "{m}");
+    assert_eq!(
+        m["recipients"][0]["attempts"], attempts as i64,
+        "recipient attempts match the attempt list: {m}"
+    );
+    assert!(
+        m["recipients"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("451 "),
+        "{m}"
+    );
+}

@@ -1,0 +1,13 @@
+//! SMTP receive-engine tests: a real Ferry configured like the Edge of spec
+//! §3 on its own loopback network, driven by real clients — our Rust client,
+//! swaks and Python's smtplib — from distinct 127.x addresses.
+
+mod crash;
+mod limits;
+mod logs;
+mod peers;
+mod policy;
+mod reload;
+mod selection;
+mod smuggling;
+mod tls;

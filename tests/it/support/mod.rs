@@ -1,0 +1,12 @@
+//! Support shared by every suite: a Ferry in-process (`app`), our SMTP test
+//! client (`client`), a test PKI (`pki`), the Edge of spec §3 on its own
+//! network (`scenario`), a recording SMTP/LMTP peer (`sink`), loopback
+//! networks for tests (`net`) and the peers a test needs (`peers`).
+
+pub mod app;
+pub mod client;
+pub mod net;
+pub mod peers;
+pub mod pki;
+pub mod scenario;
+pub mod sink;

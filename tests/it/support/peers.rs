@@ -1,0 +1,46 @@
+//! The real peers tests talk to. A test that needs one calls `require`:
+//! when the peer is not installed it says so on stderr and the test is
+//! skipped — unless `FERRY_REQUIRE_PEERS=1` (set by `.ci/run`, which
+//! installs every peer), where a missing peer fails the test instead.
+//! OpenSSL, bash and curl are assumed like cargo itself (every suite's
+//! certificates and scripts need them); what is checked are the peers
+//! proper: Postfix, dnsmasq, swaks, Python, Chromium.
+
+use std::path::Path;
+
+/// Where a peer's program is looked for besides `$PATH` (Debian keeps
+/// Postfix and dnsmasq in sbin, often not in a user's `$PATH`).
+const SBIN: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+fn installed(program: &str) -> bool {
+    let in_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    in_path || SBIN.iter().any(|d| Path::new(d).join(program).is_file())
+}
+
+/// Whether every program is installed; if not, the test should return at
+/// once (it is skipped, and says why). Panics instead under
+/// `FERRY_REQUIRE_PEERS=1`.
+#[must_use]
+pub fn require(programs: &[&str]) -> bool {
+    // libtest names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("{test}: needs {} (not installed)", missing.join(", "));
+    if std::env::var("FERRY_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{why}; FERRY_REQUIRE_PEERS=1 makes that a failure");
+    }
+    eprintln!("SKIPPED {why}");
+    false
+}
+
+#[test]
+fn a_program_that_does_not_exist_is_missing() {
+    assert!(!installed("ferry-no-such-peer"));
+    assert!(installed("sh"));
+}
