@@ -80,6 +80,33 @@ impl rusqlite::ToSql for RecipientStatus {
     }
 }
 
+/// What a row of a message's attempt history records (`attempts.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// A transaction completed (each recipient has its own result).
+    Send,
+    /// Deferred: the connection failed or was lost.
+    Defer,
+    /// Failed for good (the next hop cannot exist).
+    Fail,
+}
+
+impl AttemptOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Send => "SEND",
+            AttemptOutcome::Defer => "DEFER",
+            AttemptOutcome::Fail => "FAIL",
+        }
+    }
+}
+
+impl rusqlite::ToSql for AttemptOutcome {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
 /// A delivery queue's or a message's state as the queue viewer shows it
 /// (Get-Queue's and Get-Message's Status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
-//! SMTP: the receive engine (`server/`), the outbound client (`client/`),
-//! envelope addresses written back out (`address`), and the stream type
-//! both use (`stream`).
+//! SMTP: the receive engine (`server/`, a file per verb under
+//! `server/session/`), the outbound client (`client/`: its replies in
+//! `reply.rs`, its TLS in `tls.rs`, its policy toward a next hop in
+//! `policy.rs`), and the stream type both use (`stream`). Envelope
+//! addresses are `model::Address`.
 //! Every reply Ferry sends lives in one catalogue, `replies`, which the
 //! session and the tests share.
 

@@ -2,8 +2,9 @@
 //! checking that a private key belongs to its certificate, generating
 //! self-signed ones, matching one to a connector FQDN), the server side's
 //! per-connector configurations (`server`), and the roots outbound TLS
-//! validates against (`roots`). The SMTP client's TLS policy is in
-//! `smtp/client/tls.rs`.
+//! validates against (`roots`, cached per trust-anchor set). The SMTP
+//! client chooses its TLS policy from a send connector in
+//! `smtp/client/policy.rs` and runs it in `smtp/client/tls.rs`.
 
 pub mod certs;
 pub mod roots;

@@ -154,7 +154,7 @@ impl DeliveryEngine {
                 true
             }
             Err(e) => {
-                outcome.attempt = Some("DEFER");
+                outcome.attempt = Some(AttemptOutcome::Defer);
                 outcome.results = rcpts
                     .iter()
                     .map(|r| super::outcome::RecipientResult {
@@ -216,7 +216,7 @@ impl DeliveryEngine {
                 Outcome {
                     hop: Some(hop),
                     connector: Some(connector.to_string()),
-                    attempt: Some("FAIL"),
+                    attempt: Some(AttemptOutcome::Fail),
                     metered: true,
                     results,
                     ..Outcome::new(&m, Source::Smtp)
@@ -265,7 +265,7 @@ impl DeliveryEngine {
                 Outcome {
                     hop: Some(hop),
                     connector: Some(connector.clone()),
-                    attempt: Some("DEFER"),
+                    attempt: Some(AttemptOutcome::Defer),
                     metered: true,
                     results,
                     ..Outcome::new(&m, Source::Smtp)

@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::schedule::{self, now_ms as now};
-use super::status::RecipientStatus;
+use super::status::{AttemptOutcome, RecipientStatus};
 use super::{Change, Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
 use crate::model::Address;

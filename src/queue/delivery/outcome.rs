@@ -56,7 +56,7 @@ pub(super) struct Outcome<'a> {
     pub results: Vec<RecipientResult>,
     /// An attempt row: its outcome word (`DEFER`, `FAIL`), with the reply
     /// or reason as its detail.
-    pub attempt: Option<&'static str>,
+    pub attempt: Option<AttemptOutcome>,
     /// A completed SMTP/LMTP transaction: recorded in the writer's fast
     /// path (`Queue::complete`), which also writes its attempt row.
     pub transaction: bool,

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use crate::queue::envelope::Envelope;
 use crate::queue::spool::MessageBody;
-use crate::queue::status::RecipientStatus;
+use crate::queue::status::{AttemptOutcome, RecipientStatus};
 use crate::routing::{HopKey, QueueKey};
 
 /// The results of one outbound transaction, recorded with an attempt row;
@@ -45,7 +45,7 @@ pub enum Change {
         message: i64,
         hop: HopKey,
         remote: Option<String>,
-        outcome: &'static str,
+        outcome: AttemptOutcome,
         detail: String,
     },
     /// A connection-level failure: the queue and its pending recipients
@@ -279,9 +279,15 @@ fn record_transaction(tx: &Connection, c: &Completed, now_ms: i64) -> anyhow::Re
     }
     tx.prepare_cached(
         "INSERT INTO attempts (message, at_ms, next_hop, remote_host, outcome, detail) \
-         VALUES (?1,?2,?3,?4,'SEND','transaction completed')",
+         VALUES (?1,?2,?3,?4,?5,'transaction completed')",
     )?
-    .execute(params![c.message, now_ms, c.hop, c.remote])?;
+    .execute(params![
+        c.message,
+        now_ms,
+        c.hop,
+        c.remote,
+        AttemptOutcome::Send
+    ])?;
     let (pending, failed): (i64, i64) = tx
         .prepare_cached(concat!(
             "SELECT COALESCE(SUM(status IN ",
