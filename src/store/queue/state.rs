@@ -41,11 +41,12 @@ pub async fn due(pool: &SqlitePool, now_ms: i64, limit: i64) -> anyhow::Result<V
          WHERE r.status IN ",
         crate::pending_sql!(),
         " AND r.next_attempt_ms <= ?1 AND m.suspended = 0 \
-           AND q.suspended = 0 AND q.next_retry_ms <= ?1 AND r.next_hop <> 'Unreachable' \
+           AND q.suspended = 0 AND q.next_retry_ms <= ?1 AND r.next_hop <> ?3 \
          GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt_ms), r.message LIMIT ?2"
     ))
     .bind(now_ms)
     .bind(limit)
+    .bind(HopKey::Unreachable)
     .fetch_all(pool)
     .await?)
 }
