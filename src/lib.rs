@@ -1,6 +1,7 @@
 //! Ferry: an SMTP transport appliance in the mould of Exchange Edge and Hub
 //! Transport, configured over a REST API. See `DESIGN.md` for the shape.
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod model;

@@ -3,6 +3,7 @@
 //! API docs and the dashboard's static files are reachable without a token.
 
 mod accepted_domains;
+mod anti_spam;
 mod certificates;
 mod credentials;
 mod extract;
@@ -236,6 +237,55 @@ pub fn router(state: AppState) -> Router {
             g(certificates::get)
                 .patch(certificates::patch)
                 .delete(certificates::delete),
+        )
+        .route("/api/v1/transport-agents", g(anti_spam::agents))
+        .route(
+            "/api/v1/transport-agents/{identity}",
+            p(anti_spam::patch_agent),
+        )
+        .route(
+            "/api/v1/ip-block-list-config",
+            g(anti_spam::block::get_config).patch(anti_spam::block::patch_config),
+        )
+        .route(
+            "/api/v1/ip-block-list-entries",
+            g(anti_spam::block::list_entries).post(anti_spam::block::create_entry),
+        )
+        .route(
+            "/api/v1/ip-block-list-entries/{id}",
+            g(anti_spam::block::get_entry).delete(anti_spam::block::delete_entry),
+        )
+        .route(
+            "/api/v1/ip-block-list-providers",
+            g(anti_spam::block::list_providers).post(anti_spam::block::create_provider),
+        )
+        .route(
+            "/api/v1/ip-block-list-providers/{id}",
+            g(anti_spam::block::get_provider)
+                .patch(anti_spam::block::patch_provider)
+                .delete(anti_spam::block::delete_provider),
+        )
+        .route(
+            "/api/v1/ip-allow-list-config",
+            g(anti_spam::allow::get_config).patch(anti_spam::allow::patch_config),
+        )
+        .route(
+            "/api/v1/ip-allow-list-entries",
+            g(anti_spam::allow::list_entries).post(anti_spam::allow::create_entry),
+        )
+        .route(
+            "/api/v1/ip-allow-list-entries/{id}",
+            g(anti_spam::allow::get_entry).delete(anti_spam::allow::delete_entry),
+        )
+        .route(
+            "/api/v1/ip-allow-list-providers",
+            g(anti_spam::allow::list_providers).post(anti_spam::allow::create_provider),
+        )
+        .route(
+            "/api/v1/ip-allow-list-providers/{id}",
+            g(anti_spam::allow::get_provider)
+                .patch(anti_spam::allow::patch_provider)
+                .delete(anti_spam::allow::delete_provider),
         )
         .route("/api/v1/queues", g(queues::list))
         .route("/api/v1/queues/{id}", g(queues::get))

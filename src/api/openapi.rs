@@ -89,6 +89,40 @@ body_schema!(
     "A JSON merge patch of the transport settings."
 );
 
+body_schema!(
+    IpListConfigPatch,
+    model::anti_spam::IpListConfig,
+    [],
+    "A JSON merge patch of an IP list's configuration."
+);
+body_schema!(
+    IpListEntryCreate,
+    model::anti_spam::IpListEntry,
+    ["ipRange"],
+    "A new IP list entry (the list is the path's)."
+);
+body_schema!(
+    IpListProviderCreate,
+    model::anti_spam::IpListProvider,
+    ["name", "lookupDomain"],
+    "A new IP list provider (the list is the path's); priority defaults to the end of the list."
+);
+body_schema!(
+    IpListProviderPatch,
+    model::anti_spam::IpListProvider,
+    [],
+    "A JSON merge patch of an IP list provider."
+);
+
+/// Enable-/Disable-TransportAgent and Set-TransportAgent -Priority.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TransportAgentPatch {
+    enabled: Option<bool>,
+    /// 1 runs first; the others move to make room.
+    priority: Option<u32>,
+}
+
 /// Only the friendly name of a certificate can change.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +168,15 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
         queues::resubmit, queues::remove,
         observe::tracking, observe::protocol_logs, observe::metrics,
+        anti_spam::agents, anti_spam::patch_agent,
+        anti_spam::block::get_config, anti_spam::block::patch_config,
+        anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::get_entry, anti_spam::block::delete_entry,
+        anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
+        anti_spam::block::patch_provider, anti_spam::block::delete_provider,
+        anti_spam::allow::get_config, anti_spam::allow::patch_config,
+        anti_spam::allow::list_entries, anti_spam::allow::create_entry, anti_spam::allow::get_entry, anti_spam::allow::delete_entry,
+        anti_spam::allow::list_providers, anti_spam::allow::create_provider, anti_spam::allow::get_provider,
+        anti_spam::allow::patch_provider, anti_spam::allow::delete_provider,
     ),
     components(schemas(
         Problem, model::FieldError, Meta, ServerInfo, Health,
@@ -142,6 +185,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         ReceiveConnectorCreate, ReceiveConnectorPatch, SendConnectorCreate, SendConnectorPatch,
         AcceptedDomainCreate, AcceptedDomainPatch, CredentialCreate, CredentialPatch, TransportSettingsPatch, CertificatePatch,
         certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
+        IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
@@ -150,6 +194,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),
         (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
+        (name = "anti-spam", description = "The transport agents and Connection Filtering: IP Block and Allow lists, their entries and providers"),
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "tracking", description = "Message tracking, protocol logs and metrics"),
         (name = "server", description = "Health and identity"),

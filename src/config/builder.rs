@@ -51,6 +51,7 @@ impl SnapshotBuilder {
                 credentials: vec![],
                 certificates: vec![],
                 certificate_info: Default::default(),
+                anti_spam: super::AntiSpam::defaults(role),
             },
         }
     }

@@ -18,6 +18,7 @@ pub use service::{Change, ConfigService, Reconciler, ServiceError};
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use crate::model::anti_spam::{IpListConfig, IpListEntry, IpListProvider, TransportAgents};
 use crate::model::{
     AcceptedDomain, CertificateKind, CertificateRecord, Credential, Domain, ReceiveConnector,
     SendConnector, ServerContext, TransportSettings,
@@ -40,6 +41,39 @@ pub struct Snapshot {
     /// Parsed details of each certificate, by id.
     pub certificate_info: HashMap<Uuid, CertificateInfo>,
     pub transport: Stored<TransportSettings>,
+    pub anti_spam: AntiSpam,
+}
+
+/// The anti-spam agents' configuration: their order, and Connection
+/// Filtering's lists, entries and providers.
+#[derive(Debug, Clone)]
+pub struct AntiSpam {
+    pub agents: Stored<TransportAgents>,
+    pub ip_block_list_config: Stored<IpListConfig>,
+    pub ip_allow_list_config: Stored<IpListConfig>,
+    pub ip_list_entries: Vec<Stored<IpListEntry>>,
+    /// By priority within each list.
+    pub ip_list_providers: Vec<Stored<IpListProvider>>,
+}
+
+/// The kinds of singleton document in the `settings` table.
+pub mod setting {
+    pub const TRANSPORT_AGENTS: &str = "transport-agents";
+    pub const IP_BLOCK_LIST_CONFIG: &str = "ip-block-list-config";
+    pub const IP_ALLOW_LIST_CONFIG: &str = "ip-allow-list-config";
+}
+
+impl AntiSpam {
+    /// A role's defaults, as on a new server.
+    pub fn defaults(role: crate::model::Role) -> AntiSpam {
+        AntiSpam {
+            agents: Stored::unwritten(TransportAgents::defaults(role)),
+            ip_block_list_config: Stored::unwritten(IpListConfig::defaults()),
+            ip_allow_list_config: Stored::unwritten(IpListConfig::defaults()),
+            ip_list_entries: vec![],
+            ip_list_providers: vec![],
+        }
+    }
 }
 
 impl Snapshot {
@@ -152,6 +186,28 @@ impl ConfigObject for CertificateRecord {
     }
     fn all(s: &Snapshot) -> &[Stored<Self>] {
         &s.certificates
+    }
+}
+
+impl ConfigObject for IpListEntry {
+    const TABLE: Table = Table::IpListEntries;
+    const KIND: &'static str = "IP list entry";
+    fn name(&self) -> String {
+        self.key()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.anti_spam.ip_list_entries
+    }
+}
+
+impl ConfigObject for IpListProvider {
+    const TABLE: Table = Table::IpListProviders;
+    const KIND: &'static str = "IP list provider";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.anti_spam.ip_list_providers
     }
 }
 

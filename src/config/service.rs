@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
-use super::{ConfigObject, Snapshot, find};
+use super::{ConfigObject, Snapshot, find, setting};
 use crate::model::{Invalid, ServerContext, TransportSettings};
 use crate::secrets::SecretBox;
 use crate::store::{Store, Stored, Table, Tx};
@@ -256,6 +256,33 @@ impl ConfigService {
         Ok(snap.transport.clone())
     }
 
+    /// Changes a singleton document of the `settings` table (`kind`), read
+    /// from the snapshot by `get`, if it is still at `if_match`.
+    pub async fn update_setting<T: serde::Serialize + Clone>(
+        &self,
+        kind: &'static str,
+        get: impl Fn(&Snapshot) -> &Stored<T>,
+        if_match: Option<i64>,
+        prepare: impl FnOnce(&Snapshot, &T) -> Result<T, ServiceError>,
+    ) -> Result<Stored<T>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let snap = self.snapshot();
+        let current = get(&snap);
+        if let Some(v) = if_match
+            && v != current.version
+        {
+            return Err(ServiceError::PreconditionFailed {
+                kind,
+                current: current.version,
+            });
+        }
+        let spec = prepare(&snap, &current.spec)?;
+        let mut tx = self.store.begin().await?;
+        Store::put_setting(&mut tx, kind, &spec, current.version).await?;
+        let snap = self.publish(tx, &snap).await?;
+        Ok(get(&snap).clone())
+    }
+
     /// Re-reads the configuration inside the transaction, commits, and
     /// publishes the result.
     async fn publish(
@@ -335,7 +362,26 @@ pub(super) async fn load_snapshot(
             crate::tls::certs::parse_chain(&c.spec.chain_pem).map_err(anyhow::Error::msg)?;
         certificate_info.insert(c.id, crate::tls::certs::inspect(&chain));
     }
+    let role = base.role;
+    let mut ip_list_providers: Vec<Stored<crate::model::anti_spam::IpListProvider>> =
+        Store::list(tx, Table::IpListProviders).await?;
+    ip_list_providers.sort_by_key(|p| (p.spec.list.as_str(), p.spec.priority));
+    let defaults = super::AntiSpam::defaults(role);
+    let anti_spam = super::AntiSpam {
+        agents: Store::setting(tx, setting::TRANSPORT_AGENTS)
+            .await?
+            .unwrap_or(defaults.agents),
+        ip_block_list_config: Store::setting(tx, setting::IP_BLOCK_LIST_CONFIG)
+            .await?
+            .unwrap_or(defaults.ip_block_list_config),
+        ip_allow_list_config: Store::setting(tx, setting::IP_ALLOW_LIST_CONFIG)
+            .await?
+            .unwrap_or(defaults.ip_allow_list_config),
+        ip_list_entries: Store::list(tx, Table::IpListEntries).await?,
+        ip_list_providers,
+    };
     Ok(Snapshot {
+        anti_spam,
         generation,
         ctx: ServerContext {
             fqdn: transport.spec.server_fqdn.clone(),

@@ -9,6 +9,7 @@ mod string_type;
 pub mod accepted_domain;
 pub mod address;
 pub mod address_space;
+pub mod anti_spam;
 pub mod auth;
 pub mod binding;
 pub mod certificate;

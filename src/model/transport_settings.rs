@@ -78,6 +78,12 @@ pub struct TransportSettings {
     #[serde(rename = "internalDNSServers")]
     #[schema(rename = "internalDNSServers")]
     pub internal_dns_servers: Vec<DnsServer>,
+    /// SMTP servers of the organisation in front of this one (Exchange's
+    /// InternalSMTPServers): their sessions are internal mail to the
+    /// anti-spam agents.
+    #[serde(rename = "internalSMTPServers", default)]
+    #[schema(rename = "internalSMTPServers")]
+    pub internal_smtp_servers: Vec<super::IpRange>,
     /// Address written into Received headers instead of the local one.
     #[serde(rename = "externalIPAddress")]
     #[schema(rename = "externalIPAddress")]
@@ -207,6 +213,7 @@ impl TransportSettings {
             max_per_domain_outbound_connections: Limit::Value(40),
             external_dns_servers: vec![],
             internal_dns_servers: vec![],
+            internal_smtp_servers: vec![],
             external_ip_address: None,
             external_delay_dsn_enabled: true,
             internal_delay_dsn_enabled: true,

@@ -44,8 +44,17 @@ fn connector(name: &str) -> ConnectorLabel {
     }
 }
 
+/// A transport agent's decision, for `ferry_agent_actions`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: String,
+    pub action: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Decisions of the transport agents, by agent and action.
+    pub agent_actions: Family<AgentLabels, Counter>,
     pub connections: Family<ConnectorLabel, Counter>,
     pub sessions: Family<ConnectorLabel, Gauge>,
     pub received: Family<ConnectorLabel, Counter>,
@@ -72,6 +81,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("ferry");
         let m = Metrics {
+            agent_actions: Family::default(),
             connections: Family::default(),
             sessions: Family::default(),
             received: Family::default(),
@@ -145,6 +155,11 @@ impl Metrics {
             m.auth_failures.clone(),
         );
         r.register(
+            "agent_actions",
+            "Decisions of the transport agents (reject, allow, …), by agent and action",
+            m.agent_actions.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configuration changes published to the running engines",
             m.reloads.clone(),
@@ -155,6 +170,15 @@ impl Metrics {
             m.reload_duration.clone(),
         );
         Metrics { registry: r, ..m }
+    }
+
+    pub fn agent_action(&self, agent: &str, action: &str) {
+        self.agent_actions
+            .get_or_create(&AgentLabels {
+                agent: agent.to_string(),
+                action: action.to_string(),
+            })
+            .inc();
     }
 
     pub fn connection(&self, name: &str) {

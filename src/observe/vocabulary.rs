@@ -30,6 +30,8 @@ pub enum EventKind {
     Resume,
     /// Removed by an administrator.
     Delete,
+    /// A transport agent acted (rejected a recipient, allowed a client…).
+    Agent,
 }
 
 /// The component that recorded an event (Exchange's Source).
@@ -42,10 +44,12 @@ pub enum Source {
     Dsn,
     Admin,
     StoreDriver,
+    /// A transport agent.
+    Agent,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Receive,
         EventKind::Route,
         EventKind::Send,
@@ -58,6 +62,7 @@ impl EventKind {
         EventKind::Suspend,
         EventKind::Resume,
         EventKind::Delete,
+        EventKind::Agent,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -74,6 +79,7 @@ impl EventKind {
             EventKind::Suspend => "SUSPEND",
             EventKind::Resume => "RESUME",
             EventKind::Delete => "DELETE",
+            EventKind::Agent => "AGENT",
         }
     }
 }
@@ -87,6 +93,7 @@ impl Source {
             Source::Dsn => "DSN",
             Source::Admin => "ADMIN",
             Source::StoreDriver => "STOREDRIVER",
+            Source::Agent => "AGENT",
         }
     }
 }

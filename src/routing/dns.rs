@@ -145,6 +145,37 @@ impl Dns {
         }
     }
 
+    /// The A records of a DNS list entry (`4.3.2.1.zen.example.`) and how
+    /// long they may be cached. A name that does not exist (not listed) is
+    /// an empty answer, cached for a minute; other failures are errors.
+    pub async fn list_entry(
+        &self,
+        servers: &[SocketAddr],
+        name: &str,
+    ) -> Result<(Vec<std::net::Ipv4Addr>, Duration), String> {
+        let resolver = self.resolver(servers).map_err(|e| format!("{e:?}"))?;
+        match resolver.ipv4_lookup(name).await {
+            Ok(lookup) => {
+                let ttl = lookup
+                    .valid_until()
+                    .saturating_duration_since(std::time::Instant::now());
+                let ips = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(a.0),
+                        _ => None,
+                    })
+                    .collect();
+                Ok((ips, ttl))
+            }
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                Ok((vec![], Duration::from_secs(60)))
+            }
+            Err(e) => Err(format!("DNS query for {name} failed: {e}")),
+        }
+    }
+
     /// Addresses of a host (A and AAAA).
     pub async fn addresses(
         &self,

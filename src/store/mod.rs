@@ -31,6 +31,20 @@ pub struct Stored<T> {
     pub secret: Option<Vec<u8>>,
 }
 
+impl<T> Stored<T> {
+    /// A singleton document that was never written: its default, version 0.
+    pub fn unwritten(spec: T) -> Stored<T> {
+        Stored {
+            id: Uuid::nil(),
+            version: 0,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            spec,
+            secret: None,
+        }
+    }
+}
+
 /// The tables that hold configuration objects of one kind each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -39,6 +53,8 @@ pub enum Table {
     AcceptedDomains,
     Credentials,
     Certificates,
+    IpListEntries,
+    IpListProviders,
 }
 
 impl Table {
@@ -49,6 +65,8 @@ impl Table {
             Table::AcceptedDomains => "accepted_domains",
             Table::Credentials => "credentials",
             Table::Certificates => "certificates",
+            Table::IpListEntries => "ip_list_entries",
+            Table::IpListProviders => "ip_list_providers",
         }
     }
 }
@@ -287,6 +305,57 @@ impl Store {
                 Ok(v + 1)
             }
         }
+    }
+
+    /// A singleton document by kind; None while it is at its default.
+    pub async fn setting<T: DeserializeOwned>(
+        conn: &mut SqliteConnection,
+        kind: &str,
+    ) -> anyhow::Result<Option<Stored<T>>> {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT '00000000-0000-0000-0000-000000000002' AS id, version, spec, NULL AS secret, created_at, updated_at \
+             FROM settings WHERE kind = ?",
+        )
+        .bind(kind)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(parse_row).transpose()
+    }
+
+    /// Writes a singleton document if it is still at `expected` (0: never
+    /// written). Returns the new version.
+    pub async fn put_setting<T: Serialize>(
+        conn: &mut SqliteConnection,
+        kind: &str,
+        spec: &T,
+        expected: i64,
+    ) -> anyhow::Result<i64> {
+        let json = serde_json::to_string(spec)?;
+        let t = ts(now());
+        let done = if expected == 0 {
+            sqlx::query(
+                "INSERT INTO settings (kind, version, spec, created_at, updated_at) VALUES (?, 1, ?, ?, ?) \
+                 ON CONFLICT (kind) DO NOTHING",
+            )
+            .bind(kind)
+            .bind(json)
+            .bind(&t)
+            .bind(&t)
+            .execute(&mut *conn)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE settings SET version = version + 1, spec = ?, updated_at = ? WHERE kind = ? AND version = ?",
+            )
+            .bind(json)
+            .bind(&t)
+            .bind(kind)
+            .bind(expected)
+            .execute(&mut *conn)
+            .await?
+        };
+        anyhow::ensure!(done.rows_affected() == 1, "{kind} changed concurrently");
+        Ok(expected + 1)
     }
 
     pub async fn list<T: DeserializeOwned>(

@@ -5,7 +5,7 @@
 //! on its own 127.x addresses.
 //!
 //! Suites, each runnable alone with `cargo test --test it <suite>::`:
-//! `api` (the REST API), `smtp` (the receive engine), `delivery` (routing,
+//! `anti_spam` (the transport agents), `api` (the REST API), `smtp` (the receive engine), `delivery` (routing,
 //! delivery, retries, DSNs, the queue viewer), `hostile` (the attacks of
 //! *Safe by default*), `edge_hub` (the seed scenario, four processes),
 //! `fuzz` (the SMTP session under random input) and `readme` (the README's
@@ -15,6 +15,7 @@
 
 mod support;
 
+mod anti_spam;
 mod api;
 mod delivery;
 mod edge_hub;

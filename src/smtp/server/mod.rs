@@ -44,6 +44,8 @@ pub struct Shared {
     pub auth: auth_guard::AuthGuard,
     /// Fires when Ferry stops: idle sessions end with `421 4.3.2`.
     pub shutdown: Shutdown,
+    /// The transport agents' shared state (DNS list caches).
+    pub agents: crate::agents::Agents,
     pub observe: Arc<crate::observe::Observer>,
 }
 
@@ -142,6 +144,7 @@ impl SmtpServer {
             limiter: limits::Limiter::default(),
             auth: auth_guard::AuthGuard::default(),
             shutdown,
+            agents: crate::agents::Agents::new(observe.clone()),
             observe,
         });
         let server = Arc::new(SmtpServer {

@@ -3,7 +3,6 @@
 //! host, dnsmasq for MX records, a recording SMTP/LMTP peer — and the queue
 //! viewer API acts on what is queued.
 
-mod dns;
 mod setup;
 
 mod bounces;

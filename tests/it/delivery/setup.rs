@@ -1,9 +1,9 @@
 //! A Ferry with a submission connector for the test client, DNS pointed at
 //! a dnsmasq on the same loopback network, and short retry intervals.
 
-use crate::delivery::dns::Dnsmasq;
 use crate::support::app::TestApp;
 use crate::support::client::Client;
+use crate::support::dns::Dnsmasq;
 use ferry::model::Role;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod client;
+pub mod dns;
 pub mod net;
 pub mod peers;
 pub mod pki;

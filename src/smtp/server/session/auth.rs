@@ -154,6 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .remove(&self.principal)
                     .unwrap_or_default();
                 self.auth_user = Some(login.spec.user_name.clone());
+                // Authenticated mail is judged anew by the anti-spam agents.
+                self.connection_verdict = None;
+                self.refused_by_agent = false;
                 tracing::info!(user = %login.spec.user_name, principal = ?self.principal, "authenticated");
                 Ok(self.reply(replies::AUTH_OK).await)
             }

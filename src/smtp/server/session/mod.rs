@@ -28,6 +28,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Shared;
+use crate::agents::connection_filter::{self, Verdict};
+use crate::agents::{Origin, SessionInfo};
 use crate::config::Snapshot;
 use crate::model::{Address, ExtendedRight, Principal, ProtocolLoggingLevel, ReceiveConnector};
 use crate::observe::metrics::SessionGauge;
@@ -93,6 +95,11 @@ pub struct Session<S> {
     principal: Principal,
     rights: Vec<ExtendedRight>,
     tx: Option<Transaction>,
+    /// Connection Filtering's judgement, made at the first RCPT (again
+    /// after a successful AUTH).
+    connection_verdict: Option<Verdict>,
+    /// A recipient was refused because the client is on a block list.
+    refused_by_agent: bool,
     protocol_errors: u64,
     logon_failures: u32,
     tls_config: Option<Arc<rustls::ServerConfig>>,
@@ -164,6 +171,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             principal,
             rights,
             tx: None,
+            connection_verdict: None,
+            refused_by_agent: false,
             protocol_errors: 0,
             logon_failures: 0,
             tls_config,
@@ -175,6 +184,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn c(&self) -> &ReceiveConnector {
         &self.connector.spec
+    }
+
+    /// Where this session's mail comes from, for the anti-spam agents.
+    fn origin(&self) -> Origin {
+        let ip = self.remote.ip();
+        if self.has_right(ExtendedRight::BypassAntiSpam) {
+            Origin::Bypass
+        } else if self.principal != Principal::Anonymous
+            || self
+                .snap
+                .transport
+                .spec
+                .internal_smtp_servers
+                .iter()
+                .any(|r| r.contains_ip(ip))
+        {
+            Origin::Internal
+        } else {
+            Origin::External
+        }
+    }
+
+    /// Connection Filtering's judgement of this client, made once.
+    async fn connection_verdict(&mut self) -> Verdict {
+        if let Some(v) = &self.connection_verdict {
+            return v.clone();
+        }
+        let (snap, connector, id) = (self.snap.clone(), self.c().name.clone(), self.id.clone());
+        let info = SessionInfo {
+            snap: &snap,
+            client_ip: self.remote.ip(),
+            connector: &connector,
+            session: &id,
+            origin: self.origin(),
+        };
+        let v = connection_filter::judge(&self.shared.agents, &info).await;
+        if let Some(l) = &mut self.plog {
+            match &v {
+                Verdict::Pass => {}
+                Verdict::Allowed => l.info("on an IP Allow list", "Connection Filtering Agent"),
+                Verdict::Blocked { text, .. } => l.info(text, "Connection Filtering Agent"),
+            }
+        }
+        self.connection_verdict = Some(v.clone());
+        v
     }
 
     fn fqdn(&self) -> String {
@@ -430,6 +484,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             )
         {
             return Ok(self.reply(replies::MUST_STARTTLS).await);
+        }
+        // A client on a block list whose recipients were all refused hears
+        // the list's reply once more when it goes on, and is disconnected
+        // (spec rule 33: after all RCPT TO, then close).
+        if let Some(Verdict::Blocked { text, .. }) = &self.connection_verdict
+            && self.refused_by_agent
+            && matches!(
+                request,
+                Request::Data | Request::Bdat { .. } | Request::Mail { .. }
+            )
+            && self.tx.as_ref().is_none_or(|t| t.recipients.is_empty())
+        {
+            let reply = Reply::new(550, "5.7.1", text.clone());
+            self.write(&reply);
+            return Ok(Next::Close);
         }
         Ok(match request {
             Request::Ehlo { host } => self.ehlo(host, true).await,

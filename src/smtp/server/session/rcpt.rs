@@ -4,6 +4,7 @@ use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Next, Session};
+use crate::agents::connection_filter::Verdict;
 use crate::model::Address;
 use crate::model::ExtendedRight as R;
 use crate::queue::Recipient;
@@ -30,6 +31,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Ok(address) = Address::parse(to.address) else {
             return self.protocol_error(replies::BAD_RECIPIENT).await;
         };
+        // Connection Filtering acts here, before any other recipient check.
+        if let Verdict::Blocked { text, .. } = self.connection_verdict().await
+            && !self
+                .connection_verdict
+                .as_ref()
+                .is_some_and(|v| v.bypasses(address.as_str()))
+        {
+            self.refused_by_agent = true;
+            return self.reply(Reply::new(550, "5.7.1", text)).await;
+        }
         // <postmaster> without a domain is always local (RFC 5321 §4.5.1).
         let local = address.is_bare_postmaster()
             || address

@@ -1,0 +1,63 @@
+//! DNS lists (DNSBLs and DNS allow lists, RFC 5782) for Connection
+//! Filtering: one A query per provider through hickory, bounded by the
+//! provider's timeout so a dead list never stalls a session, and answers
+//! cached for their TTL (a name that does not exist for a minute).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::Snapshot;
+use crate::routing::dns::Dns;
+
+/// The most answers kept; past it the cache starts over (a flood of
+/// distinct clients cannot grow it without bound).
+const MAX_CACHED: usize = 100_000;
+
+#[derive(Default)]
+pub struct Dnsbl {
+    dns: Dns,
+    cache: Mutex<HashMap<String, (Vec<Ipv4Addr>, Instant)>>,
+}
+
+/// What a list said about a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The A records (none: not listed).
+    Records(Vec<Ipv4Addr>),
+    /// No answer within the timeout, or a DNS failure: treated as not listed.
+    Failed(String),
+}
+
+impl Dnsbl {
+    /// Asks a list about `name` (already reversed under its zone).
+    pub async fn ask(&self, snap: &Snapshot, name: &str, timeout: Duration) -> Answer {
+        if let Some((ips, until)) = self.cache.lock().expect("not poisoned").get(name)
+            && *until > Instant::now()
+        {
+            return Answer::Records(ips.clone());
+        }
+        let ts = &snap.transport.spec;
+        let servers: Vec<SocketAddr> = if ts.external_dns_servers.is_empty() {
+            ts.internal_dns_servers.iter().map(|s| s.0).collect()
+        } else {
+            ts.external_dns_servers.iter().map(|s| s.0).collect()
+        };
+        match tokio::time::timeout(timeout, self.dns.list_entry(&servers, name)).await {
+            Ok(Ok((ips, ttl))) => {
+                let mut cache = self.cache.lock().expect("not poisoned");
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(name.to_string(), (ips.clone(), Instant::now() + ttl));
+                Answer::Records(ips)
+            }
+            Ok(Err(e)) => Answer::Failed(e),
+            Err(_) => Answer::Failed(format!(
+                "no answer about {name} within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+}

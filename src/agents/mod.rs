@@ -1,0 +1,98 @@
+//! Transport agents: Exchange's extension model made explicit. Agents run
+//! at SMTP events in the priority order of `TransportAgents` (Get-/Set-
+//! TransportAgent); each may let the session go on, allow it past the
+//! other anti-spam agents, or reject. Every decision is tracked (an `AGENT`
+//! event naming the agent and the reason), written to the session's
+//! protocol log, and counted in `ferry_agent_actions`.
+//!
+//! The anti-spam agents act only on mail they are enabled for: a session
+//! whose connector's principal holds ms-Exch-Bypass-Anti-Spam is never
+//! filtered; an authenticated session or one from `internalSmtpServers` is
+//! internal mail (filtered only where `internalMailEnabled`); any other is
+//! external mail (filtered where `externalMailEnabled`, the default).
+//!
+//! Agents so far: Connection Filtering (`connection_filter.rs`, with its
+//! DNS lists in `dnsbl.rs`).
+
+pub mod connection_filter;
+mod dnsbl;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::Snapshot;
+use crate::model::anti_spam::{AgentName, IpListConfig};
+use crate::observe::Observer;
+use crate::observe::tracking::{Event, EventKind, Source};
+
+/// Where a session's mail comes from, as the anti-spam agents see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From the Internet: the default subject of every anti-spam agent.
+    External,
+    /// Authenticated, or from one of `internalSmtpServers`.
+    Internal,
+    /// The connector's principal holds ms-Exch-Bypass-Anti-Spam.
+    Bypass,
+}
+
+impl Origin {
+    /// Whether an agent (list) configured so acts on mail of this origin.
+    pub fn filtered_by(self, c: &IpListConfig) -> bool {
+        match self {
+            Origin::External => c.enabled && c.external_mail_enabled,
+            Origin::Internal => c.enabled && c.internal_mail_enabled,
+            Origin::Bypass => false,
+        }
+    }
+}
+
+/// What the agents share across sessions: their caches and where they
+/// report.
+pub struct Agents {
+    dnsbl: dnsbl::Dnsbl,
+    observe: Arc<Observer>,
+}
+
+/// The session an agent decides about.
+pub struct SessionInfo<'a> {
+    pub snap: &'a Snapshot,
+    pub client_ip: IpAddr,
+    pub connector: &'a str,
+    pub session: &'a str,
+    pub origin: Origin,
+}
+
+impl Agents {
+    pub fn new(observe: Arc<Observer>) -> Agents {
+        Agents {
+            dnsbl: dnsbl::Dnsbl::default(),
+            observe,
+        }
+    }
+
+    /// Records an agent's decision: tracking, metrics, log.
+    pub fn report(
+        &self,
+        s: &SessionInfo<'_>,
+        agent: AgentName,
+        action: &str,
+        reason: &str,
+        sender: &str,
+        recipients: Vec<String>,
+    ) {
+        tracing::info!(agent = agent.as_str(), action, reason, client = %s.client_ip, "agent");
+        self.observe.metrics.agent_action(agent.as_str(), action);
+        self.observe.tracking.record(Event {
+            event: EventKind::Agent,
+            source: Source::Agent,
+            sender: sender.to_string(),
+            recipients,
+            connector: Some(s.connector.to_string()),
+            client_ip: Some(s.client_ip.to_string()),
+            session: Some(s.session.to_string()),
+            detail: Some(format!("{}: {action}: {reason}", agent.as_str())),
+            ..Default::default()
+        });
+    }
+}

@@ -1,0 +1,545 @@
+//! The Edge's anti-spam agents as configuration (spec §1.9 and rule 33):
+//! the transport agents and their order (Get-/Set-TransportAgent), and
+//! Connection Filtering — the IP Block and Allow lists, their entries and
+//! their providers (DNSBL and DNS allow lists).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::domain::Domain;
+use super::error::{Errors, Invalid};
+use super::{IpRange, Role, Timespan, check_name, from_json, merge_patch};
+
+/// The transport agents Ferry runs, in Exchange's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum AgentName {
+    #[serde(rename = "Connection Filtering Agent")]
+    ConnectionFiltering,
+    #[serde(rename = "Sender Filter Agent")]
+    SenderFiltering,
+    #[serde(rename = "Recipient Filter Agent")]
+    RecipientFiltering,
+}
+
+impl AgentName {
+    pub const ALL: [AgentName; 3] = [
+        AgentName::ConnectionFiltering,
+        AgentName::SenderFiltering,
+        AgentName::RecipientFiltering,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AgentName::ConnectionFiltering => "Connection Filtering Agent",
+            AgentName::SenderFiltering => "Sender Filter Agent",
+            AgentName::RecipientFiltering => "Recipient Filter Agent",
+        }
+    }
+
+    /// The SMTP events the agent acts at.
+    pub const fn events(self) -> &'static [&'static str] {
+        match self {
+            AgentName::ConnectionFiltering => &["OnConnect", "OnRcptCommand", "OnEndOfHeaders"],
+            AgentName::SenderFiltering => &["OnMailCommand", "OnEndOfHeaders"],
+            AgentName::RecipientFiltering => &["OnRcptCommand"],
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentName> {
+        AgentName::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// One agent's place in the pipeline (Get-TransportAgent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportAgent {
+    pub identity: AgentName,
+    pub enabled: bool,
+    /// 1 runs first; priorities are 1..n without gaps.
+    pub priority: u32,
+}
+
+/// The agents in their order, as one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportAgents {
+    pub agents: Vec<TransportAgent>,
+}
+
+impl TransportAgents {
+    /// As Exchange ships them: on the Edge installed and enabled; on the
+    /// Hub present and disabled (its anti-spam agents are an opt-in).
+    pub fn defaults(role: Role) -> TransportAgents {
+        TransportAgents {
+            agents: AgentName::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, a)| TransportAgent {
+                    identity: *a,
+                    enabled: role == Role::Edge,
+                    priority: i as u32 + 1,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: AgentName) -> Option<&TransportAgent> {
+        self.agents.iter().find(|a| a.identity == name)
+    }
+
+    pub fn enabled(&self, name: AgentName) -> bool {
+        self.get(name).is_some_and(|a| a.enabled)
+    }
+
+    /// Set-/Enable-/Disable-TransportAgent: `enabled` and `priority`. A new
+    /// priority moves the agent there and shifts the others, as Exchange
+    /// does.
+    pub fn patched(&self, name: AgentName, patch: &Value) -> Result<TransportAgents, Invalid> {
+        let obj = patch
+            .as_object()
+            .ok_or_else(|| Invalid::field("", "the body must be a JSON object"))?;
+        let mut e = Errors::default();
+        for k in obj.keys() {
+            e.check(
+                !matches!(k.as_str(), "enabled" | "priority"),
+                k,
+                "is not a setting of a transport agent (enabled, priority)",
+            );
+        }
+        e.finish()?;
+        let mut agents = self.agents.clone();
+        agents.sort_by_key(|a| a.priority);
+        let at = agents
+            .iter()
+            .position(|a| a.identity == name)
+            .ok_or_else(|| Invalid::field("identity", "no such agent"))?;
+        if let Some(v) = obj.get("enabled") {
+            agents[at].enabled = v
+                .as_bool()
+                .ok_or_else(|| Invalid::field("enabled", "must be true or false"))?;
+        }
+        if let Some(v) = obj.get("priority") {
+            let n = agents.len() as u64;
+            let p = v
+                .as_u64()
+                .filter(|p| (1..=n).contains(p))
+                .ok_or_else(|| Invalid::field("priority", format!("must be 1–{n}")))?;
+            let agent = agents.remove(at);
+            agents.insert(p as usize - 1, agent);
+        }
+        for (i, a) in agents.iter_mut().enumerate() {
+            a.priority = i as u32 + 1;
+        }
+        Ok(TransportAgents { agents })
+    }
+}
+
+/// Which list an entry or a provider belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum IpList {
+    Block,
+    Allow,
+}
+
+impl IpList {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IpList::Block => "Block",
+            IpList::Allow => "Allow",
+        }
+    }
+}
+
+/// Set-IPBlockListConfig / Set-IPAllowListConfig.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpListConfig {
+    pub enabled: bool,
+    /// Filter mail from outside the organisation (true).
+    pub external_mail_enabled: bool,
+    /// Filter mail from inside it (false: authenticated partner mail is not
+    /// internal, spec §1.9).
+    pub internal_mail_enabled: bool,
+    /// Block list only: the reply to a client on a static entry (≤ 240
+    /// characters); null for Exchange's default text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_entry_rejection_response: Option<String>,
+    /// Block list only: the reply to a client added by a machine (≤ 240).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_entry_rejection_response: Option<String>,
+}
+
+/// Exchange's default reply to a client on the static block list.
+pub const STATIC_ENTRY_REJECTION: &str =
+    "External client with IP address %0 does not have permissions to submit to this server";
+
+impl IpListConfig {
+    pub fn defaults() -> IpListConfig {
+        IpListConfig {
+            enabled: true,
+            external_mail_enabled: true,
+            internal_mail_enabled: false,
+            static_entry_rejection_response: None,
+            machine_entry_rejection_response: None,
+        }
+    }
+
+    pub fn patched(&self, list: IpList, patch: &Value) -> Result<IpListConfig, Invalid> {
+        let c: IpListConfig = super::apply_patch(self, patch, &[])?;
+        c.validate(list)?;
+        Ok(c)
+    }
+
+    pub fn validate(&self, list: IpList) -> Result<(), Invalid> {
+        let mut e = Errors::default();
+        for (field, v) in [
+            (
+                "staticEntryRejectionResponse",
+                &self.static_entry_rejection_response,
+            ),
+            (
+                "machineEntryRejectionResponse",
+                &self.machine_entry_rejection_response,
+            ),
+        ] {
+            if let Some(text) = v {
+                e.check(
+                    list == IpList::Allow,
+                    field,
+                    "belongs to the IP Block list only",
+                );
+                check_response(&mut e, field, text);
+            }
+        }
+        e.finish()
+    }
+}
+
+/// A rejection text goes into an SMTP reply: printable ASCII, ≤ 240.
+fn check_response(e: &mut Errors, field: &str, text: &str) {
+    e.check(
+        text.chars().count() > 240,
+        field,
+        "must be at most 240 characters",
+    );
+    e.check(
+        text.is_empty() || !text.chars().all(|c| (' '..='~').contains(&c)),
+        field,
+        "must be printable ASCII on one line",
+    );
+}
+
+/// Add-IPBlockListEntry / Add-IPAllowListEntry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpListEntry {
+    pub list: IpList,
+    /// One address, a range `a-b`, or a CIDR block; IPv4 or IPv6.
+    pub ip_range: IpRange,
+    /// After this time the entry no longer applies (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expiration_time: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl IpListEntry {
+    pub fn from_create(list: IpList, body: &Value) -> Result<IpListEntry, Invalid> {
+        let mut value = serde_json::json!({ "list": list });
+        merge_patch(&mut value, body);
+        if !body.get("ipRange").is_some_and(Value::is_string) {
+            return Err(Invalid::field(
+                "ipRange",
+                "is required: an address, a range a-b or a CIDR block",
+            ));
+        }
+        let entry: IpListEntry = from_json(value)?;
+        let mut e = Errors::default();
+        if let Some(c) = &entry.comment {
+            e.check(
+                c.chars().count() > 256,
+                "comment",
+                "must be at most 256 characters",
+            );
+        }
+        e.finish()?;
+        Ok(entry)
+    }
+
+    /// Whether the entry applies at `now` (it has not expired).
+    pub fn live(&self, now: OffsetDateTime) -> bool {
+        self.expiration_time.is_none_or(|t| t > now)
+    }
+
+    /// The unique name stored beside it: one entry per list and range.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.list.as_str(), self.ip_range)
+    }
+}
+
+/// How a provider's answer is read (Exchange's AnyMatch, BitmaskMatch and
+/// IPAddressesMatch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum ProviderMatch {
+    /// Any answer in 127.0.0.0/8 is a hit.
+    AnyMatch,
+    /// A hit when the last octet of an answer shares a bit with the mask
+    /// `127.0.0.x`.
+    BitmaskMatch {
+        #[schema(value_type = String, format = Ipv4)]
+        bitmask: Ipv4Addr,
+    },
+    /// A hit when an answer is one of these addresses.
+    IpAddressesMatch {
+        #[schema(value_type = Vec<String>)]
+        ip_addresses: Vec<Ipv4Addr>,
+    },
+}
+
+impl ProviderMatch {
+    /// Whether a provider's answers are a hit.
+    pub fn hits(&self, answers: &[Ipv4Addr]) -> bool {
+        let listed = answers.iter().filter(|a| a.octets()[0] == 127);
+        match self {
+            ProviderMatch::AnyMatch => listed.count() > 0,
+            ProviderMatch::BitmaskMatch { bitmask } => {
+                let mask = bitmask.octets()[3];
+                listed.into_iter().any(|a| a.octets()[3] & mask != 0)
+            }
+            ProviderMatch::IpAddressesMatch { ip_addresses } => {
+                answers.iter().any(|a| ip_addresses.contains(a))
+            }
+        }
+    }
+}
+
+/// Add-IPBlockListProvider / Add-IPAllowListProvider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpListProvider {
+    pub list: IpList,
+    /// Unique.
+    pub name: String,
+    /// The zone to query: `zen.spamhaus.org` is asked for
+    /// `4.3.2.1.zen.spamhaus.org` about 1.2.3.4.
+    pub lookup_domain: Domain,
+    /// 1 is asked first; the first provider that matches stops the scan.
+    pub priority: u32,
+    #[serde(rename = "match")]
+    pub match_: ProviderMatch,
+    /// Block list only: the reply on a hit (≤ 240 characters). `%0` is the
+    /// client's IP, `%1` the connector, `%2` the provider's name. Null for
+    /// Exchange's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_response: Option<String>,
+    pub enabled: bool,
+    /// Recipients that are accepted even from a listed client (postmaster,
+    /// abuse…), compared case-insensitively.
+    #[serde(default)]
+    pub bypassed_recipients: Vec<String>,
+    /// How long a session waits for the list's answer (1–30 s, default
+    /// 2 s); no answer in time counts as not listed.
+    pub lookup_timeout: Timespan,
+}
+
+impl IpListProvider {
+    /// `priority` defaults to one more than the providers of its list have
+    /// (Exchange's N+1).
+    pub fn from_create(list: IpList, body: &Value, existing: usize) -> Result<Self, Invalid> {
+        let mut value = serde_json::json!({
+            "list": list,
+            "priority": existing + 1,
+            "match": {"type": "AnyMatch"},
+            "enabled": true,
+            "lookupTimeout": "00:00:02",
+        });
+        merge_patch(&mut value, body);
+        let p: IpListProvider = from_json(value)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+        let p: IpListProvider = super::apply_patch(self, patch, &["list"])?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut e = Errors::default();
+        check_name(&mut e, &self.name, 64);
+        e.check(self.priority == 0, "priority", "must be at least 1");
+        super::timespan::check_range(
+            &mut e,
+            "lookupTimeout",
+            self.lookup_timeout,
+            Timespan::from_secs(1),
+            Timespan::from_secs(30),
+        );
+        if let Some(r) = &self.rejection_response {
+            e.check(
+                self.list == IpList::Allow,
+                "rejectionResponse",
+                "belongs to block list providers only",
+            );
+            check_response(&mut e, "rejectionResponse", r);
+        }
+        if let ProviderMatch::IpAddressesMatch { ip_addresses } = &self.match_ {
+            e.check(
+                ip_addresses.is_empty(),
+                "match.ipAddresses",
+                "must list at least one address",
+            );
+        }
+        e.finish()
+    }
+
+    /// The name to query about `ip`: the reversed address under the zone
+    /// (nibbles for IPv6, RFC 5782).
+    pub fn query_name(&self, ip: IpAddr) -> String {
+        let reversed = match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+            }
+            IpAddr::V6(v6) => v6
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|b| [b & 0xf, b >> 4])
+                .map(|n| format!("{n:x}"))
+                .collect::<Vec<_>>()
+                .join("."),
+        };
+        format!("{reversed}.{}.", self.lookup_domain)
+    }
+
+    /// The reply text on a hit, with Exchange's substitutions.
+    pub fn rejection(&self, ip: IpAddr, connector: &str) -> String {
+        let text = self.rejection_response.clone().unwrap_or_else(|| {
+            "Recipient not authorized, your IP has been found on a block list".into()
+        });
+        text.replace("%0", &ip.to_string())
+            .replace("%1", connector)
+            .replace("%2", &self.name)
+    }
+
+    pub fn bypasses(&self, recipient: &str) -> bool {
+        self.bypassed_recipients
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(recipient))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_three_match_modes_read_answers_as_exchange_does() {
+        let any = ProviderMatch::AnyMatch;
+        assert!(any.hits(&[v4("127.0.0.2")]));
+        assert!(!any.hits(&[]));
+        assert!(!any.hits(&[v4("10.0.0.2")]), "only 127/8 answers list");
+        let mask = ProviderMatch::BitmaskMatch {
+            bitmask: v4("127.0.0.4"),
+        };
+        assert!(mask.hits(&[v4("127.0.0.6")]));
+        assert!(!mask.hits(&[v4("127.0.0.2")]));
+        let exact = ProviderMatch::IpAddressesMatch {
+            ip_addresses: vec![v4("127.0.0.10"), v4("127.0.0.11")],
+        };
+        assert!(exact.hits(&[v4("127.0.0.3"), v4("127.0.0.11")]));
+        assert!(!exact.hits(&[v4("127.0.0.2")]));
+    }
+
+    #[test]
+    fn providers_are_asked_about_the_reversed_address() {
+        let p = IpListProvider::from_create(
+            IpList::Block,
+            &json!({"name": "zen", "lookupDomain": "zen.example"}),
+            2,
+        )
+        .unwrap();
+        assert_eq!(p.priority, 3, "N+1 on add");
+        assert_eq!(
+            p.query_name("192.0.2.99".parse().unwrap()),
+            "99.2.0.192.zen.example."
+        );
+        assert!(
+            p.query_name("2001:db8::1".parse().unwrap())
+                .starts_with("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen")
+        );
+        let p = IpListProvider {
+            rejection_response: Some("%0 is listed by %2 (via %1)".into()),
+            ..p
+        };
+        assert_eq!(
+            p.rejection("192.0.2.99".parse().unwrap(), "From Internet"),
+            "192.0.2.99 is listed by zen (via From Internet)"
+        );
+    }
+
+    #[test]
+    fn bad_provider_and_config_settings_are_refused_by_field() {
+        let bad = IpListProvider::from_create(
+            IpList::Allow,
+            &json!({"name": "x", "lookupDomain": "allow.example", "rejectionResponse": "no"}),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(bad.0[0].field, "rejectionResponse");
+        let long = "x".repeat(241);
+        let c = IpListConfig::defaults()
+            .patched(
+                IpList::Block,
+                &json!({"staticEntryRejectionResponse": long}),
+            )
+            .unwrap_err();
+        assert_eq!(c.0[0].field, "staticEntryRejectionResponse");
+        let e =
+            IpListEntry::from_create(IpList::Block, &json!({"ipRange": "300.1.1.1"})).unwrap_err();
+        assert_eq!(e.0[0].field, "ipRange");
+    }
+
+    #[test]
+    fn agents_move_and_keep_their_priorities_without_gaps() {
+        let a = TransportAgents::defaults(Role::Edge);
+        assert!(a.enabled(AgentName::ConnectionFiltering));
+        assert!(!TransportAgents::defaults(Role::Hub).enabled(AgentName::ConnectionFiltering));
+        let moved = a
+            .patched(AgentName::RecipientFiltering, &json!({"priority": 1}))
+            .unwrap();
+        assert_eq!(
+            moved.get(AgentName::RecipientFiltering).unwrap().priority,
+            1
+        );
+        assert_eq!(
+            moved.get(AgentName::ConnectionFiltering).unwrap().priority,
+            2
+        );
+        assert_eq!(moved.get(AgentName::SenderFiltering).unwrap().priority, 3);
+        assert!(
+            a.patched(AgentName::SenderFiltering, &json!({"priority": 9}))
+                .is_err()
+        );
+        let off = a
+            .patched(AgentName::SenderFiltering, &json!({"enabled": false}))
+            .unwrap();
+        assert!(!off.enabled(AgentName::SenderFiltering));
+    }
+}
