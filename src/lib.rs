@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod api;
 pub mod config;
+pub mod directory;
 pub mod model;
 pub mod observe;
 pub mod queue;

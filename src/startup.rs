@@ -157,7 +157,14 @@ impl App {
             &life,
         );
         let observe = Observer::start(&settings.data_dir, &config, metrics, &life).await?;
-        let smtp = SmtpServer::start(config.clone(), queue.clone(), observe.clone(), life.clone());
+        let directory = crate::directory::Directory::open(config.store().clone()).await?;
+        let smtp = SmtpServer::start(
+            config.clone(),
+            queue.clone(),
+            observe.clone(),
+            directory.clone(),
+            life.clone(),
+        );
         config.set_reconciler(smtp.clone());
         let delivery = DeliveryEngine::start(
             config.clone(),
@@ -165,9 +172,11 @@ impl App {
             settings.data_dir.clone(),
             settings.outbound_source_ip,
             observe.clone(),
+            directory.clone(),
             life.clone(),
         );
         let state = AppState {
+            directory,
             config: config.clone(),
             smtp: smtp.clone(),
             queue: queue.clone(),

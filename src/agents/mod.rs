@@ -12,7 +12,10 @@
 //! external mail (filtered where `externalMailEnabled`, the default).
 //!
 //! Agents so far: Connection Filtering (`connection_filter.rs`, with its
-//! DNS lists in `dnsbl.rs`).
+//! DNS lists in `dnsbl.rs`), Sender Filtering (at MAIL) and Recipient
+//! Filtering (at RCPT), whose rules are the pure `blocks` of their configs
+//! in `model/anti_spam.rs`; the session applies them
+//! (`smtp/server/session/mail.rs`, `rcpt.rs`).
 
 pub mod connection_filter;
 mod dnsbl;
@@ -39,11 +42,18 @@ pub enum Origin {
 impl Origin {
     /// Whether an agent (list) configured so acts on mail of this origin.
     pub fn filtered_by(self, c: &IpListConfig) -> bool {
-        match self {
-            Origin::External => c.enabled && c.external_mail_enabled,
-            Origin::Internal => c.enabled && c.internal_mail_enabled,
-            Origin::Bypass => false,
-        }
+        self.filtered(c.enabled, c.external_mail_enabled, c.internal_mail_enabled)
+    }
+
+    /// Whether an agent that is `enabled`, for external and internal mail
+    /// as given, acts on mail of this origin.
+    pub fn filtered(self, enabled: bool, external: bool, internal: bool) -> bool {
+        enabled
+            && match self {
+                Origin::External => external,
+                Origin::Internal => internal,
+                Origin::Bypass => false,
+            }
     }
 }
 

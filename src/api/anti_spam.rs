@@ -5,7 +5,9 @@
 //! Add-/Get-/Remove-IPBlockListEntry and -IPAllowListEntry
 //! (`/api/v1/ip-block-list-entries`, `/api/v1/ip-allow-list-entries`) and
 //! Add-/Get-/Set-/Remove-IPBlockListProvider and -IPAllowListProvider
-//! (`/api/v1/ip-block-list-providers`, `/api/v1/ip-allow-list-providers`).
+//! (`/api/v1/ip-block-list-providers`, `/api/v1/ip-allow-list-providers`),
+//! Get-/Set-SenderFilterConfig (`/api/v1/sender-filter-config`) and
+//! Get-/Set-RecipientFilterConfig (`/api/v1/recipient-filter-config`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -20,7 +22,8 @@ use super::problem::{ApiError, Problem};
 use super::views::{List, Meta};
 use crate::config::{Change, ServiceError, Snapshot, setting};
 use crate::model::anti_spam::{
-    AgentName, IpList, IpListConfig, IpListEntry, IpListProvider, TransportAgents,
+    AgentName, IpList, IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig,
+    SenderFilterConfig, TransportAgents,
 };
 use crate::store::Stored;
 
@@ -461,3 +464,112 @@ ip_list_api!(
     "/api/v1/ip-allow-list-providers",
     "/api/v1/ip-allow-list-providers/{id}"
 );
+
+/// Set-SenderFilterConfig as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SenderFilterConfigView {
+    /// 0 until first changed; sent as the ETag, expected in If-Match.
+    pub version: i64,
+    #[serde(flatten)]
+    pub config: SenderFilterConfig,
+}
+
+/// Set-RecipientFilterConfig as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientFilterConfigView {
+    /// 0 until first changed; sent as the ETag, expected in If-Match.
+    pub version: i64,
+    #[serde(flatten)]
+    pub config: RecipientFilterConfig,
+}
+
+#[utoipa::path(get, path = "/api/v1/sender-filter-config", tag = "anti-spam",
+    responses((status = 200, body = SenderFilterConfigView, headers(("ETag" = String)))))]
+pub async fn get_sender_filter(State(s): State<AppState>) -> Tagged<SenderFilterConfigView> {
+    let c = s.config.snapshot().anti_spam.sender_filter_config.clone();
+    ok(
+        c.version,
+        SenderFilterConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    )
+}
+
+#[utoipa::path(patch, path = "/api/v1/sender-filter-config", tag = "anti-spam",
+    params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::SenderFilterConfigPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = SenderFilterConfigView, headers(("ETag" = String))),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_sender_filter(
+    State(s): State<AppState>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<SenderFilterConfigView>, ApiError> {
+    let c = s
+        .config
+        .update_setting(
+            setting::SENDER_FILTER_CONFIG,
+            |snap| &snap.anti_spam.sender_filter_config,
+            if_match,
+            |_, current| Ok(current.patched(&body)?),
+        )
+        .await?;
+    Ok(ok(
+        c.version,
+        SenderFilterConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/recipient-filter-config", tag = "anti-spam",
+    responses((status = 200, body = RecipientFilterConfigView, headers(("ETag" = String)))))]
+pub async fn get_recipient_filter(State(s): State<AppState>) -> Tagged<RecipientFilterConfigView> {
+    let c = s
+        .config
+        .snapshot()
+        .anti_spam
+        .recipient_filter_config
+        .clone();
+    ok(
+        c.version,
+        RecipientFilterConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    )
+}
+
+#[utoipa::path(patch, path = "/api/v1/recipient-filter-config", tag = "anti-spam",
+    params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::RecipientFilterConfigPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = RecipientFilterConfigView, headers(("ETag" = String))),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_recipient_filter(
+    State(s): State<AppState>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<RecipientFilterConfigView>, ApiError> {
+    let c = s
+        .config
+        .update_setting(
+            setting::RECIPIENT_FILTER_CONFIG,
+            |snap| &snap.anti_spam.recipient_filter_config,
+            if_match,
+            |_, current| Ok(current.patched(&body)?),
+        )
+        .await?;
+    Ok(ok(
+        c.version,
+        RecipientFilterConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    ))
+}

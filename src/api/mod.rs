@@ -12,6 +12,7 @@ pub mod openapi;
 mod problem;
 mod queues;
 mod receive_connectors;
+mod recipients;
 mod send_connectors;
 mod transport_settings;
 mod views;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub queue: crate::queue::Queue,
     pub delivery: Arc<crate::queue::delivery::DeliveryEngine>,
     pub observe: Arc<crate::observe::Observer>,
+    /// The recipient directory Ferry holds.
+    pub directory: Arc<crate::directory::Directory>,
     /// SHA-256 of the admin token, hex.
     pub admin_token_sha256: Arc<String>,
 }
@@ -237,6 +240,30 @@ pub fn router(state: AppState) -> Router {
             g(certificates::get)
                 .patch(certificates::patch)
                 .delete(certificates::delete),
+        )
+        .route(
+            "/api/v1/recipients",
+            g(recipients::list)
+                .post(recipients::create)
+                .put(recipients::replace)
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
+            "/api/v1/recipients/bulk",
+            axum::routing::post(recipients::bulk_add)
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
+            "/api/v1/recipients/{address}",
+            g(recipients::get).delete(recipients::delete),
+        )
+        .route(
+            "/api/v1/sender-filter-config",
+            g(anti_spam::get_sender_filter).patch(anti_spam::patch_sender_filter),
+        )
+        .route(
+            "/api/v1/recipient-filter-config",
+            g(anti_spam::get_recipient_filter).patch(anti_spam::patch_recipient_filter),
         )
         .route("/api/v1/transport-agents", g(anti_spam::agents))
         .route(

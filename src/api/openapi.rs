@@ -114,6 +114,19 @@ body_schema!(
     "A JSON merge patch of an IP list provider."
 );
 
+body_schema!(
+    SenderFilterConfigPatch,
+    model::anti_spam::SenderFilterConfig,
+    [],
+    "A JSON merge patch of the Sender Filter agent's configuration."
+);
+body_schema!(
+    RecipientFilterConfigPatch,
+    model::anti_spam::RecipientFilterConfig,
+    [],
+    "A JSON merge patch of the Recipient Filter agent's configuration."
+);
+
 /// Enable-/Disable-TransportAgent and Set-TransportAgent -Priority.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -168,7 +181,10 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
         queues::resubmit, queues::remove,
         observe::tracking, observe::protocol_logs, observe::metrics,
+        recipients::list, recipients::get, recipients::create, recipients::bulk_add, recipients::replace, recipients::delete,
         anti_spam::agents, anti_spam::patch_agent,
+        anti_spam::get_sender_filter, anti_spam::patch_sender_filter,
+        anti_spam::get_recipient_filter, anti_spam::patch_recipient_filter,
         anti_spam::block::get_config, anti_spam::block::patch_config,
         anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
@@ -186,6 +202,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         AcceptedDomainCreate, AcceptedDomainPatch, CredentialCreate, CredentialPatch, TransportSettingsPatch, CertificatePatch,
         certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
         IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
+        SenderFilterConfigPatch, RecipientFilterConfigPatch,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
@@ -194,6 +211,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),
         (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
+        (name = "recipients", description = "The recipient directory Ferry holds: recipient validation's List source and a Hub's mailbox directory"),
         (name = "anti-spam", description = "The transport agents and Connection Filtering: IP Block and Allow lists, their entries and providers"),
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "tracking", description = "Message tracking, protocol logs and metrics"),

@@ -56,6 +56,14 @@ impl ApiError {
         self
     }
 
+    /// Renames the fields at fault (e.g. to drop a batch prefix).
+    pub fn map_fields(mut self, f: impl Fn(&str) -> String) -> Self {
+        for e in &mut self.errors {
+            e.field = f(&e.field);
+        }
+        self
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -18,7 +18,10 @@ pub use service::{Change, ConfigService, Reconciler, ServiceError};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use crate::model::anti_spam::{IpListConfig, IpListEntry, IpListProvider, TransportAgents};
+use crate::model::anti_spam::{
+    IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig, SenderFilterConfig,
+    TransportAgents,
+};
 use crate::model::{
     AcceptedDomain, CertificateKind, CertificateRecord, Credential, Domain, ReceiveConnector,
     SendConnector, ServerContext, TransportSettings,
@@ -51,6 +54,8 @@ pub struct AntiSpam {
     pub agents: Stored<TransportAgents>,
     pub ip_block_list_config: Stored<IpListConfig>,
     pub ip_allow_list_config: Stored<IpListConfig>,
+    pub sender_filter_config: Stored<SenderFilterConfig>,
+    pub recipient_filter_config: Stored<RecipientFilterConfig>,
     pub ip_list_entries: Vec<Stored<IpListEntry>>,
     /// By priority within each list.
     pub ip_list_providers: Vec<Stored<IpListProvider>>,
@@ -61,6 +66,8 @@ pub mod setting {
     pub const TRANSPORT_AGENTS: &str = "transport-agents";
     pub const IP_BLOCK_LIST_CONFIG: &str = "ip-block-list-config";
     pub const IP_ALLOW_LIST_CONFIG: &str = "ip-allow-list-config";
+    pub const SENDER_FILTER_CONFIG: &str = "sender-filter-config";
+    pub const RECIPIENT_FILTER_CONFIG: &str = "recipient-filter-config";
 }
 
 impl AntiSpam {
@@ -70,6 +77,8 @@ impl AntiSpam {
             agents: Stored::unwritten(TransportAgents::defaults(role)),
             ip_block_list_config: Stored::unwritten(IpListConfig::defaults()),
             ip_allow_list_config: Stored::unwritten(IpListConfig::defaults()),
+            sender_filter_config: Stored::unwritten(SenderFilterConfig::defaults()),
+            recipient_filter_config: Stored::unwritten(RecipientFilterConfig::defaults()),
             ip_list_entries: vec![],
             ip_list_providers: vec![],
         }

@@ -377,6 +377,12 @@ pub(super) async fn load_snapshot(
         ip_allow_list_config: Store::setting(tx, setting::IP_ALLOW_LIST_CONFIG)
             .await?
             .unwrap_or(defaults.ip_allow_list_config),
+        sender_filter_config: Store::setting(tx, setting::SENDER_FILTER_CONFIG)
+            .await?
+            .unwrap_or(defaults.sender_filter_config),
+        recipient_filter_config: Store::setting(tx, setting::RECIPIENT_FILTER_CONFIG)
+            .await?
+            .unwrap_or(defaults.recipient_filter_config),
         ip_list_entries: Store::list(tx, Table::IpListEntries).await?,
         ip_list_providers,
     };

@@ -41,6 +41,15 @@ impl MailboxDelivery {
     }
 }
 
+/// Where recipient validation (and a Hub's mailbox delivery) looks up
+/// who exists in an Authoritative domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type")]
+pub enum RecipientDirectory {
+    /// The recipient list Ferry holds (`/api/v1/recipients`).
+    List,
+}
+
 /// Splits `host:port` (or `[v6]:port`) into a host and a port.
 pub fn split_host_port(s: &str) -> Option<(super::domain::Host, u16)> {
     let (host, port) = s.rsplit_once(':')?;
@@ -64,6 +73,12 @@ pub struct AcceptedDomain {
     /// Hub only, Authoritative only: deliver this domain's mail to its
     /// mailboxes instead of routing it through send connectors.
     pub mailbox_delivery: Option<MailboxDelivery>,
+    /// Authoritative only: where its recipients are known. With it, the
+    /// Recipient Filter agent refuses unknown recipients at RCPT (when
+    /// recipient validation is on), and a Hub delivers only to known
+    /// mailboxes (an alias to its primary address) and bounces the rest.
+    #[serde(default)]
+    pub recipient_directory: Option<RecipientDirectory>,
     pub comment: Option<String>,
 }
 
@@ -127,6 +142,12 @@ impl AcceptedDomain {
     }
 
     fn validate_role(&self, ctx: &ServerContext) -> Result<(), Invalid> {
+        if self.recipient_directory.is_some() && self.domain_type != DomainType::Authoritative {
+            return Err(Invalid::field(
+                "recipientDirectory",
+                "only an Authoritative domain has all its recipients here",
+            ));
+        }
         let Some(m) = &self.mailbox_delivery else {
             return Ok(());
         };

@@ -141,6 +141,143 @@ impl TransportAgents {
     }
 }
 
+/// What the Sender Filter agent does with a blocked sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub enum SenderFilterAction {
+    /// `554 5.1.0 Sender Denied` at MAIL FROM.
+    #[default]
+    Reject,
+    /// Accept, and stamp `X-Ferry-Sender-Filter: Blocked (<reason>)` on the
+    /// message for the content side to weigh.
+    StampStatus,
+}
+
+/// Set-SenderFilterConfig.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SenderFilterConfig {
+    pub enabled: bool,
+    pub external_mail_enabled: bool,
+    pub internal_mail_enabled: bool,
+    /// Addresses, compared case-insensitively.
+    #[serde(default)]
+    pub blocked_senders: Vec<String>,
+    /// Senders in exactly these domains.
+    #[serde(default)]
+    pub blocked_domains: Vec<Domain>,
+    /// Senders in these domains and every subdomain of them.
+    #[serde(default)]
+    pub blocked_domains_and_subdomains: Vec<Domain>,
+    /// Refuse the null sender `<>` (and so every bounce; off by default).
+    pub blank_sender_blocking_enabled: bool,
+    pub action: SenderFilterAction,
+}
+
+impl SenderFilterConfig {
+    pub fn defaults() -> SenderFilterConfig {
+        SenderFilterConfig {
+            enabled: true,
+            external_mail_enabled: true,
+            internal_mail_enabled: false,
+            blocked_senders: vec![],
+            blocked_domains: vec![],
+            blocked_domains_and_subdomains: vec![],
+            blank_sender_blocking_enabled: false,
+            action: SenderFilterAction::Reject,
+        }
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<SenderFilterConfig, Invalid> {
+        let c: SenderFilterConfig = super::apply_patch(self, patch, &[])?;
+        let mut e = Errors::default();
+        for (i, a) in c.blocked_senders.iter().enumerate() {
+            e.check(
+                !a.contains('@') || a.chars().any(|c| c.is_control() || c == ' '),
+                &format!("blockedSenders[{i}]"),
+                "must be an address local@domain",
+            );
+        }
+        e.finish()?;
+        Ok(c)
+    }
+
+    /// Why `sender` is blocked, if it is.
+    pub fn blocks(&self, sender: &super::Address) -> Option<String> {
+        if sender.is_null() {
+            return self
+                .blank_sender_blocking_enabled
+                .then(|| "blank sender".to_string());
+        }
+        if let Some(s) = self
+            .blocked_senders
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(sender.as_str()))
+        {
+            return Some(format!("blocked sender {s}"));
+        }
+        let domain = sender.domain_name()?;
+        if let Some(d) = self.blocked_domains.iter().find(|d| **d == domain) {
+            return Some(format!("blocked domain {d}"));
+        }
+        self.blocked_domains_and_subdomains
+            .iter()
+            .find(|d| domain == **d || domain.as_str().ends_with(&format!(".{d}")))
+            .map(|d| format!("blocked domain or subdomain of {d}"))
+    }
+}
+
+/// Set-RecipientFilterConfig.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecipientFilterConfig {
+    pub enabled: bool,
+    pub external_mail_enabled: bool,
+    pub internal_mail_enabled: bool,
+    /// Refuse the addresses of `blockedRecipients`.
+    pub blocked_list_enabled: bool,
+    /// Addresses refused at RCPT (`550 5.7.1 Recipient not authorized`).
+    #[serde(default)]
+    pub blocked_recipients: Vec<String>,
+    /// Refuse recipients of Authoritative domains that their recipient
+    /// directory does not know (`550 5.1.10`).
+    pub recipient_validation_enabled: bool,
+}
+
+impl RecipientFilterConfig {
+    pub fn defaults() -> RecipientFilterConfig {
+        RecipientFilterConfig {
+            enabled: true,
+            external_mail_enabled: true,
+            internal_mail_enabled: false,
+            blocked_list_enabled: false,
+            blocked_recipients: vec![],
+            recipient_validation_enabled: false,
+        }
+    }
+
+    pub fn patched(&self, patch: &Value) -> Result<RecipientFilterConfig, Invalid> {
+        let c: RecipientFilterConfig = super::apply_patch(self, patch, &[])?;
+        let mut e = Errors::default();
+        for (i, a) in c.blocked_recipients.iter().enumerate() {
+            e.check(
+                !a.contains('@') || a.chars().any(|c| c.is_control() || c == ' '),
+                &format!("blockedRecipients[{i}]"),
+                "must be an address local@domain",
+            );
+        }
+        e.finish()?;
+        Ok(c)
+    }
+
+    pub fn blocks(&self, recipient: &super::Address) -> bool {
+        self.blocked_list_enabled
+            && self
+                .blocked_recipients
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(recipient.as_str()))
+    }
+}
+
 /// Which list an entry or a provider belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum IpList {
@@ -514,6 +651,33 @@ mod tests {
         let e =
             IpListEntry::from_create(IpList::Block, &json!({"ipRange": "300.1.1.1"})).unwrap_err();
         assert_eq!(e.0[0].field, "ipRange");
+    }
+
+    #[test]
+    fn the_sender_filter_knows_senders_domains_subdomains_and_the_blank_sender() {
+        let c = SenderFilterConfig::defaults()
+            .patched(
+                &json!({"blockedSenders": ["Spam@Fabrikam.test"], "blockedDomains": ["exact.test"],
+                             "blockedDomainsAndSubdomains": ["tree.test"]}),
+            )
+            .unwrap();
+        let a = |s: &str| crate::model::Address::parse(s).unwrap();
+        assert!(c.blocks(&a("spam@fabrikam.test")).is_some());
+        assert!(c.blocks(&a("ham@fabrikam.test")).is_none());
+        assert!(c.blocks(&a("x@exact.test")).is_some());
+        assert!(c.blocks(&a("x@sub.exact.test")).is_none());
+        assert!(c.blocks(&a("x@tree.test")).is_some());
+        assert!(c.blocks(&a("x@deep.sub.tree.test")).is_some());
+        assert!(c.blocks(&a("x@nottree.test")).is_none());
+        assert!(c.blocks(&crate::model::Address::null()).is_none());
+        let blank = c
+            .patched(&json!({"blankSenderBlockingEnabled": true}))
+            .unwrap();
+        assert!(blank.blocks(&crate::model::Address::null()).is_some());
+        let bad = SenderFilterConfig::defaults()
+            .patched(&json!({"blockedSenders": ["nobody"]}))
+            .unwrap_err();
+        assert_eq!(bad.0[0].field, "blockedSenders[0]");
     }
 
     #[test]

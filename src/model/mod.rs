@@ -20,11 +20,12 @@ pub mod ip_range;
 pub mod limit;
 pub mod permissions;
 pub mod receive_connector;
+pub mod recipient;
 pub mod send_connector;
 pub mod timespan;
 pub mod transport_settings;
 
-pub use accepted_domain::{AcceptedDomain, DomainType, MailboxDelivery};
+pub use accepted_domain::{AcceptedDomain, DomainType, MailboxDelivery, RecipientDirectory};
 pub use address::Address;
 pub use address_space::{AddressSpace, Space};
 pub use auth::{AuthMechanism, AuthMechanisms, SmartHostAuthMechanism};

@@ -34,15 +34,17 @@ pub fn maildir_of(data_dir: &Path, address: &Address) -> PathBuf {
         .join("Maildir")
 }
 
-/// Writes one message into the recipient's Maildir with Return-Path and
-/// Delivered-To on top; returns the file's path.
+/// Writes one message into the Maildir of `mailbox` (the recipient's
+/// primary address) with Return-Path and Delivered-To (the recipient as
+/// addressed) on top; returns the file's path.
 pub fn deliver(
     data_dir: &Path,
     sender: &Address,
     recipient: &Address,
+    mailbox: &Address,
     body: &[u8],
 ) -> std::io::Result<PathBuf> {
-    let dir = maildir_of(data_dir, recipient);
+    let dir = maildir_of(data_dir, mailbox);
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }

@@ -54,6 +54,12 @@ replies! {
     NO_SEND_AS = 550 "5.7.1" "Client does not have permissions to send as this sender";
     UNABLE_TO_RELAY = 550 "5.7.1" "Unable to relay";
     UNTRUSTED_ROUTING = 550 "5.7.1" "Sender-specified routing (%, ! or @ in the local part) is not allowed for this client";
+    // Anti-spam agents (Exchange's texts)
+    SENDER_DENIED = 554 "5.1.0" "Sender Denied";
+    RECIPIENT_BLOCKED = 550 "5.7.1" "Recipient not authorized";
+    RECIPIENT_NOT_FOUND = 550 "5.1.10" "RESOLVER.ADR.RecipientNotFound; not found";
+    DIRECTORY_UNAVAILABLE = 450 "4.1.1" "Recipient address could not be verified now; try again later";
+    TOO_MANY_UNKNOWN_RECIPIENTS = 421 "4.7.0" "Too many unknown recipients, closing transmission channel";
     // Limits
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
     INSUFFICIENT_RESOURCES = 452 "4.3.1" "Insufficient system resources";

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::model::Role;
 
+mod directory;
 pub mod queue;
 pub mod tracking;
 

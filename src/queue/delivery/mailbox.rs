@@ -3,9 +3,11 @@
 
 use super::outcome::RecipientResult;
 use super::*;
-use crate::model::MailboxDelivery;
+use crate::model::{MailboxDelivery, RecipientDirectory};
 
 const MAILDIR_DONE: &str = "250 2.0.0 delivered to Maildir";
+const NOT_FOUND: &str =
+    "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup";
 
 impl DeliveryEngine {
     pub(super) async fn deliver_mailbox(
@@ -15,11 +17,13 @@ impl DeliveryEngine {
         domain: &str,
         batch: &[i64],
     ) -> anyhow::Result<()> {
-        let target = snap
+        let accepted = snap
             .accepted_domains
             .iter()
-            .find(|d| d.spec.domain_name.domain().as_str() == domain)
-            .and_then(|d| d.spec.mailbox_delivery.clone());
+            .find(|d| d.spec.domain_name.domain().as_str() == domain);
+        let target = accepted.and_then(|d| d.spec.mailbox_delivery.clone());
+        let directory =
+            accepted.is_some_and(|d| d.spec.recipient_directory == Some(RecipientDirectory::List));
         let Some(target) = target else {
             // The domain no longer delivers to mailboxes: route these again.
             self.queue
@@ -28,7 +32,7 @@ impl DeliveryEngine {
             return Ok(());
         };
         match target {
-            MailboxDelivery::Maildir => self.deliver_maildir(snap, hop, batch).await,
+            MailboxDelivery::Maildir => self.deliver_maildir(snap, hop, batch, directory).await,
             MailboxDelivery::Lmtp { ref host } | MailboxDelivery::Smtp { ref host } => {
                 let lmtp = matches!(target, MailboxDelivery::Lmtp { .. });
                 let (h, port) = crate::model::accepted_domain::split_host_port(host)
@@ -50,6 +54,7 @@ impl DeliveryEngine {
         snap: &Snapshot,
         hop: &HopKey,
         batch: &[i64],
+        directory: bool,
     ) -> anyhow::Result<()> {
         let pool = self.queue.pool();
         for id in batch {
@@ -58,6 +63,38 @@ impl DeliveryEngine {
             };
             let body = Arc::new(db::body(pool, *id).await?.unwrap_or_default());
             for r in db::pending_for_hop(pool, *id, hop).await? {
+                // A domain with a directory has only the mailboxes it lists:
+                // an alias delivers to its primary address, an unknown
+                // address bounces (Exchange's NDR).
+                let mailbox = if directory {
+                    match self
+                        .directory
+                        .lookup(r.address.as_str())
+                        .and_then(|p| Address::parse(p).ok())
+                    {
+                        Some(primary) => primary,
+                        None => {
+                            let unknown = RecipientResult {
+                                idx: r.idx,
+                                address: r.address,
+                                status: RecipientStatus::Failed,
+                                text: NOT_FOUND.into(),
+                                next_attempt_ms: 0,
+                            };
+                            let outcome = Outcome {
+                                hop: Some(hop),
+                                connector: Some("mailbox".into()),
+                                metered: true,
+                                results: vec![unknown],
+                                ..Outcome::new(&m, Source::StoreDriver)
+                            };
+                            self.record(snap, outcome).await?;
+                            continue;
+                        }
+                    }
+                } else {
+                    r.address.clone()
+                };
                 let (dir, sender, rcpt, b) = (
                     self.data_dir.clone(),
                     m.sender.clone(),
@@ -65,7 +102,7 @@ impl DeliveryEngine {
                     body.clone(),
                 );
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &b)
+                    crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &mailbox, &b)
                 })
                 .await?;
                 let (result, remote_host) = match written {

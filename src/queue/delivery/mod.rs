@@ -84,6 +84,8 @@ pub struct DeliveryEngine {
     wake: Arc<Notify>,
     state: Mutex<State>,
     observe: Arc<Observer>,
+    /// A Hub's mailbox directory for the domains that use one.
+    directory: Arc<crate::directory::Directory>,
     /// The scheduler and the attempts run under it; they stop with it.
     life: Arc<Lifecycle>,
     /// Whether the scheduler's loop is running.
@@ -102,6 +104,7 @@ impl DeliveryEngine {
         data_dir: PathBuf,
         source_ip: Option<IpAddr>,
         observe: Arc<Observer>,
+        directory: Arc<crate::directory::Directory>,
         life: Arc<Lifecycle>,
     ) -> Arc<DeliveryEngine> {
         let engine = Arc::new(DeliveryEngine {
@@ -113,6 +116,7 @@ impl DeliveryEngine {
             data_dir,
             state: Mutex::new(State::default()),
             observe,
+            directory,
             life: life.clone(),
             running: std::sync::atomic::AtomicBool::new(true),
         });

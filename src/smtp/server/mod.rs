@@ -46,6 +46,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// The transport agents' shared state (DNS list caches).
     pub agents: crate::agents::Agents,
+    /// The recipient directory (recipient validation's List source).
+    pub directory: Arc<crate::directory::Directory>,
     pub observe: Arc<crate::observe::Observer>,
 }
 
@@ -134,6 +136,7 @@ impl SmtpServer {
         config: Arc<ConfigService>,
         queue: Queue,
         observe: Arc<crate::observe::Observer>,
+        directory: Arc<crate::directory::Directory>,
         life: Arc<Lifecycle>,
     ) -> Arc<SmtpServer> {
         let shutdown = life.token();
@@ -145,6 +148,7 @@ impl SmtpServer {
             auth: auth_guard::AuthGuard::default(),
             shutdown,
             agents: crate::agents::Agents::new(observe.clone()),
+            directory,
             observe,
         });
         let server = Arc::new(SmtpServer {

@@ -4,3 +4,4 @@
 //! answers.
 
 mod connection_filter;
+mod filters;

@@ -3,7 +3,7 @@
 //! host, dnsmasq for MX records, a recording SMTP/LMTP peer — and the queue
 //! viewer API acts on what is queued.
 
-mod setup;
+pub mod setup;
 
 mod bounces;
 mod mailboxes;

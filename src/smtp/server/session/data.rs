@@ -136,6 +136,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), fqdn));
         let mut prefix = Vec::with_capacity(512);
         prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
+        for stamp in &tx.stamps {
+            prefix.extend_from_slice(stamp.as_bytes());
+            prefix.extend_from_slice(b"\r\n");
+        }
         if header_value(headers, "message-id").is_none() {
             prefix.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
         }

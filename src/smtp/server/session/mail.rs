@@ -5,7 +5,9 @@ use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Next, Session, Transaction};
+use crate::agents::connection_filter::Verdict;
 use crate::model::Address;
+use crate::model::anti_spam::{AgentName, SenderFilterAction};
 use crate::model::{DomainType, ExtendedRight as R, Principal};
 use crate::smtp::replies::{self, Reply};
 
@@ -105,6 +107,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.reply(replies::NO_SEND_AS).await;
             }
         }
+        // The Sender Filter agent, unless the client is on an allow list.
+        let mut stamps = vec![];
+        let filter = self.snap.anti_spam.sender_filter_config.spec.clone();
+        if self
+            .snap
+            .anti_spam
+            .agents
+            .spec
+            .enabled(AgentName::SenderFiltering)
+            && self.origin().filtered(
+                filter.enabled,
+                filter.external_mail_enabled,
+                filter.internal_mail_enabled,
+            )
+            && self.connection_verdict().await != Verdict::Allowed
+            && let Some(reason) = filter.blocks(&sender)
+        {
+            let action = match filter.action {
+                SenderFilterAction::Reject => "Reject",
+                SenderFilterAction::StampStatus => "StampStatus",
+            };
+            self.report_agent(AgentName::SenderFiltering, action, &reason, &sender, vec![]);
+            match filter.action {
+                SenderFilterAction::Reject => return self.reply(replies::SENDER_DENIED).await,
+                SenderFilterAction::StampStatus => {
+                    stamps.push(format!("X-Ferry-Sender-Filter: Blocked ({reason})"))
+                }
+            }
+        }
         let auth_param = from
             .auth
             .filter(|a| a != "<>" && self.has_right(R::AcceptAuthenticationFlag));
@@ -121,6 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             },
             smtputf8,
             auth_param,
+            stamps,
             ..Default::default()
         });
         self.reply(replies::SENDER_OK).await

@@ -31,6 +31,7 @@ use super::Shared;
 use crate::agents::connection_filter::{self, Verdict};
 use crate::agents::{Origin, SessionInfo};
 use crate::config::Snapshot;
+use crate::model::anti_spam::AgentName;
 use crate::model::{Address, ExtendedRight, Principal, ProtocolLoggingLevel, ReceiveConnector};
 use crate::observe::metrics::SessionGauge;
 use crate::observe::protolog::{Direction, SessionLog, mask_command};
@@ -67,6 +68,8 @@ pub(crate) struct Transaction {
     smtputf8: bool,
     auth_param: Option<String>,
     recipients: Vec<Recipient>,
+    /// Header lines the agents stamp on the message (after Received).
+    stamps: Vec<String>,
     /// BDAT chunks received so far (spilled to disk past 256 KiB).
     chunks: Option<crate::queue::spool::Spool>,
     chunks_size: u64,
@@ -100,6 +103,8 @@ pub struct Session<S> {
     connection_verdict: Option<Verdict>,
     /// A recipient was refused because the client is on a block list.
     refused_by_agent: bool,
+    /// Recipients refused as unknown by recipient validation.
+    unknown_recipients: u32,
     protocol_errors: u64,
     logon_failures: u32,
     tls_config: Option<Arc<rustls::ServerConfig>>,
@@ -173,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tx: None,
             connection_verdict: None,
             refused_by_agent: false,
+            unknown_recipients: 0,
             protocol_errors: 0,
             logon_failures: 0,
             tls_config,
@@ -203,6 +209,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Origin::Internal
         } else {
             Origin::External
+        }
+    }
+
+    /// Records an agent's decision (tracking, metrics, log, protocol log).
+    fn report_agent(
+        &mut self,
+        agent: AgentName,
+        action: &str,
+        reason: &str,
+        sender: &Address,
+        recipients: Vec<String>,
+    ) {
+        let info = SessionInfo {
+            snap: &self.snap,
+            client_ip: self.remote.ip(),
+            connector: &self.connector.spec.name,
+            session: &self.id,
+            origin: self.origin(),
+        };
+        self.shared
+            .agents
+            .report(&info, agent, action, reason, sender.as_str(), recipients);
+        if let Some(l) = &mut self.plog {
+            l.info(&format!("{action}: {reason}"), agent.as_str());
         }
     }
 

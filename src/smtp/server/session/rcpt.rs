@@ -7,10 +7,72 @@ use super::{Next, Session};
 use crate::agents::connection_filter::Verdict;
 use crate::model::Address;
 use crate::model::ExtendedRight as R;
+use crate::model::anti_spam::{AgentName, TransportAgent};
+use crate::model::{DomainType, RecipientDirectory};
 use crate::queue::Recipient;
 use crate::smtp::replies::{self, Reply};
 
+/// Unknown recipients one session may try before it is closed, so that
+/// recipient validation is no oracle for harvesting addresses (on top of
+/// the tarpit every 5xx reply waits out).
+const MAX_UNKNOWN_RECIPIENTS: u32 = 10;
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// The Recipient Filter agent: the blocked-recipients list, then
+    /// recipient validation against the domain's directory. Some(next)
+    /// when it refused (the reply is written).
+    async fn recipient_filter(&mut self, address: &Address) -> Option<Next> {
+        let snap = self.snap.clone();
+        let f = &snap.anti_spam.recipient_filter_config.spec;
+        if !self
+            .origin()
+            .filtered(f.enabled, f.external_mail_enabled, f.internal_mail_enabled)
+            || self.connection_verdict().await == Verdict::Allowed
+        {
+            return None;
+        }
+        let sender = self
+            .tx
+            .as_ref()
+            .map(|t| t.sender.clone())
+            .unwrap_or_default();
+        if f.blocks(address) {
+            self.report_agent(
+                AgentName::RecipientFiltering,
+                "Reject",
+                "blocked recipient",
+                &sender,
+                vec![address.to_string()],
+            );
+            return Some(self.reply(replies::RECIPIENT_BLOCKED).await);
+        }
+        if !f.recipient_validation_enabled {
+            return None;
+        }
+        let domain = address.domain_name()?;
+        let validated = snap.accepted_domains.iter().any(|d| {
+            d.spec.domain_type == DomainType::Authoritative
+                && d.spec.recipient_directory == Some(RecipientDirectory::List)
+                && d.spec.covers(&domain)
+        });
+        if !validated || self.shared.directory.lookup(address.as_str()).is_some() {
+            return None;
+        }
+        self.unknown_recipients += 1;
+        self.report_agent(
+            AgentName::RecipientFiltering,
+            "Reject",
+            "recipient not found in the directory",
+            &sender,
+            vec![address.to_string()],
+        );
+        if self.unknown_recipients > MAX_UNKNOWN_RECIPIENTS {
+            self.write(&replies::TOO_MANY_UNKNOWN_RECIPIENTS);
+            return Some(Next::Close);
+        }
+        Some(self.reply(replies::RECIPIENT_NOT_FOUND).await)
+    }
+
     pub(super) async fn rcpt(&mut self, to: RcptTo<String>) -> Next {
         let Some(tx) = &self.tx else {
             return self.protocol_error(replies::NEED_MAIL).await;
@@ -31,15 +93,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Ok(address) = Address::parse(to.address) else {
             return self.protocol_error(replies::BAD_RECIPIENT).await;
         };
-        // Connection Filtering acts here, before any other recipient check.
-        if let Verdict::Blocked { text, .. } = self.connection_verdict().await
-            && !self
-                .connection_verdict
-                .as_ref()
-                .is_some_and(|v| v.bypasses(address.as_str()))
-        {
-            self.refused_by_agent = true;
-            return self.reply(Reply::new(550, "5.7.1", text)).await;
+        // The anti-spam agents act here, in their priority order, before
+        // any other recipient check.
+        let mut agents: Vec<&TransportAgent> = self
+            .snap
+            .anti_spam
+            .agents
+            .spec
+            .agents
+            .iter()
+            .filter(|a| a.enabled)
+            .collect();
+        agents.sort_by_key(|a| a.priority);
+        let order: Vec<AgentName> = agents.iter().map(|a| a.identity).collect();
+        for agent in order {
+            match agent {
+                AgentName::ConnectionFiltering => {
+                    if let Verdict::Blocked { text, bypassed } = self.connection_verdict().await
+                        && !bypassed
+                            .iter()
+                            .any(|r| r.eq_ignore_ascii_case(address.as_str()))
+                    {
+                        self.refused_by_agent = true;
+                        return self.reply(Reply::new(550, "5.7.1", text)).await;
+                    }
+                }
+                AgentName::RecipientFiltering => {
+                    if let Some(next) = self.recipient_filter(&address).await {
+                        return next;
+                    }
+                }
+                AgentName::SenderFiltering => {}
+            }
         }
         // <postmaster> without a domain is always local (RFC 5321 §4.5.1).
         let local = address.is_bare_postmaster()
