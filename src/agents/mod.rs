@@ -17,6 +17,7 @@
 //! in `model/anti_spam.rs`; the session applies them
 //! (`smtp/server/session/mail.rs`, `rcpt.rs`).
 
+pub mod callout;
 pub mod connection_filter;
 mod dnsbl;
 
@@ -61,6 +62,8 @@ impl Origin {
 /// report.
 pub struct Agents {
     dnsbl: dnsbl::Dnsbl,
+    /// Recipient validation by callout, with its cache.
+    pub callout: callout::Callout,
     observe: Arc<Observer>,
 }
 
@@ -77,6 +80,7 @@ impl Agents {
     pub fn new(observe: Arc<Observer>) -> Agents {
         Agents {
             dnsbl: dnsbl::Dnsbl::default(),
+            callout: callout::Callout::default(),
             observe,
         }
     }

@@ -48,6 +48,30 @@ impl MailboxDelivery {
 pub enum RecipientDirectory {
     /// The recipient list Ferry holds (`/api/v1/recipients`).
     List,
+    /// Ask the next hop (address verification, as Postfix's
+    /// `reject_unverified_recipient`): `MAIL FROM:<>`, `RCPT TO`, `RSET`
+    /// through the send connector, TLS and AUTH mail would take, and keep
+    /// the answer for a while. A next hop that cannot answer gives
+    /// `450 4.1.1`: never acceptance of an unknown address, never a false
+    /// `550`.
+    #[serde(rename_all = "camelCase")]
+    Callout {
+        /// How long a known address stays known (default 1 day).
+        #[serde(default = "one_day")]
+        positive_ttl: super::Timespan,
+        /// How long an unknown address stays unknown (default 10 minutes,
+        /// so a new mailbox is soon reachable).
+        #[serde(default = "ten_minutes")]
+        negative_ttl: super::Timespan,
+    },
+}
+
+fn one_day() -> super::Timespan {
+    super::Timespan::from_days(1)
+}
+
+fn ten_minutes() -> super::Timespan {
+    super::Timespan::from_mins(10)
 }
 
 /// Splits `host:port` (or `[v6]:port`) into a host and a port.

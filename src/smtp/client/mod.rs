@@ -452,6 +452,21 @@ impl SmtpClient {
         })
     }
 
+    /// Address verification (a callout): `MAIL FROM:<>`, `RCPT TO`, `RSET`.
+    /// Gives the RCPT reply (or MAIL's, when MAIL is refused); nothing is
+    /// sent.
+    pub async fn verify(&mut self, recipient: &Address) -> Result<Reply, ClientError> {
+        let mail = self.command("MAIL FROM:<>").await?;
+        if !mail.is_positive() {
+            return Ok(mail);
+        }
+        let rcpt = self
+            .command(&format!("RCPT TO:{}", recipient.path()))
+            .await?;
+        let _ = self.command("RSET").await;
+        Ok(rcpt)
+    }
+
     pub async fn rset(&mut self) -> Result<(), ClientError> {
         self.command("RSET").await.map(|_| ())
     }

@@ -281,6 +281,27 @@ async fn a_hub_delivers_only_to_mailboxes_in_its_directory_and_bounces_the_rest(
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // A message queued before the domain names its directory, held in a
+    // suspended queue meanwhile.
+    e.submit("carol@contoso.test", &["alice@contoso.test"], "first")
+        .await;
+    eventually(10, "the first delivery", || async {
+        e.maildir("alice@contoso.test").len() == 1
+    })
+    .await;
+    let q = e.queue("contoso.test").await.expect("the mailbox queue");
+    let id = q["id"].as_str().unwrap();
+    let r = e
+        .app
+        .post(&format!("/api/v1/queues/{id}/suspend"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    e.submit(
+        "carol@contoso.test",
+        &["ghost@contoso.test", "ally@contoso.test"],
+        "held",
+    )
+    .await;
     let r = e
         .app
         .patch(
@@ -290,23 +311,110 @@ async fn a_hub_delivers_only_to_mailboxes_in_its_directory_and_bounces_the_rest(
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    e.submit(
-        "carol@contoso.test",
-        &["ally@contoso.test", "ghost@contoso.test"],
-        "directory",
-    )
-    .await;
-    // The alias lands in its primary address's mailbox; no Maildir is made
-    // for the unknown address, and the sender gets Exchange's NDR.
-    eventually(10, "alice's mailbox and carol's NDR", || async {
-        e.maildir("alice@contoso.test").len() == 1 && e.maildir("carol@contoso.test").len() == 1
+    // From now on an unknown mailbox is refused at RCPT.
+    let (mut c, _) = Client::open(&e.ip(30), &e.app.bind(5, 2525)).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<carol@contoso.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<nobody@contoso.test>").await.line(),
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"
+    );
+    // The held message: the alias lands in its primary address's mailbox,
+    // no Maildir is made for the unknown address, and the sender gets
+    // Exchange's NDR.
+    let r = e
+        .app
+        .post(&format!("/api/v1/queues/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    eventually(10, "alice's second message and carol's NDR", || async {
+        e.maildir("alice@contoso.test").len() == 2 && e.maildir("carol@contoso.test").len() == 1
     })
     .await;
-    assert!(e.maildir("alice@contoso.test")[0].contains("Delivered-To: ally@contoso.test"));
+    assert!(
+        e.maildir("alice@contoso.test")
+            .iter()
+            .any(|m| m.contains("Delivered-To: ally@contoso.test"))
+    );
     assert!(e.maildir("ghost@contoso.test").is_empty());
     let ndr = &e.maildir("carol@contoso.test")[0];
     assert!(
         ndr.contains("550 5.1.10 RESOLVER.ADR.RecipientNotFound"),
         "{ndr}"
     );
+}
+
+#[tokio::test]
+async fn recipient_validation_by_callout_asks_the_hub_once_and_says_450_when_it_is_down() {
+    let e = edge().await;
+    let mut hub = crate::support::app::TestApp::spawn(Role::Hub).await;
+    let hub_smtp = hub.bind(11, 2525);
+    hub.create(
+        "/api/v1/accepted-domains",
+        json!({"domainName": "contoso.test", "mailboxDelivery": {"type": "Maildir"},
+               "recipientDirectory": {"type": "List"}}),
+    )
+    .await;
+    hub.create(
+        "/api/v1/receive-connectors",
+        json!({"name": "From Edge", "usage": "Custom", "bindings": [hub_smtp.clone()],
+               "remoteIpRanges": ["127.0.0.0/8"], "permissionGroups": ["AnonymousUsers"],
+               "tarpitInterval": "00:00:00"}),
+    )
+    .await;
+    hub.post(
+        "/api/v1/recipients",
+        json!({"primaryAddress": "alice@contoso.test"}),
+    )
+    .await;
+    let (hub_ip, hub_port) = hub_smtp.rsplit_once(':').unwrap();
+    let r = e
+        .app
+        .post(
+            "/api/v1/send-connectors",
+            json!({"name": "To Hub", "usage": "Internal", "addressSpaces": ["--"],
+                   "smartHosts": [hub_ip], "port": hub_port.parse::<u16>().unwrap()}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = e
+        .app
+        .patch(
+            "/api/v1/accepted-domains/contoso.test",
+            json!({"recipientDirectory": {"type": "Callout", "positiveTtl": "01:00:00", "negativeTtl": "00:10:00"}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    e.app
+        .patch(
+            "/api/v1/recipient-filter-config",
+            json!({"recipientValidationEnabled": true}),
+            None,
+        )
+        .await;
+    for _ in 0..5 {
+        assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
+    }
+    assert_eq!(
+        rcpt(&e, "nobody@contoso.test").await.line(),
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"
+    );
+    assert_eq!(rcpt(&e, "nobody@contoso.test").await.code, 550);
+    // One callout per address, whatever the number of messages.
+    let m = e.app.get("/metrics").await.text;
+    assert!(
+        m.contains(
+            "ferry_agent_actions_total{agent=\"Recipient Filter Agent\",action=\"Callout\"} 2"
+        ),
+        "{m}"
+    );
+    // A Hub that is down: a new address is "try later", a known one is
+    // still known from the cache.
+    hub.app.take().unwrap().stop().await.unwrap();
+    assert_eq!(
+        rcpt(&e, "bob@contoso.test").await.line(),
+        "450 4.1.1 Recipient address could not be verified now; try again later"
+    );
+    assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
 }

@@ -4,6 +4,7 @@ use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Next, Session};
+use crate::agents::callout::Verified;
 use crate::agents::connection_filter::Verdict;
 use crate::model::Address;
 use crate::model::ExtendedRight as R;
@@ -11,6 +12,21 @@ use crate::model::anti_spam::{AgentName, TransportAgent};
 use crate::model::{DomainType, RecipientDirectory};
 use crate::queue::Recipient;
 use crate::smtp::replies::{self, Reply};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Whether `address` is in a domain delivered to mailboxes here that
+    /// uses the recipient list, and the list does not know it.
+    fn mailbox_unknown(&self, address: &Address) -> bool {
+        let Some(domain) = address.domain_name() else {
+            return false;
+        };
+        self.snap.accepted_domains.iter().any(|d| {
+            d.spec.mailbox_delivery.is_some()
+                && d.spec.recipient_directory == Some(RecipientDirectory::List)
+                && d.spec.covers(&domain)
+        }) && self.shared.directory.lookup(address.as_str()).is_none()
+    }
+}
 
 /// Unknown recipients one session may try before it is closed, so that
 /// recipient validation is no oracle for harvesting addresses (on top of
@@ -50,13 +66,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return None;
         }
         let domain = address.domain_name()?;
-        let validated = snap.accepted_domains.iter().any(|d| {
-            d.spec.domain_type == DomainType::Authoritative
-                && d.spec.recipient_directory == Some(RecipientDirectory::List)
-                && d.spec.covers(&domain)
-        });
-        if !validated || self.shared.directory.lookup(address.as_str()).is_some() {
-            return None;
+        let directory = snap
+            .accepted_domains
+            .iter()
+            .find(|d| d.spec.domain_type == DomainType::Authoritative && d.spec.covers(&domain))
+            .and_then(|d| d.spec.recipient_directory.clone())?;
+        match directory {
+            RecipientDirectory::List => {
+                if self.shared.directory.lookup(address.as_str()).is_some() {
+                    return None;
+                }
+            }
+            RecipientDirectory::Callout {
+                positive_ttl,
+                negative_ttl,
+            } => {
+                let (verified, asked) = self
+                    .shared
+                    .agents
+                    .callout
+                    .verify(
+                        &snap,
+                        &self.shared.config.secrets,
+                        &self.shared.observe,
+                        address,
+                        (positive_ttl.duration(), negative_ttl.duration()),
+                    )
+                    .await;
+                if asked {
+                    self.report_agent(
+                        AgentName::RecipientFiltering,
+                        "Callout",
+                        &format!("asked the next hop about {address}: {verified:?}"),
+                        &sender,
+                        vec![address.to_string()],
+                    );
+                }
+                match verified {
+                    Verified::Known => return None,
+                    Verified::Unknown(_) => {}
+                    Verified::Unavailable(_) => {
+                        return Some(self.reply(replies::DIRECTORY_UNAVAILABLE).await);
+                    }
+                }
+            }
         }
         self.unknown_recipients += 1;
         self.report_agent(
@@ -138,6 +191,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // that honours the percent hack: only for clients that may relay.
         if address.has_source_routing() && !self.has_right(R::AcceptAnyRecipient) {
             return self.reply(replies::UNTRUSTED_ROUTING).await;
+        }
+        // A domain whose mailboxes live here and are listed in the directory
+        // has no other recipients: refused now rather than bounced later.
+        if local && self.mailbox_unknown(&address) {
+            return self.reply(replies::RECIPIENT_NOT_FOUND).await;
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.recipients.push(Recipient {
