@@ -40,6 +40,36 @@ impl Verdict {
     }
 }
 
+/// The original client behind upstream MTAs of the organisation: the
+/// address in the `from … ([ip])` clause of the topmost Received header
+/// written by a server not in `internal` (Exchange's reading of Received
+/// headers behind InternalSMTPServers). `received` is newest first.
+pub fn original_client(
+    received: &[String],
+    internal: &[crate::model::IpRange],
+) -> Option<std::net::IpAddr> {
+    for r in received {
+        let from = r.split(" by ").next().unwrap_or("");
+        let Some(open) = from.rfind('[') else {
+            continue;
+        };
+        let inner = &from[open + 1..];
+        let Some(close) = inner.find(']') else {
+            continue;
+        };
+        let text = inner[..close]
+            .trim_start_matches("IPv6:")
+            .trim_start_matches("ipv6:");
+        let Ok(ip) = text.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        if !internal.iter().any(|r| r.contains_ip(ip)) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
 /// Judges a session's client. Reports what it decides.
 pub async fn judge(agents: &Agents, s: &SessionInfo<'_>) -> Verdict {
     let a = &s.snap.anti_spam;
@@ -130,4 +160,32 @@ pub async fn judge(agents: &Agents, s: &SessionInfo<'_>) -> Verdict {
         }
     }
     Verdict::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_client_is_the_first_address_outside_the_organisation() {
+        let internal: Vec<crate::model::IpRange> =
+            vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.1".parse().unwrap()];
+        let received = vec![
+            "from relay.contoso.test (relay [192.0.2.1]) by edge (Ferry); Mon, 1 Jan 2026"
+                .to_string(),
+            "from inner (inner [10.1.2.3]) by relay.contoso.test; Mon, 1 Jan 2026".to_string(),
+            "from mta.fabrikam.test (mta [198.51.100.66]) by inner ([10.1.2.3]); Mon".to_string(),
+            "from laptop ([203.0.113.9]) by mta.fabrikam.test; Mon".to_string(),
+        ];
+        assert_eq!(
+            original_client(&received, &internal),
+            Some("198.51.100.66".parse().unwrap())
+        );
+        let v6 = vec!["from x ([IPv6:2001:db8::7]) by y".to_string()];
+        assert_eq!(
+            original_client(&v6, &internal),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(original_client(&received[..2], &internal), None);
+    }
 }

@@ -439,3 +439,39 @@ async fn a_blocked_address_among_the_internal_smtp_servers_is_internal_mail_and_
     let (_, r) = rcpt_from(&e, &upstream, "bob@contoso.test").await;
     assert_eq!(r.code, 550, "{}", r.line());
 }
+
+#[tokio::test]
+async fn behind_an_internal_smtp_server_the_original_client_is_read_from_received_headers() {
+    let e = edge().await;
+    let upstream = e.ip(73);
+    block(&e, "198.51.100.66").await;
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"internalSMTPServers": [upstream.clone()]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let send = |received: &'static str| {
+        let (upstream, e3) = (upstream.clone(), e.e3());
+        async move {
+            let (mut c, _) = Client::open(&upstream, &e3).await;
+            c.cmd("EHLO relay.contoso.test").await;
+            c.send_mail(
+                "a@fabrikam.test",
+                &["bob@contoso.test"],
+                &format!("Received: {received}\r\nSubject: relayed\r\n\r\nhi\r\n"),
+            )
+            .await
+        }
+    };
+    let r = send("from mta.fabrikam.test (mta [198.51.100.66]) by relay.contoso.test; Mon, 30 Nov 2026 01:00:00 +0000").await;
+    assert_eq!(
+        r.line(),
+        "550 5.7.1 External client with IP address 198.51.100.66 does not have permissions to submit to this server"
+    );
+    let r = send("from mta.fabrikam.test (mta [198.51.100.67]) by relay.contoso.test; Mon, 30 Nov 2026 01:00:00 +0000").await;
+    assert_eq!(r.code, 250, "{}", r.line());
+}

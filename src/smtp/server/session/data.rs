@@ -129,6 +129,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if received_count(headers) >= self.c().max_hop_count as usize {
             return self.reply(replies::HOP_COUNT).await;
         }
+        if let Some(next) = self.end_of_headers(headers, &tx).await {
+            return next;
+        }
         let fqdn = self.fqdn();
         let message_id = header_value(headers, "message-id")
             .map(|v| v.trim().to_string())
@@ -227,6 +230,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Connection Filtering at the end of the headers, for a session from
+    /// one of `internalSMTPServers`: the original client is read from the
+    /// Received headers and judged as external mail; a blocked one's
+    /// message is refused after DATA (`550 5.7.1`). Some(next) when it was.
+    async fn end_of_headers(&mut self, headers: &[u8], tx: &super::Transaction) -> Option<Next> {
+        let snap = self.snap.clone();
+        let internal = &snap.transport.spec.internal_smtp_servers;
+        let ip = self.remote.ip();
+        if self.principal != crate::model::Principal::Anonymous
+            || self.has_right(crate::model::ExtendedRight::BypassAntiSpam)
+            || !internal.iter().any(|r| r.contains_ip(ip))
+        {
+            return None;
+        }
+        let received = header_values(headers, "received");
+        let original = crate::agents::connection_filter::original_client(&received, internal)?;
+        let (connector, id) = (self.c().name.clone(), self.id.clone());
+        let info = crate::agents::SessionInfo {
+            snap: &snap,
+            client_ip: original,
+            connector: &connector,
+            session: &id,
+            origin: crate::agents::Origin::External,
+        };
+        match crate::agents::connection_filter::judge(&self.shared.agents, &info).await {
+            crate::agents::connection_filter::Verdict::Blocked { text, bypassed }
+                if !tx.recipients.iter().all(|r| {
+                    bypassed
+                        .iter()
+                        .any(|b| b.eq_ignore_ascii_case(r.address.as_str()))
+                }) =>
+            {
+                Some(self.reply(Reply::new(550, "5.7.1", text)).await)
+            }
+            _ => None,
+        }
+    }
+
     /// `Received:` naming the receive connector and the TLS parameters.
     fn received_header(&self, fqdn: &str, tx: &super::Transaction) -> String {
         let proto = match (self.esmtp, self.tls.is_some(), self.auth_user.is_some()) {
@@ -299,6 +340,36 @@ pub(crate) fn received_count(headers: &[u8]) -> usize {
                     .is_some_and(|b| *b == b':')
         })
         .count()
+}
+
+/// Every value of a header, unfolded, in order (newest first for Received).
+pub(crate) fn header_values(headers: &[u8], name: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut lines = header_lines(headers).peekable();
+    while let Some(l) = lines.next() {
+        let matches = l.len() > name.len()
+            && l[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && l[name.len()..]
+                .iter()
+                .find(|b| **b != b' ' && **b != b'\t')
+                .is_some_and(|b| *b == b':');
+        if !matches {
+            continue;
+        }
+        let colon = l.iter().position(|b| *b == b':').unwrap_or(name.len());
+        let mut v = String::from_utf8_lossy(&l[colon + 1..]).trim().to_string();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                v.push(' ');
+                v.push_str(String::from_utf8_lossy(next).trim());
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        out.push(v);
+    }
+    out
 }
 
 /// The first value of a header, unfolded.
