@@ -202,6 +202,52 @@ async fn create_entry(
     Ok(created(stored.version, entry_view(&stored)))
 }
 
+/// Entries created by a bulk request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkCreated {
+    pub created: usize,
+}
+
+async fn create_entries(
+    s: &AppState,
+    list: IpList,
+    body: serde_json::Value,
+) -> Result<Json<BulkCreated>, ApiError> {
+    let items = body
+        .get("items")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::from(crate::model::Invalid::field(
+                "items",
+                "is required: a list of entries",
+            ))
+        })?;
+    let created = s
+        .config
+        .create_many::<IpListEntry>(|_| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    IpListEntry::from_create(list, item).map_err(|e| {
+                        ServiceError::Invalid(crate::model::Invalid(
+                            e.0.into_iter()
+                                .map(|mut f| {
+                                    f.field = format!("items[{i}].{}", f.field);
+                                    f
+                                })
+                                .collect(),
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Json(BulkCreated { created }))
+}
+
 async fn delete_entry(
     s: &AppState,
     list: IpList,
@@ -297,7 +343,7 @@ async fn delete_provider(
 
 /// The handlers of one list, Block or Allow: the same calls at its paths.
 macro_rules! ip_list_api {
-    ($m:ident, $list:expr, $config:literal, $entries:literal, $entry:literal, $providers:literal, $provider:literal) => {
+    ($m:ident, $list:expr, $config:literal, $entries:literal, $bulk:literal, $entry:literal, $providers:literal, $provider:literal) => {
         pub mod $m {
             use super::*;
 
@@ -346,6 +392,18 @@ macro_rules! ip_list_api {
                 JsonBody(body): JsonBody,
             ) -> Result<Tagged<IpListEntryView>, ApiError> {
                 super::create_entry(&s, $list, body).await
+            }
+
+            #[utoipa::path(post, path = $bulk, tag = "anti-spam",
+                request_body = crate::api::openapi::IpListEntriesBulk,
+                responses((status = 200, body = BulkCreated, description = "All created in one change, or none"),
+                          (status = 409, body = Problem, content_type = "application/problem+json"),
+                          (status = 422, body = Problem, content_type = "application/problem+json")))]
+            pub async fn create_entries(
+                State(s): State<AppState>,
+                JsonBody(body): JsonBody,
+            ) -> Result<Json<BulkCreated>, ApiError> {
+                super::create_entries(&s, $list, body).await
             }
 
             #[utoipa::path(get, path = $entry, tag = "anti-spam",
@@ -451,6 +509,7 @@ ip_list_api!(
     IpList::Block,
     "/api/v1/ip-block-list-config",
     "/api/v1/ip-block-list-entries",
+    "/api/v1/ip-block-list-entries/bulk",
     "/api/v1/ip-block-list-entries/{id}",
     "/api/v1/ip-block-list-providers",
     "/api/v1/ip-block-list-providers/{id}"
@@ -460,6 +519,7 @@ ip_list_api!(
     IpList::Allow,
     "/api/v1/ip-allow-list-config",
     "/api/v1/ip-allow-list-entries",
+    "/api/v1/ip-allow-list-entries/bulk",
     "/api/v1/ip-allow-list-entries/{id}",
     "/api/v1/ip-allow-list-providers",
     "/api/v1/ip-allow-list-providers/{id}"

@@ -279,6 +279,11 @@ pub fn router(state: AppState) -> Router {
             g(anti_spam::block::list_entries).post(anti_spam::block::create_entry),
         )
         .route(
+            "/api/v1/ip-block-list-entries/bulk",
+            axum::routing::post(anti_spam::block::create_entries)
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
             "/api/v1/ip-block-list-entries/{id}",
             g(anti_spam::block::get_entry).delete(anti_spam::block::delete_entry),
         )
@@ -299,6 +304,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/ip-allow-list-entries",
             g(anti_spam::allow::list_entries).post(anti_spam::allow::create_entry),
+        )
+        .route(
+            "/api/v1/ip-allow-list-entries/bulk",
+            axum::routing::post(anti_spam::allow::create_entries)
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
         )
         .route(
             "/api/v1/ip-allow-list-entries/{id}",

@@ -127,6 +127,13 @@ body_schema!(
     "A JSON merge patch of the Recipient Filter agent's configuration."
 );
 
+/// Many IP list entries at once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IpListEntriesBulk {
+    items: Vec<IpListEntryCreate>,
+}
+
 /// Enable-/Disable-TransportAgent and Set-TransportAgent -Priority.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -186,11 +193,11 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         anti_spam::get_sender_filter, anti_spam::patch_sender_filter,
         anti_spam::get_recipient_filter, anti_spam::patch_recipient_filter,
         anti_spam::block::get_config, anti_spam::block::patch_config,
-        anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::get_entry, anti_spam::block::delete_entry,
+        anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::create_entries, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
         anti_spam::block::patch_provider, anti_spam::block::delete_provider,
         anti_spam::allow::get_config, anti_spam::allow::patch_config,
-        anti_spam::allow::list_entries, anti_spam::allow::create_entry, anti_spam::allow::get_entry, anti_spam::allow::delete_entry,
+        anti_spam::allow::list_entries, anti_spam::allow::create_entry, anti_spam::allow::create_entries, anti_spam::allow::get_entry, anti_spam::allow::delete_entry,
         anti_spam::allow::list_providers, anti_spam::allow::create_provider, anti_spam::allow::get_provider,
         anti_spam::allow::patch_provider, anti_spam::allow::delete_provider,
     ),
@@ -202,7 +209,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         AcceptedDomainCreate, AcceptedDomainPatch, CredentialCreate, CredentialPatch, TransportSettingsPatch, CertificatePatch,
         certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
         IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
-        SenderFilterConfigPatch, RecipientFilterConfigPatch,
+        SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),

@@ -166,6 +166,39 @@ impl ConfigService {
             .expect("just inserted"))
     }
 
+    /// Creates many objects of one kind in one transaction and one
+    /// published change (bulk imports). `prepare` gets the current snapshot.
+    pub async fn create_many<T: ConfigObject>(
+        &self,
+        prepare: impl FnOnce(&Snapshot) -> Result<Vec<T>, ServiceError>,
+    ) -> Result<usize, ServiceError> {
+        off_worker_async(async {
+            let _guard = self.writer.lock().await;
+            let snap = self.snapshot();
+            let specs = prepare(&snap)?;
+            let mut names: std::collections::HashSet<String> = T::all(&snap)
+                .iter()
+                .map(|o| o.spec.name().to_lowercase())
+                .collect();
+            for (i, s) in specs.iter().enumerate() {
+                let name = s.name();
+                if !names.insert(name.to_lowercase()) {
+                    return Err(ServiceError::Conflict {
+                        field: Some(format!("items[{i}]")),
+                        message: format!("a {} named '{name}' already exists", T::KIND),
+                    });
+                }
+            }
+            let mut tx = self.store.begin().await?;
+            for s in &specs {
+                Store::insert(&mut tx, T::TABLE, Uuid::new_v4(), &s.name(), s, None).await?;
+            }
+            self.publish(tx, &snap).await?;
+            Ok(specs.len())
+        })
+        .await
+    }
+
     /// Changes an object found by id or name, if it is still at `if_match`.
     pub async fn update<T: ConfigObject>(
         &self,

@@ -475,3 +475,49 @@ async fn behind_an_internal_smtp_server_the_original_client_is_read_from_receive
     let r = send("from mta.fabrikam.test (mta [198.51.100.67]) by relay.contoso.test; Mon, 30 Nov 2026 01:00:00 +0000").await;
     assert_eq!(r.code, 250, "{}", r.line());
 }
+
+#[tokio::test]
+async fn ten_thousand_block_list_entries_in_one_request_and_a_bad_one_refuses_them_all() {
+    let e = edge().await;
+    let items: Vec<serde_json::Value> = (0..10_000u32)
+        .map(|i| json!({"ipRange": format!("10.{}.{}.0/24", i / 256, i % 256)}))
+        .collect();
+    let r = e
+        .app
+        .post(
+            "/api/v1/ip-block-list-entries/bulk",
+            json!({"items": items}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["created"], 10_000);
+    let all = e.app.get("/api/v1/ip-block-list-entries").await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 10_000);
+    let r = e
+        .app
+        .post(
+            "/api/v1/ip-block-list-entries/bulk",
+            json!({"items": [{"ipRange": "192.0.2.1"}, {"ipRange": "not-an-ip"}]}),
+        )
+        .await;
+    r.assert_problem(422, "items[1].ipRange");
+    let r = e
+        .app
+        .post(
+            "/api/v1/ip-block-list-entries/bulk",
+            json!({"items": [{"ipRange": "192.0.2.1"}, {"ipRange": "10.0.5.0/24"}]}),
+        )
+        .await;
+    r.assert_problem(409, "items[1]");
+    assert_eq!(
+        e.app.get("/api/v1/ip-block-list-entries").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10_000,
+        "all or nothing"
+    );
+    // Still served: a listed client is refused, another is not.
+    let (_, r) = rcpt_from(&e, &e.internet, "bob@contoso.test").await;
+    assert_eq!(r.code, 250, "{}", r.line());
+}
