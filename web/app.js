@@ -99,7 +99,7 @@ function fromInput(kind, el) {
 const label = (name) => name.replace(/([A-Z]+)/g, " $1").replace(/^./, (c) => c.toUpperCase()).replace("I P", "IP").trim();
 
 // A form for `schemaName`'s properties. `values` fills it; `only` limits the fields.
-function buildForm(schemaName, values, { only, skip = [], extra = [] } = {}) {
+function buildForm(schemaName, values, { only, skip = [], extra = [], prefix = "" } = {}) {
   const s = resolve({ $ref: `#/components/schemas/${schemaName}` });
   const fields = {};
   const grid = h("div", { class: "form" });
@@ -108,7 +108,7 @@ function buildForm(schemaName, values, { only, skip = [], extra = [] } = {}) {
     if (skip.includes(name)) continue;
     const prop = (s.properties || {})[name] || extra.find((e) => e.name === name)?.schema || { type: "string" };
     const kind = kindOf(prop);
-    const id = `f-${name}`;
+    const id = `${prefix}f-${name}`;
     let input;
     if (kind === "bool") input = h("input", { type: "checkbox", id, checked: !!values[name] });
     else if (kind === "enum") {
@@ -121,7 +121,7 @@ function buildForm(schemaName, values, { only, skip = [], extra = [] } = {}) {
     const field = h("div", { class: `field${kind === "bool" ? " check" : ""}`, "data-field": name },
       kind === "bool" ? [input, h("label", { for: id }, label(name))] : [h("label", { for: id }, label(name)), input],
       desc ? h("span", { class: "hint" }, desc.split("\n")[0]) : null,
-      h("span", { class: "error", id: `err-${name}`, role: "alert" }));
+      h("span", { class: "error", id: `${prefix}err-${name}`, role: "alert" }));
     fields[name] = { kind, input, initial: values[name] };
     grid.append(field);
   }
@@ -150,7 +150,7 @@ function showProblem(container, form, problem, status) {
   note.replaceChildren(banner("bad", detail));
   for (const e of (problem && problem.errors) || []) {
     const base = e.field.split(/[.[]/)[0];
-    const el = container.querySelector(`#err-${CSS.escape(base)}`);
+    const el = container.querySelector(`[data-field="${CSS.escape(base)}"] .error`);
     if (el) { el.textContent = `${e.field}: ${e.message}`; el.closest(".field").classList.add("invalid"); }
   }
   const first = container.querySelector(".field.invalid input, .field.invalid textarea, .field.invalid select");
@@ -456,6 +456,114 @@ async function trackingPage() {
     more);
 }
 
+// ----- anti-spam --------------------------------------------------------------------------
+
+// A settings document edited through its schema (sender and recipient filter,
+// IP list configs), saved with If-Match.
+function settingsCard(title, path, schemaName, data, etag, skip = []) {
+  const prefix = path.replace(/[^a-z]+/g, "-").replace(/^-/, "");
+  const form = buildForm(schemaName, data, { skip: ["version", ...skip], prefix });
+  const card = h("form", { class: "card", "aria-label": title }, h("h2", {}, title), h("div", { class: "note" }), form.element,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Save")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await api("PATCH", path, formValues(form, { changedOnly: true }), etag);
+    if (!res.ok) return showProblem(card, form, res.data, res.status);
+    etag = res.etag;
+    for (const [n, f] of Object.entries(form.fields)) f.initial = res.data[n];
+    card.querySelector(".note").replaceChildren(banner("good", `Saved (version ${res.data.version}).`));
+  });
+  return card;
+}
+
+// A small add form: fields by name, posted as JSON to `path`.
+function addCard(title, path, names) {
+  const form = { fields: {} };
+  const grid = h("div", { class: "form" });
+  const key = title.toLowerCase().replace(/[^a-z]+/g, "-");
+  for (const name of names) {
+    const id = `f-${key}-${name}`;
+    const input = h("input", { id, type: "text", autocomplete: "off" });
+    grid.append(h("div", { class: "field", "data-field": name }, h("label", { for: id }, label(name)), input,
+      h("span", { class: "error", id: `err-${key}-${name}`, role: "alert" })));
+    form.fields[name] = { kind: "text", input };
+  }
+  const card = h("form", { class: "card", "aria-label": title }, h("h2", {}, title), h("div", { class: "note" }), grid,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Add")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await api("POST", path, formValues(form));
+    if (!res.ok) return showProblem(card, form, res.data, res.status);
+    route();
+  });
+  return card;
+}
+
+function removeButton(what, path) {
+  return h("button", { type: "button", class: "danger", "aria-label": `Remove ${what}`, onclick: async () => {
+    if (!confirm(`Remove ${what}?`)) return;
+    const d = await api("DELETE", path);
+    if (!d.ok) return alert(d.data.detail);
+    route();
+  } }, "Remove");
+}
+
+function table(headers, rows, empty) {
+  return rows.length
+    ? h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))), h("tbody", {}, rows))
+    : h("p", { class: "muted" }, empty);
+}
+
+async function antiSpamPage() {
+  await loadSchema();
+  const today = new Date(); today.setUTCHours(0, 0, 0, 0);
+  const [agents, blockCfg, blocks, allows, providers, sender, recipient, events] = await Promise.all([
+    api("GET", "/transport-agents"), api("GET", "/ip-block-list-config"), api("GET", "/ip-block-list-entries"),
+    api("GET", "/ip-allow-list-entries"), api("GET", "/ip-block-list-providers"), api("GET", "/sender-filter-config"),
+    api("GET", "/recipient-filter-config"), api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`)]);
+  // What each agent did today, from message tracking: "<agent>: <action>: <reason>".
+  const counts = new Map();
+  for (const e of events.data.items || []) {
+    const [agent, action] = (e.detail || "").split(": ");
+    const k = `${agent}|${action}`;
+    counts.set(k, (counts.get(k) || 0) + 1);
+  }
+  const todayRows = [...counts.entries()].map(([k, n]) => { const [agent, action] = k.split("|"); return h("tr", {},
+    h("td", { "data-label": "Agent" }, agent), h("td", { "data-label": "Action" }, action), h("td", { "data-label": "Today" }, String(n))); });
+  const agentRows = agents.data.items.map((a) => h("tr", {},
+    h("td", { "data-label": "Priority" }, String(a.priority)), h("td", { "data-label": "Agent" }, a.identity),
+    h("td", { "data-label": "State" }, tag(a.enabled ? "Enabled" : "Disabled")),
+    h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `${a.enabled ? "Disable" : "Enable"} ${a.identity}`, onclick: async () => {
+      const r = await api("PATCH", `/transport-agents/${encodeURIComponent(a.identity)}`, { enabled: !a.enabled }, agents.etag);
+      if (!r.ok) return alert(r.data.detail);
+      route();
+    } }, a.enabled ? "Disable" : "Enable"))));
+  const entryRows = (list, path) => list.data.items.map((e) => h("tr", {},
+    h("td", { "data-label": "Range" }, e.ipRange), h("td", { "data-label": "Expires" }, e.expirationTime ? fmtDate(e.expirationTime) : "never", e.expired ? " (expired)" : ""),
+    h("td", { "data-label": "Comment" }, e.comment || ""), h("td", {}, removeButton(e.ipRange, `${path}/${e.id}`))));
+  const providerRows = providers.data.items.map((p) => h("tr", {},
+    h("td", { "data-label": "Priority" }, String(p.priority)), h("td", { "data-label": "Provider" }, p.name),
+    h("td", { "data-label": "Zone" }, p.lookupDomain), h("td", { "data-label": "Match" }, p.match.type),
+    h("td", { "data-label": "State" }, tag(p.enabled ? "Enabled" : "Disabled")), h("td", {}, removeButton(p.name, `/ip-block-list-providers/${p.id}`))));
+  page("Anti-spam",
+    h("h2", {}, "Today"),
+    h("div", { class: "card", "aria-label": "What the agents did today" }, table(["Agent", "Action", "Today"], todayRows, "No agent acted today.")),
+    h("h2", {}, "Transport agents"),
+    h("div", { class: "card" }, table(["Priority", "Agent", "State", ""], agentRows, "")),
+    h("h2", {}, "IP Block list"),
+    h("div", { class: "card" }, table(["Range", "Expires", "Comment", ""], entryRows(blocks, "/ip-block-list-entries"), "No entry.")),
+    addCard("Block an address", "/ip-block-list-entries", ["ipRange", "comment"]),
+    h("h2", {}, "IP Allow list"),
+    h("div", { class: "card" }, table(["Range", "Expires", "Comment", ""], entryRows(allows, "/ip-allow-list-entries"), "No entry.")),
+    addCard("Allow an address", "/ip-allow-list-entries", ["ipRange", "comment"]),
+    h("h2", {}, "IP Block list providers"),
+    h("div", { class: "card" }, table(["Priority", "Provider", "Zone", "Match", "State", ""], providerRows, "No provider.")),
+    addCard("Add a block list provider", "/ip-block-list-providers", ["name", "lookupDomain", "rejectionResponse"]),
+    settingsCard("IP Block list settings", "/ip-block-list-config", "IpListConfig", blockCfg.data, blockCfg.etag),
+    settingsCard("Sender filter", "/sender-filter-config", "SenderFilterConfig", sender.data, sender.etag),
+    settingsCard("Recipient filter", "/recipient-filter-config", "RecipientFilterConfig", recipient.data, recipient.etag));
+}
+
 // ----- overview --------------------------------------------------------------------------
 
 async function overviewPage() {
@@ -534,6 +642,7 @@ async function route() {
     else if (section === "queues") await queuesPage();
     else if (section === "messages" && id) await messagePage(id);
     else if (section === "tracking") await trackingPage();
+    else if (section === "anti-spam") await antiSpamPage();
     else await overviewPage();
   } catch (e) {
     if (e.message !== "signed out") page("Error", banner("bad", String(e)));

@@ -235,9 +235,33 @@ test("track a message: search, timeline, and the session's protocol log", async 
   await eventually(async () => (await page.locator("ol.timeline > li .tag").allTextContents()).includes("RECEIVE"), "the NDR's own timeline");
 });
 
+test("the anti-spam page: enable an agent, block an address, see it refused and counted today", async () => {
+  await go("#/anti-spam");
+  await page.getByRole("button", { name: "Enable Connection Filtering Agent" }).click();
+  await page.getByRole("button", { name: "Disable Connection Filtering Agent" }).waitFor();
+  const form = page.getByRole("form", { name: "Block an address" });
+  await form.getByLabel("Ip Range").fill("not-an-ip");
+  await form.getByRole("button", { name: "Add" }).click();
+  await form.locator('[data-field="ipRange"] .error').filter({ hasText: "ipRange" }).waitFor();
+  await form.getByLabel("Ip Range").fill(`${NET}.31`);
+  await form.getByLabel("Comment").fill("from the dashboard");
+  await form.getByRole("button", { name: "Add" }).click();
+  await page.getByRole("cell", { name: "from the dashboard" }).waitFor();
+  const reply = await smtp(`${NET}.5`, 2600, ["EHLO x.test", "MAIL FROM:<a@fabrikam.test>", "RCPT TO:<bob@contoso.test>", "QUIT"], `${NET}.31`);
+  assert.match(reply, /550 5\.7\.1 External client with IP address 127\.81\.0\.31 /);
+  // The block is in message tracking, and so on the page once reloaded.
+  await eventually(async () => {
+    await go("#/overview");
+    await go("#/anti-spam");
+    return /Connection Filtering Agent\s+Block\s+1/.test(await page.getByLabel("What the agents did today").innerText());
+  }, "today's block on the page");
+  const entries = await api("GET", "/ip-block-list-entries");
+  assert.equal(entries.data.items.length, 1);
+});
+
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
   const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
-    "#/credentials", "#/certificates", "#/transport-settings", "#/queues", "#/tracking", state.trackingPage];
+    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/queues", "#/tracking", state.trackingPage];
   for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
     await page.setViewportSize(viewport);
     for (const hash of pages) {
