@@ -20,6 +20,7 @@
 pub mod callout;
 pub mod connection_filter;
 mod dnsbl;
+pub mod ldap;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Agents {
     dnsbl: dnsbl::Dnsbl,
     /// Recipient validation by callout, with its cache.
     pub callout: callout::Callout,
+    /// Recipient validation against LDAP, with its cache.
+    pub ldap: ldap::Ldap,
     observe: Arc<Observer>,
 }
 
@@ -81,6 +84,7 @@ impl Agents {
         Agents {
             dnsbl: dnsbl::Dnsbl::default(),
             callout: callout::Callout::default(),
+            ldap: ldap::Ldap::default(),
             observe,
         }
     }

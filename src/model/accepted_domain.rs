@@ -64,6 +64,36 @@ pub enum RecipientDirectory {
         #[serde(default = "ten_minutes")]
         negative_ttl: super::Timespan,
     },
+    /// An LDAP directory (Active Directory, OpenLDAP): a subtree search
+    /// under `baseDn` with `filter`, `%s` standing for the address
+    /// (escaped); any entry found means the recipient exists. Answers are
+    /// cached like a callout's; a directory that cannot answer gives
+    /// `450 4.1.1`.
+    #[serde(rename_all = "camelCase")]
+    Ldap {
+        /// `ldap://host:port` or `ldaps://host:port`.
+        url: String,
+        base_dn: String,
+        /// Default `(|(mail=%s)(proxyAddresses=smtp:%s))`.
+        #[serde(default = "ldap_filter")]
+        filter: String,
+        /// A credential (kind SmartHost) whose userName is the bind DN;
+        /// none binds anonymously.
+        #[serde(default)]
+        bind_credential: Option<String>,
+        /// STARTTLS on an `ldap://` URL. TLS is validated against the
+        /// system roots and the trust anchors.
+        #[serde(default)]
+        start_tls: bool,
+        #[serde(default = "one_day")]
+        positive_ttl: super::Timespan,
+        #[serde(default = "ten_minutes")]
+        negative_ttl: super::Timespan,
+    },
+}
+
+fn ldap_filter() -> String {
+    "(|(mail=%s)(proxyAddresses=smtp:%s))".into()
 }
 
 fn one_day() -> super::Timespan {
@@ -171,6 +201,31 @@ impl AcceptedDomain {
                 "recipientDirectory",
                 "only an Authoritative domain has all its recipients here",
             ));
+        }
+        if let Some(RecipientDirectory::Ldap {
+            url,
+            base_dn,
+            filter,
+            ..
+        }) = &self.recipient_directory
+        {
+            let mut e = Errors::default();
+            e.check(
+                !(url.starts_with("ldap://") || url.starts_with("ldaps://")),
+                "recipientDirectory.url",
+                "must be ldap://host:port or ldaps://host:port",
+            );
+            e.check(
+                base_dn.trim().is_empty(),
+                "recipientDirectory.baseDn",
+                "is required, e.g. dc=contoso,dc=com",
+            );
+            e.check(
+                !filter.starts_with('(') || !filter.contains("%s"),
+                "recipientDirectory.filter",
+                "must be an LDAP filter in parentheses with %s for the address",
+            );
+            e.finish()?;
         }
         let Some(m) = &self.mailbox_delivery else {
             return Ok(());

@@ -418,3 +418,95 @@ async fn recipient_validation_by_callout_asks_the_hub_once_and_says_450_when_it_
     );
     assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
 }
+
+const LDIF: &str = "dn: dc=contoso,dc=test
+objectClass: dcObject
+objectClass: organization
+o: Contoso
+dc: contoso
+
+dn: ou=people,dc=contoso,dc=test
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=alice,ou=people,dc=contoso,dc=test
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: Example
+mail: alice@contoso.test
+
+dn: cn=ferry,dc=contoso,dc=test
+objectClass: simpleSecurityObject
+objectClass: organizationalRole
+cn: ferry
+userPassword: ferry-bind-secret
+";
+
+#[tokio::test]
+async fn recipient_validation_against_ldap_with_a_bind_credential() {
+    let e = edge().await;
+    let Some(ldap) = crate::support::slapd::Slapd::start(
+        &format!("{}:3389", e.ip(89)),
+        "dc=contoso,dc=test",
+        LDIF,
+    ) else {
+        return;
+    };
+    let r = e
+        .app
+        .post(
+            "/api/v1/credentials",
+            json!({"name": "ldap bind", "kind": "SmartHost", "userName": "cn=ferry,dc=contoso,dc=test",
+                   "password": "ferry-bind-secret"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = e
+        .app
+        .patch(
+            "/api/v1/accepted-domains/contoso.test",
+            json!({"recipientDirectory": {"type": "Ldap", "url": ldap.url, "baseDn": "ou=people,dc=contoso,dc=test",
+                   "bindCredential": "ldap bind"}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    e.app
+        .patch(
+            "/api/v1/recipient-filter-config",
+            json!({"recipientValidationEnabled": true}),
+            None,
+        )
+        .await;
+    assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
+    assert_eq!(
+        rcpt(&e, "Alice@Contoso.test").await.code,
+        250,
+        "cached, any case"
+    );
+    assert_eq!(
+        rcpt(&e, "nobody@contoso.test").await.line(),
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"
+    );
+    // A filter that cannot be a filter is refused by field.
+    let r = e
+        .app
+        .patch(
+            "/api/v1/accepted-domains/contoso.test",
+            json!({"recipientDirectory": {"type": "Ldap", "url": "http://x", "baseDn": "", "filter": "mail=%s"}}),
+            None,
+        )
+        .await;
+    r.assert_problem(422, "recipientDirectory.url");
+    // The directory down: a new address is "try later", a known one cached.
+    ldap.stop();
+    assert_eq!(rcpt(&e, "bob@contoso.test").await.code, 450);
+    assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
+    // Each search that asked the directory is an agent action.
+    let m = e.app.get("/metrics").await.text;
+    assert!(
+        m.contains("ferry_agent_actions_total{agent=\"Recipient Filter Agent\",action=\"Ldap\"}"),
+        "{m}"
+    );
+}

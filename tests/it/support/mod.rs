@@ -11,3 +11,4 @@ pub mod peers;
 pub mod pki;
 pub mod scenario;
 pub mod sink;
+pub mod slapd;

@@ -31,7 +31,22 @@ pub fn require(programs: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let why = format!("{test}: needs {} (not installed)", missing.join(", "));
+    skip_or_fail(test, &missing.join(", "))
+}
+
+/// Whether a peer found some other way (`available`) can be used; if not,
+/// the test is skipped, or fails under `FERRY_REQUIRE_PEERS=1`.
+#[must_use]
+pub fn require_available(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    let thread = std::thread::current();
+    skip_or_fail(thread.name().unwrap_or("a test"), what)
+}
+
+fn skip_or_fail(test: &str, missing: &str) -> bool {
+    let why = format!("{test}: needs {missing} (not installed)");
     if std::env::var("FERRY_REQUIRE_PEERS").as_deref() == Ok("1") {
         panic!("{why}; FERRY_REQUIRE_PEERS=1 makes that a failure");
     }

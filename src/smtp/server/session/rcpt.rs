@@ -28,6 +28,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// What a remote directory's answer means at RCPT: None to go on
+    /// (known: accept; unknown: refuse below), Some to stop here (a 450
+    /// written: the directory cannot answer now). A lookup that asked is
+    /// reported as the action `how`.
+    async fn directory_answer(
+        &mut self,
+        how: &str,
+        verified: Verified,
+        asked: bool,
+        address: &Address,
+        sender: &Address,
+    ) -> Option<Option<Next>> {
+        if asked {
+            self.report_agent(
+                AgentName::RecipientFiltering,
+                how,
+                &format!("looked up {address}: {verified:?}"),
+                sender,
+                vec![address.to_string()],
+            );
+        }
+        match verified {
+            Verified::Known => Some(None),
+            Verified::Unknown(_) => None,
+            Verified::Unavailable(_) => {
+                Some(Some(self.reply(replies::DIRECTORY_UNAVAILABLE).await))
+            }
+        }
+    }
+}
+
 /// Unknown recipients one session may try before it is closed, so that
 /// recipient validation is no oracle for harvesting addresses (on top of
 /// the tarpit every 5xx reply waits out).
@@ -93,21 +125,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         (positive_ttl.duration(), negative_ttl.duration()),
                     )
                     .await;
-                if asked {
-                    self.report_agent(
-                        AgentName::RecipientFiltering,
-                        "Callout",
-                        &format!("asked the next hop about {address}: {verified:?}"),
-                        &sender,
-                        vec![address.to_string()],
-                    );
+                if let Some(next) = self
+                    .directory_answer("Callout", verified, asked, address, &sender)
+                    .await
+                {
+                    return next;
                 }
-                match verified {
-                    Verified::Known => return None,
-                    Verified::Unknown(_) => {}
-                    Verified::Unavailable(_) => {
-                        return Some(self.reply(replies::DIRECTORY_UNAVAILABLE).await);
-                    }
+            }
+            RecipientDirectory::Ldap {
+                url,
+                base_dn,
+                filter,
+                bind_credential,
+                start_tls,
+                positive_ttl,
+                negative_ttl,
+            } => {
+                let query = crate::agents::ldap::LdapQuery {
+                    url: &url,
+                    base_dn: &base_dn,
+                    filter: &filter,
+                    bind_credential: bind_credential.as_deref(),
+                    start_tls,
+                    ttl: (positive_ttl.duration(), negative_ttl.duration()),
+                };
+                let (verified, asked) = self
+                    .shared
+                    .agents
+                    .ldap
+                    .verify(&snap, &self.shared.config.secrets, address, &query)
+                    .await;
+                if let Some(next) = self
+                    .directory_answer("Ldap", verified, asked, address, &sender)
+                    .await
+                {
+                    return next;
                 }
             }
         }
