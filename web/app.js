@@ -481,12 +481,16 @@ function addCard(title, path, names) {
   const form = { fields: {} };
   const grid = h("div", { class: "form" });
   const key = title.toLowerCase().replace(/[^a-z]+/g, "-");
-  for (const name of names) {
+  for (const spec of names) {
+    // "name[]" is a list, one item per line.
+    const list = spec.endsWith("[]");
+    const name = list ? spec.slice(0, -2) : spec;
     const id = `f-${key}-${name}`;
-    const input = h("input", { id, type: "text", autocomplete: "off" });
+    const input = list ? h("textarea", { id, rows: 2 }) : h("input", { id, type: "text", autocomplete: "off" });
     grid.append(h("div", { class: "field", "data-field": name }, h("label", { for: id }, label(name)), input,
+      list ? h("span", { class: "hint" }, "One per line") : null,
       h("span", { class: "error", id: `err-${key}-${name}`, role: "alert" })));
-    form.fields[name] = { kind: "text", input };
+    form.fields[name] = { kind: list ? "list" : "text", input };
   }
   const card = h("form", { class: "card", "aria-label": title }, h("h2", {}, title), h("div", { class: "note" }), grid,
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Add")));
@@ -512,6 +516,26 @@ function table(headers, rows, empty) {
   return rows.length
     ? h("table", { class: "responsive" }, h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))), h("tbody", {}, rows))
     : h("p", { class: "muted" }, empty);
+}
+
+// The recipient directory: look an address up, add a recipient, remove one.
+// (Bulk loads of many thousands go through the API: PUT /api/v1/recipients.)
+function recipientsCard() {
+  const find = h("input", { id: "dir-find", type: "text", autocomplete: "off" });
+  const result = h("div", { class: "note", role: "status" });
+  const look = h("form", { class: "card", "aria-label": "Recipient directory" }, h("h2", {}, "Recipient directory"),
+    h("div", { class: "form" }, h("div", { class: "field" }, h("label", { for: "dir-find" }, "Find an address"), find)),
+    result, h("div", { class: "actions" }, h("button", { type: "submit" }, "Find")));
+  look.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await api("GET", `/recipients/${encodeURIComponent(find.value.trim())}`);
+    if (!r.ok) return result.replaceChildren(banner("warn", `${find.value.trim()} is not in the directory.`));
+    result.replaceChildren(h("div", { class: "card" }, h("dl", { class: "kv" },
+      h("dt", {}, "Primary address"), h("dd", {}, r.data.primaryAddress),
+      h("dt", {}, "Aliases"), h("dd", {}, r.data.aliases.join(", ") || "none")),
+      removeButton(r.data.primaryAddress, `/recipients/${encodeURIComponent(r.data.primaryAddress)}`)));
+  });
+  return [look, addCard("Add a recipient", "/recipients", ["primaryAddress", "aliases[]"])];
 }
 
 async function antiSpamPage() {
@@ -559,6 +583,7 @@ async function antiSpamPage() {
     h("h2", {}, "IP Block list providers"),
     h("div", { class: "card" }, table(["Priority", "Provider", "Zone", "Match", "State", ""], providerRows, "No provider.")),
     addCard("Add a block list provider", "/ip-block-list-providers", ["name", "lookupDomain", "rejectionResponse"]),
+    ...recipientsCard(),
     settingsCard("IP Block list settings", "/ip-block-list-config", "IpListConfig", blockCfg.data, blockCfg.etag),
     settingsCard("Sender filter", "/sender-filter-config", "SenderFilterConfig", sender.data, sender.etag),
     settingsCard("Recipient filter", "/recipient-filter-config", "RecipientFilterConfig", recipient.data, recipient.etag));

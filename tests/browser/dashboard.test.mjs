@@ -257,6 +257,19 @@ test("the anti-spam page: enable an agent, block an address, see it refused and 
   }, "today's block on the page");
   const entries = await api("GET", "/ip-block-list-entries");
   assert.equal(entries.data.items.length, 1);
+  // The recipient directory: add a recipient with an alias, find it by the alias.
+  const add = page.getByRole("form", { name: "Add a recipient" });
+  await add.getByLabel("Primary Address").fill("dora@contoso.test");
+  await add.getByLabel("Aliases").fill("dory@contoso.test");
+  await add.getByRole("button", { name: "Add" }).click();
+  await eventually(async () => (await api("GET", "/recipients/dora@contoso.test")).status === 200, "the new recipient");
+  await go("#/overview");
+  await go("#/anti-spam");
+  const dir = page.getByRole("form", { name: "Recipient directory" });
+  await dir.getByLabel("Find an address").fill("dory@contoso.test");
+  await dir.getByRole("button", { name: "Find" }).click();
+  await dir.getByText("dora@contoso.test").waitFor();
+  assert.equal((await api("GET", "/recipients/dory@contoso.test")).data.primaryAddress, "dora@contoso.test");
 });
 
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
