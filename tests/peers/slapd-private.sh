@@ -10,7 +10,8 @@
 # Usage:
 #   slapd-private.sh fetch                               # once, as .ci/run does
 #   slapd-private.sh available                           # exit 0 when slapd can run
-#   slapd-private.sh DIR start ADDR:PORT SUFFIX LDIF     # load LDIF, listen on ldap://ADDR:PORT
+#   slapd-private.sh DIR start ADDR:PORT SUFFIX LDIF [CERT KEY]
+#                                  # load LDIF, listen on ldap://ADDR:PORT (StartTLS with CERT/KEY)
 #   slapd-private.sh DIR stop
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,7 +53,7 @@ DIR=$(realpath -m "$1"); cmd=$2; shift 2
 locate || { echo "slapd is not available: run $0 fetch" >&2; exit 1; }
 case $cmd in
   start)
-    ADDR=$1; SUFFIX=$2; LDIF=$3
+    ADDR=$1; SUFFIX=$2; LDIF=$3; CERT=${4:-}; KEY=${5:-}
     mkdir -p "$DIR/db"
     cat > "$DIR/slapd.conf" <<CONF
 include $SCHEMA/core.schema
@@ -68,6 +69,11 @@ rootdn "cn=admin,$SUFFIX"
 rootpw admin-secret
 directory $DIR/db
 CONF
+    if [ -n "$CERT" ]; then
+      printf 'TLSCertificateFile %s\nTLSCertificateKeyFile %s\n' "$CERT" "$KEY" >> "$DIR/slapd.conf.tls"
+      # Global directives go before the first database: put them on top.
+      cat "$DIR/slapd.conf.tls" "$DIR/slapd.conf" > "$DIR/slapd.conf.new" && mv "$DIR/slapd.conf.new" "$DIR/slapd.conf"
+    fi
     "$SLAPADD" -q -f "$DIR/slapd.conf" -l "$LDIF"
     "$SLAPD" -f "$DIR/slapd.conf" -h "ldap://$ADDR/"
     for _ in $(seq 1 100); do

@@ -510,3 +510,47 @@ async fn recipient_validation_against_ldap_with_a_bind_credential() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn ldap_over_starttls_is_validated_against_the_trust_anchors() {
+    let e = edge().await;
+    let addr = format!("{}:3389", e.ip(90));
+    let (cert, key) = e.ca.issue(&[&e.ip(90)]);
+    let Some(ldap) = crate::support::slapd::Slapd::start_tls(
+        &addr,
+        "dc=contoso,dc=test",
+        LDIF,
+        Some((&cert, &key)),
+    ) else {
+        return;
+    };
+    let r = e
+        .app
+        .patch(
+            "/api/v1/accepted-domains/contoso.test",
+            json!({"recipientDirectory": {"type": "Ldap", "url": ldap.url, "baseDn": "dc=contoso,dc=test",
+                   "filter": "(mail=%s)", "startTls": true}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    e.app
+        .patch(
+            "/api/v1/recipient-filter-config",
+            json!({"recipientValidationEnabled": true}),
+            None,
+        )
+        .await;
+    // The directory's certificate is not trusted yet: no answer, so 450.
+    assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 450);
+    let r = e
+        .app
+        .post(
+            "/api/v1/certificates",
+            json!({"source": "trustAnchor", "certificatePem": e.ca.cert_pem}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(rcpt(&e, "alice@contoso.test").await.code, 250);
+    assert_eq!(rcpt(&e, "nobody@contoso.test").await.code, 550);
+}

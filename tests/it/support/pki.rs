@@ -56,7 +56,13 @@ impl Ca {
         let base = names[0].replace('*', "wild");
         let sans = names
             .iter()
-            .map(|n| format!("DNS:{n}"))
+            .map(|n| {
+                if n.parse::<std::net::IpAddr>().is_ok() {
+                    format!("IP:{n}")
+                } else {
+                    format!("DNS:{n}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(",");
         std::fs::write(

@@ -18,6 +18,16 @@ impl Slapd {
     /// slapd on `addr` (`ip:port`) serving `suffix` with the entries of
     /// `ldif`; None (the test is skipped) when slapd is not available.
     pub fn start(addr: &str, suffix: &str, ldif: &str) -> Option<Slapd> {
+        Self::start_tls(addr, suffix, ldif, None)
+    }
+
+    /// The same, offering StartTLS with `tls` (certificate PEM, key PEM).
+    pub fn start_tls(
+        addr: &str,
+        suffix: &str,
+        ldif: &str,
+        tls: Option<(&str, &str)>,
+    ) -> Option<Slapd> {
         let available = Command::new("bash")
             .arg(script())
             .arg("available")
@@ -32,13 +42,18 @@ impl Slapd {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data.ldif");
         std::fs::write(&data, ldif).unwrap();
-        let out = Command::new("bash")
-            .arg(script())
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
             .arg(dir.path().join("instance"))
             .args(["start", addr, suffix])
-            .arg(&data)
-            .output()
-            .expect("bash runs");
+            .arg(&data);
+        if let Some((cert, key)) = tls {
+            let (c, k) = (dir.path().join("ldap.crt"), dir.path().join("ldap.key"));
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+            cmd.arg(&c).arg(&k);
+        }
+        let out = cmd.output().expect("bash runs");
         assert!(
             out.status.success(),
             "slapd did not start: {}",
