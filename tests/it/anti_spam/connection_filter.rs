@@ -48,6 +48,15 @@ async fn a_blocked_ip_gets_the_configured_550_after_rcpt_and_is_disconnected() {
     assert_eq!(r.status, 200, "{}", r.text);
     let blocked = e.ip(66);
     block(&e, &blocked).await;
+    let r = e
+        .app
+        .patch(
+            "/api/v1/receive-connectors/From%20Internet",
+            json!({"protocolLoggingLevel": "Verbose"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let (mut c, r) = rcpt_from(&e, &blocked, "bob@contoso.test").await;
     assert_eq!(r.line(), format!("550 5.7.1 {BLOCKED}"));
     // Every recipient is refused the same way (the reply comes after RCPT).
