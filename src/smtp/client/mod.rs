@@ -453,12 +453,12 @@ impl SmtpClient {
     }
 
     /// Address verification (a callout): `MAIL FROM:<>`, `RCPT TO`, `RSET`.
-    /// Gives the RCPT reply (or MAIL's, when MAIL is refused); nothing is
-    /// sent.
+    /// Gives the RCPT reply; nothing is sent. A refused MAIL is an error:
+    /// it says nothing about the recipient.
     pub async fn verify(&mut self, recipient: &Address) -> Result<Reply, ClientError> {
         let mail = self.command("MAIL FROM:<>").await?;
         if !mail.is_positive() {
-            return Ok(mail);
+            return Err(ClientError::from_reply("MAIL FROM:<>", mail));
         }
         let rcpt = self
             .command(&format!("RCPT TO:{}", recipient.path()))

@@ -409,6 +409,23 @@ async fn recipient_validation_by_callout_asks_the_hub_once_and_says_450_when_it_
         ),
         "{m}"
     );
+    // A Hub that refuses the null sender says nothing about recipients:
+    // "try later", never a false 550.
+    hub.patch(
+        "/api/v1/transport-agents/Sender%20Filter%20Agent",
+        json!({"enabled": true}),
+        None,
+    )
+    .await;
+    let r = hub
+        .patch(
+            "/api/v1/sender-filter-config",
+            json!({"blankSenderBlockingEnabled": true}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(rcpt(&e, "carol@contoso.test").await.code, 450);
     // A Hub that is down: a new address is "try later", a known one is
     // still known from the cache.
     hub.app.take().unwrap().stop().await.unwrap();
