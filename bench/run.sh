@@ -207,7 +207,7 @@ PY
   api -X PATCH "$API/recipient-filter-config" -d '{"recipientValidationEnabled":true}' >/dev/null
 }
 agents_enabled() { # true|false
-  for a in Connection%20Filtering%20Agent Sender%20Filter%20Agent Recipient%20Filter%20Agent; do
+  for a in Connection%20Filtering%20Agent Sender%20Filter%20Agent Recipient%20Filter%20Agent Attachment%20Filtering%20Agent; do
     api -X PATCH "$API/transport-agents/$a" -d "{\"enabled\":$1}" >/dev/null
   done
 }

@@ -17,6 +17,7 @@
 //! in `model/anti_spam.rs`; the session applies them
 //! (`smtp/server/session/mail.rs`, `rcpt.rs`).
 
+pub mod attachment_filter;
 pub mod callout;
 pub mod connection_filter;
 mod dnsbl;

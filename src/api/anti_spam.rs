@@ -25,6 +25,7 @@ use crate::model::anti_spam::{
     AgentName, IpList, IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig,
     SenderFilterConfig, TransportAgents,
 };
+use crate::model::attachment_filter::{AttachmentFilterConfig, AttachmentFilterEntry};
 use crate::store::Stored;
 
 /// A transport agent, as Get-TransportAgent shows it.
@@ -632,4 +633,118 @@ pub async fn patch_recipient_filter(
             config: c.spec,
         },
     ))
+}
+
+/// Get-AttachmentFilterListConfig (with the entries) as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentFilterConfigView {
+    /// 0 until first changed; sent as the ETag, expected in If-Match.
+    pub version: i64,
+    #[serde(flatten)]
+    pub config: AttachmentFilterConfig,
+}
+
+fn attachment_view(c: Stored<AttachmentFilterConfig>) -> Tagged<AttachmentFilterConfigView> {
+    ok(
+        c.version,
+        AttachmentFilterConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/attachment-filter-config", tag = "anti-spam",
+    responses((status = 200, body = AttachmentFilterConfigView, headers(("ETag" = String)))))]
+pub async fn get_attachment_filter(
+    State(s): State<AppState>,
+) -> Tagged<AttachmentFilterConfigView> {
+    attachment_view(
+        s.config
+            .snapshot()
+            .anti_spam
+            .attachment_filter_config
+            .clone(),
+    )
+}
+
+async fn change_attachment_filter(
+    s: &AppState,
+    if_match: Option<i64>,
+    change: impl FnOnce(&AttachmentFilterConfig) -> Result<AttachmentFilterConfig, ServiceError>,
+) -> Result<Tagged<AttachmentFilterConfigView>, ApiError> {
+    let c = s
+        .config
+        .update_setting(
+            setting::ATTACHMENT_FILTER_CONFIG,
+            |snap| &snap.anti_spam.attachment_filter_config,
+            if_match,
+            |_, current| change(current),
+        )
+        .await?;
+    Ok(attachment_view(c))
+}
+
+#[utoipa::path(patch, path = "/api/v1/attachment-filter-config", tag = "anti-spam",
+    params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::AttachmentFilterConfigPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = AttachmentFilterConfigView, headers(("ETag" = String))),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_attachment_filter(
+    State(s): State<AppState>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<AttachmentFilterConfigView>, ApiError> {
+    change_attachment_filter(&s, if_match, |c| Ok(c.patched(&body)?)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/attachment-filter-entries", tag = "anti-spam",
+    request_body = AttachmentFilterEntry,
+    responses((status = 200, body = AttachmentFilterConfigView, headers(("ETag" = String))),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn add_attachment_entry(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<AttachmentFilterConfigView>, ApiError> {
+    let entry: AttachmentFilterEntry = crate::model::from_json(body)?;
+    change_attachment_filter(&s, None, |c| {
+        let mut next = c.clone();
+        next.entries.push(entry);
+        next.validate()?;
+        Ok(next)
+    })
+    .await
+}
+
+#[utoipa::path(delete, path = "/api/v1/attachment-filter-entries/{identity}", tag = "anti-spam",
+    params(("identity" = String, Path, description = "`FileName:*.exe` or `ContentType:application/x-msdownload`")),
+    responses((status = 200, body = AttachmentFilterConfigView, headers(("ETag" = String))),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove_attachment_entry(
+    State(s): State<AppState>,
+    Path(identity): Path<String>,
+) -> Result<Tagged<AttachmentFilterConfigView>, ApiError> {
+    let known = s
+        .config
+        .snapshot()
+        .anti_spam
+        .attachment_filter_config
+        .spec
+        .entries
+        .iter()
+        .any(|e| e.identity().eq_ignore_ascii_case(&identity));
+    if !known {
+        return Err(ApiError::not_found(format!(
+            "no attachment filter entry '{identity}'"
+        )));
+    }
+    change_attachment_filter(&s, None, |c| {
+        let mut next = c.clone();
+        next.entries
+            .retain(|e| !e.identity().eq_ignore_ascii_case(&identity));
+        Ok(next)
+    })
+    .await
 }

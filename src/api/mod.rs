@@ -265,6 +265,18 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/recipient-filter-config",
             g(anti_spam::get_recipient_filter).patch(anti_spam::patch_recipient_filter),
         )
+        .route(
+            "/api/v1/attachment-filter-config",
+            g(anti_spam::get_attachment_filter).patch(anti_spam::patch_attachment_filter),
+        )
+        .route(
+            "/api/v1/attachment-filter-entries",
+            axum::routing::post(anti_spam::add_attachment_entry),
+        )
+        .route(
+            "/api/v1/attachment-filter-entries/{identity}",
+            axum::routing::delete(anti_spam::remove_attachment_entry),
+        )
         .route("/api/v1/transport-agents", g(anti_spam::agents))
         .route(
             "/api/v1/transport-agents/{identity}",

@@ -127,6 +127,13 @@ body_schema!(
     "A JSON merge patch of the Recipient Filter agent's configuration."
 );
 
+body_schema!(
+    AttachmentFilterConfigPatch,
+    model::attachment_filter::AttachmentFilterConfig,
+    [],
+    "A JSON merge patch of the Attachment Filter agent's configuration (entries replace the list)."
+);
+
 /// Many IP list entries at once.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -192,6 +199,8 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         anti_spam::agents, anti_spam::patch_agent,
         anti_spam::get_sender_filter, anti_spam::patch_sender_filter,
         anti_spam::get_recipient_filter, anti_spam::patch_recipient_filter,
+        anti_spam::get_attachment_filter, anti_spam::patch_attachment_filter,
+        anti_spam::add_attachment_entry, anti_spam::remove_attachment_entry,
         anti_spam::block::get_config, anti_spam::block::patch_config,
         anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::create_entries, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
@@ -209,7 +218,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         AcceptedDomainCreate, AcceptedDomainPatch, CredentialCreate, CredentialPatch, TransportSettingsPatch, CertificatePatch,
         certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
         IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
-        SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk,
+        SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),

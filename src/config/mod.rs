@@ -22,6 +22,7 @@ use crate::model::anti_spam::{
     IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig, SenderFilterConfig,
     TransportAgents,
 };
+use crate::model::attachment_filter::AttachmentFilterConfig;
 use crate::model::{
     AcceptedDomain, CertificateKind, CertificateRecord, Credential, Domain, ReceiveConnector,
     SendConnector, ServerContext, TransportSettings,
@@ -56,6 +57,7 @@ pub struct AntiSpam {
     pub ip_allow_list_config: Stored<IpListConfig>,
     pub sender_filter_config: Stored<SenderFilterConfig>,
     pub recipient_filter_config: Stored<RecipientFilterConfig>,
+    pub attachment_filter_config: Stored<AttachmentFilterConfig>,
     pub ip_list_entries: Vec<Stored<IpListEntry>>,
     /// By priority within each list.
     pub ip_list_providers: Vec<Stored<IpListProvider>>,
@@ -68,6 +70,7 @@ pub mod setting {
     pub const IP_ALLOW_LIST_CONFIG: &str = "ip-allow-list-config";
     pub const SENDER_FILTER_CONFIG: &str = "sender-filter-config";
     pub const RECIPIENT_FILTER_CONFIG: &str = "recipient-filter-config";
+    pub const ATTACHMENT_FILTER_CONFIG: &str = "attachment-filter-config";
 }
 
 impl AntiSpam {
@@ -79,6 +82,7 @@ impl AntiSpam {
             ip_allow_list_config: Stored::unwritten(IpListConfig::defaults()),
             sender_filter_config: Stored::unwritten(SenderFilterConfig::defaults()),
             recipient_filter_config: Stored::unwritten(RecipientFilterConfig::defaults()),
+            attachment_filter_config: Stored::unwritten(AttachmentFilterConfig::defaults()),
             ip_list_entries: vec![],
             ip_list_providers: vec![],
         }

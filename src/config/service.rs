@@ -401,9 +401,16 @@ pub(super) async fn load_snapshot(
     ip_list_providers.sort_by_key(|p| (p.spec.list.as_str(), p.spec.priority));
     let defaults = super::AntiSpam::defaults(role);
     let anti_spam = super::AntiSpam {
-        agents: Store::setting(tx, setting::TRANSPORT_AGENTS)
-            .await?
-            .unwrap_or(defaults.agents),
+        agents: Store::setting::<crate::model::anti_spam::TransportAgents>(
+            tx,
+            setting::TRANSPORT_AGENTS,
+        )
+        .await?
+        .map(|s| Stored {
+            spec: s.spec.completed(role),
+            ..s
+        })
+        .unwrap_or(defaults.agents),
         ip_block_list_config: Store::setting(tx, setting::IP_BLOCK_LIST_CONFIG)
             .await?
             .unwrap_or(defaults.ip_block_list_config),
@@ -416,6 +423,9 @@ pub(super) async fn load_snapshot(
         recipient_filter_config: Store::setting(tx, setting::RECIPIENT_FILTER_CONFIG)
             .await?
             .unwrap_or(defaults.recipient_filter_config),
+        attachment_filter_config: Store::setting(tx, setting::ATTACHMENT_FILTER_CONFIG)
+            .await?
+            .unwrap_or(defaults.attachment_filter_config),
         ip_list_entries: Store::list(tx, Table::IpListEntries).await?,
         ip_list_providers,
     };

@@ -23,13 +23,16 @@ pub enum AgentName {
     SenderFiltering,
     #[serde(rename = "Recipient Filter Agent")]
     RecipientFiltering,
+    #[serde(rename = "Attachment Filtering Agent")]
+    AttachmentFiltering,
 }
 
 impl AgentName {
-    pub const ALL: [AgentName; 3] = [
+    pub const ALL: [AgentName; 4] = [
         AgentName::ConnectionFiltering,
         AgentName::SenderFiltering,
         AgentName::RecipientFiltering,
+        AgentName::AttachmentFiltering,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl AgentName {
             AgentName::ConnectionFiltering => "Connection Filtering Agent",
             AgentName::SenderFiltering => "Sender Filter Agent",
             AgentName::RecipientFiltering => "Recipient Filter Agent",
+            AgentName::AttachmentFiltering => "Attachment Filtering Agent",
         }
     }
 
@@ -46,6 +50,7 @@ impl AgentName {
             AgentName::ConnectionFiltering => &["OnConnect", "OnRcptCommand", "OnEndOfHeaders"],
             AgentName::SenderFiltering => &["OnMailCommand", "OnEndOfHeaders"],
             AgentName::RecipientFiltering => &["OnRcptCommand"],
+            AgentName::AttachmentFiltering => &["OnEndOfData"],
         }
     }
 
@@ -88,6 +93,19 @@ impl TransportAgents {
                 })
                 .collect(),
         }
+    }
+
+    /// Agents this version knows that a stored document predates join it
+    /// at the end of the order, with their role's default state.
+    pub fn completed(mut self, role: Role) -> TransportAgents {
+        let defaults = TransportAgents::defaults(role);
+        for d in defaults.agents {
+            if self.get(d.identity).is_none() {
+                let priority = self.agents.len() as u32 + 1;
+                self.agents.push(TransportAgent { priority, ..d });
+            }
+        }
+        self
     }
 
     pub fn get(&self, name: AgentName) -> Option<&TransportAgent> {

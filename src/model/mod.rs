@@ -10,6 +10,7 @@ pub mod accepted_domain;
 pub mod address;
 pub mod address_space;
 pub mod anti_spam;
+pub mod attachment_filter;
 pub mod auth;
 pub mod binding;
 pub mod certificate;

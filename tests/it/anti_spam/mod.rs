@@ -3,5 +3,6 @@
 //! Internet and the Hubs, and dnsmasq serving DNS lists with 127.0.0.x
 //! answers.
 
+mod attachments;
 mod connection_filter;
 mod filters;

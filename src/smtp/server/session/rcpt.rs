@@ -228,7 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return next;
                     }
                 }
-                AgentName::SenderFiltering => {}
+                AgentName::SenderFiltering | AgentName::AttachmentFiltering => {}
             }
         }
         // <postmaster> without a domain is always local (RFC 5321 §4.5.1).
