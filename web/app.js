@@ -541,10 +541,11 @@ function recipientsCard() {
 async function antiSpamPage() {
   await loadSchema();
   const today = new Date(); today.setUTCHours(0, 0, 0, 0);
-  const [agents, blockCfg, blocks, allows, providers, sender, recipient, events] = await Promise.all([
+  const [agents, blockCfg, blocks, allows, providers, sender, recipient, events, attach] = await Promise.all([
     api("GET", "/transport-agents"), api("GET", "/ip-block-list-config"), api("GET", "/ip-block-list-entries"),
     api("GET", "/ip-allow-list-entries"), api("GET", "/ip-block-list-providers"), api("GET", "/sender-filter-config"),
-    api("GET", "/recipient-filter-config"), api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`)]);
+    api("GET", "/recipient-filter-config"), api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`),
+    api("GET", "/attachment-filter-config")]);
   // What each agent did today, from message tracking: "<agent>: <action>: <reason>".
   const counts = new Map();
   for (const e of events.data.items || []) {
@@ -584,6 +585,13 @@ async function antiSpamPage() {
     h("div", { class: "card" }, table(["Priority", "Provider", "Zone", "Match", "State", ""], providerRows, "No provider.")),
     addCard("Add a block list provider", "/ip-block-list-providers", ["name", "lookupDomain", "rejectionResponse"]),
     ...recipientsCard(),
+    h("h2", {}, "Attachment filter"),
+    h("div", { class: "card", "aria-label": "Attachment filter entries" }, table(["Entry", ""],
+      attach.data.entries.map((e) => { const id = `${e.type}:${e.name}`; return h("tr", {},
+        h("td", { "data-label": "Entry" }, id), h("td", {}, removeButton(id, `/attachment-filter-entries/${encodeURIComponent(id)}`))); }),
+      "No entry.")),
+    addCard("Filter an attachment", "/attachment-filter-entries", ["type", "name"]),
+    settingsCard("Attachment filter settings", "/attachment-filter-config", "AttachmentFilterConfig", attach.data, attach.etag, ["entries"]),
     settingsCard("IP Block list settings", "/ip-block-list-config", "IpListConfig", blockCfg.data, blockCfg.etag),
     settingsCard("Sender filter", "/sender-filter-config", "SenderFilterConfig", sender.data, sender.etag),
     settingsCard("Recipient filter", "/recipient-filter-config", "RecipientFilterConfig", recipient.data, recipient.etag));

@@ -270,6 +270,13 @@ test("the anti-spam page: enable an agent, block an address, see it refused and 
   await dir.getByRole("button", { name: "Find" }).click();
   await dir.getByText("dora@contoso.test").waitFor();
   assert.equal((await api("GET", "/recipients/dory@contoso.test")).data.primaryAddress, "dora@contoso.test");
+  // The attachment filter: add an entry through the form; it is listed.
+  const filter = page.getByRole("form", { name: "Filter an attachment" });
+  await filter.getByLabel("Type").fill("FileName");
+  await filter.getByLabel("Name").fill("*.iso");
+  await filter.getByRole("button", { name: "Add" }).click();
+  await page.getByLabel("Attachment filter entries").getByRole("cell", { name: "FileName:*.iso", exact: true }).waitFor();
+  assert.ok((await api("GET", "/attachment-filter-config")).data.entries.some((e) => e.name === "*.iso"));
 });
 
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
