@@ -8,6 +8,7 @@
 mod string_type;
 pub mod accepted_domain;
 pub mod address;
+pub mod address_rewrite;
 pub mod address_space;
 pub mod anti_spam;
 pub mod attachment_filter;
