@@ -5,10 +5,11 @@
 //! next hop that cannot be asked or answers 4xx is `Unavailable` (the
 //! session answers `450 4.1.1`), never a guess either way.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cache::TtlCache;
 
 use crate::config::Snapshot;
 use crate::model::Address;
@@ -19,13 +20,11 @@ use crate::routing::next_hop;
 use crate::secrets::SecretBox;
 use crate::smtp::client::{SmtpClient, policy};
 
-/// The most answers kept; past it the cache starts over.
-const MAX_CACHED: usize = 100_000;
-
 #[derive(Default)]
 pub struct Callout {
     dns: Dns,
-    cache: Mutex<HashMap<String, (bool, Instant)>>,
+    /// Known (true) or unknown, per address.
+    cache: TtlCache<bool>,
 }
 
 /// What the next hop said about an address.
@@ -50,10 +49,8 @@ impl Callout {
         ttl: (Duration, Duration),
     ) -> (Verified, bool) {
         let key = address.as_str().to_ascii_lowercase();
-        if let Some((known, until)) = self.cache.lock().expect("not poisoned").get(&key)
-            && *until > Instant::now()
-        {
-            let v = if *known {
+        if let Some(known) = self.cache.get(&key) {
+            let v = if known {
                 Verified::Known
             } else {
                 Verified::Unknown("cached".into())
@@ -67,11 +64,7 @@ impl Callout {
             Verified::Unavailable(_) => None,
         };
         if let Some((known, for_)) = keep {
-            let mut cache = self.cache.lock().expect("not poisoned");
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-            cache.insert(key, (known, Instant::now() + for_));
+            self.cache.put(key, known, for_);
         }
         (v, true)
     }

@@ -3,22 +3,18 @@
 //! provider's timeout so a dead list never stalls a session, and answers
 //! cached for their TTL (a name that does not exist for a minute).
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::cache::TtlCache;
 
 use crate::config::Snapshot;
 use crate::routing::dns::Dns;
 
-/// The most answers kept; past it the cache starts over (a flood of
-/// distinct clients cannot grow it without bound).
-const MAX_CACHED: usize = 100_000;
-
 #[derive(Default)]
 pub struct Dnsbl {
     dns: Dns,
-    cache: Mutex<HashMap<String, (Vec<Ipv4Addr>, Instant)>>,
+    cache: TtlCache<Vec<Ipv4Addr>>,
 }
 
 /// What a list said about a name.
@@ -33,10 +29,8 @@ pub enum Answer {
 impl Dnsbl {
     /// Asks a list about `name` (already reversed under its zone).
     pub async fn ask(&self, snap: &Snapshot, name: &str, timeout: Duration) -> Answer {
-        if let Some((ips, until)) = self.cache.lock().expect("not poisoned").get(name)
-            && *until > Instant::now()
-        {
-            return Answer::Records(ips.clone());
+        if let Some(ips) = self.cache.get(name) {
+            return Answer::Records(ips);
         }
         let ts = &snap.transport.spec;
         let servers: Vec<SocketAddr> = if ts.external_dns_servers.is_empty() {
@@ -46,11 +40,7 @@ impl Dnsbl {
         };
         match tokio::time::timeout(timeout, self.dns.list_entry(&servers, name)).await {
             Ok(Ok((ips, ttl))) => {
-                let mut cache = self.cache.lock().expect("not poisoned");
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-                cache.insert(name.to_string(), (ips.clone(), Instant::now() + ttl));
+                self.cache.put(name.to_string(), ips.clone(), ttl);
                 Answer::Records(ips)
             }
             Ok(Err(e)) => Answer::Failed(e),

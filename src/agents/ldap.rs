@@ -4,19 +4,16 @@
 //! cannot be reached or answers with an error is `Unavailable` (the session
 //! answers `450 4.1.1`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, ldap_escape};
 
+use super::cache::TtlCache;
 use super::callout::Verified;
 use crate::config::Snapshot;
 use crate::model::{Address, CredentialKind};
 use crate::secrets::SecretBox;
-
-/// The most answers kept; past it the cache starts over.
-const MAX_CACHED: usize = 100_000;
 
 /// Where and how to look, from the accepted domain's directory.
 pub struct LdapQuery<'a> {
@@ -30,7 +27,8 @@ pub struct LdapQuery<'a> {
 
 #[derive(Default)]
 pub struct Ldap {
-    cache: Mutex<HashMap<String, (bool, Instant)>>,
+    /// Known (true) or unknown, per directory and address.
+    cache: TtlCache<bool>,
 }
 
 impl Ldap {
@@ -49,10 +47,8 @@ impl Ldap {
             q.base_dn,
             address.as_str().to_ascii_lowercase()
         );
-        if let Some((known, until)) = self.cache.lock().expect("not poisoned").get(&key)
-            && *until > Instant::now()
-        {
-            let v = if *known {
+        if let Some(known) = self.cache.get(&key) {
+            let v = if known {
                 Verified::Known
             } else {
                 Verified::Unknown("cached".into())
@@ -74,11 +70,7 @@ impl Ldap {
             Verified::Unavailable(_) => None,
         };
         if let Some((known, for_)) = keep {
-            let mut cache = self.cache.lock().expect("not poisoned");
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-            cache.insert(key, (known, Instant::now() + for_));
+            self.cache.put(key, known, for_);
         }
         (v, true)
     }

@@ -18,6 +18,7 @@
 //! (`smtp/server/session/mail.rs`, `rcpt.rs`).
 
 pub mod attachment_filter;
+mod cache;
 pub mod callout;
 pub mod connection_filter;
 mod dnsbl;
