@@ -21,7 +21,9 @@ pub mod attachment_filter;
 mod cache;
 pub mod callout;
 pub mod connection_filter;
+pub mod content_filter;
 mod dnsbl;
+pub mod headers;
 pub mod ldap;
 
 use std::net::IpAddr;

@@ -25,14 +25,30 @@ pub enum AgentName {
     RecipientFiltering,
     #[serde(rename = "Attachment Filtering Agent")]
     AttachmentFiltering,
+    #[serde(rename = "Content Filter Agent")]
+    ContentFilter,
+    #[serde(rename = "Edge Rule Agent")]
+    EdgeRule,
+    #[serde(rename = "Address Rewriting Inbound Agent")]
+    AddressRewritingInbound,
+    #[serde(rename = "Address Rewriting Outbound Agent")]
+    AddressRewritingOutbound,
 }
 
 impl AgentName {
-    pub const ALL: [AgentName; 4] = [
+    /// In their default order (which is Exchange's, but for the Content
+    /// Filter running before the Edge Rule agent so that rules can read the
+    /// SCL). Address rewriting inbound rewrites at the end of data, so it
+    /// sits with the content agents.
+    pub const ALL: [AgentName; 8] = [
         AgentName::ConnectionFiltering,
         AgentName::SenderFiltering,
         AgentName::RecipientFiltering,
+        AgentName::AddressRewritingInbound,
+        AgentName::ContentFilter,
+        AgentName::EdgeRule,
         AgentName::AttachmentFiltering,
+        AgentName::AddressRewritingOutbound,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -41,6 +57,10 @@ impl AgentName {
             AgentName::SenderFiltering => "Sender Filter Agent",
             AgentName::RecipientFiltering => "Recipient Filter Agent",
             AgentName::AttachmentFiltering => "Attachment Filtering Agent",
+            AgentName::ContentFilter => "Content Filter Agent",
+            AgentName::EdgeRule => "Edge Rule Agent",
+            AgentName::AddressRewritingInbound => "Address Rewriting Inbound Agent",
+            AgentName::AddressRewritingOutbound => "Address Rewriting Outbound Agent",
         }
     }
 
@@ -50,7 +70,11 @@ impl AgentName {
             AgentName::ConnectionFiltering => &["OnConnect", "OnRcptCommand", "OnEndOfHeaders"],
             AgentName::SenderFiltering => &["OnMailCommand", "OnEndOfHeaders"],
             AgentName::RecipientFiltering => &["OnRcptCommand"],
-            AgentName::AttachmentFiltering => &["OnEndOfData"],
+            AgentName::AttachmentFiltering
+            | AgentName::ContentFilter
+            | AgentName::EdgeRule
+            | AgentName::AddressRewritingInbound
+            | AgentName::AddressRewritingOutbound => &["OnEndOfData"],
         }
     }
 
@@ -80,7 +104,9 @@ pub struct TransportAgents {
 
 impl TransportAgents {
     /// As Exchange ships them: on the Edge installed and enabled; on the
-    /// Hub present and disabled (its anti-spam agents are an opt-in).
+    /// Hub present and disabled (its anti-spam agents are an opt-in). The
+    /// Content Filter is off on both until it is turned on: it needs an
+    /// rspamd to ask.
     pub fn defaults(role: Role) -> TransportAgents {
         TransportAgents {
             agents: AgentName::ALL
@@ -88,7 +114,7 @@ impl TransportAgents {
                 .enumerate()
                 .map(|(i, a)| TransportAgent {
                     identity: *a,
-                    enabled: role == Role::Edge,
+                    enabled: role == Role::Edge && *a != AgentName::ContentFilter,
                     priority: i as u32 + 1,
                 })
                 .collect(),

@@ -228,7 +228,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return next;
                     }
                 }
-                AgentName::SenderFiltering | AgentName::AttachmentFiltering => {}
+                // The others act at MAIL or at the end of data.
+                _ => {}
             }
         }
         // <postmaster> without a domain is always local (RFC 5321 §4.5.1).
