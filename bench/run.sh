@@ -12,11 +12,15 @@
 #   8. the anti-spam agents' cost: 4 KB x 20 sessions relayed with the agents disabled and
 #      enabled over the same data (10,000 IP Block list entries, a DNSBL answering from a
 #      private dnsmasq on loopback, recipient validation from a 100,000-recipient list)
+#   9. the Content Filter's cost: 4 KB x 20 sessions relayed by Ferry with the Content Filter
+#      off and on (a private rspamd on loopback), and by Postfix without and with the same
+#      rspamd as a milter
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
 #        bash bench/run.sh --config                (only section 7, printed, RESULTS.md untouched)
 #        bash bench/run.sh --agents                (only section 8, printed, RESULTS.md untouched)
+#        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -50,6 +54,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   pkill -f "ferry serve --data-dir $W" 2>/dev/null || true
   pf stop 2>/dev/null || true
+  bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" stop 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -230,6 +235,62 @@ agents_bench() {
   AG_OFF=$(( (${R[ag_false_1]} + ${R[ag_false_2]}) / 2 )); AG_ON=$(( (${R[ag_true_1]} + ${R[ag_true_2]}) / 2 ))
   echo "  mean relayed: disabled ${AG_OFF}/s, enabled ${AG_ON}/s — enabled/disabled $(ratio "$AG_ON" "$AG_OFF")"
 }
+# Section 9, also run alone with --content: the Content Filter's cost beside
+# what users would run instead, Postfix with rspamd as a milter; the same
+# rspamd (its scanner and its milter proxy, both self-scanning) for both.
+RSPAMD=127.0.0.1:2535; RSPAMD_MILTER=2536
+content_round() { # label: ferry-off | ferry-on | postfix-off | postfix-on
+  local n=$N4K
+  case $1 in
+    ferry-*)
+      rm -rf "$W/ferry-content"; start_ferry "$W/ferry-content"; configure_relay
+      if [ "$1" = ferry-on ]; then
+        api -X PATCH "$API/transport-agents/Content%20Filter%20Agent" -d '{"enabled":true}' >/dev/null
+        api -X PATCH "$API/content-filter-config" -d "{\"scannerUrl\":\"http://$RSPAMD\"}" >/dev/null
+      fi
+      start_sink $SINK "$W/c-sink.out"
+      t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN; t1=$(now)
+      wait_sink "$W/c-sink.out" "$n" >/dev/null; t2=$(now)
+      R[ct_$1]=$(rate "$(sink_count "$W/c-sink.out")" "$(elapsed "$t0" "$t2")")
+      kill "$SINK_PID" 2>/dev/null || true
+      kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+      ;;
+    postfix-*)
+      postfix_setup 20
+      if [ "$1" = postfix-on ]; then
+        pf postconf -e "smtpd_milters = inet:127.0.0.1:$RSPAMD_MILTER" "milter_default_action = accept" \
+          "milter_protocol = 6"
+      else
+        pf postconf -e "smtpd_milters ="
+      fi
+      pf stop; pf start; sleep 1
+      start_sink $PF_SINK "$W/pc-sink.out"
+      t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$PF_IN; t1=$(now)
+      wait_sink "$W/pc-sink.out" "$n" >/dev/null; t2=$(now)
+      R[ct_$1]=$(rate "$(sink_count "$W/pc-sink.out")" "$(elapsed "$t0" "$t2")")
+      kill "$SINK_PID" 2>/dev/null || true; pf stop
+      ;;
+  esac
+  echo "  $1: accepted $(rate "$n" "$(elapsed "$t0" "$t1")")/s, relayed ${R[ct_$1]}/s"
+}
+content_bench() {
+  bash "$REPO/tests/peers/rspamd-private.sh" fetch
+  bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" start "$RSPAMD" "$RSPAMD_MILTER" "$(nproc)"
+  for label in ferry-off ferry-on postfix-off postfix-on; do content_round "$label"; done
+  # The scanned cases again, so that neither is measured only first.
+  for label in postfix-on ferry-on; do
+    local first=${R[ct_$label]}; content_round "$label"
+    R[ct_$label]=$(( (first + ${R[ct_$label]}) / 2 ))
+  done
+  bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" stop
+  echo "  Ferry: ${R[ct_ferry-off]}/s plain, ${R[ct_ferry-on]}/s scanned ($(ratio "${R[ct_ferry-on]}" "${R[ct_ferry-off]}")×);" \
+    "Postfix: ${R[ct_postfix-off]}/s plain, ${R[ct_postfix-on]}/s with the milter ($(ratio "${R[ct_postfix-on]}" "${R[ct_postfix-off]}")×);" \
+    "scanned Ferry/Postfix $(ratio "${R[ct_ferry-on]}" "${R[ct_postfix-on]}")×"
+}
+if [ "$QUICK" = --content ]; then
+  declare -A R
+  echo "== 9. the Content Filter's cost"; content_bench; exit 0
+fi
 if [ "$QUICK" = --agents ]; then
   declare -A R
   echo "== 8. the anti-spam agents' cost"; agents_bench; exit 0
@@ -358,6 +419,8 @@ echo "== 7. configuration at scale"
 scale=$(config_scale)
 echo "== 8. the anti-spam agents' cost"
 agents_bench
+echo "== 9. the Content Filter's cost"
+content_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -415,5 +478,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 8. The anti-spam agents' cost"
   echo
   echo "4 KB × 20 sessions relayed to smtp-sink through an Edge holding 10,000 IP Block list entries, a DNSBL provider (a private dnsmasq on loopback), and recipient validation from a 100,000-recipient list, with the three agents disabled and then enabled over the same data, alternating, twice each: **${AG_OFF} msg/s disabled, ${AG_ON} msg/s enabled — $(ratio "$AG_ON" "$AG_OFF")×** (target ≥ 0.90×)."
+  echo
+  echo "## 9. The Content Filter's cost"
+  echo
+  echo "4 KB × 20 sessions relayed to smtp-sink, every message scanned by one private rspamd on loopback ($(nproc) workers; Debian's rules, the modules that need no network): **Ferry ${R[ct_ferry-off]} msg/s plain, ${R[ct_ferry-on]} msg/s with the Content Filter — $(ratio "${R[ct_ferry-on]}" "${R[ct_ferry-off]}")×**; Postfix ${R[ct_postfix-off]} msg/s plain, ${R[ct_postfix-on]} msg/s with the same rspamd as a milter — $(ratio "${R[ct_postfix-on]}" "${R[ct_postfix-off]}")×. Scanned, Ferry relays **$(ratio "${R[ct_ferry-on]}" "${R[ct_postfix-on]}")×** Postfix's rate (the scanned cases are the mean of two rounds)."
 } > "$RESULTS"
 echo "wrote $RESULTS"

@@ -597,6 +597,61 @@ async function antiSpamPage() {
     settingsCard("Recipient filter", "/recipient-filter-config", "RecipientFilterConfig", recipient.data, recipient.etag));
 }
 
+// The content agents: the Content Filter's settings, address rewriting and
+// Edge transport rules (a rule is written as JSON: its conditions and
+// actions are many; the API names the field at fault).
+function ruleCard() {
+  const id = "rule-json";
+  const input = h("textarea", { id, rows: 6, spellcheck: "false" });
+  input.value = JSON.stringify({ name: "", conditions: { fromScope: "NotInOrganization" }, actions: { prependSubject: "[EXTERNAL] " } }, null, 2);
+  const note = h("div", { class: "note" });
+  const card = h("form", { class: "card", "aria-label": "New transport rule" }, h("h2", {}, "New transport rule"), note,
+    h("div", { class: "field" }, h("label", { for: id }, "Rule (JSON)"), input,
+      h("span", { class: "hint" }, "name, priority, enabled, mode (Enforce or Audit), conditions, exceptions, actions — see the README")),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Add")));
+  card.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    let body;
+    try { body = JSON.parse(input.value); } catch (e) { return note.replaceChildren(banner("bad", `Not JSON: ${e.message}`)); }
+    const r = await api("POST", "/transport-rules", body);
+    if (!r.ok) {
+      const fields = (r.data.errors || []).map((x) => `${x.field}: ${x.message}`).join("; ");
+      return note.replaceChildren(banner("bad", fields || r.data.detail || r.data.title));
+    }
+    route();
+  });
+  return card;
+}
+
+async function contentPage() {
+  await loadSchema();
+  const [cf, rewrites, rules] = await Promise.all([api("GET", "/content-filter-config"),
+    api("GET", "/address-rewrite-entries"), api("GET", "/transport-rules")]);
+  const rewriteRows = rewrites.data.items.map((e) => h("tr", {},
+    h("td", { "data-label": "Name" }, e.name), h("td", { "data-label": "Internal" }, e.internalAddress),
+    h("td", { "data-label": "External" }, e.externalAddress), h("td", { "data-label": "Outbound only" }, e.outboundOnly ? "yes" : "no"),
+    h("td", {}, removeButton(e.name, `/address-rewrite-entries/${encodeURIComponent(e.name)}`))));
+  const ruleRows = rules.data.items.map((r) => h("tr", {},
+    h("td", { "data-label": "Priority" }, String(r.priority)), h("td", { "data-label": "Rule" }, r.name),
+    h("td", { "data-label": "Mode" }, r.mode === "Audit" ? "Test (audit)" : "Enforce"),
+    h("td", { "data-label": "State" }, tag(r.enabled ? "Enabled" : "Disabled")),
+    h("td", { "data-label": "Does" }, Object.keys(r.actions).join(", ")),
+    h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `${r.enabled ? "Disable" : "Enable"} ${r.name}`, onclick: async () => {
+      const x = await api("PATCH", `/transport-rules/${encodeURIComponent(r.name)}`, { enabled: !r.enabled }, rules.etag);
+      if (!x.ok) return alert(x.data.detail);
+      route();
+    } }, r.enabled ? "Disable" : "Enable"), " ", removeButton(r.name, `/transport-rules/${encodeURIComponent(r.name)}`))));
+  page("Content agents",
+    h("p", { class: "muted" }, "The agents that read the message at the end of data. Turn the Content Filter Agent on in Anti-spam › Transport agents once rspamd runs."),
+    settingsCard("Content filter", "/content-filter-config", "ContentFilterConfig", cf.data, cf.etag),
+    h("h2", {}, "Address rewriting"),
+    h("div", { class: "card", "aria-label": "Address rewrite entries" }, table(["Name", "Internal", "External", "Outbound only", ""], rewriteRows, "No entry.")),
+    addCard("Rewrite an address", "/address-rewrite-entries", ["name", "internalAddress", "externalAddress", "exceptionList[]"]),
+    h("h2", {}, "Transport rules"),
+    h("div", { class: "card", "aria-label": "Transport rules" }, table(["Priority", "Rule", "Mode", "State", "Does", ""], ruleRows, "No rule.")),
+    ruleCard());
+}
+
 // ----- overview --------------------------------------------------------------------------
 
 async function overviewPage() {
@@ -676,6 +731,7 @@ async function route() {
     else if (section === "messages" && id) await messagePage(id);
     else if (section === "tracking") await trackingPage();
     else if (section === "anti-spam") await antiSpamPage();
+    else if (section === "content") await contentPage();
     else await overviewPage();
   } catch (e) {
     if (e.message !== "signed out") page("Error", banner("bad", String(e)));

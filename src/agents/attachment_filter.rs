@@ -146,6 +146,40 @@ fn walk(
     }
 }
 
+/// What the Edge Rule agent reads of a message's content: the text of its
+/// text parts (HTML as written), up to `limit` bytes, and the file names
+/// of its attachments, nested messages included (16 deep at most).
+pub fn body_facts(raw: &[u8], limit: usize) -> (String, Vec<String>) {
+    fn walk(
+        m: &mail_parser::Message<'_>,
+        text: &mut String,
+        names: &mut Vec<String>,
+        limit: usize,
+        depth: usize,
+    ) {
+        for part in m.parts.iter() {
+            if let Some(n) = part.attachment_name() {
+                names.push(n.to_string());
+            }
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) if text.len() < limit => {
+                    text.push_str(t);
+                    text.push('\n');
+                }
+                PartType::Message(nested) if depth < 16 => {
+                    walk(nested, text, names, limit, depth + 1)
+                }
+                _ => {}
+            }
+        }
+    }
+    let (mut text, mut names) = (String::new(), vec![]);
+    if let Some(m) = MessageParser::default().parse(raw) {
+        walk(&m, &mut text, &mut names, limit, 0);
+    }
+    (text, names)
+}
+
 /// The message with each unwanted part replaced by a text part saying
 /// what was removed (Exchange's Strip).
 pub fn strip(raw: &[u8], unwanted: &[Unwanted], admin_message: &str) -> Vec<u8> {
@@ -294,5 +328,85 @@ mod strip_tests {
         assert_eq!(scan(&out, &cfg), Scan::Clean);
         let m = MessageParser::default().parse(&out[..]).unwrap();
         assert_eq!(m.parts.len(), 4, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Malformed MIME, generated: the agent never panics, and an unwanted
+    //! attachment whose own part is intact is never let through whatever
+    //! is done to the rest (junk lines, lost closing boundaries, cut-off
+    //! bodies, stray boundaries in the text).
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEAD: &str =
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n";
+    const TEXT: &str = "--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+    const EXE: &str = "--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"setup.exe\"\r\n\r\nMZ\r\n";
+
+    fn junk() -> impl Strategy<Value = String> {
+        // Lines that are not boundaries of the outer multipart.
+        proptest::collection::vec("[ -~]{0,40}", 0..6).prop_map(|lines| {
+            lines
+                .into_iter()
+                .filter(|l| !l.starts_with("--b1"))
+                .map(|l| l + "\r\n")
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let cfg = AttachmentFilterConfig::defaults();
+            let _ = scan(&raw, &cfg);
+            let mut head = raw.clone();
+            head.truncate(512);
+            let _ = single_part(&head, &cfg);
+            let _ = body_facts(&raw, 1024);
+        }
+
+        #[test]
+        fn mutated_mime_never_panics(
+            flips in proptest::collection::vec((0usize..400, any::<u8>()), 0..8),
+            cut in 0usize..400,
+        ) {
+            let mut raw = format!("{HEAD}{TEXT}{EXE}--b1--\r\n").into_bytes();
+            for (at, b) in flips {
+                let at = at % raw.len();
+                raw[at] = b;
+            }
+            raw.truncate(cut.max(1).min(raw.len()));
+            let cfg = AttachmentFilterConfig::defaults();
+            if let Scan::Unwanted(found) = scan(&raw, &cfg) {
+                let _ = strip(&raw, &found, "removed");
+            }
+        }
+
+        #[test]
+        fn an_intact_exe_part_is_never_missed(
+            preamble in junk(),
+            in_text in junk(),
+            after in junk(),
+            close in any::<bool>(),
+            cut in 0usize..4,
+        ) {
+            let mut msg = format!("{HEAD}{preamble}{TEXT}{in_text}{EXE}{after}");
+            if close {
+                msg.push_str("--b1--\r\n");
+            }
+            // A cut-off body of the attachment itself.
+            if cut > 0 && !close && after.is_empty() {
+                msg.truncate(msg.len() - cut);
+            }
+            let cfg = AttachmentFilterConfig::defaults();
+            prop_assert!(
+                !matches!(scan(msg.as_bytes(), &cfg), Scan::Clean),
+                "let through: {msg:?}"
+            );
+        }
     }
 }

@@ -11,11 +11,18 @@
 //! internal mail (filtered only where `internalMailEnabled`); any other is
 //! external mail (filtered where `externalMailEnabled`, the default).
 //!
-//! Agents so far: Connection Filtering (`connection_filter.rs`, with its
-//! DNS lists in `dnsbl.rs`), Sender Filtering (at MAIL) and Recipient
-//! Filtering (at RCPT), whose rules are the pure `blocks` of their configs
-//! in `model/anti_spam.rs`; the session applies them
-//! (`smtp/server/session/mail.rs`, `rcpt.rs`).
+//! Agents at the SMTP commands: Connection Filtering
+//! (`connection_filter.rs`, with its DNS lists in `dnsbl.rs`), Sender
+//! Filtering (at MAIL) and Recipient Filtering (at RCPT), whose rules are
+//! the pure `blocks` of their configs in `model/anti_spam.rs`; the session
+//! applies them (`smtp/server/session/mail.rs`, `rcpt.rs`).
+//!
+//! Agents at the end of data, run by `smtp/server/session/content.rs` in
+//! their priority order: Address Rewriting Inbound and Outbound (rules in
+//! `model/address_rewrite.rs`, header edits in `headers.rs`), the Content
+//! Filter (rspamd, `content_filter.rs`; SCL and thresholds in
+//! `model/content_filter.rs`), the Edge Rule agent (`model/edge_rule.rs`)
+//! and Attachment Filtering (`attachment_filter.rs`).
 
 pub mod attachment_filter;
 mod cache;
@@ -71,6 +78,8 @@ pub struct Agents {
     pub callout: callout::Callout,
     /// Recipient validation against LDAP, with its cache.
     pub ldap: ldap::Ldap,
+    /// The Content Filter's client to rspamd.
+    pub scanner: content_filter::Scanner,
     observe: Arc<Observer>,
 }
 
@@ -89,6 +98,7 @@ impl Agents {
             dnsbl: dnsbl::Dnsbl::default(),
             callout: callout::Callout::default(),
             ldap: ldap::Ldap::default(),
+            scanner: content_filter::Scanner::default(),
             observe,
         }
     }

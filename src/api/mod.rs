@@ -5,6 +5,7 @@
 mod accepted_domains;
 mod anti_spam;
 mod certificates;
+mod content;
 mod credentials;
 mod extract;
 pub mod observe;
@@ -276,6 +277,30 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/attachment-filter-entries/{identity}",
             axum::routing::delete(anti_spam::remove_attachment_entry),
+        )
+        .route(
+            "/api/v1/content-filter-config",
+            g(content::get_content_filter).patch(content::patch_content_filter),
+        )
+        .route(
+            "/api/v1/address-rewrite-entries",
+            g(content::list_rewrites).post(content::create_rewrite),
+        )
+        .route(
+            "/api/v1/address-rewrite-entries/{name}",
+            g(content::get_rewrite)
+                .patch(content::patch_rewrite)
+                .delete(content::delete_rewrite),
+        )
+        .route(
+            "/api/v1/transport-rules",
+            g(content::list_rules).post(content::create_rule),
+        )
+        .route(
+            "/api/v1/transport-rules/{name}",
+            g(content::get_rule)
+                .patch(content::patch_rule)
+                .delete(content::delete_rule),
         )
         .route("/api/v1/transport-agents", g(anti_spam::agents))
         .route(

@@ -134,6 +134,37 @@ body_schema!(
     "A JSON merge patch of the Attachment Filter agent's configuration (entries replace the list)."
 );
 
+body_schema!(
+    ContentFilterConfigPatch,
+    model::content_filter::ContentFilterConfig,
+    [],
+    "A JSON merge patch of the Content Filter agent's configuration (Set-ContentFilterConfig)."
+);
+body_schema!(
+    AddressRewriteEntryCreate,
+    model::address_rewrite::AddressRewriteEntry,
+    ["name", "internalAddress", "externalAddress"],
+    "A new address rewrite entry (New-AddressRewriteEntry)."
+);
+body_schema!(
+    AddressRewriteEntryPatch,
+    model::address_rewrite::AddressRewriteEntry,
+    [],
+    "A JSON merge patch of an address rewrite entry."
+);
+body_schema!(
+    TransportRuleCreate,
+    model::edge_rule::TransportRule,
+    ["name", "actions"],
+    "A new Edge transport rule (New-TransportRule); priority defaults to after the last rule, enabled to true, mode to Enforce."
+);
+body_schema!(
+    TransportRulePatch,
+    model::edge_rule::TransportRule,
+    [],
+    "A JSON merge patch of a transport rule; a new priority moves it there."
+);
+
 /// Many IP list entries at once.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -201,6 +232,9 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         anti_spam::get_recipient_filter, anti_spam::patch_recipient_filter,
         anti_spam::get_attachment_filter, anti_spam::patch_attachment_filter,
         anti_spam::add_attachment_entry, anti_spam::remove_attachment_entry,
+        content::get_content_filter, content::patch_content_filter,
+        content::list_rewrites, content::get_rewrite, content::create_rewrite, content::patch_rewrite, content::delete_rewrite,
+        content::list_rules, content::get_rule, content::create_rule, content::patch_rule, content::delete_rule,
         anti_spam::block::get_config, anti_spam::block::patch_config,
         anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::create_entries, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
@@ -219,6 +253,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         certificates::ImportCertificate, certificates::SelfSignedCertificate, certificates::TrustAnchor,
         IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
         SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
+        ContentFilterConfigPatch, AddressRewriteEntryCreate, AddressRewriteEntryPatch, TransportRuleCreate, TransportRulePatch,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
@@ -229,6 +264,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "transport-settings", description = "Server-wide retry, expiry and DNS settings"),
         (name = "recipients", description = "The recipient directory Ferry holds: recipient validation's List source and a Hub's mailbox directory"),
         (name = "anti-spam", description = "The transport agents and Connection Filtering: IP Block and Allow lists, their entries and providers"),
+        (name = "content-agents", description = "The agents that read the message: the Content Filter (rspamd, SCL), address rewriting and Edge transport rules"),
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "tracking", description = "Message tracking, protocol logs and metrics"),
         (name = "server", description = "Health and identity"),

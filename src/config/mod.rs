@@ -18,11 +18,14 @@ pub use service::{Change, ConfigService, Reconciler, ServiceError};
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use crate::model::address_rewrite::AddressRewriteEntries;
 use crate::model::anti_spam::{
     IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig, SenderFilterConfig,
     TransportAgents,
 };
 use crate::model::attachment_filter::AttachmentFilterConfig;
+use crate::model::content_filter::ContentFilterConfig;
+use crate::model::edge_rule::TransportRules;
 use crate::model::{
     AcceptedDomain, CertificateKind, CertificateRecord, Credential, Domain, ReceiveConnector,
     SendConnector, ServerContext, TransportSettings,
@@ -58,6 +61,11 @@ pub struct AntiSpam {
     pub sender_filter_config: Stored<SenderFilterConfig>,
     pub recipient_filter_config: Stored<RecipientFilterConfig>,
     pub attachment_filter_config: Stored<AttachmentFilterConfig>,
+    pub content_filter_config: Stored<ContentFilterConfig>,
+    pub address_rewrite_entries: Stored<AddressRewriteEntries>,
+    pub transport_rules: Stored<TransportRules>,
+    /// The enabled transport rules, their patterns compiled once.
+    pub compiled_rules: std::sync::Arc<crate::model::edge_rule::Compiled>,
     pub ip_list_entries: Vec<Stored<IpListEntry>>,
     /// By priority within each list.
     pub ip_list_providers: Vec<Stored<IpListProvider>>,
@@ -71,6 +79,9 @@ pub mod setting {
     pub const SENDER_FILTER_CONFIG: &str = "sender-filter-config";
     pub const RECIPIENT_FILTER_CONFIG: &str = "recipient-filter-config";
     pub const ATTACHMENT_FILTER_CONFIG: &str = "attachment-filter-config";
+    pub const CONTENT_FILTER_CONFIG: &str = "content-filter-config";
+    pub const ADDRESS_REWRITE_ENTRIES: &str = "address-rewrite-entries";
+    pub const TRANSPORT_RULES: &str = "transport-rules";
 }
 
 impl AntiSpam {
@@ -83,6 +94,10 @@ impl AntiSpam {
             sender_filter_config: Stored::unwritten(SenderFilterConfig::defaults()),
             recipient_filter_config: Stored::unwritten(RecipientFilterConfig::defaults()),
             attachment_filter_config: Stored::unwritten(AttachmentFilterConfig::defaults()),
+            content_filter_config: Stored::unwritten(ContentFilterConfig::defaults()),
+            address_rewrite_entries: Stored::unwritten(AddressRewriteEntries::default()),
+            transport_rules: Stored::unwritten(TransportRules::default()),
+            compiled_rules: Default::default(),
             ip_list_entries: vec![],
             ip_list_providers: vec![],
         }

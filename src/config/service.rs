@@ -400,6 +400,9 @@ pub(super) async fn load_snapshot(
         Store::list(tx, Table::IpListProviders).await?;
     ip_list_providers.sort_by_key(|p| (p.spec.list.as_str(), p.spec.priority));
     let defaults = super::AntiSpam::defaults(role);
+    let transport_rules = Store::setting(tx, setting::TRANSPORT_RULES)
+        .await?
+        .unwrap_or(defaults.transport_rules.clone());
     let anti_spam = super::AntiSpam {
         agents: Store::setting::<crate::model::anti_spam::TransportAgents>(
             tx,
@@ -426,6 +429,14 @@ pub(super) async fn load_snapshot(
         attachment_filter_config: Store::setting(tx, setting::ATTACHMENT_FILTER_CONFIG)
             .await?
             .unwrap_or(defaults.attachment_filter_config),
+        content_filter_config: Store::setting(tx, setting::CONTENT_FILTER_CONFIG)
+            .await?
+            .unwrap_or(defaults.content_filter_config),
+        address_rewrite_entries: Store::setting(tx, setting::ADDRESS_REWRITE_ENTRIES)
+            .await?
+            .unwrap_or(defaults.address_rewrite_entries),
+        compiled_rules: crate::model::edge_rule::Compiled::new(&transport_rules.spec),
+        transport_rules,
         ip_list_entries: Store::list(tx, Table::IpListEntries).await?,
         ip_list_providers,
     };

@@ -171,6 +171,50 @@ impl AddressRewriteEntry {
     }
 }
 
+/// The entries, as one document (Get-AddressRewriteEntry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddressRewriteEntries {
+    pub entries: Vec<AddressRewriteEntry>,
+}
+
+impl AddressRewriteEntries {
+    /// With `entry` added, or replacing the one named `replacing`; names
+    /// are unique case-insensitively.
+    pub fn with(
+        &self,
+        entry: AddressRewriteEntry,
+        replacing: Option<&str>,
+    ) -> Result<AddressRewriteEntries, Invalid> {
+        let mut entries: Vec<AddressRewriteEntry> = self
+            .entries
+            .iter()
+            .filter(|e| replacing.is_none_or(|n| !e.name.eq_ignore_ascii_case(n)))
+            .cloned()
+            .collect();
+        if entries
+            .iter()
+            .any(|e| e.name.eq_ignore_ascii_case(&entry.name))
+        {
+            return Err(Invalid::field(
+                "name",
+                format!("an entry named {} exists", entry.name),
+            ));
+        }
+        if entries.iter().any(|e| {
+            e.internal_address
+                .eq_ignore_ascii_case(&entry.internal_address)
+        }) {
+            return Err(Invalid::field(
+                "internalAddress",
+                format!("{} is rewritten by another entry", entry.internal_address),
+            ));
+        }
+        entries.push(entry);
+        Ok(AddressRewriteEntries { entries })
+    }
+}
+
 /// The first entry's rewrite of an address, most specific entries first
 /// (an address entry before a domain entry before `*.domain`).
 pub fn rewrite(entries: &[AddressRewriteEntry], address: &str, outbound: bool) -> Option<String> {

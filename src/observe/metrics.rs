@@ -51,8 +51,16 @@ pub struct AgentLabels {
     pub action: String,
 }
 
+/// A Spam Confidence Level, for `ferry_content_filter_scl`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct SclLabel {
+    pub scl: i8,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Messages the Content Filter scanned, by the SCL they got.
+    pub content_filter_scl: Family<SclLabel, Counter>,
     /// Decisions of the transport agents, by agent and action.
     pub agent_actions: Family<AgentLabels, Counter>,
     pub connections: Family<ConnectorLabel, Counter>,
@@ -81,6 +89,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("ferry");
         let m = Metrics {
+            content_filter_scl: Family::default(),
             agent_actions: Family::default(),
             connections: Family::default(),
             sessions: Family::default(),
@@ -160,6 +169,11 @@ impl Metrics {
             m.agent_actions.clone(),
         );
         r.register(
+            "content_filter_scl",
+            "Messages scanned by the Content Filter, by the SCL their verdict gave",
+            m.content_filter_scl.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configuration changes published to the running engines",
             m.reloads.clone(),
@@ -170,6 +184,12 @@ impl Metrics {
             m.reload_duration.clone(),
         );
         Metrics { registry: r, ..m }
+    }
+
+    pub fn scl(&self, scl: i8) {
+        self.content_filter_scl
+            .get_or_create(&SclLabel { scl })
+            .inc();
     }
 
     pub fn agent_action(&self, agent: &str, action: &str) {

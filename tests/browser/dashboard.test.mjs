@@ -279,9 +279,39 @@ test("the anti-spam page: enable an agent, block an address, see it refused and 
   assert.ok((await api("GET", "/attachment-filter-config")).data.entries.some((e) => e.name === "*.iso"));
 });
 
+test("the content agents page: content filter settings, a rewrite entry and a transport rule", async () => {
+  await go("#/content");
+  // The Content Filter's settings form, built from its schema.
+  const cf = page.getByRole("form", { name: "Content filter" });
+  await cf.getByLabel("Rejection Response").fill("No spam at Contoso");
+  await cf.getByRole("button", { name: "Save" }).click();
+  await cf.getByText(/Saved \(version/).waitFor();
+  assert.equal((await api("GET", "/content-filter-config")).data.rejectionResponse, "No spam at Contoso");
+  // An address rewrite entry, refused by field first.
+  const rw = page.getByRole("form", { name: "Rewrite an address" });
+  await rw.getByLabel("Name", { exact: true }).fill("corp");
+  await rw.getByLabel("Internal Address").fill("*.corp.contoso.test");
+  await rw.getByLabel("External Address").fill("contoso.test");
+  await rw.getByRole("button", { name: "Add" }).click();
+  await rw.locator(".note").filter({ hasText: /./ }).waitFor();
+  assert.equal((await api("GET", "/address-rewrite-entries")).data.items.length, 0);
+  await rw.getByLabel("Internal Address").fill("corp.contoso.test");
+  await rw.getByRole("button", { name: "Add" }).click();
+  await page.getByLabel("Address rewrite entries").getByRole("cell", { name: "corp.contoso.test", exact: true }).waitFor();
+  // A transport rule written as JSON, listed, then disabled.
+  const rule = page.getByRole("form", { name: "New transport rule" });
+  await rule.getByLabel("Rule (JSON)").fill(JSON.stringify({ name: "Tag external", conditions: { fromScope: "NotInOrganization" },
+    actions: { prependSubject: "[EXTERNAL] " } }));
+  await rule.getByRole("button", { name: "Add" }).click();
+  await page.getByLabel("Transport rules").getByRole("cell", { name: "Tag external", exact: true }).waitFor();
+  await page.getByRole("button", { name: "Disable Tag external" }).click();
+  await page.getByRole("button", { name: "Enable Tag external" }).waitFor();
+  assert.equal((await api("GET", "/transport-rules/Tag%20external")).data.enabled, false);
+});
+
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
   const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
-    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/queues", "#/tracking", state.trackingPage];
+    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/content", "#/queues", "#/tracking", state.trackingPage];
   for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
     await page.setViewportSize(viewport);
     for (const hash of pages) {

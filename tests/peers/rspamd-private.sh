@@ -65,7 +65,8 @@ case $cmd in
   start)
     ADDR=$1; MILTER=${2:-}; WORKERS=${3:-2}
     HOST=${ADDR%:*}
-    mkdir -p "$DIR/db" "$DIR/local/local.d"
+    HS_CACHE=$REPO/target/peers/rspamd/hs-cache
+    mkdir -p "$DIR/db" "$DIR/local/local.d" "$HS_CACHE"
     proxy=""
     if [ -n "$MILTER" ]; then
       proxy="worker \"rspamd_proxy\" {
@@ -95,7 +96,9 @@ options {
     pidfile = "$DIR/rspamd.pid";
     url_tld = "\${SHAREDIR}/effective_tld_names.dat";
     cache_file = "$DIR/db/symbols.cache";
-    hs_cache_dir = "$DIR/db/";
+    # Hyperscan's compiled rules, shared by every instance: only the first
+    # start compiles them.
+    hs_cache_dir = "$HS_CACHE/";
     control_socket = "$DIR/db/rspamd.sock mode=0600";
     tempdir = "$DIR";
     allow_raw_input = true;

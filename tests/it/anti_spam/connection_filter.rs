@@ -402,7 +402,11 @@ async fn bad_settings_are_refused_by_field_and_duplicates_conflict() {
             "Recipient Filter Agent",
             "Connection Filtering Agent",
             "Sender Filter Agent",
-            "Attachment Filtering Agent"
+            "Address Rewriting Inbound Agent",
+            "Content Filter Agent",
+            "Edge Rule Agent",
+            "Attachment Filtering Agent",
+            "Address Rewriting Outbound Agent",
         ]
     );
     // The list's ETag moved on with the change; the old one is refused.

@@ -5,4 +5,5 @@
 
 mod attachments;
 mod connection_filter;
+mod content;
 mod filters;

@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Checks a complete message, stamps it, and queues it durably.
     async fn finish(&mut self, body: crate::queue::spool::Spool, over_limit: bool) -> Next {
-        let Some(tx) = self.tx.take() else {
+        let Some(mut tx) = self.tx.take() else {
             return self.protocol_error(replies::NEED_MAIL).await;
         };
         if over_limit {
@@ -137,16 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), fqdn));
-        let mut prefix = Vec::with_capacity(512);
-        prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
-        for stamp in &tx.stamps {
-            prefix.extend_from_slice(stamp.as_bytes());
-            prefix.extend_from_slice(b"\r\n");
-        }
-        if header_value(headers, "message-id").is_none() {
-            prefix.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
-        }
-        let subject = header_value(headers, "subject").map(|v| v.trim().to_string());
+        let has_message_id = header_value(headers, "message-id").is_some();
         // The header block outlives the spool it is read from.
         let header_block = headers.to_vec();
         let mut stamped = match body.finish() {
@@ -156,9 +147,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.reply(replies::QUEUE_FAILED).await;
             }
         };
-        match self.attachment_filter(stamped, &header_block, &tx).await {
+        // The agents at the end of data may edit the message and its
+        // envelope, refuse it or drop it.
+        match self.end_of_data(stamped, &header_block, &mut tx).await {
             Ok(body) => stamped = body,
             Err(next) => return next,
+        }
+        // The subject as queued (a rule may have changed it).
+        let subject = header_value(&stamped.head[..header_block_len(&stamped.head)], "subject")
+            .map(|v| v.trim().to_string());
+        let mut prefix = Vec::with_capacity(512);
+        prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
+        for stamp in &tx.stamps {
+            prefix.extend_from_slice(stamp.as_bytes());
+            prefix.extend_from_slice(b"\r\n");
+        }
+        if !has_message_id {
+            prefix.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
         }
         stamped.prepend(&prefix);
         let size = stamped.len() as i64;
@@ -271,102 +276,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(self.reply(Reply::new(550, "5.7.1", text)).await)
             }
             _ => None,
-        }
-    }
-
-    /// The Attachment Filter agent at the end of data: the message as it
-    /// should be queued (stripped of unwanted parts), or the session's next
-    /// step when it is refused or silently dropped.
-    async fn attachment_filter(
-        &mut self,
-        body: crate::queue::spool::MessageBody,
-        headers: &[u8],
-        tx: &super::Transaction,
-    ) -> Result<crate::queue::spool::MessageBody, Next> {
-        use crate::agents::attachment_filter::{Scan, scan, single_part, strip};
-        use crate::model::anti_spam::AgentName;
-        use crate::model::attachment_filter::AttachmentFilterAction as A;
-        let snap = self.snap.clone();
-        let cfg = &snap.anti_spam.attachment_filter_config.spec;
-        if !snap
-            .anti_spam
-            .agents
-            .spec
-            .enabled(AgentName::AttachmentFiltering)
-            || cfg.entries.is_empty()
-            || cfg
-                .exception_connectors
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(&self.c().name))
-        {
-            return Ok(body);
-        }
-        // A single-part message is decided by its header block alone; only
-        // a multipart or attached message is read and walked whole.
-        let (found, raw) = match single_part(headers, cfg) {
-            Some(found) => (found, vec![]),
-            None => {
-                let Ok(raw) = body.to_vec() else {
-                    return Err(self.reply(replies::QUEUE_FAILED).await);
-                };
-                // Parsing a large message is CPU work: off the async workers.
-                let config = cfg.clone();
-                let Ok(walked) =
-                    tokio::task::spawn_blocking(move || (scan(&raw, &config), raw)).await
-                else {
-                    return Err(self.reply(replies::QUEUE_FAILED).await);
-                };
-                walked
-            }
-        };
-        let unwanted = match found {
-            // The spooled body as it was: a large one stays on disk.
-            Scan::Clean => return Ok(body),
-            Scan::Unwanted(u) => u,
-            Scan::Unreadable => vec![],
-        };
-        let what = if unwanted.is_empty() {
-            "the message is not readable as MIME".to_string()
-        } else {
-            unwanted
-                .iter()
-                .map(|u| u.what.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        // Nothing can be stripped from an unreadable message, or from one
-        // that is itself the attachment: it is refused instead.
-        let action = match cfg.action {
-            A::Strip if unwanted.is_empty() || unwanted.iter().any(|u| u.whole_message) => {
-                A::Reject
-            }
-            a => a,
-        };
-        let recipients = tx
-            .recipients
-            .iter()
-            .map(|r| r.address.to_string())
-            .collect();
-        let name = match action {
-            A::Reject => "Reject",
-            A::Strip => "Strip",
-            A::SilentDelete => "SilentDelete",
-        };
-        self.report_agent(
-            AgentName::AttachmentFiltering,
-            name,
-            &what,
-            &tx.sender,
-            recipients,
-        );
-        match action {
-            A::Reject => Err(self
-                .reply(Reply::new(550, "5.7.1", cfg.reject_response.clone()))
-                .await),
-            A::SilentDelete => Err(self
-                .reply(Reply::new(250, "2.6.0", "Queued mail for delivery"))
-                .await),
-            A::Strip => Ok(strip(&raw, &unwanted, &cfg.admin_message).into()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! through the API applies to the next session, never to one in flight.
 
 mod auth;
+mod content;
 mod data;
 
 /// The first value of a header in a message (used by the DSN builder).

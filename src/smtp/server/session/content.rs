@@ -1,0 +1,582 @@
+//! The agents at the end of data, in their priority order: Address
+//! Rewriting Inbound and Outbound, the Content Filter, the Edge Rule agent
+//! and Attachment Filtering. Each may edit the message or its envelope,
+//! refuse it (a 5xx or 4xx after DATA), or drop it (250, no NDR); every
+//! such decision is reported (tracking, metrics, protocol log).
+//!
+//! The message stays in its spool (a large one on disk) until an agent
+//! needs to read or edit it; then it is read once and edited in memory
+//! (`agents::headers`), fields the agents leave alone kept as written.
+//!
+//! Headers Ferry stamps for the organization (`X-Ferry-Organization-SCL`,
+//! `X-Ferry-Content-Filter`) are removed from mail of a session without
+//! ms-Exch-Accept-Headers-Organization, as Exchange removes its
+//! organization headers, so no sender can set its own SCL.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Next, Session, Transaction};
+use crate::agents::Origin;
+use crate::agents::headers::{self, ADDRESS_FIELDS};
+use crate::model::anti_spam::{AgentName, TransportAgent};
+use crate::model::content_filter::{ScannerFailureAction, SclAction};
+use crate::model::edge_rule::{self, Edit, End, Facts};
+use crate::model::{Address, ExtendedRight};
+use crate::queue::Recipient;
+use crate::queue::spool::MessageBody;
+use crate::smtp::replies::{self, Reply};
+
+/// The stamp of the Spam Confidence Level, for the Hub's junk handling:
+/// −1 not filtered (bypassed, internal), 0–9 from the Content Filter or a
+/// rule.
+pub const SCL_HEADER: &str = "X-Ferry-Organization-SCL";
+/// What the Content Filter's scanner said, or why it said nothing.
+pub const CONTENT_FILTER_HEADER: &str = "X-Ferry-Content-Filter";
+
+/// The message between agents.
+struct Draft {
+    /// The message as received, until an agent reads it.
+    body: Option<MessageBody>,
+    /// The message as the agents edit it, once one has read it.
+    edited: Option<headers::Message>,
+    scl: Option<i8>,
+    size: u64,
+}
+
+impl Draft {
+    fn message(&mut self) -> std::io::Result<&mut headers::Message> {
+        if self.edited.is_none() {
+            let raw = match self.body.take() {
+                Some(b) => b.to_vec()?,
+                None => vec![],
+            };
+            self.edited = Some(headers::Message::parse(&raw));
+        }
+        Ok(self.edited.as_mut().expect("just parsed"))
+    }
+
+    fn bytes(&mut self) -> std::io::Result<Vec<u8>> {
+        match (&self.edited, &self.body) {
+            (Some(m), _) => Ok(m.to_bytes()),
+            (None, Some(b)) => b.to_vec(),
+            (None, None) => Ok(vec![]),
+        }
+    }
+
+    fn into_body(self) -> MessageBody {
+        match (self.edited, self.body) {
+            (Some(m), _) => m.to_bytes().into(),
+            (None, Some(b)) => b,
+            (None, None) => Vec::new().into(),
+        }
+    }
+}
+
+fn addresses(tx: &Transaction) -> Vec<String> {
+    tx.recipients
+        .iter()
+        .map(|r| r.address.to_string())
+        .collect()
+}
+
+fn recipient(address: &str) -> Option<Recipient> {
+    Address::parse(address).ok().map(|address| Recipient {
+        address,
+        orcpt: None,
+        notify: 0,
+    })
+}
+
+/// A rule's enhanced status code (5.7.1 or 5.7.900–5.7.999, checked when
+/// the rule is written) as the reply carries it.
+fn static_code(code: &str) -> &'static str {
+    static CODES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        (900..=999)
+            .map(|n| &*Box::leak(format!("5.7.{n}").into_boxed_str()))
+            .collect()
+    });
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("5.7.1")
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Runs the end-of-data agents: the message to queue, or the session's
+    /// next step when an agent refused or dropped it.
+    pub(super) async fn end_of_data(
+        &mut self,
+        body: MessageBody,
+        headers: &[u8],
+        tx: &mut Transaction,
+    ) -> Result<MessageBody, Next> {
+        let snap = self.snap.clone();
+        let mut agents: Vec<&TransportAgent> = snap
+            .anti_spam
+            .agents
+            .spec
+            .agents
+            .iter()
+            .filter(|a| a.enabled)
+            .collect();
+        agents.sort_by_key(|a| a.priority);
+        let mut draft = Draft {
+            size: body.len(),
+            body: Some(body),
+            edited: None,
+            scl: None,
+        };
+        // No sender sets the organization's headers itself.
+        if !self.has_right(ExtendedRight::AcceptHeadersOrganization)
+            && [SCL_HEADER, CONTENT_FILTER_HEADER]
+                .iter()
+                .any(|h| super::data::header_value(headers, h).is_some())
+        {
+            let Ok(m) = draft.message() else {
+                return Err(self.reply(replies::QUEUE_FAILED).await);
+            };
+            m.remove(SCL_HEADER);
+            m.remove(CONTENT_FILTER_HEADER);
+        }
+        for agent in agents.iter().map(|a| a.identity) {
+            let step = match agent {
+                AgentName::AddressRewritingInbound => self.rewrite(&mut draft, tx, false).await,
+                AgentName::AddressRewritingOutbound => self.rewrite(&mut draft, tx, true).await,
+                AgentName::ContentFilter => self.content_filter(&mut draft, tx).await,
+                AgentName::EdgeRule => self.edge_rules(&mut draft, tx).await,
+                AgentName::AttachmentFiltering => {
+                    let body = match draft.edited.take() {
+                        Some(m) => m.to_bytes().into(),
+                        None => draft.body.take().unwrap_or_else(|| Vec::new().into()),
+                    };
+                    // Content types are in the header block as received:
+                    // no agent edits them.
+                    match self.attachment_filter(body, headers, tx).await {
+                        Ok(b) => {
+                            draft.body = Some(b);
+                            Ok(())
+                        }
+                        Err(next) => Err(next),
+                    }
+                }
+                _ => Ok(()),
+            };
+            step?;
+        }
+        if let Some(scl) = draft.scl {
+            tx.stamps.push(format!("{SCL_HEADER}: {scl}"));
+        }
+        Ok(draft.into_body())
+    }
+
+    /// Address Rewriting: inbound, mail from the Internet to an external
+    /// address is brought to the internal one (envelope recipients and
+    /// address headers); outbound, mail from inside leaves with its
+    /// internal addresses shown as the external ones (envelope sender and
+    /// address headers).
+    async fn rewrite(
+        &mut self,
+        draft: &mut Draft,
+        tx: &mut Transaction,
+        outbound: bool,
+    ) -> Result<(), Next> {
+        let snap = self.snap.clone();
+        let entries = &snap.anti_spam.address_rewrite_entries.spec.entries;
+        let from_inside = self.origin() != Origin::External;
+        if entries.is_empty() || from_inside != outbound {
+            return Ok(());
+        }
+        let map = |a: &str| crate::model::address_rewrite::rewrite(entries, a, outbound);
+        let mut done: Vec<String> = vec![];
+        if outbound {
+            if let Some(new) = map(tx.sender.as_str())
+                && let Ok(a) = Address::parse(new.clone())
+            {
+                done.push(format!("{} → {new}", tx.sender));
+                tx.sender = a;
+            }
+        } else {
+            for r in tx.recipients.iter_mut() {
+                if let Some(new) = map(r.address.as_str())
+                    && let Ok(a) = Address::parse(new.clone())
+                {
+                    done.push(format!("{} → {new}", r.address));
+                    r.address = a;
+                }
+            }
+        }
+        let Ok(m) = draft.message() else {
+            return Err(self.reply(replies::QUEUE_FAILED).await);
+        };
+        let mut fields = 0;
+        for name in ADDRESS_FIELDS {
+            fields += m.edit(name, |v| headers::rewrite_addresses(v, &map));
+        }
+        if fields > 0 {
+            done.push(format!("{fields} address header(s)"));
+        }
+        if !done.is_empty() {
+            let agent = if outbound {
+                AgentName::AddressRewritingOutbound
+            } else {
+                AgentName::AddressRewritingInbound
+            };
+            let (sender, rcpts) = (tx.sender.clone(), addresses(tx));
+            self.report_agent(agent, "Rewrite", &done.join(", "), &sender, rcpts);
+        }
+        Ok(())
+    }
+
+    /// The Content Filter: rspamd's verdict as an SCL, and what the
+    /// thresholds make of it.
+    async fn content_filter(
+        &mut self,
+        draft: &mut Draft,
+        tx: &mut Transaction,
+    ) -> Result<(), Next> {
+        let snap = self.snap.clone();
+        let cfg = &snap.anti_spam.content_filter_config.spec;
+        if !self.origin().filtered(
+            cfg.enabled,
+            cfg.external_mail_enabled,
+            cfg.internal_mail_enabled,
+        ) {
+            return Ok(());
+        }
+        let rcpts = addresses(tx);
+        if cfg.bypasses_sender(tx.sender.as_str())
+            || rcpts.iter().all(|r| cfg.bypasses_recipient(r))
+        {
+            draft.scl.get_or_insert(-1);
+            return Ok(());
+        }
+        // An SCL a rule set is taken as it is, without asking the scanner.
+        if draft.scl.is_none() {
+            let Ok(raw) = draft.bytes() else {
+                return Err(self.reply(replies::QUEUE_FAILED).await);
+            };
+            let env = crate::agents::content_filter::Envelope {
+                client_ip: self.remote.ip(),
+                helo: self.helo.as_deref(),
+                sender: tx.sender.as_str(),
+                recipients: &rcpts,
+                auth_user: self.auth_user.as_deref(),
+                session: &self.id,
+            };
+            let verdict = self
+                .shared
+                .agents
+                .scanner
+                .check(&cfg.scanner_url, cfg.scanner_timeout.duration(), raw, &env)
+                .await;
+            match verdict {
+                Ok(v) => {
+                    tx.stamps
+                        .push(format!("{CONTENT_FILTER_HEADER}: {}", v.stamp()));
+                    self.shared.observe.metrics.scl(v.scl);
+                    draft.scl = Some(v.scl);
+                }
+                Err(why) => {
+                    let sender = tx.sender.clone();
+                    match cfg.scanner_failure_action {
+                        ScannerFailureAction::Accept => {
+                            self.report_agent(
+                                AgentName::ContentFilter,
+                                "NotScanned",
+                                &why,
+                                &sender,
+                                rcpts,
+                            );
+                            tx.stamps
+                                .push(format!("{CONTENT_FILTER_HEADER}: not scanned ({why})"));
+                            return Ok(());
+                        }
+                        ScannerFailureAction::TempFail => {
+                            self.report_agent(
+                                AgentName::ContentFilter,
+                                "TempFail",
+                                &why,
+                                &sender,
+                                rcpts,
+                            );
+                            return Err(self
+                                .reply(Reply::new(
+                                    451,
+                                    "4.7.1",
+                                    "The content filter cannot scan this message now, try again later",
+                                ))
+                                .await);
+                        }
+                    }
+                }
+            }
+        }
+        let scl = draft.scl.unwrap_or(-1);
+        let action = cfg.action(scl);
+        if action == SclAction::Deliver {
+            return Ok(());
+        }
+        // Bypassed recipients get the message whatever its SCL; the others
+        // get what the thresholds say.
+        let (kept, filtered): (Vec<Recipient>, Vec<Recipient>) = std::mem::take(&mut tx.recipients)
+            .into_iter()
+            .partition(|r| cfg.bypasses_recipient(r.address.as_str()));
+        tx.recipients = kept;
+        let names: Vec<String> = filtered.iter().map(|r| r.address.to_string()).collect();
+        let sender = tx.sender.clone();
+        let reason = format!("SCL {scl}");
+        match action {
+            SclAction::Quarantine => {
+                let mailbox = cfg.quarantine_mailbox.clone().unwrap_or_default();
+                self.report_agent(
+                    AgentName::ContentFilter,
+                    "Quarantine",
+                    &format!("{reason}, to {mailbox}"),
+                    &sender,
+                    names.clone(),
+                );
+                self.quarantine(draft, tx, &mailbox, &names).await
+            }
+            SclAction::Reject if tx.recipients.is_empty() => {
+                self.report_agent(AgentName::ContentFilter, "Reject", &reason, &sender, names);
+                Err(self
+                    .reply(Reply::new(550, "5.7.1", cfg.rejection_response.clone()))
+                    .await)
+            }
+            // Refused for some and delivered to the bypassed others: after
+            // a single reply to DATA, refused can only mean dropped.
+            SclAction::Reject | SclAction::Delete => {
+                self.report_agent(AgentName::ContentFilter, "Delete", &reason, &sender, names);
+                if tx.recipients.is_empty() {
+                    return Err(self.silently_dropped().await);
+                }
+                Ok(())
+            }
+            SclAction::Deliver => Ok(()),
+        }
+    }
+
+    /// The message goes to the quarantine mailbox instead of `for`, with
+    /// the original recipients in `X-Ferry-Original-Recipients`.
+    async fn quarantine(
+        &mut self,
+        draft: &mut Draft,
+        tx: &mut Transaction,
+        mailbox: &str,
+        original: &[String],
+    ) -> Result<(), Next> {
+        let Some(q) = recipient(mailbox) else {
+            return Ok(());
+        };
+        tx.stamps.push(format!(
+            "X-Ferry-Original-Recipients: {}",
+            original.join(", ")
+        ));
+        if !tx
+            .recipients
+            .iter()
+            .any(|r| r.address.as_str().eq_ignore_ascii_case(mailbox))
+        {
+            tx.recipients.push(q);
+        }
+        let _ = draft;
+        Ok(())
+    }
+
+    async fn silently_dropped(&mut self) -> Next {
+        self.reply(Reply::new(250, "2.6.0", "Queued mail for delivery"))
+            .await
+    }
+
+    /// The Attachment Filter agent at the end of data: the message as it
+    /// should be queued (stripped of unwanted parts), or the session's next
+    /// step when it is refused or silently dropped.
+    async fn attachment_filter(
+        &mut self,
+        body: crate::queue::spool::MessageBody,
+        headers: &[u8],
+        tx: &super::Transaction,
+    ) -> Result<crate::queue::spool::MessageBody, Next> {
+        use crate::agents::attachment_filter::{Scan, scan, single_part, strip};
+        use crate::model::anti_spam::AgentName;
+        use crate::model::attachment_filter::AttachmentFilterAction as A;
+        let snap = self.snap.clone();
+        let cfg = &snap.anti_spam.attachment_filter_config.spec;
+        if !snap
+            .anti_spam
+            .agents
+            .spec
+            .enabled(AgentName::AttachmentFiltering)
+            || cfg.entries.is_empty()
+            || cfg
+                .exception_connectors
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&self.c().name))
+        {
+            return Ok(body);
+        }
+        // A single-part message is decided by its header block alone; only
+        // a multipart or attached message is read and walked whole.
+        let (found, raw) = match single_part(headers, cfg) {
+            Some(found) => (found, vec![]),
+            None => {
+                let Ok(raw) = body.to_vec() else {
+                    return Err(self.reply(replies::QUEUE_FAILED).await);
+                };
+                // Parsing a large message is CPU work: off the async workers.
+                let config = cfg.clone();
+                let Ok(walked) =
+                    tokio::task::spawn_blocking(move || (scan(&raw, &config), raw)).await
+                else {
+                    return Err(self.reply(replies::QUEUE_FAILED).await);
+                };
+                walked
+            }
+        };
+        let unwanted = match found {
+            // The spooled body as it was: a large one stays on disk.
+            Scan::Clean => return Ok(body),
+            Scan::Unwanted(u) => u,
+            Scan::Unreadable => vec![],
+        };
+        let what = if unwanted.is_empty() {
+            "the message is not readable as MIME".to_string()
+        } else {
+            unwanted
+                .iter()
+                .map(|u| u.what.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Nothing can be stripped from an unreadable message, or from one
+        // that is itself the attachment: it is refused instead.
+        let action = match cfg.action {
+            A::Strip if unwanted.is_empty() || unwanted.iter().any(|u| u.whole_message) => {
+                A::Reject
+            }
+            a => a,
+        };
+        let recipients = tx
+            .recipients
+            .iter()
+            .map(|r| r.address.to_string())
+            .collect();
+        let name = match action {
+            A::Reject => "Reject",
+            A::Strip => "Strip",
+            A::SilentDelete => "SilentDelete",
+        };
+        self.report_agent(
+            AgentName::AttachmentFiltering,
+            name,
+            &what,
+            &tx.sender,
+            recipients,
+        );
+        match action {
+            A::Reject => Err(self
+                .reply(Reply::new(550, "5.7.1", cfg.reject_response.clone()))
+                .await),
+            A::SilentDelete => Err(self
+                .reply(Reply::new(250, "2.6.0", "Queued mail for delivery"))
+                .await),
+            A::Strip => Ok(strip(&raw, &unwanted, &cfg.admin_message).into()),
+        }
+    }
+
+    /// The Edge Rule agent: the transport rules, in order.
+    async fn edge_rules(&mut self, draft: &mut Draft, tx: &mut Transaction) -> Result<(), Next> {
+        let snap = self.snap.clone();
+        let rules = &snap.anti_spam.compiled_rules;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let (size, scl) = (draft.size, draft.scl);
+        let Ok(m) = draft.message() else {
+            return Err(self.reply(replies::QUEUE_FAILED).await);
+        };
+        let (body_text, attachment_names) = if rules.reads_body() {
+            let raw = m.to_bytes();
+            tokio::task::spawn_blocking(move || {
+                crate::agents::attachment_filter::body_facts(&raw, edge_rule::TEXT_LIMIT)
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            (String::new(), vec![])
+        };
+        let subject = m.value("subject").unwrap_or_default();
+        let m_ref: &headers::Message = m;
+        let header = |name: &str| m_ref.values(name);
+        let rcpts = addresses(tx);
+        let outcome = edge_rule::evaluate(
+            rules,
+            &Facts {
+                sender: tx.sender.as_str(),
+                recipients: &rcpts,
+                header: &header,
+                subject: &subject,
+                body_text: &body_text,
+                attachment_names: &attachment_names,
+                scl,
+                size,
+                in_organization: self.origin() != Origin::External,
+            },
+        );
+        let sender = tx.sender.clone();
+        for (rule, did) in &outcome.log {
+            self.report_agent(
+                AgentName::EdgeRule,
+                "Rule",
+                &format!("{rule}: {did}"),
+                &sender,
+                rcpts.clone(),
+            );
+        }
+        let m = draft.message().expect("read above");
+        for edit in &outcome.edits {
+            match edit {
+                Edit::PrependSubject(p) => {
+                    let s = m.value("subject").unwrap_or_default();
+                    if !s.starts_with(p.as_str()) {
+                        m.set("Subject", &format!("{p}{s}"));
+                    }
+                }
+                Edit::SetHeader(n, v) => m.set(n, v),
+                Edit::RemoveHeader(n) => {
+                    m.remove(n);
+                }
+            }
+        }
+        draft.scl = outcome.scl;
+        if let Some(list) = &outcome.recipients {
+            tx.recipients = list.iter().filter_map(|a| recipient(a)).collect();
+        }
+        match outcome.end {
+            Some(End::Reject { code, text }) => {
+                Err(self.reply(Reply::new(550, static_code(&code), text)).await)
+            }
+            Some(End::Delete) => Err(self.silently_dropped().await),
+            Some(End::Quarantine) => {
+                match snap
+                    .anti_spam
+                    .content_filter_config
+                    .spec
+                    .quarantine_mailbox
+                    .clone()
+                {
+                    Some(mailbox) => {
+                        let original = addresses(tx);
+                        tx.recipients.clear();
+                        self.quarantine(draft, tx, &mailbox, &original).await
+                    }
+                    // Checked when the rule is written; a mailbox removed
+                    // since leaves the message where it was going.
+                    None => Ok(()),
+                }
+            }
+            None => Ok(()),
+        }
+    }
+}
