@@ -66,6 +66,15 @@ pub struct ContentFilterConfig {
     /// How long the session waits for a verdict (at most 00:05:00).
     pub scanner_timeout: Timespan,
     pub scanner_failure_action: ScannerFailureAction,
+    /// A Hub files mail whose `X-Ferry-Organization-SCL` is at least this
+    /// in the mailbox's Junk folder (Maildir++ `.Junk`), as Exchange's
+    /// `Set-OrganizationConfig -SCLJunkThreshold` does; 0–9, default 4.
+    #[serde(default = "junk_default")]
+    pub scl_junk_threshold: u8,
+}
+
+fn junk_default() -> u8 {
+    4
 }
 
 /// What the SCL makes happen, strongest first.
@@ -97,6 +106,7 @@ impl ContentFilterConfig {
             scanner_url: "http://127.0.0.1:11333".into(),
             scanner_timeout: Timespan::from_secs(10),
             scanner_failure_action: ScannerFailureAction::Accept,
+            scl_junk_threshold: junk_default(),
         }
     }
 
@@ -109,6 +119,7 @@ impl ContentFilterConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut e = Errors::default();
         for (field, v) in [
+            ("sclJunkThreshold", self.scl_junk_threshold),
             ("sclDeleteThreshold", self.scl_delete_threshold),
             ("sclRejectThreshold", self.scl_reject_threshold),
             ("sclQuarantineThreshold", self.scl_quarantine_threshold),
@@ -226,6 +237,13 @@ impl ContentFilterConfig {
             .any(|r| r.eq_ignore_ascii_case(recipient))
     }
 
+    /// Whether a mailbox files a message stamped with this SCL as junk.
+    pub fn junk(&self, stamped: Option<&str>) -> bool {
+        stamped
+            .and_then(|v| v.trim().parse::<i8>().ok())
+            .is_some_and(|scl| scl >= self.scl_junk_threshold as i8)
+    }
+
     /// What a message of this SCL gets.
     pub fn action(&self, scl: i8) -> SclAction {
         let at = |enabled: bool, threshold: u8| enabled && scl >= threshold as i8;
@@ -304,6 +322,14 @@ mod tests {
         assert_eq!(c.action(5), SclAction::Quarantine);
         assert_eq!(c.action(8), SclAction::Reject);
         assert_eq!(c.action(9), SclAction::Delete);
+    }
+
+    #[test]
+    fn the_junk_threshold_reads_the_stamp() {
+        let c = ContentFilterConfig::defaults();
+        assert!(c.junk(Some("4")) && c.junk(Some(" 9")));
+        assert!(!c.junk(Some("3")) && !c.junk(Some("-1")));
+        assert!(!c.junk(Some("spam")) && !c.junk(None));
     }
 
     #[test]

@@ -35,16 +35,21 @@ pub fn maildir_of(data_dir: &Path, address: &Address) -> PathBuf {
 }
 
 /// Writes one message into the Maildir of `mailbox` (the recipient's
-/// primary address) with Return-Path and Delivered-To (the recipient as
-/// addressed) on top; returns the file's path.
+/// primary address), or its Junk folder (Maildir++ `.Junk`) when `junk`,
+/// with Return-Path and Delivered-To (the recipient as addressed) on top;
+/// returns the file's path.
 pub fn deliver(
     data_dir: &Path,
     sender: &Address,
     recipient: &Address,
     mailbox: &Address,
     body: &[u8],
+    junk: bool,
 ) -> std::io::Result<PathBuf> {
-    let dir = maildir_of(data_dir, mailbox);
+    let mut dir = maildir_of(data_dir, mailbox);
+    if junk {
+        dir = dir.join(".Junk");
+    }
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }

@@ -62,6 +62,13 @@ impl DeliveryEngine {
                 continue;
             };
             let body = Arc::new(db::body(pool, *id).await?.unwrap_or_default());
+            // The Content Filter's verdict, stamped by the Edge (or this
+            // server) and kept only from sessions trusted with the
+            // organization's headers.
+            let junk = snap.anti_spam.content_filter_config.spec.junk(
+                crate::smtp::server::session::data_header_value(&body, "X-Ferry-Organization-SCL")
+                    .as_deref(),
+            );
             for r in db::pending_for_hop(pool, *id, hop).await? {
                 // A domain with a directory has only the mailboxes it lists:
                 // an alias delivers to its primary address, an unknown
@@ -102,7 +109,7 @@ impl DeliveryEngine {
                     body.clone(),
                 );
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &mailbox, &b)
+                    crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &mailbox, &b, junk)
                 })
                 .await?;
                 let (result, remote_host) = match written {

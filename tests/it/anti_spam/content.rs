@@ -498,3 +498,112 @@ async fn transport_rules_prepend_reject_and_redirect_real_mail() {
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(r.text.contains("actions.quarantine"), "{}", r.text);
 }
+
+fn junk(hub: &TestApp, address: &str) -> Vec<String> {
+    let (local, domain) = address.split_once('@').unwrap();
+    let dir = hub
+        .data_dir()
+        .join("mailboxes")
+        .join(domain)
+        .join(local)
+        .join("Maildir/.Junk/new");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_hub_files_mail_over_the_junk_threshold_and_trusts_only_the_edges_scl() {
+    let e = edge().await;
+    let hub = hub_behind(&e, "corp.contoso.test").await;
+    e.app
+        .create(
+            "/api/v1/accepted-domains",
+            json!({"domainName": "corp.contoso.test"}),
+        )
+        .await;
+    let r = e
+        .app
+        .post(
+            "/api/v1/transport-rules",
+            json!({"name": "Cheap", "conditions": {"subjectContainsWords": ["cheap"]}, "actions": {"setScl": 6}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mail =
+        |subject: &str| format!("From: alice@fabrikam.test\r\nSubject: {subject}\r\n\r\nhi\r\n");
+    // The Hub does not trust this Edge's organization headers yet: the
+    // stamp is dropped and the mail is filed normally.
+    assert_eq!(
+        send_to(&e, &["mary@corp.contoso.test"], &mail("cheap watches"))
+            .await
+            .code,
+        250
+    );
+    eventually("Mary's first mail", || {
+        !maildir(&hub, "mary@corp.contoso.test").is_empty()
+    })
+    .await;
+    let first = &maildir(&hub, "mary@corp.contoso.test")[0];
+    assert!(!first.contains("X-Ferry-Organization-SCL"), "{first}");
+    // Trusted (ms-Exch-Accept-Headers-Organization for the Edge's
+    // connection): SCL 6 ≥ the junk threshold 4 goes to Junk, ham does not.
+    let r = hub
+        .patch(
+            "/api/v1/receive-connectors/From%20Edge",
+            json!({"extendedRights": [{"principal": "Anonymous", "right": "ms-Exch-Accept-Headers-Organization"}]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        send_to(
+            &e,
+            &["mary@corp.contoso.test"],
+            &mail("cheap watches again")
+        )
+        .await
+        .code,
+        250
+    );
+    assert_eq!(
+        send_to(&e, &["mary@corp.contoso.test"], &mail("lunch"))
+            .await
+            .code,
+        250
+    );
+    eventually("the junk mail", || {
+        !junk(&hub, "mary@corp.contoso.test").is_empty()
+    })
+    .await;
+    eventually("the ham", || {
+        maildir(&hub, "mary@corp.contoso.test").len() == 2
+    })
+    .await;
+    let filed = &junk(&hub, "mary@corp.contoso.test")[0];
+    assert!(filed.contains("X-Ferry-Organization-SCL: 6\r\n"), "{filed}");
+    assert!(filed.contains("Subject: cheap watches again"), "{filed}");
+    // The threshold is the content filter's setting.
+    let r = hub
+        .patch(
+            "/api/v1/content-filter-config",
+            json!({"sclJunkThreshold": 7}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        send_to(&e, &["mary@corp.contoso.test"], &mail("cheap again"))
+            .await
+            .code,
+        250
+    );
+    eventually("the third mail in the inbox", || {
+        maildir(&hub, "mary@corp.contoso.test").len() == 3
+    })
+    .await;
+    assert_eq!(junk(&hub, "mary@corp.contoso.test").len(), 1);
+}
