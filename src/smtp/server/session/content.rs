@@ -87,6 +87,25 @@ fn recipient(address: &str) -> Option<Recipient> {
     })
 }
 
+/// The message goes to the quarantine mailbox instead of `original`, with
+/// the original recipients in `X-Ferry-Original-Recipients`.
+fn quarantine(tx: &mut Transaction, mailbox: &str, original: &[String]) {
+    let Some(q) = recipient(mailbox) else {
+        return;
+    };
+    tx.stamps.push(format!(
+        "X-Ferry-Original-Recipients: {}",
+        original.join(", ")
+    ));
+    if !tx
+        .recipients
+        .iter()
+        .any(|r| r.address.as_str().eq_ignore_ascii_case(mailbox))
+    {
+        tx.recipients.push(q);
+    }
+}
+
 /// A rule's enhanced status code (5.7.1 or 5.7.900–5.7.999, checked when
 /// the rule is written) as the reply carries it.
 fn static_code(code: &str) -> &'static str {
@@ -336,7 +355,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     &sender,
                     names.clone(),
                 );
-                self.quarantine(draft, tx, &mailbox, &names).await
+                quarantine(tx, &mailbox, &names);
+                Ok(())
             }
             SclAction::Reject if tx.recipients.is_empty() => {
                 self.report_agent(AgentName::ContentFilter, "Reject", &reason, &sender, names);
@@ -357,33 +377,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// The message goes to the quarantine mailbox instead of `for`, with
-    /// the original recipients in `X-Ferry-Original-Recipients`.
-    async fn quarantine(
-        &mut self,
-        draft: &mut Draft,
-        tx: &mut Transaction,
-        mailbox: &str,
-        original: &[String],
-    ) -> Result<(), Next> {
-        let Some(q) = recipient(mailbox) else {
-            return Ok(());
-        };
-        tx.stamps.push(format!(
-            "X-Ferry-Original-Recipients: {}",
-            original.join(", ")
-        ));
-        if !tx
-            .recipients
-            .iter()
-            .any(|r| r.address.as_str().eq_ignore_ascii_case(mailbox))
-        {
-            tx.recipients.push(q);
-        }
-        let _ = draft;
-        Ok(())
-    }
-
+    /// Accepted and dropped: the client is told what it would be told of
+    /// mail that was queued, and no NDR is sent.
     async fn silently_dropped(&mut self) -> Next {
         self.reply(Reply::new(250, "2.6.0", "Queued mail for delivery"))
             .await
@@ -478,9 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             A::Reject => Err(self
                 .reply(Reply::new(550, "5.7.1", cfg.reject_response.clone()))
                 .await),
-            A::SilentDelete => Err(self
-                .reply(Reply::new(250, "2.6.0", "Queued mail for delivery"))
-                .await),
+            A::SilentDelete => Err(self.silently_dropped().await),
             A::Strip => Ok(strip(&raw, &unwanted, &cfg.admin_message).into()),
         }
     }
@@ -569,7 +562,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Some(mailbox) => {
                         let original = addresses(tx);
                         tx.recipients.clear();
-                        self.quarantine(draft, tx, &mailbox, &original).await
+                        quarantine(tx, &mailbox, &original);
+                        Ok(())
                     }
                     // Checked when the rule is written; a mailbox removed
                     // since leaves the message where it was going.
