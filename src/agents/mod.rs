@@ -29,6 +29,7 @@ mod cache;
 pub mod callout;
 pub mod connection_filter;
 pub mod content_filter;
+pub mod dkim;
 mod dnsbl;
 pub mod headers;
 pub mod ldap;
@@ -80,6 +81,8 @@ pub struct Agents {
     pub ldap: ldap::Ldap,
     /// The Content Filter's client to rspamd.
     pub scanner: content_filter::Scanner,
+    /// DKIM signing keys, parsed once per version.
+    pub dkim: Arc<dkim::Signers>,
     observe: Arc<Observer>,
 }
 
@@ -99,6 +102,7 @@ impl Agents {
             callout: callout::Callout::default(),
             ldap: ldap::Ldap::default(),
             scanner: content_filter::Scanner::default(),
+            dkim: Arc::default(),
             observe,
         }
     }

@@ -7,6 +7,7 @@ mod anti_spam;
 mod certificates;
 mod content;
 mod credentials;
+mod dkim;
 mod extract;
 pub mod observe;
 pub mod openapi;
@@ -301,6 +302,18 @@ pub fn router(state: AppState) -> Router {
             g(content::get_rule)
                 .patch(content::patch_rule)
                 .delete(content::delete_rule),
+        )
+        .route(
+            "/api/v1/dkim-signing-keys",
+            g(dkim::list).post(dkim::create),
+        )
+        .route(
+            "/api/v1/dkim-signing-keys/{id}",
+            g(dkim::get).patch(dkim::patch).delete(dkim::delete),
+        )
+        .route(
+            "/api/v1/dkim-signing-keys/{id}/dns-check",
+            g(dkim::dns_check),
         )
         .route("/api/v1/transport-agents", g(anti_spam::agents))
         .route(

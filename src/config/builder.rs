@@ -52,6 +52,7 @@ impl SnapshotBuilder {
                 certificates: vec![],
                 certificate_info: Default::default(),
                 anti_spam: super::AntiSpam::defaults(role),
+                dkim_keys: vec![],
             },
         }
     }

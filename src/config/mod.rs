@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub certificate_info: HashMap<Uuid, CertificateInfo>,
     pub transport: Stored<TransportSettings>,
     pub anti_spam: AntiSpam,
+    /// DKIM signing keys, by domain then selector.
+    pub dkim_keys: Vec<Stored<crate::model::dkim::DkimSigningKey>>,
 }
 
 /// The anti-spam agents' configuration: their order, and Connection
@@ -236,6 +238,36 @@ impl ConfigObject for IpListProvider {
     }
     fn all(s: &Snapshot) -> &[Stored<Self>] {
         &s.anti_spam.ip_list_providers
+    }
+}
+
+impl ConfigObject for crate::model::dkim::DkimSigningKey {
+    const TABLE: Table = Table::DkimKeys;
+    const KIND: &'static str = "DKIM signing key";
+    fn name(&self) -> String {
+        self.record_name()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.dkim_keys
+    }
+}
+
+impl Snapshot {
+    /// The active DKIM key for mail from `domain`: its own, or else its
+    /// closest parent domain's (which DMARC's relaxed alignment accepts).
+    pub fn dkim_key_for(
+        &self,
+        domain: &str,
+    ) -> Option<&Stored<crate::model::dkim::DkimSigningKey>> {
+        let domain = domain.to_ascii_lowercase();
+        self.dkim_keys
+            .iter()
+            .filter(|k| k.spec.state == crate::model::dkim::DkimKeyState::Active)
+            .filter(|k| {
+                let d = k.spec.domain.as_str().to_ascii_lowercase();
+                domain == d || domain.ends_with(&format!(".{d}"))
+            })
+            .max_by_key(|k| k.spec.domain.as_str().len())
     }
 }
 

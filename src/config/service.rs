@@ -454,5 +454,14 @@ pub(super) async fn load_snapshot(
         certificates,
         certificate_info,
         transport,
+        dkim_keys: {
+            let mut keys: Vec<Stored<crate::model::dkim::DkimSigningKey>> =
+                Store::list(tx, Table::DkimKeys).await?;
+            keys.sort_by(|a, b| {
+                (a.spec.domain.as_str(), &a.spec.selector)
+                    .cmp(&(b.spec.domain.as_str(), &b.spec.selector))
+            });
+            keys
+        },
     })
 }

@@ -17,6 +17,7 @@ pub mod binding;
 pub mod certificate;
 pub mod content_filter;
 pub mod credential;
+pub mod dkim;
 pub mod domain;
 pub mod edge_rule;
 pub mod error;

@@ -145,6 +145,30 @@ impl Dns {
         }
     }
 
+    /// The TXT records at `name`, each one's strings joined; none when the
+    /// name or the records do not exist.
+    pub async fn txt(&self, servers: &[SocketAddr], name: &str) -> Result<Vec<String>, String> {
+        let resolver = self.resolver(servers).map_err(|e| format!("{e:?}"))?;
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match resolver.txt_lookup(fqdn.as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(vec![]),
+            Err(e) => Err(format!("the DNS query for {name} failed: {e}")),
+        }
+    }
+
     /// The A records of a DNS list entry (`4.3.2.1.zen.example.`) and how
     /// long they may be cached. A name that does not exist (not listed) is
     /// an empty answer, cached for a minute; other failures are errors.

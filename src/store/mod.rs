@@ -56,6 +56,7 @@ pub enum Table {
     Certificates,
     IpListEntries,
     IpListProviders,
+    DkimKeys,
 }
 
 impl Table {
@@ -68,6 +69,7 @@ impl Table {
             Table::Certificates => "certificates",
             Table::IpListEntries => "ip_list_entries",
             Table::IpListProviders => "ip_list_providers",
+            Table::DkimKeys => "dkim_keys",
         }
     }
 }

@@ -5,7 +5,7 @@
 //! on its own 127.x addresses.
 //!
 //! Suites, each runnable alone with `cargo test --test it <suite>::`:
-//! `anti_spam` (the transport agents), `api` (the REST API), `smtp` (the receive engine), `delivery` (routing,
+//! `anti_spam` (the transport agents), `message_auth` (DKIM, SPF, DMARC), `api` (the REST API), `smtp` (the receive engine), `delivery` (routing,
 //! delivery, retries, DSNs, the queue viewer), `hostile` (the attacks of
 //! *Safe by default*), `edge_hub` (the seed scenario, four processes),
 //! `fuzz` (the SMTP session under random input) and `readme` (the README's
@@ -21,5 +21,6 @@ mod delivery;
 mod edge_hub;
 mod fuzz;
 mod hostile;
+mod message_auth;
 mod readme;
 mod smtp;

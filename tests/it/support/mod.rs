@@ -9,6 +9,7 @@ pub mod dns;
 pub mod net;
 pub mod peers;
 pub mod pki;
+pub mod python;
 pub mod rspamd;
 pub mod scenario;
 pub mod sink;

@@ -106,6 +106,17 @@ fn quarantine(tx: &mut Transaction, mailbox: &str, original: &[String]) {
     }
 }
 
+/// The domain of the (first) address in a From header value.
+fn from_domain(value: &str) -> Option<String> {
+    let addr = match (value.rfind('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(',').next().unwrap_or(value),
+    };
+    let (_, domain) = addr.trim().rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.');
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
 /// A rule's enhanced status code (5.7.1 or 5.7.900–5.7.999, checked when
 /// the rule is written) as the reply carries it.
 fn static_code(code: &str) -> &'static str {
@@ -375,6 +386,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             SclAction::Deliver => Ok(()),
         }
+    }
+
+    /// The DKIM signature of a message from inside (authenticated, a Hub,
+    /// `internalSMTPServers`) whose From domain — or a parent of it — has
+    /// an active key: signed once, at acceptance, after every agent has
+    /// edited the message, so the stored message carries it through every
+    /// retry unchanged. `extra` is what is added before the message (a
+    /// Message-ID Ferry made). None when nothing signs it; a signing error
+    /// is logged and the message goes unsigned.
+    pub(super) async fn dkim_signature(
+        &mut self,
+        body: &MessageBody,
+        extra: &[u8],
+    ) -> Option<String> {
+        if self.origin() == Origin::External || self.snap.dkim_keys.is_empty() {
+            return None;
+        }
+        let snap = self.snap.clone();
+        let head = &body.head[..super::data::header_block_len(&body.head)];
+        let from = super::data::header_value(head, "from")?;
+        let domain = from_domain(&from)?;
+        let key = snap.dkim_key_for(&domain)?;
+        let raw = match body.to_vec() {
+            Ok(b) => [extra, &b].concat(),
+            Err(e) => {
+                tracing::error!(error = %e, "the message could not be read to sign it");
+                return None;
+            }
+        };
+        let (id, version, secret) = (key.id, key.version, key.secret.clone().unwrap_or_default());
+        let (d, selector) = (key.spec.domain.to_string(), key.spec.selector.clone());
+        let secrets = self.shared.config.secrets.clone();
+        let signers = self.shared.agents.dkim.clone();
+        let (d2, s2) = (d.clone(), selector.clone());
+        let signed = tokio::task::spawn_blocking(move || {
+            signers.sign(
+                (id, version),
+                || {
+                    secrets
+                        .open(&id.to_string(), &secret)
+                        .map_err(|e| e.to_string())
+                },
+                &d2,
+                &s2,
+                &raw,
+            )
+        })
+        .await;
+        let result = match signed {
+            Ok(Ok(header)) => Some(header),
+            Ok(Err(e)) => {
+                tracing::error!(domain = %d, selector = %selector, error = %e, "DKIM signing failed");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing failed");
+                None
+            }
+        };
+        self.shared.observe.metrics.agent_action(
+            "DKIM Signing",
+            if result.is_some() { "Signed" } else { "Failed" },
+        );
+        result
     }
 
     /// Accepted and dropped: the client is told what it would be told of

@@ -156,15 +156,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // The subject as queued (a rule may have changed it).
         let subject = header_value(&stamped.head[..header_block_len(&stamped.head)], "subject")
             .map(|v| v.trim().to_string());
-        let mut prefix = Vec::with_capacity(512);
+        let added_id = if has_message_id {
+            String::new()
+        } else {
+            format!("Message-ID: {message_id}\r\n")
+        };
+        let signature = self.dkim_signature(&stamped, added_id.as_bytes()).await;
+        let mut prefix = Vec::with_capacity(1024);
         prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
+        if let Some(sig) = &signature {
+            prefix.extend_from_slice(sig.as_bytes());
+        }
         for stamp in &tx.stamps {
             prefix.extend_from_slice(stamp.as_bytes());
             prefix.extend_from_slice(b"\r\n");
         }
-        if !has_message_id {
-            prefix.extend_from_slice(format!("Message-ID: {message_id}\r\n").as_bytes());
-        }
+        prefix.extend_from_slice(added_id.as_bytes());
         stamped.prepend(&prefix);
         let size = stamped.len() as i64;
         let envelope = Envelope {

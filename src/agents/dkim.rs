@@ -1,0 +1,214 @@
+//! DKIM signing with `mail-auth` (ring): key pairs made or imported for
+//! `model::dkim::DkimSigningKey`, kept sealed, parsed once per key version,
+//! and the signature of an outbound message.
+//!
+//! What is signed follows current practice (RFC 6376 §5.4, M3AAWG): the
+//! identity and content headers below, `From` listed twice so that no
+//! second From can be added after signing (oversigning), relaxed/relaxed
+//! canonicalisation, and no `l=` (the whole body is covered).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
+use uuid::Uuid;
+
+use crate::model::dkim::DkimAlgorithm;
+
+/// The headers a signature covers (those present, and From once more).
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "From",
+    "Reply-To",
+    "Sender",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Disposition",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Resent-From",
+    "Resent-To",
+    "Resent-Date",
+];
+
+/// How a private key is kept (sealed): a tag byte, then its DER.
+const PKCS1: u8 = 1;
+const PKCS8: u8 = 8;
+
+/// A key pair as stored: the sealed-to-be private key and the DNS `p=`.
+pub struct KeyPair {
+    pub private: Vec<u8>,
+    pub public_b64: String,
+}
+
+enum Key {
+    Rsa(RsaKey<Sha256>),
+    Ed25519(Ed25519Key),
+}
+
+fn rsa_spki(pkcs1_public: &[u8]) -> Result<String, String> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::EncodePublicKey;
+    let key = rsa::RsaPublicKey::from_pkcs1_der(pkcs1_public).map_err(|e| e.to_string())?;
+    let der = key.to_public_key_der().map_err(|e| e.to_string())?;
+    Ok(STANDARD.encode(der.as_bytes()))
+}
+
+fn load(private: &[u8]) -> Result<Key, String> {
+    let (tag, der) = private.split_first().ok_or("empty key")?;
+    let e = |e: mail_auth::Error| e.to_string();
+    match *tag {
+        PKCS1 => RsaKey::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)))
+            .map(Key::Rsa)
+            .map_err(e),
+        PKCS8 => match Ed25519Key::from_pkcs8_maybe_unchecked_der(der) {
+            Ok(k) => Ok(Key::Ed25519(k)),
+            Err(_) => RsaKey::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)))
+                .map(Key::Rsa)
+                .map_err(e),
+        },
+        _ => Err("unknown key format".into()),
+    }
+}
+
+/// The algorithm and DNS `p=` of a stored key.
+fn describe(private: &[u8]) -> Result<(DkimAlgorithm, String), String> {
+    match load(private)? {
+        Key::Ed25519(k) => Ok((DkimAlgorithm::Ed25519, STANDARD.encode(k.public_key()))),
+        Key::Rsa(k) => {
+            let public = k.public_key();
+            let bits = {
+                use rsa::pkcs1::DecodeRsaPublicKey;
+                use rsa::traits::PublicKeyParts;
+                rsa::RsaPublicKey::from_pkcs1_der(&public)
+                    .map_err(|e| e.to_string())?
+                    .n()
+                    .bits()
+            };
+            let alg = match bits {
+                2048 => DkimAlgorithm::Rsa2048,
+                3072 => DkimAlgorithm::Rsa3072,
+                n => return Err(format!("an RSA key of {n} bits: use 2048 or 3072")),
+            };
+            Ok((alg, rsa_spki(&public)?))
+        }
+    }
+}
+
+/// A new key pair.
+pub fn generate(alg: DkimAlgorithm) -> Result<KeyPair, String> {
+    let private = match alg.rsa_bits() {
+        None => {
+            let der = Ed25519Key::generate_pkcs8().map_err(|e| e.to_string())?;
+            [&[PKCS8][..], &der].concat()
+        }
+        Some(bits) => {
+            let pair = mail_auth::dkim::generate::DkimKeyPair::generate_rsa(bits)
+                .map_err(|e| e.to_string())?;
+            [&[PKCS1][..], pair.private_key()].concat()
+        }
+    };
+    let (_, public_b64) = describe(&private)?;
+    Ok(KeyPair {
+        private,
+        public_b64,
+    })
+}
+
+/// An imported private key (PEM: PKCS#1 `RSA PRIVATE KEY` or PKCS#8
+/// `PRIVATE KEY`), which must be of the algorithm stated.
+pub fn import(pem: &str, alg: DkimAlgorithm) -> Result<KeyPair, String> {
+    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| "is not a PEM private key (PKCS#1 or PKCS#8)".to_string())?;
+    let private = match &der {
+        PrivateKeyDer::Pkcs1(k) => [&[PKCS1][..], k.secret_pkcs1_der()].concat(),
+        PrivateKeyDer::Pkcs8(k) => [&[PKCS8][..], k.secret_pkcs8_der()].concat(),
+        _ => return Err("must be an RSA or Ed25519 key (PKCS#1 or PKCS#8)".into()),
+    };
+    let (found, public_b64) = describe(&private)?;
+    if found != alg {
+        return Err(format!(
+            "is a {} key, not {}",
+            serde_json::to_value(found).unwrap_or_default(),
+            serde_json::to_value(alg).unwrap_or_default()
+        ));
+    }
+    Ok(KeyPair {
+        private,
+        public_b64,
+    })
+}
+
+/// A key ready to sign for its domain and selector.
+enum Signer {
+    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
+    Ed25519(DkimSigner<Ed25519Key, Done>),
+}
+
+fn signer<T: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>(
+    key: T,
+    domain: &str,
+    selector: &str,
+) -> DkimSigner<T, Done> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(SIGNED_HEADERS.iter().copied())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+}
+
+/// Signers by (key id, version): a key is parsed once, not per message.
+#[derive(Default)]
+pub struct Signers {
+    keys: Mutex<HashMap<(Uuid, i64), Arc<Signer>>>,
+}
+
+impl Signers {
+    /// The `DKIM-Signature:` header (folded, with its CRLF) for `message`.
+    pub fn sign(
+        &self,
+        id: (Uuid, i64),
+        private: impl FnOnce() -> Result<Vec<u8>, String>,
+        domain: &str,
+        selector: &str,
+        message: &[u8],
+    ) -> Result<String, String> {
+        let s = {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            match keys.get(&id) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(match load(&private()?)? {
+                        Key::Rsa(k) => Signer::Rsa(signer(k, domain, selector)),
+                        Key::Ed25519(k) => Signer::Ed25519(signer(k, domain, selector)),
+                    });
+                    // Versions of a key that changed since are dropped.
+                    keys.retain(|(i, _), _| *i != id.0);
+                    keys.insert(id, s.clone());
+                    s
+                }
+            }
+        };
+        let signature = match &*s {
+            Signer::Rsa(k) => k.sign(message),
+            Signer::Ed25519(k) => k.sign(message),
+        };
+        signature.map(|s| s.to_header()).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,258 @@
+//! DKIM signing keys (`/api/v1/dkim-signing-keys`), after Exchange Online's
+//! New-/Get-/Set-/Rotate-DkimSigningConfig: a key is generated (or its PEM
+//! imported), its DNS record shown to be published, then activated; the
+//! private key is sealed and never returned.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::{IfMatch, JsonBody, Tagged, created, ok};
+use super::problem::{ApiError, Problem};
+use super::views::{List, Meta};
+use crate::config::{Change, ServiceError, Snapshot};
+use crate::model::Invalid;
+use crate::model::dkim::{DkimKeyState, DkimSigningKey};
+use crate::store::Stored;
+
+/// A DKIM signing key as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DkimSigningKeyView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub key: DkimSigningKey,
+    /// Where to publish the record: `<selector>._domainkey.<domain>`.
+    pub dns_record_name: String,
+    /// The TXT record to publish there.
+    pub dns_record: String,
+}
+
+fn view(k: &Stored<DkimSigningKey>) -> DkimSigningKeyView {
+    DkimSigningKeyView {
+        meta: k.into(),
+        dns_record_name: k.spec.record_name(),
+        dns_record: k.spec.record(),
+        key: k.spec.clone(),
+    }
+}
+
+/// What DNS holds for a key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DkimDnsCheck {
+    pub dns_record_name: String,
+    /// The record Ferry expects.
+    pub expected: String,
+    /// The TXT records found there.
+    pub found: Vec<String>,
+    /// One of them publishes this key.
+    pub published: bool,
+    /// Why the lookup failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/dkim-signing-keys", tag = "message-authentication",
+    responses((status = 200, body = List<DkimSigningKeyView>)))]
+pub async fn list(State(s): State<AppState>) -> Json<List<DkimSigningKeyView>> {
+    let snap = s.config.snapshot();
+    Json(List {
+        items: snap.dkim_keys.iter().map(view).collect(),
+    })
+}
+
+fn find<'a>(snap: &'a Snapshot, id: &str) -> Result<&'a Stored<DkimSigningKey>, ApiError> {
+    crate::config::find::<DkimSigningKey>(snap, id)
+        .ok_or_else(|| ApiError::not_found(format!("DKIM signing key '{id}' does not exist")))
+}
+
+#[utoipa::path(get, path = "/api/v1/dkim-signing-keys/{id}", tag = "message-authentication",
+    params(("id" = String, Path, description = "Id or `<selector>._domainkey.<domain>`")),
+    responses((status = 200, body = DkimSigningKeyView, headers(("ETag" = String))),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Tagged<DkimSigningKeyView>, ApiError> {
+    let snap = s.config.snapshot();
+    let k = find(&snap, &id)?;
+    Ok(ok(k.version, view(k)))
+}
+
+/// Other keys of the domain that an active key retires.
+fn retiring(
+    snap: &Snapshot,
+    key: &DkimSigningKey,
+    except: Option<uuid::Uuid>,
+) -> Vec<(uuid::Uuid, i64, DkimSigningKey)> {
+    if key.state != DkimKeyState::Active {
+        return vec![];
+    }
+    snap.dkim_keys
+        .iter()
+        .filter(|k| Some(k.id) != except)
+        .filter(|k| k.spec.state == DkimKeyState::Active && k.spec.domain == key.domain)
+        .map(|k| {
+            let mut spec = k.spec.clone();
+            spec.state = DkimKeyState::Retired;
+            (k.id, k.version, spec)
+        })
+        .collect()
+}
+
+#[utoipa::path(post, path = "/api/v1/dkim-signing-keys", tag = "message-authentication",
+    request_body = super::openapi::DkimSigningKeyCreate,
+    responses((status = 201, body = DkimSigningKeyView, headers(("ETag" = String))),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<DkimSigningKeyView>, ApiError> {
+    let today = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]"))
+        .unwrap_or_default();
+    let mut key = DkimSigningKey::from_create(&body, &today)?;
+    let pem = match body.get("privateKeyPem") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return Err(Invalid::field("privateKeyPem", "must be a PEM string").into()),
+    };
+    let alg = key.algorithm;
+    // RSA key generation is seconds of CPU: off the async workers.
+    let pair = tokio::task::spawn_blocking(move || match pem {
+        Some(p) => {
+            crate::agents::dkim::import(&p, alg).map_err(|m| Invalid::field("privateKeyPem", m))
+        }
+        None => crate::agents::dkim::generate(alg).map_err(|m| Invalid::field("algorithm", m)),
+    })
+    .await
+    .map_err(|e| ApiError::from(ServiceError::Internal(e.into())))??;
+    key.public_key = pair.public_b64;
+    let secrets = s.config.secrets.clone();
+    let stored = s
+        .config
+        .create::<DkimSigningKey>(|snap, id| {
+            if let Some(existing) = crate::config::find::<DkimSigningKey>(snap, &key.record_name())
+            {
+                return Err(ServiceError::Conflict {
+                    field: Some("selector".into()),
+                    message: format!("{} is already key {}", key.record_name(), existing.id),
+                });
+            }
+            Ok(Change {
+                also: retiring(snap, &key, None),
+                secret: Some(secrets.seal(&id.to_string(), &pair.private)),
+                spec: key,
+            })
+        })
+        .await?;
+    Ok(created(stored.version, view(&stored)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/dkim-signing-keys/{id}", tag = "message-authentication",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::DkimSigningKeyPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = DkimSigningKeyView, headers(("ETag" = String))),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<DkimSigningKeyView>, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| Invalid::field("", "the body must be a JSON object"))?;
+    for k in obj.keys() {
+        if k != "state" {
+            return Err(Invalid::field(
+                k,
+                "only state changes; make a new key for another domain, selector or algorithm",
+            )
+            .into());
+        }
+    }
+    let stored = s
+        .config
+        .update::<DkimSigningKey>(&id, if_match, |snap, current| {
+            let mut next = current.spec.clone();
+            next.state = crate::model::from_json(obj["state"].clone()).map_err(|_: Invalid| {
+                Invalid::field("state", "must be Published, Active or Retired")
+            })?;
+            Ok(Change {
+                also: retiring(snap, &next, Some(current.id)),
+                secret: None,
+                spec: next,
+            })
+        })
+        .await?;
+    Ok(ok(stored.version, view(&stored)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/dkim-signing-keys/{id}", tag = "message-authentication",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    responses((status = 204),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    s.config
+        .delete::<DkimSigningKey>(&id, if_match, |_, k| {
+            if k.spec.state == DkimKeyState::Active {
+                return Err(ServiceError::Conflict {
+                    field: Some("state".into()),
+                    message: "the key signs mail: activate another key of the domain, or retire this one, first".into(),
+                });
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/dkim-signing-keys/{id}/dns-check", tag = "message-authentication",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DkimDnsCheck),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dns_check(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DkimDnsCheck>, ApiError> {
+    let snap = s.config.snapshot();
+    let k = find(&snap, &id)?;
+    let ts = &snap.transport.spec;
+    let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
+        ts.internal_dns_servers.iter().map(|s| s.0).collect()
+    } else {
+        ts.external_dns_servers.iter().map(|s| s.0).collect()
+    };
+    let name = k.spec.record_name();
+    let dns = crate::routing::dns::Dns::default();
+    let (found, error) =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), dns.txt(&servers, &name))
+            .await
+        {
+            Ok(Ok(found)) => (found, None),
+            Ok(Err(e)) => (vec![], Some(e)),
+            Err(_) => (vec![], Some("no DNS answer within 10 s".to_string())),
+        };
+    Ok(Json(DkimDnsCheck {
+        published: found.iter().any(|t| k.spec.published_in(t)),
+        expected: k.spec.record(),
+        dns_record_name: name,
+        found,
+        error,
+    }))
+}

@@ -1,0 +1,309 @@
+//! DKIM signing: keys through the API (generated Ed25519 and RSA-2048,
+//! imported RSA-3072), rotation, the DNS record and its check, and
+//! signatures on mail from inside that dkimpy verifies — and rejects once
+//! the message is changed.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::client::Client;
+use crate::support::dns::Dnsmasq;
+use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
+
+/// dkimpy's verdict on a message, its keys looked up at `server`.
+const VERIFY: &str = r#"
+import sys, dkim, dns.resolver
+host, port = sys.argv[1].rsplit(':', 1)
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = [host]
+r.port = int(port)
+def dnsfunc(name, timeout=5):
+    try:
+        a = r.resolve(name.decode().rstrip('.'), 'TXT')
+    except Exception:
+        return None
+    return b''.join(b''.join(x.strings) for x in a)
+msg = sys.stdin.buffer.read()
+ok = dkim.verify(msg, dnsfunc=dnsfunc)
+sig = [l for l in msg.split(b'\r\n') if l.lower().startswith(b'dkim-signature')]
+print('PASS' if ok else 'FAIL', sig)
+sys.exit(0 if ok else 1)
+"#;
+
+async fn api_key(e: &Edge, body: Value) -> Value {
+    let r = e.app.post("/api/v1/dkim-signing-keys", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}
+
+/// A Hub sends a message from inside; the Edge's queued copy.
+async fn hub_sends(e: &Edge, from: &str) -> String {
+    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
+    let mut c = c
+        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
+        .await
+        .unwrap();
+    c.cmd("EHLO hub01").await;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0hub01\0{HUB_PASSWORD}"));
+    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let body = format!(
+        "From: Mary <{from}>\r\nTo: alice@fabrikam.test\r\nSubject: Quarterly figures\r\n\
+Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n\
+Revenue is up.  Costs are down.\r\n\r\n\r\n"
+    );
+    let r = c.send_mail(from, &["alice@fabrikam.test"], &body).await;
+    assert_eq!(r.code, 250, "{}", r.line());
+    queued(&e.app).await.last().unwrap().3.clone()
+}
+
+/// dnsmasq's form of a TXT record: strings of at most 255 characters.
+fn txt(name: &str, record: &str) -> String {
+    let chunks: Vec<String> = record
+        .as_bytes()
+        .chunks(250)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    format!("--txt-record={name},{}", chunks.join(","))
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn signatures_of_both_key_types_verify_with_dkimpy_and_fail_once_changed() {
+    if !crate::support::peers::require(&["dnsmasq", "dig", "openssl"]) {
+        return;
+    }
+    let Some(python) = crate::support::python::with(&["dkim", "nacl", "dns.resolver"]) else {
+        return;
+    };
+    let e = edge().await;
+    // Generated: RSA-2048 for contoso.test, Ed25519 for ed.contoso.test.
+    let rsa = api_key(
+        &e,
+        json!({"domain": "contoso.test", "selector": "r2048", "state": "Active"}),
+    )
+    .await;
+    assert_eq!(rsa["algorithm"], "RSA-2048");
+    assert_eq!(rsa["dnsRecordName"], "r2048._domainkey.contoso.test");
+    let record = rsa["dnsRecord"].as_str().unwrap();
+    assert!(
+        record.starts_with("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"),
+        "{record}"
+    );
+    assert!(rsa.get("privateKeyPem").is_none() && !rsa.to_string().contains("PRIVATE"));
+    let ed = api_key(
+        &e,
+        json!({"domain": "ed.contoso.test", "algorithm": "Ed25519", "selector": "ed1", "state": "Active"}),
+    )
+    .await;
+    // Imported: an RSA-3072 key from OpenSSL, for sales.contoso.test.
+    let pem = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:3072",
+    ]);
+    let wrong = e
+        .app
+        .post(
+            "/api/v1/dkim-signing-keys",
+            json!({"domain": "sales.contoso.test", "algorithm": "RSA-2048", "privateKeyPem": pem}),
+        )
+        .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    assert!(wrong.text.contains("privateKeyPem"), "{}", wrong.text);
+    let imported = api_key(
+        &e,
+        json!({"domain": "sales.contoso.test", "algorithm": "RSA-3072", "selector": "imp", "state": "Active",
+               "privateKeyPem": pem}),
+    )
+    .await;
+    let mut records = vec![];
+    for k in [&rsa, &ed, &imported] {
+        records.push(txt(
+            k["dnsRecordName"].as_str().unwrap(),
+            k["dnsRecord"].as_str().unwrap(),
+        ));
+    }
+    let dns = Dnsmasq::start(&e.ip(53), &records).await;
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"externalDNSServers": [dns.server]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (from, key) in [
+        ("mary@contoso.test", &rsa),
+        ("mary@ed.contoso.test", &ed),
+        ("mary@sales.contoso.test", &imported),
+    ] {
+        let check = e
+            .app
+            .get(&format!(
+                "/api/v1/dkim-signing-keys/{}/dns-check",
+                key["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(check.body["published"], true, "{}", check.text);
+        let queued = hub_sends(&e, from).await;
+        // The stored message starts with our Received: what leaves is that.
+        let sig = queued
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))
+            .unwrap_or_else(|| panic!("signed: {queued}"));
+        assert!(
+            sig.contains(&format!("s={};", key["selector"].as_str().unwrap())),
+            "{sig}"
+        );
+        assert!(queued.contains("c=relaxed/relaxed"), "{queued}");
+        assert!(!queued.contains("; l="), "no body length: {queued}");
+        // From is signed once more than it occurs: no From can be added.
+        let unfolded = queued.replace("\r\n\t", "").replace("\r\n ", " ");
+        let h = unfolded
+            .split("h=")
+            .nth(1)
+            .and_then(|v| v.split(';').next())
+            .unwrap();
+        assert_eq!(
+            h.split(':').filter(|x| x.trim() == "From").count(),
+            2,
+            "{h}"
+        );
+        let (ok, out) =
+            crate::support::python::run(&python, VERIFY, &[&dns.server], queued.as_bytes());
+        assert!(ok, "dkimpy: {out}\n{queued}");
+        // Changed after signing: the signature no longer holds.
+        let tampered = queued.replace("Revenue is up.", "Revenue is down.");
+        let (ok, out) =
+            crate::support::python::run(&python, VERIFY, &[&dns.server], tampered.as_bytes());
+        assert!(!ok, "a changed body must fail: {out}");
+        let tampered = queued.replace("Subject: Quarterly figures", "Subject: Quarterly figures!");
+        let (ok, _) =
+            crate::support::python::run(&python, VERIFY, &[&dns.server], tampered.as_bytes());
+        assert!(!ok, "a changed header must fail");
+    }
+    // Mail from the Internet is not signed by us.
+    let (mut c, _) = Client::open(&e.internet, &e.e3()).await;
+    c.cmd("EHLO mta.fabrikam.test").await;
+    let r = c
+        .send_mail(
+            "alice@fabrikam.test",
+            &["bob@contoso.test"],
+            "From: mary@contoso.test\r\nSubject: spoof\r\n\r\nhi\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.line());
+    let q = queued(&e.app).await;
+    assert!(
+        !q.last().unwrap().3.contains("DKIM-Signature"),
+        "{}",
+        q.last().unwrap().3
+    );
+}
+
+#[tokio::test]
+async fn rotation_retires_the_active_key_and_an_active_key_cannot_be_deleted() {
+    if !crate::support::peers::require(&["dnsmasq", "dig"]) {
+        return;
+    }
+    let e = edge().await;
+    // DNS on loopback only: it knows no key.
+    let dns = Dnsmasq::start(&e.ip(53), &[]).await;
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"externalDNSServers": [dns.server]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let old = api_key(&e, json!({"domain": "contoso.test", "selector": "old", "algorithm": "Ed25519", "state": "Active"})).await;
+    let new = api_key(
+        &e,
+        json!({"domain": "contoso.test", "selector": "new", "algorithm": "Ed25519"}),
+    )
+    .await;
+    assert_eq!(new["state"], "Published");
+    // Published, not yet signing: the old key still signs.
+    assert!(hub_sends(&e, "a@contoso.test").await.contains("s=old;"));
+    let r = e
+        .app
+        .delete(
+            &format!("/api/v1/dkim-signing-keys/{}", old["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = e
+        .app
+        .patch(
+            "/api/v1/dkim-signing-keys/new._domainkey.contoso.test",
+            json!({"state": "Active"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let old_now = e
+        .app
+        .get("/api/v1/dkim-signing-keys/old._domainkey.contoso.test")
+        .await;
+    assert_eq!(old_now.body["state"], "Retired");
+    assert!(hub_sends(&e, "a@contoso.test").await.contains("s=new;"));
+    // Bad input changes nothing and names the field.
+    let r = e
+        .app
+        .patch(
+            "/api/v1/dkim-signing-keys/new._domainkey.contoso.test",
+            json!({"selector": "x"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = e
+        .app
+        .post(
+            "/api/v1/dkim-signing-keys",
+            json!({"domain": "contoso.test", "selector": "new", "algorithm": "Ed25519"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = e
+        .app
+        .post(
+            "/api/v1/dkim-signing-keys",
+            json!({"domain": "contoso.test", "privateKeyPem": "not a key"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = e
+        .app
+        .delete(
+            &format!("/api/v1/dkim-signing-keys/{}", old["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // Not published anywhere: the check says so rather than guessing.
+    let check = e
+        .app
+        .get("/api/v1/dkim-signing-keys/new._domainkey.contoso.test/dns-check")
+        .await;
+    assert_eq!(check.status, 200, "{}", check.text);
+    assert_eq!(check.body["published"], false, "{}", check.text);
+}
