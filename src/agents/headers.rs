@@ -109,6 +109,14 @@ impl Message {
         before - self.fields.len()
     }
 
+    /// Removes the fields of this name whose value `drop` says to; how many.
+    pub fn remove_where(&mut self, name: &str, drop: impl Fn(&str) -> bool) -> usize {
+        let before = self.fields.len();
+        self.fields
+            .retain(|f| !(f.name.eq_ignore_ascii_case(name) && drop(&f.value())));
+        before - self.fields.len()
+    }
+
     /// Adds a field on top of the header block.
     pub fn prepend(&mut self, name: &str, value: &str) {
         self.fields.insert(0, Field::new(name, value));

@@ -33,6 +33,7 @@ pub mod dkim;
 mod dnsbl;
 pub mod headers;
 pub mod ldap;
+pub mod sender_auth;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub struct Agents {
     pub scanner: content_filter::Scanner,
     /// DKIM signing keys, parsed once per version.
     pub dkim: Arc<dkim::Signers>,
+    /// The Sender Id agent's SPF, DKIM, ARC and DMARC checks.
+    pub verifier: sender_auth::Verifier,
     observe: Arc<Observer>,
 }
 
@@ -103,6 +106,7 @@ impl Agents {
             ldap: ldap::Ldap::default(),
             scanner: content_filter::Scanner::default(),
             dkim: Arc::default(),
+            verifier: sender_auth::Verifier::default(),
             observe,
         }
     }

@@ -7,8 +7,8 @@ mod anti_spam;
 mod certificates;
 mod content;
 mod credentials;
-mod dkim;
 mod extract;
+mod message_auth;
 pub mod observe;
 pub mod openapi;
 mod problem;
@@ -304,16 +304,22 @@ pub fn router(state: AppState) -> Router {
                 .delete(content::delete_rule),
         )
         .route(
+            "/api/v1/sender-id-config",
+            g(message_auth::get_sender_id).patch(message_auth::patch_sender_id),
+        )
+        .route(
             "/api/v1/dkim-signing-keys",
-            g(dkim::list).post(dkim::create),
+            g(message_auth::list).post(message_auth::create),
         )
         .route(
             "/api/v1/dkim-signing-keys/{id}",
-            g(dkim::get).patch(dkim::patch).delete(dkim::delete),
+            g(message_auth::get)
+                .patch(message_auth::patch)
+                .delete(message_auth::delete),
         )
         .route(
             "/api/v1/dkim-signing-keys/{id}/dns-check",
-            g(dkim::dns_check),
+            g(message_auth::dns_check),
         )
         .route("/api/v1/transport-agents", g(anti_spam::agents))
         .route(

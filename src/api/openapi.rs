@@ -192,6 +192,13 @@ pub struct DkimSigningKeyPatch {
     state: model::dkim::DkimKeyState,
 }
 
+body_schema!(
+    SenderIdConfigPatch,
+    model::sender_id::SenderIdConfig,
+    [],
+    "A JSON merge patch of the Sender Id agent's configuration (Set-SenderIdConfig)."
+);
+
 /// Many IP list entries at once.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -262,7 +269,8 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         content::get_content_filter, content::patch_content_filter,
         content::list_rewrites, content::get_rewrite, content::create_rewrite, content::patch_rewrite, content::delete_rewrite,
         content::list_rules, content::get_rule, content::create_rule, content::patch_rule, content::delete_rule,
-        dkim::list, dkim::get, dkim::create, dkim::patch, dkim::delete, dkim::dns_check,
+        message_auth::list, message_auth::get, message_auth::create, message_auth::patch, message_auth::delete, message_auth::dns_check,
+        message_auth::get_sender_id, message_auth::patch_sender_id,
         anti_spam::block::get_config, anti_spam::block::patch_config,
         anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::create_entries, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,
@@ -282,7 +290,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         IpListConfigPatch, IpListEntryCreate, IpListProviderCreate, IpListProviderPatch, TransportAgentPatch,
         SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
         ContentFilterConfigPatch, AddressRewriteEntryCreate, AddressRewriteEntryPatch, TransportRuleCreate, TransportRulePatch,
-        DkimSigningKeyCreate, DkimSigningKeyPatch,
+        DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),

@@ -64,6 +64,7 @@ pub struct AntiSpam {
     pub recipient_filter_config: Stored<RecipientFilterConfig>,
     pub attachment_filter_config: Stored<AttachmentFilterConfig>,
     pub content_filter_config: Stored<ContentFilterConfig>,
+    pub sender_id_config: Stored<crate::model::sender_id::SenderIdConfig>,
     pub address_rewrite_entries: Stored<AddressRewriteEntries>,
     pub transport_rules: Stored<TransportRules>,
     /// The enabled transport rules, their patterns compiled once.
@@ -82,6 +83,7 @@ pub mod setting {
     pub const RECIPIENT_FILTER_CONFIG: &str = "recipient-filter-config";
     pub const ATTACHMENT_FILTER_CONFIG: &str = "attachment-filter-config";
     pub const CONTENT_FILTER_CONFIG: &str = "content-filter-config";
+    pub const SENDER_ID_CONFIG: &str = "sender-id-config";
     pub const ADDRESS_REWRITE_ENTRIES: &str = "address-rewrite-entries";
     pub const TRANSPORT_RULES: &str = "transport-rules";
 }
@@ -97,6 +99,7 @@ impl AntiSpam {
             recipient_filter_config: Stored::unwritten(RecipientFilterConfig::defaults()),
             attachment_filter_config: Stored::unwritten(AttachmentFilterConfig::defaults()),
             content_filter_config: Stored::unwritten(ContentFilterConfig::defaults()),
+            sender_id_config: Stored::unwritten(crate::model::sender_id::SenderIdConfig::defaults()),
             address_rewrite_entries: Stored::unwritten(AddressRewriteEntries::default()),
             transport_rules: Stored::unwritten(TransportRules::default()),
             compiled_rules: Default::default(),

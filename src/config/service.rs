@@ -432,6 +432,9 @@ pub(super) async fn load_snapshot(
         content_filter_config: Store::setting(tx, setting::CONTENT_FILTER_CONFIG)
             .await?
             .unwrap_or(defaults.content_filter_config),
+        sender_id_config: Store::setting(tx, setting::SENDER_ID_CONFIG)
+            .await?
+            .unwrap_or(defaults.sender_id_config),
         address_rewrite_entries: Store::setting(tx, setting::ADDRESS_REWRITE_ENTRIES)
             .await?
             .unwrap_or(defaults.address_rewrite_entries),

@@ -25,6 +25,8 @@ pub enum AgentName {
     RecipientFiltering,
     #[serde(rename = "Attachment Filtering Agent")]
     AttachmentFiltering,
+    #[serde(rename = "Sender Id Agent")]
+    SenderId,
     #[serde(rename = "Content Filter Agent")]
     ContentFilter,
     #[serde(rename = "Edge Rule Agent")]
@@ -40,10 +42,11 @@ impl AgentName {
     /// Filter running before the Edge Rule agent so that rules can read the
     /// SCL). Address rewriting inbound rewrites at the end of data, so it
     /// sits with the content agents.
-    pub const ALL: [AgentName; 8] = [
+    pub const ALL: [AgentName; 9] = [
         AgentName::ConnectionFiltering,
         AgentName::SenderFiltering,
         AgentName::RecipientFiltering,
+        AgentName::SenderId,
         AgentName::AddressRewritingInbound,
         AgentName::ContentFilter,
         AgentName::EdgeRule,
@@ -57,6 +60,7 @@ impl AgentName {
             AgentName::SenderFiltering => "Sender Filter Agent",
             AgentName::RecipientFiltering => "Recipient Filter Agent",
             AgentName::AttachmentFiltering => "Attachment Filtering Agent",
+            AgentName::SenderId => "Sender Id Agent",
             AgentName::ContentFilter => "Content Filter Agent",
             AgentName::EdgeRule => "Edge Rule Agent",
             AgentName::AddressRewritingInbound => "Address Rewriting Inbound Agent",
@@ -71,6 +75,7 @@ impl AgentName {
             AgentName::SenderFiltering => &["OnMailCommand", "OnEndOfHeaders"],
             AgentName::RecipientFiltering => &["OnRcptCommand"],
             AgentName::AttachmentFiltering
+            | AgentName::SenderId
             | AgentName::ContentFilter
             | AgentName::EdgeRule
             | AgentName::AddressRewritingInbound
@@ -106,7 +111,8 @@ impl TransportAgents {
     /// As Exchange ships them: on the Edge installed and enabled; on the
     /// Hub present and disabled (its anti-spam agents are an opt-in). The
     /// Content Filter is off on both until it is turned on: it needs an
-    /// rspamd to ask.
+    /// rspamd to ask; so is the Sender Id agent: it asks DNS about every
+    /// message, so it waits for the DNS servers to be set.
     pub fn defaults(role: Role) -> TransportAgents {
         TransportAgents {
             agents: AgentName::ALL
@@ -114,7 +120,8 @@ impl TransportAgents {
                 .enumerate()
                 .map(|(i, a)| TransportAgent {
                     identity: *a,
-                    enabled: role == Role::Edge && *a != AgentName::ContentFilter,
+                    enabled: role == Role::Edge
+                        && !matches!(a, AgentName::ContentFilter | AgentName::SenderId),
                     priority: i as u32 + 1,
                 })
                 .collect(),
@@ -122,14 +129,19 @@ impl TransportAgents {
     }
 
     /// Agents this version knows that a stored document predates join it
-    /// at the end of the order, with their role's default state.
+    /// at their default place in the order, with their role's default
+    /// state.
     pub fn completed(mut self, role: Role) -> TransportAgents {
+        self.agents.sort_by_key(|a| a.priority);
         let defaults = TransportAgents::defaults(role);
         for d in defaults.agents {
             if self.get(d.identity).is_none() {
-                let priority = self.agents.len() as u32 + 1;
-                self.agents.push(TransportAgent { priority, ..d });
+                let at = (d.priority as usize - 1).min(self.agents.len());
+                self.agents.insert(at, d);
             }
+        }
+        for (i, a) in self.agents.iter_mut().enumerate() {
+            a.priority = i as u32 + 1;
         }
         self
     }
@@ -742,9 +754,30 @@ mod tests {
         );
         assert_eq!(moved.get(AgentName::SenderFiltering).unwrap().priority, 3);
         assert!(
-            a.patched(AgentName::SenderFiltering, &json!({"priority": 9}))
+            a.patched(AgentName::SenderFiltering, &json!({"priority": 10}))
                 .is_err()
         );
+        // A stored order from before the Sender Id agent gets it at its
+        // default place (before address rewriting), the others' order kept.
+        let mut old = moved.clone();
+        old.agents.retain(|x| x.identity != AgentName::SenderId);
+        let done = old.completed(Role::Edge);
+        let order: Vec<AgentName> = {
+            let mut v = done.agents.clone();
+            v.sort_by_key(|x| x.priority);
+            v.into_iter().map(|x| x.identity).collect()
+        };
+        assert_eq!(
+            order[..4],
+            [
+                AgentName::RecipientFiltering,
+                AgentName::ConnectionFiltering,
+                AgentName::SenderFiltering,
+                AgentName::SenderId,
+            ]
+        );
+        assert_eq!(order.len(), AgentName::ALL.len());
+        assert!(!done.enabled(AgentName::SenderId));
         let off = a
             .patched(AgentName::SenderFiltering, &json!({"enabled": false}))
             .unwrap();

@@ -27,6 +27,7 @@ pub mod permissions;
 pub mod receive_connector;
 pub mod recipient;
 pub mod send_connector;
+pub mod sender_id;
 pub mod timespan;
 pub mod transport_settings;
 

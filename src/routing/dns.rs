@@ -48,6 +48,13 @@ pub struct Dns {
 }
 
 impl Dns {
+    pub(crate) fn resolver_for(
+        &self,
+        servers: &[SocketAddr],
+    ) -> Result<Arc<TokioResolver>, DnsError> {
+        self.resolver(servers)
+    }
+
     fn resolver(&self, servers: &[SocketAddr]) -> Result<Arc<TokioResolver>, DnsError> {
         let mut map = self.resolvers.lock().expect("not poisoned");
         if let Some(r) = map.get(servers) {

@@ -402,6 +402,7 @@ async fn bad_settings_are_refused_by_field_and_duplicates_conflict() {
             "Recipient Filter Agent",
             "Connection Filtering Agent",
             "Sender Filter Agent",
+            "Sender Id Agent",
             "Address Rewriting Inbound Agent",
             "Content Filter Agent",
             "Edge Rule Agent",

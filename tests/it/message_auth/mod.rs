@@ -4,3 +4,4 @@
 //! API, their DNS records checked.
 
 mod dkim;
+mod verify;

@@ -171,6 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         for agent in agents.iter().map(|a| a.identity) {
             let step = match agent {
+                AgentName::SenderId => self.sender_id(&mut draft, tx).await,
                 AgentName::AddressRewritingInbound => self.rewrite(&mut draft, tx, false).await,
                 AgentName::AddressRewritingOutbound => self.rewrite(&mut draft, tx, true).await,
                 AgentName::ContentFilter => self.content_filter(&mut draft, tx).await,
@@ -198,6 +199,212 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tx.stamps.push(format!("{SCL_HEADER}: {scl}"));
         }
         Ok(draft.into_body())
+    }
+
+    /// The Sender Id agent: SPF, DKIM, ARC and DMARC verdicts in one
+    /// Authentication-Results header (any arriving header that claims our
+    /// authserv-id removed first), and what the configuration makes of them.
+    async fn sender_id(&mut self, draft: &mut Draft, tx: &mut Transaction) -> Result<(), Next> {
+        use crate::agents::sender_auth::{self, Envelope, authserv_id_of};
+        use crate::model::sender_id::{SpoofedDomainAction, TempErrorAction};
+        use mail_auth::SpfResult;
+        use mail_auth::dmarc::Policy;
+        let snap = self.snap.clone();
+        let cfg = &snap.anti_spam.sender_id_config.spec;
+        let fqdn = self.fqdn();
+        let authserv_id = cfg.authserv_id.clone().unwrap_or_else(|| fqdn.clone());
+        if !self.has_right(ExtendedRight::AcceptHeadersOrganization) {
+            let Ok(m) = draft.message() else {
+                return Err(self.reply(replies::QUEUE_FAILED).await);
+            };
+            let removed = m.remove_where("Authentication-Results", |v| {
+                authserv_id_of(v).eq_ignore_ascii_case(&authserv_id)
+            });
+            if removed > 0 {
+                let (sender, rcpts) = (tx.sender.clone(), addresses(tx));
+                self.report_agent(
+                    AgentName::SenderId,
+                    "RemovedHeader",
+                    &format!("{removed} Authentication-Results claiming {authserv_id}"),
+                    &sender,
+                    rcpts,
+                );
+            }
+        }
+        if !self.origin().filtered(
+            cfg.enabled,
+            cfg.external_mail_enabled,
+            cfg.internal_mail_enabled,
+        ) {
+            return Ok(());
+        }
+        let sender_domain = tx.sender.domain().unwrap_or("").to_string();
+        if !sender_domain.is_empty() && cfg.bypasses_sender(&sender_domain) {
+            return Ok(());
+        }
+        let Ok(raw) = draft.bytes() else {
+            return Err(self.reply(replies::QUEUE_FAILED).await);
+        };
+        let ts = &snap.transport.spec;
+        let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
+            ts.internal_dns_servers.iter().map(|s| s.0).collect()
+        } else {
+            ts.external_dns_servers.iter().map(|s| s.0).collect()
+        };
+        let helo = self.helo.clone().unwrap_or_default();
+        let ip = self.remote.ip();
+        let sender = tx.sender.to_string();
+        let verdict = self
+            .shared
+            .agents
+            .verifier
+            .verify(
+                &servers,
+                &authserv_id,
+                &fqdn,
+                &raw,
+                &Envelope {
+                    ip,
+                    helo: &helo,
+                    sender: &sender,
+                },
+                cfg.dns_timeout.duration(),
+            )
+            .await;
+        tx.stamps.push(verdict.header.trim_end().to_string());
+        let metrics = &self.shared.observe.metrics;
+        for (method, word) in [
+            ("spf", sender_auth::spf_word(verdict.spf)),
+            ("dkim", verdict.dkim),
+            ("dmarc", verdict.dmarc),
+            ("arc", verdict.arc),
+        ] {
+            metrics.agent_action("Sender Id Agent", &format!("{method}={word}"));
+        }
+        let rcpts = addresses(tx);
+        let summary = verdict.summary();
+        self.report_agent(
+            AgentName::SenderId,
+            "Verified",
+            &summary,
+            &tx.sender.clone(),
+            rcpts.clone(),
+        );
+        // Trusted forwarders, and mail only for bypassed recipients, are
+        // checked and stamped, never refused.
+        let trusted = cfg.trusted_forwarders.iter().any(|r| r.contains_ip(ip))
+            || rcpts.iter().all(|r| {
+                cfg.bypassed_recipients
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(r))
+            });
+        if trusted {
+            return Ok(());
+        }
+        let sender_addr = tx.sender.clone();
+        if verdict.dmarc == "fail" && cfg.dmarc_honor_policy {
+            if let Some(sealer) = verdict
+                .arc_sealer
+                .as_deref()
+                .filter(|s| cfg.trusts_sealer(s))
+            {
+                self.report_agent(
+                    AgentName::SenderId,
+                    "DmarcOverride",
+                    &format!("ARC sealed by trusted {sealer}"),
+                    &sender_addr,
+                    rcpts,
+                );
+                return Ok(());
+            }
+            match verdict.dmarc_policy {
+                Policy::Reject => {
+                    let why = format!(
+                        "Email rejected per DMARC policy for {}",
+                        verdict.from_domain
+                    );
+                    self.report_agent(AgentName::SenderId, "Reject", &why, &sender_addr, rcpts);
+                    return Err(self.reply(Reply::new(550, "5.7.1", why)).await);
+                }
+                Policy::Quarantine => {
+                    let filter = &snap.anti_spam.content_filter_config.spec;
+                    let why = format!("DMARC policy quarantine for {}", verdict.from_domain);
+                    self.report_agent(
+                        AgentName::SenderId,
+                        "Quarantine",
+                        &why,
+                        &sender_addr,
+                        rcpts.clone(),
+                    );
+                    match &filter.quarantine_mailbox {
+                        Some(mailbox) => {
+                            tx.recipients.clear();
+                            quarantine(tx, mailbox, &rcpts);
+                        }
+                        // Without a quarantine mailbox: to the Junk folder.
+                        None => {
+                            let junk = filter.scl_junk_threshold as i8;
+                            draft.scl = Some(draft.scl.map_or(junk, |s| s.max(junk)));
+                        }
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        match verdict.spf {
+            SpfResult::Fail => match cfg.spoofed_domain_action {
+                SpoofedDomainAction::StampStatus => Ok(()),
+                SpoofedDomainAction::Reject => {
+                    let why = format!(
+                        "SPF validation failed: {} does not permit {ip} to send its mail",
+                        verdict.spf_domain
+                    );
+                    self.report_agent(AgentName::SenderId, "Reject", &why, &sender_addr, rcpts);
+                    Err(self.reply(Reply::new(550, "5.7.23", why)).await)
+                }
+                SpoofedDomainAction::Delete => {
+                    self.report_agent(
+                        AgentName::SenderId,
+                        "Delete",
+                        "SPF fail",
+                        &sender_addr,
+                        rcpts,
+                    );
+                    Err(self.silently_dropped().await)
+                }
+            },
+            SpfResult::TempError => match cfg.temp_error_action {
+                TempErrorAction::StampStatus => Ok(()),
+                TempErrorAction::Reject => {
+                    self.report_agent(
+                        AgentName::SenderId,
+                        "TempFail",
+                        "SPF temperror",
+                        &sender_addr,
+                        rcpts,
+                    );
+                    Err(self
+                        .reply(Reply::new(
+                            451,
+                            "4.7.24",
+                            "SPF could not be checked now, try again later",
+                        ))
+                        .await)
+                }
+                TempErrorAction::Delete => {
+                    self.report_agent(
+                        AgentName::SenderId,
+                        "Delete",
+                        "SPF temperror",
+                        &sender_addr,
+                        rcpts,
+                    );
+                    Err(self.silently_dropped().await)
+                }
+            },
+            _ => Ok(()),
+        }
     }
 
     /// Address Rewriting: inbound, mail from the Internet to an external

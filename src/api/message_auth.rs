@@ -1,7 +1,9 @@
-//! DKIM signing keys (`/api/v1/dkim-signing-keys`), after Exchange Online's
-//! New-/Get-/Set-/Rotate-DkimSigningConfig: a key is generated (or its PEM
-//! imported), its DNS record shown to be published, then activated; the
-//! private key is sealed and never returned.
+//! Message authentication: DKIM signing keys (`/api/v1/dkim-signing-keys`),
+//! after Exchange Online's New-/Get-/Set-/Rotate-DkimSigningConfig — a key
+//! is generated (or its PEM imported), its DNS record shown to be
+//! published, then activated; the private key is sealed and never
+//! returned — and the Sender Id agent's checks of inbound mail
+//! (`/api/v1/sender-id-config`, Set-SenderIdConfig).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -255,4 +257,56 @@ pub async fn dns_check(
         found,
         error,
     }))
+}
+
+/// Set-SenderIdConfig as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SenderIdConfigView {
+    /// 0 until first changed; sent as the ETag, expected in If-Match.
+    pub version: i64,
+    #[serde(flatten)]
+    pub config: crate::model::sender_id::SenderIdConfig,
+}
+
+#[utoipa::path(get, path = "/api/v1/sender-id-config", tag = "message-authentication",
+    responses((status = 200, body = SenderIdConfigView, headers(("ETag" = String)))))]
+pub async fn get_sender_id(State(s): State<AppState>) -> Tagged<SenderIdConfigView> {
+    let c = s.config.snapshot().anti_spam.sender_id_config.clone();
+    ok(
+        c.version,
+        SenderIdConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    )
+}
+
+#[utoipa::path(patch, path = "/api/v1/sender-id-config", tag = "message-authentication",
+    params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
+    request_body(content = super::openapi::SenderIdConfigPatch, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = SenderIdConfigView, headers(("ETag" = String))),
+              (status = 412, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_sender_id(
+    State(s): State<AppState>,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody,
+) -> Result<Tagged<SenderIdConfigView>, ApiError> {
+    let c = s
+        .config
+        .update_setting(
+            crate::config::setting::SENDER_ID_CONFIG,
+            |snap| &snap.anti_spam.sender_id_config,
+            if_match,
+            |_, current| Ok(current.patched(&body)?),
+        )
+        .await?;
+    Ok(ok(
+        c.version,
+        SenderIdConfigView {
+            version: c.version,
+            config: c.spec,
+        },
+    ))
 }

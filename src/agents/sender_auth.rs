@@ -1,0 +1,353 @@
+//! The Sender Id agent's checks, done by `mail-auth` on Ferry's hickory
+//! resolver (the transport settings' external DNS servers): SPF on the
+//! HELO and MAIL FROM identities, every DKIM signature, the ARC chain, and
+//! DMARC; answers are kept in bounded caches until their TTL, and all the
+//! lookups of one message together are bounded by `dnsTimeout` (past it,
+//! every verdict still open is `temperror`). The result is one
+//! `Authentication-Results` header (RFC 8601) and the facts the session
+//! acts on (`smtp/server/session/content.rs`).
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MX, MessageAuthenticator,
+    Parameters, RecordSet, ResolverCache, SpfResult, Txt,
+};
+
+use crate::routing::dns::Dns;
+
+/// The most answers each cache keeps.
+const MAX_CACHED: usize = 50_000;
+
+/// A DNS answer cache for mail-auth: until the answer's TTL, bounded.
+pub struct Cache<K, V>(Mutex<HashMap<K, (V, Instant)>>);
+
+impl<K, V> Default for Cache<K, V> {
+    fn default() -> Self {
+        Cache(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for Cache<K, V> {
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
+        map.insert(key, (value, valid_until));
+    }
+}
+
+/// Parameters of a check with Ferry's caches.
+type Cached<'x, P> = Parameters<
+    'x,
+    P,
+    Cache<Box<str>, Txt>,
+    Cache<Box<str>, RecordSet<MX>>,
+    Cache<Box<str>, RecordSet<Ipv4Addr>>,
+    Cache<Box<str>, RecordSet<Ipv6Addr>>,
+    Cache<IpAddr, RecordSet<Box<str>>>,
+>;
+
+#[derive(Default)]
+struct Caches {
+    txt: Cache<Box<str>, Txt>,
+    mx: Cache<Box<str>, RecordSet<MX>>,
+    ipv4: Cache<Box<str>, RecordSet<Ipv4Addr>>,
+    ipv6: Cache<Box<str>, RecordSet<Ipv6Addr>>,
+    ptr: Cache<IpAddr, RecordSet<Box<str>>>,
+}
+
+impl Caches {
+    fn with<'x, P>(&'x self, p: P) -> Cached<'x, P> {
+        Parameters::new(p)
+            .with_txt_cache(&self.txt)
+            .with_mx_cache(&self.mx)
+            .with_ipv4_cache(&self.ipv4)
+            .with_ipv6_cache(&self.ipv6)
+            .with_ptr_cache(&self.ptr)
+    }
+}
+
+/// What the checks found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The MAIL FROM identity's SPF result (the HELO's when MAIL FROM is
+    /// `<>`).
+    pub spf: SpfResult,
+    pub spf_domain: String,
+    /// `pass` of at least one signature; `fail` when every one failed;
+    /// `none` without signatures.
+    pub dkim: &'static str,
+    pub arc: &'static str,
+    /// The sealer of the newest ARC set, when the chain passed.
+    pub arc_sealer: Option<String>,
+    pub dmarc: &'static str,
+    pub dmarc_policy: Policy,
+    /// The RFC5322.From domain DMARC evaluated.
+    pub from_domain: String,
+    /// The `Authentication-Results:` header, with its CRLF.
+    pub header: String,
+}
+
+impl Verdict {
+    /// `spf=pass dkim=pass dmarc=pass arc=none`, for tracking and logs.
+    pub fn summary(&self) -> String {
+        format!(
+            "spf={} dkim={} dmarc={} arc={}",
+            spf_word(self.spf),
+            self.dkim,
+            self.dmarc,
+            self.arc
+        )
+    }
+}
+
+pub fn spf_word(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+fn dkim_word(r: &DkimResult) -> &'static str {
+    match r {
+        DkimResult::Pass => "pass",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::None => "none",
+    }
+}
+
+fn dmarc_word(r: &DmarcResult) -> &'static str {
+    match r {
+        DmarcResult::Pass => "pass",
+        DmarcResult::Fail(_) => "fail",
+        DmarcResult::TempError(_) => "temperror",
+        DmarcResult::PermError(_) => "permerror",
+        DmarcResult::None => "none",
+    }
+}
+
+/// The message's envelope, as the checks see it.
+pub struct Envelope<'a> {
+    pub ip: IpAddr,
+    pub helo: &'a str,
+    /// MAIL FROM, empty for `<>`.
+    pub sender: &'a str,
+}
+
+/// The checks, shared by every session: resolvers and caches.
+#[derive(Default)]
+pub struct Verifier {
+    dns: Dns,
+    caches: Caches,
+}
+
+impl Verifier {
+    pub async fn verify(
+        &self,
+        servers: &[SocketAddr],
+        authserv_id: &str,
+        host_domain: &str,
+        message: &[u8],
+        env: &Envelope<'_>,
+        timeout: Duration,
+    ) -> Verdict {
+        let temperror = |header_from: String| Verdict {
+            spf: SpfResult::TempError,
+            spf_domain: String::new(),
+            dkim: "temperror",
+            arc: "temperror",
+            arc_sealer: None,
+            dmarc: "temperror",
+            dmarc_policy: Policy::Unspecified,
+            header: format!(
+                "Authentication-Results: {authserv_id};\r\n\tspf=temperror smtp.mailfrom=\"{}\";\r\n\tdkim=temperror;\r\n\tdmarc=temperror header.from={}\r\n",
+                env.sender.replace(['"', '\r', '\n'], ""),
+                header_from
+            ),
+            from_domain: header_from,
+        };
+        let Ok(resolver) = self.dns.resolver_for(servers) else {
+            return temperror(String::new());
+        };
+        let auth = MessageAuthenticator((*resolver).clone());
+        match tokio::time::timeout(
+            timeout,
+            self.check(&auth, authserv_id, host_domain, message, env),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(_) => temperror(String::new()),
+        }
+    }
+
+    async fn check(
+        &self,
+        auth: &MessageAuthenticator,
+        authserv_id: &str,
+        host_domain: &str,
+        message: &[u8],
+        env: &Envelope<'_>,
+    ) -> Verdict {
+        let helo = if env.helo.is_empty() {
+            "unknown"
+        } else {
+            env.helo
+        };
+        let helo_spf = auth
+            .verify_spf(
+                self.caches
+                    .with(SpfParameters::verify_ehlo(env.ip, helo, host_domain)),
+            )
+            .await;
+        // RFC 7208 §2.4: the null sender is checked as postmaster@HELO.
+        let postmaster = format!("postmaster@{helo}");
+        let sender = if env.sender.is_empty() {
+            postmaster.as_str()
+        } else {
+            env.sender
+        };
+        let spf = auth
+            .verify_spf(self.caches.with(SpfParameters::verify_mail_from(
+                env.ip,
+                helo,
+                host_domain,
+                sender,
+            )))
+            .await;
+        let mail_from_domain = sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string();
+        let mut results = AuthenticationResults::new(authserv_id);
+        let Some(msg) = AuthenticatedMessage::parse(message) else {
+            results = results
+                .with_spf_ehlo_result(&helo_spf, env.ip, helo)
+                .with_spf_mailfrom_result(&spf, env.ip, env.sender, helo);
+            return Verdict {
+                spf: spf.result(),
+                spf_domain: spf.domain().to_string(),
+                dkim: "none",
+                arc: "none",
+                arc_sealer: None,
+                dmarc: "none",
+                dmarc_policy: Policy::Unspecified,
+                from_domain: String::new(),
+                header: results.to_header(),
+            };
+        };
+        let dkim = auth.verify_dkim(self.caches.with(&msg)).await;
+        let arc = auth.verify_arc(self.caches.with(&msg)).await;
+        let dmarc = auth
+            .verify_dmarc(self.caches.with(DmarcParameters::new(
+                &msg,
+                &dkim,
+                &mail_from_domain,
+                &spf,
+            )))
+            .await;
+        let header_from = msg.from.first().map(|f| f.as_str()).unwrap_or("");
+        results = results
+            .with_dkim_results(&dkim, header_from)
+            .with_spf_ehlo_result(&helo_spf, env.ip, helo)
+            .with_spf_mailfrom_result(&spf, env.ip, env.sender, helo)
+            .with_arc_result(&arc, env.ip)
+            .with_dmarc_result(&dmarc);
+        let dkim_summary = if dkim.is_empty() {
+            "none"
+        } else if dkim.iter().any(|d| d.result() == &DkimResult::Pass) {
+            "pass"
+        } else {
+            dkim.iter()
+                .map(|d| dkim_word(d.result()))
+                .find(|w| *w == "temperror")
+                .unwrap_or("fail")
+        };
+        let arc_word = dkim_word(arc.result());
+        let arc_sealer = (arc.result() == &DkimResult::Pass)
+            .then(|| {
+                arc.sets()
+                    .last()
+                    .map(|s| s.seal.header.d.to_ascii_lowercase())
+            })
+            .flatten();
+        Verdict {
+            spf: spf.result(),
+            spf_domain: spf.domain().to_string(),
+            dkim: dkim_summary,
+            arc: arc_word,
+            arc_sealer,
+            dmarc: dmarc_word(&dmarc.result()),
+            dmarc_policy: dmarc.policy(),
+            from_domain: dmarc.domain().to_string(),
+            header: results.to_header(),
+        }
+    }
+}
+
+/// The `authserv-id` of an Authentication-Results value (RFC 8601 §2.2):
+/// its first token, before any version and the first ';'.
+pub fn authserv_id_of(value: &str) -> &str {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authserv_ids_are_read_as_rfc_8601_writes_them() {
+        assert_eq!(
+            authserv_id_of("mail.contoso.test; spf=pass"),
+            "mail.contoso.test"
+        );
+        assert_eq!(
+            authserv_id_of(" mail.contoso.test 1; none"),
+            "mail.contoso.test"
+        );
+        assert_eq!(authserv_id_of("mail.contoso.test"), "mail.contoso.test");
+        assert_eq!(authserv_id_of(""), "");
+    }
+}
