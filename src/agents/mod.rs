@@ -34,6 +34,7 @@ mod dnsbl;
 pub mod headers;
 pub mod ldap;
 pub mod sender_auth;
+mod spf_strict;
 
 use std::net::IpAddr;
 use std::sync::Arc;

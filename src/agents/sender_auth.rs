@@ -254,6 +254,25 @@ impl Verifier {
                 sender,
             )))
             .await;
+        // What RFC 7208 makes a permerror and the crate does not.
+        let strict = |out: mail_auth::SpfOutput| async move {
+            if matches!(
+                out.result(),
+                SpfResult::PermError | SpfResult::TempError | SpfResult::None
+            ) {
+                return out;
+            }
+            match super::spf_strict::check(&auth.0, out.domain(), env.ip).await {
+                super::spf_strict::Strict::PermError(why) => {
+                    tracing::debug!(domain = out.domain(), why, "SPF permerror");
+                    mail_auth::SpfOutput::new(out.domain().to_string())
+                        .with_result(SpfResult::PermError)
+                }
+                super::spf_strict::Strict::Fine => out,
+            }
+        };
+        let helo_spf = strict(helo_spf).await;
+        let spf = strict(spf).await;
         let mail_from_domain = sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string();
         let mut results = AuthenticationResults::new(authserv_id);
         let Some(msg) = AuthenticatedMessage::parse(message) else {

@@ -4,4 +4,5 @@
 //! API, their DNS records checked.
 
 mod dkim;
+mod spf;
 mod verify;
