@@ -340,6 +340,90 @@ impl Verifier {
     }
 }
 
+/// The key an ARC seal is made with.
+pub struct SealKey<'a> {
+    pub private: &'a [u8],
+    pub domain: &'a str,
+    pub selector: &'a str,
+}
+
+impl Verifier {
+    /// An ARC set for `modified`, a message an agent changed after it was
+    /// verified as `original` (RFC 8617 §5.1: the Authentication-Results
+    /// are this hop's verdicts on what arrived; the seal covers what
+    /// leaves). None when the chain that arrived has failed (cv=fail
+    /// cannot be sealed over) or the checks ran out of time.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn seal(
+        &self,
+        servers: &[SocketAddr],
+        authserv_id: &str,
+        host_domain: &str,
+        original: &[u8],
+        modified: &[u8],
+        env: &Envelope<'_>,
+        timeout: Duration,
+        key: SealKey<'_>,
+    ) -> Result<Option<String>, String> {
+        let resolver = self
+            .dns
+            .resolver_for(servers)
+            .map_err(|e| format!("{e:?}"))?;
+        let auth = MessageAuthenticator((*resolver).clone());
+        let work = async {
+            let msg =
+                AuthenticatedMessage::parse(original).ok_or("the message cannot be parsed")?;
+            let out =
+                AuthenticatedMessage::parse(modified).ok_or("the message cannot be parsed")?;
+            let helo = if env.helo.is_empty() {
+                "unknown"
+            } else {
+                env.helo
+            };
+            let postmaster = format!("postmaster@{helo}");
+            let sender = if env.sender.is_empty() {
+                postmaster.as_str()
+            } else {
+                env.sender
+            };
+            let spf = auth
+                .verify_spf(self.caches.with(SpfParameters::verify_mail_from(
+                    env.ip,
+                    helo,
+                    host_domain,
+                    sender,
+                )))
+                .await;
+            let dkim = auth.verify_dkim(self.caches.with(&msg)).await;
+            let arc = auth.verify_arc(self.caches.with(&msg)).await;
+            if !arc.can_be_sealed() {
+                return Ok(None);
+            }
+            let mail_from_domain = sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string();
+            let dmarc = auth
+                .verify_dmarc(self.caches.with(DmarcParameters::new(
+                    &msg,
+                    &dkim,
+                    &mail_from_domain,
+                    &spf,
+                )))
+                .await;
+            let header_from = msg.from.first().map(|f| f.as_str()).unwrap_or("");
+            let results = AuthenticationResults::new(authserv_id)
+                .with_dkim_results(&dkim, header_from)
+                .with_spf_mailfrom_result(&spf, env.ip, env.sender, helo)
+                .with_arc_result(&arc, env.ip)
+                .with_dmarc_result(&dmarc);
+            super::dkim::arc_seal(key.private, key.domain, key.selector, &out, &results, &arc)
+                .map(Some)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 /// The `authserv-id` of an Authentication-Results value (RFC 8601 §2.2):
 /// its first token, before any version and the first ';'.
 pub fn authserv_id_of(value: &str) -> &str {

@@ -3,6 +3,7 @@
 //! dnsmasq on loopback, keys generated and imported (OpenSSL) through the
 //! API, their DNS records checked.
 
+mod arc;
 mod dkim;
 mod spf;
 mod verify;

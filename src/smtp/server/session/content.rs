@@ -41,6 +41,10 @@ struct Draft {
     edited: Option<headers::Message>,
     scl: Option<i8>,
     size: u64,
+    /// The message as the Sender Id agent verified it.
+    verified: Option<Vec<u8>>,
+    /// An agent changed the message after it arrived.
+    modified: bool,
 }
 
 impl Draft {
@@ -156,6 +160,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             body: Some(body),
             edited: None,
             scl: None,
+            verified: None,
+            modified: false,
         };
         // No sender sets the organization's headers itself.
         if !self.has_right(ExtendedRight::AcceptHeadersOrganization)
@@ -183,8 +189,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     };
                     // Content types are in the header block as received:
                     // no agent edits them.
+                    let before = body.len();
                     match self.attachment_filter(body, headers, tx).await {
                         Ok(b) => {
+                            draft.modified |= b.len() != before;
                             draft.body = Some(b);
                             Ok(())
                         }
@@ -197,6 +205,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if let Some(scl) = draft.scl {
             tx.stamps.push(format!("{SCL_HEADER}: {scl}"));
+        }
+        if draft.modified
+            && let Some(original) = draft.verified.take()
+        {
+            self.arc_seal(&mut draft, tx, &original).await;
         }
         Ok(draft.into_body())
     }
@@ -272,6 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             )
             .await;
         tx.stamps.push(verdict.header.trim_end().to_string());
+        draft.verified = Some(raw);
         let metrics = &self.shared.observe.metrics;
         for (method, word) in [
             ("spf", sender_auth::spf_word(verdict.spf)),
@@ -407,6 +421,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// ARC (RFC 8617): a message the Sender Id agent verified and an agent
+    /// then changed is sealed, with the key of this server's domain (the
+    /// server FQDN's, or the default accepted domain's, active DKIM key), so
+    /// that the next hop can still trust what was verified here. Without a
+    /// key, or over a chain that failed, it is not sealed.
+    async fn arc_seal(&mut self, draft: &mut Draft, tx: &mut Transaction, original: &[u8]) {
+        let snap = self.snap.clone();
+        let key = snap
+            .dkim_key_for(snap.transport.spec.server_fqdn.as_str())
+            .or_else(|| {
+                snap.default_domain()
+                    .and_then(|d| snap.dkim_key_for(d.spec.domain_name.domain().as_str()))
+            });
+        let Some(key) = key else {
+            return;
+        };
+        let Ok(private) = self.shared.config.secrets.open(
+            &key.id.to_string(),
+            key.secret.as_deref().unwrap_or_default(),
+        ) else {
+            tracing::error!(key = %key.spec.record_name(), "the ARC key cannot be opened");
+            return;
+        };
+        let Ok(modified) = draft.bytes() else {
+            return;
+        };
+        let cfg = &snap.anti_spam.sender_id_config.spec;
+        let fqdn = self.fqdn();
+        let authserv_id = cfg.authserv_id.clone().unwrap_or_else(|| fqdn.clone());
+        let ts = &snap.transport.spec;
+        let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
+            ts.internal_dns_servers.iter().map(|s| s.0).collect()
+        } else {
+            ts.external_dns_servers.iter().map(|s| s.0).collect()
+        };
+        let helo = self.helo.clone().unwrap_or_default();
+        let sender = tx.sender.to_string();
+        let sealed = self
+            .shared
+            .agents
+            .verifier
+            .seal(
+                &servers,
+                &authserv_id,
+                &fqdn,
+                original,
+                &modified,
+                &crate::agents::sender_auth::Envelope {
+                    ip: self.remote.ip(),
+                    helo: &helo,
+                    sender: &sender,
+                },
+                cfg.dns_timeout.duration(),
+                crate::agents::sender_auth::SealKey {
+                    private: &private,
+                    domain: key.spec.domain.as_str(),
+                    selector: &key.spec.selector,
+                },
+            )
+            .await;
+        match sealed {
+            Ok(Some(set)) => {
+                let (sender, rcpts) = (tx.sender.clone(), addresses(tx));
+                self.report_agent(
+                    AgentName::SenderId,
+                    "ArcSealed",
+                    &format!("d={} s={}", key.spec.domain, key.spec.selector),
+                    &sender,
+                    rcpts,
+                );
+                tx.stamps.push(set.trim_end().to_string());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "ARC sealing failed"),
+        }
+    }
+
     /// Address Rewriting: inbound, mail from the Internet to an external
     /// address is brought to the internal one (envelope recipients and
     /// address headers); outbound, mail from inside leaves with its
@@ -452,6 +543,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if fields > 0 {
             done.push(format!("{fields} address header(s)"));
+            draft.modified = true;
         }
         if !done.is_empty() {
             let agent = if outbound {
@@ -809,6 +901,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 rcpts.clone(),
             );
         }
+        draft.modified |= !outcome.edits.is_empty();
         let m = draft.message().expect("read above");
         for edit in &outcome.edits {
             match edit {
