@@ -424,6 +424,141 @@ impl Verifier {
     }
 }
 
+/// Whether one of our domains' SPF records lets one outbound address send.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpfPathCheck {
+    /// The send connector the mail leaves by.
+    pub connector: String,
+    /// The address it leaves from: the connector's `sourceIpAddress`, else
+    /// the transport settings' `externalIpAddress`; null when neither is
+    /// set (the operating system picks, and Ferry cannot know it).
+    #[schema(value_type = Option<String>)]
+    pub source_address: Option<IpAddr>,
+    /// The SPF verdict for that address (`pass`, `fail`, `softfail`,
+    /// `neutral`, `none`, `temperror`, `permerror`), or `unknown`.
+    pub result: String,
+    /// What the admin should know or do.
+    pub explanation: String,
+}
+
+/// One accepted domain's SPF, against every way its mail leaves.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainSpfCheck {
+    pub domain: String,
+    /// The SPF records published (none, one, or — an error — several).
+    pub records: Vec<String>,
+    pub paths: Vec<SpfPathCheck>,
+    /// `ok` when every path passes, `attention` otherwise.
+    pub verdict: String,
+}
+
+/// The SPF lint: for each accepted domain, each enabled send connector that
+/// routes Internet mail by DNS (address space `*`) is a path; SPF is
+/// evaluated for its source address as for `postmaster@<domain>`, with no
+/// cache (what DNS says now). Smart-host connectors are listed too: mail
+/// leaves from the smart host, whose address the domain's SPF must list.
+pub async fn spf_lint(snap: &crate::config::Snapshot) -> Vec<DomainSpfCheck> {
+    use crate::model::address_space::Space;
+    let ts = &snap.transport.spec;
+    let servers: Vec<SocketAddr> = if ts.external_dns_servers.is_empty() {
+        ts.internal_dns_servers.iter().map(|s| s.0).collect()
+    } else {
+        ts.external_dns_servers.iter().map(|s| s.0).collect()
+    };
+    let dns = Dns::default();
+    let resolver = dns.resolver_for(&servers).ok();
+    let helo = snap.transport.spec.server_fqdn.to_string();
+    let internet: Vec<_> = snap
+        .send_connectors
+        .iter()
+        .filter(|c| c.spec.enabled && c.spec.address_spaces.iter().any(|a| a.space == Space::All))
+        .collect();
+    let mut out = vec![];
+    for d in &snap.accepted_domains {
+        let domain = d.spec.domain_name.domain().to_string();
+        let records = match dns.txt(&servers, &domain).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|r| r.trim_start().to_ascii_lowercase().starts_with("v=spf1"))
+                .collect(),
+            Err(_) => vec![],
+        };
+        let mut paths = vec![];
+        for c in &internet {
+            let source = c.spec.source_ip_address.or(ts.external_ip_address);
+            let (result, explanation) = if !c.spec.dns_routing_enabled {
+                (
+                    "unknown".to_string(),
+                    format!(
+                        "mail leaves from the smart host{} {}: its outbound address must be in {domain}'s SPF record",
+                        if c.spec.smart_hosts.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        c.spec
+                            .smart_hosts
+                            .iter()
+                            .map(|h| h.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            } else if let (Some(ip), Some(resolver)) = (source, &resolver) {
+                let auth = MessageAuthenticator((**resolver).clone());
+                let sender = format!("postmaster@{domain}");
+                let spf = auth
+                    .verify_spf(SpfParameters::verify_mail_from(ip, &helo, &helo, &sender))
+                    .await;
+                let mut word = spf_word(spf.result());
+                if !matches!(
+                    spf.result(),
+                    SpfResult::PermError | SpfResult::TempError | SpfResult::None
+                ) && let super::spf_strict::Strict::PermError(_) =
+                    super::spf_strict::check(&auth.0, &domain, ip).await
+                {
+                    word = "permerror";
+                }
+                let why = match word {
+                    "pass" => format!("{domain}'s SPF record authorizes {ip}"),
+                    "none" => format!(
+                        "{domain} publishes no SPF record: publish one that lists {ip} (e.g. \"v=spf1 ip4:{ip} -all\")"
+                    ),
+                    "permerror" => format!(
+                        "{domain}'s SPF record is invalid (RFC 7208): receivers treat its mail as unauthenticated"
+                    ),
+                    "temperror" => "DNS did not answer: check again".to_string(),
+                    other => {
+                        format!("{domain}'s SPF record gives {other} for {ip}: add {ip} to it")
+                    }
+                };
+                (word.to_string(), why)
+            } else {
+                (
+                    "unknown".to_string(),
+                    "no source address is set (sourceIpAddress on the connector or externalIpAddress in the transport settings): set the address mail leaves from, so it can be checked".to_string(),
+                )
+            };
+            paths.push(SpfPathCheck {
+                connector: c.spec.name.clone(),
+                source_address: source,
+                result,
+                explanation,
+            });
+        }
+        let ok = !paths.is_empty() && paths.iter().all(|p| p.result == "pass");
+        out.push(DomainSpfCheck {
+            domain,
+            records,
+            paths,
+            verdict: if ok { "ok" } else { "attention" }.to_string(),
+        });
+    }
+    out
+}
+
 /// The `authserv-id` of an Authentication-Results value (RFC 8601 §2.2):
 /// its first token, before any version and the first ';'.
 pub fn authserv_id_of(value: &str) -> &str {

@@ -310,3 +310,17 @@ pub async fn patch_sender_id(
         },
     ))
 }
+
+#[utoipa::path(get, path = "/api/v1/spf-check", tag = "message-authentication",
+    responses((status = 200, body = List<crate::agents::sender_auth::DomainSpfCheck>)))]
+/// Whether each accepted domain's published SPF record authorizes the
+/// addresses its mail leaves from (an explain-style lint; nothing is
+/// assumed: an address Ferry cannot know is reported as unknown).
+pub async fn spf_check(
+    State(s): State<AppState>,
+) -> Json<List<crate::agents::sender_auth::DomainSpfCheck>> {
+    let snap = s.config.snapshot();
+    Json(List {
+        items: crate::agents::sender_auth::spf_lint(&snap).await,
+    })
+}

@@ -303,6 +303,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(content::patch_rule)
                 .delete(content::delete_rule),
         )
+        .route("/api/v1/spf-check", g(message_auth::spf_check))
         .route(
             "/api/v1/sender-id-config",
             g(message_auth::get_sender_id).patch(message_auth::patch_sender_id),

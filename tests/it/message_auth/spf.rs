@@ -147,3 +147,95 @@ async fn spf_verdicts_agree_with_pyspf_on_every_case() {
     assert!(cases.len() >= 20);
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
+
+#[tokio::test]
+async fn the_spf_lint_says_which_of_our_domains_authorize_the_addresses_mail_leaves_from() {
+    if !crate::support::peers::require(&["dnsmasq", "dig"]) {
+        return;
+    }
+    let e = edge().await;
+    let out = e.external.clone();
+    let dns = Dnsmasq::start(
+        &e.ip(53),
+        &[
+            format!("--txt-record=contoso.test,v=spf1 ip4:{out} -all"),
+            "--txt-record=woodgrove.test,v=spf1 ip4:192.0.2.1 -all".to_string(),
+            "--txt-record=broken.test,v=spf1 ip4:999.0.0.1 -all".to_string(),
+        ],
+    )
+    .await;
+    for d in ["woodgrove.test", "tailspin.test", "broken.test"] {
+        e.app
+            .create("/api/v1/accepted-domains", json!({"domainName": d}))
+            .await;
+    }
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"externalDNSServers": [dns.server], "externalIPAddress": out}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for body in [
+        json!({"name": "To Internet", "addressSpaces": ["*"]}),
+        json!({"name": "Via relay", "addressSpaces": ["*;10"], "smartHosts": ["relay.contoso.test"]}),
+    ] {
+        let r = e.app.post("/api/v1/send-connectors", body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = e.app.get("/api/v1/spf-check").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let by = |d: &str| {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["domain"] == d)
+            .cloned()
+            .unwrap_or_else(|| panic!("{d} in {}", r.text))
+    };
+    let path = |d: &str, c: &str| {
+        by(d)["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["connector"] == c)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        path("contoso.test", "To Internet")["result"],
+        "pass",
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        path("contoso.test", "To Internet")["sourceAddress"],
+        out.as_str()
+    );
+    assert_eq!(
+        path("woodgrove.test", "To Internet")["result"],
+        "fail",
+        "{}",
+        r.text
+    );
+    assert!(
+        path("woodgrove.test", "To Internet")["explanation"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("add {out}")),
+        "{}",
+        r.text
+    );
+    assert_eq!(path("tailspin.test", "To Internet")["result"], "none");
+    assert_eq!(path("broken.test", "To Internet")["result"], "permerror");
+    // Through a smart host Ferry cannot know the address: it says so.
+    assert_eq!(path("contoso.test", "Via relay")["result"], "unknown");
+    assert_eq!(by("contoso.test")["verdict"], "attention");
+    assert_eq!(
+        by("contoso.test")["records"][0],
+        format!("v=spf1 ip4:{out} -all")
+    );
+}
