@@ -652,6 +652,47 @@ async function contentPage() {
     ruleCard());
 }
 
+// Message authentication: DKIM signing keys with the DNS records to publish,
+// the Sender Id agent's settings, today's verdicts, and the SPF lint.
+async function authenticationPage() {
+  await loadSchema();
+  const today = new Date(); today.setUTCHours(0, 0, 0, 0);
+  const [keys, sid, events, spf] = await Promise.all([api("GET", "/dkim-signing-keys"), api("GET", "/sender-id-config"),
+    api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`), api("GET", "/spf-check")]);
+  // Today's verdicts, from the Sender Id agent's tracking events: "spf=pass dkim=pass dmarc=pass arc=none".
+  const counts = new Map();
+  for (const e of events.data.items || []) {
+    const m = /^Sender Id Agent: Verified: (.*)$/.exec(e.detail || "");
+    if (!m) continue;
+    for (const v of m[1].split(" ")) counts.set(v, (counts.get(v) || 0) + 1);
+  }
+  const verdictRows = [...counts.entries()].sort().map(([v, n]) => { const [method, result] = v.split("="); return h("tr", {},
+    h("td", { "data-label": "Check" }, method.toUpperCase()), h("td", { "data-label": "Result" }, result), h("td", { "data-label": "Today" }, String(n))); });
+  const keyRows = keys.data.items.map((k) => h("tr", {},
+    h("td", { "data-label": "Domain" }, k.domain), h("td", { "data-label": "Selector" }, k.selector),
+    h("td", { "data-label": "Algorithm" }, k.algorithm), h("td", { "data-label": "State" }, tag(k.state)),
+    h("td", { "data-label": "DNS record" }, h("code", { class: "wrap" }, `${k.dnsRecordName} TXT "${k.dnsRecord}"`)),
+    h("td", {}, ...["Active", "Retired"].filter((st) => st !== k.state).map((st) => h("button", { type: "button", class: "secondary",
+      "aria-label": `${st === "Active" ? "Activate" : "Retire"} ${k.dnsRecordName}`, onclick: async () => {
+        const r = await api("PATCH", `/dkim-signing-keys/${k.id}`, { state: st }, `"${k.version}"`);
+        if (!r.ok) return alert(r.data.detail);
+        route();
+      } }, st === "Active" ? "Activate" : "Retire")), " ", removeButton(k.dnsRecordName, `/dkim-signing-keys/${k.id}`))));
+  const spfRows = spf.data.items.flatMap((d) => d.paths.map((p) => h("tr", {},
+    h("td", { "data-label": "Domain" }, d.domain), h("td", { "data-label": "Leaves by" }, p.connector),
+    h("td", { "data-label": "From" }, p.sourceAddress || "unknown"), h("td", { "data-label": "SPF" }, tag(p.result)),
+    h("td", { "data-label": "What to do" }, p.explanation))));
+  page("Authentication",
+    h("h2", {}, "Today"),
+    h("div", { class: "card", "aria-label": "Today's verdicts" }, table(["Check", "Result", "Today"], verdictRows, "No message was checked today.")),
+    h("h2", {}, "DKIM signing keys"),
+    h("div", { class: "card", "aria-label": "DKIM signing keys" }, table(["Domain", "Selector", "Algorithm", "State", "DNS record", ""], keyRows, "No key.")),
+    addCard("New DKIM key", "/dkim-signing-keys", ["domain", "selector", "algorithm"]),
+    h("h2", {}, "SPF of our domains"),
+    h("div", { class: "card", "aria-label": "SPF of our domains" }, table(["Domain", "Leaves by", "From", "SPF", "What to do"], spfRows, "No send connector carries Internet mail.")),
+    settingsCard("Sender Id agent (SPF, DKIM, DMARC, ARC)", "/sender-id-config", "SenderIdConfig", sid.data, sid.etag));
+}
+
 // ----- overview --------------------------------------------------------------------------
 
 async function overviewPage() {
@@ -732,6 +773,7 @@ async function route() {
     else if (section === "tracking") await trackingPage();
     else if (section === "anti-spam") await antiSpamPage();
     else if (section === "content") await contentPage();
+    else if (section === "authentication") await authenticationPage();
     else await overviewPage();
   } catch (e) {
     if (e.message !== "signed out") page("Error", banner("bad", String(e)));

@@ -309,9 +309,26 @@ test("the content agents page: content filter settings, a rewrite entry and a tr
   assert.equal((await api("GET", "/transport-rules/Tag%20external")).data.enabled, false);
 });
 
+test("the authentication page: a DKIM key made, its DNS record shown, then activated", async () => {
+  await go("#/authentication");
+  const add = page.getByRole("form", { name: "New DKIM key" });
+  await add.getByLabel("Domain").fill("contoso.test");
+  await add.getByLabel("Selector").fill("dash1");
+  await add.getByLabel("Algorithm").fill("Ed25519");
+  await add.getByRole("button", { name: "Add" }).click();
+  const keys = page.getByLabel("DKIM signing keys");
+  await keys.getByText(/dash1\._domainkey\.contoso\.test TXT "v=DKIM1; k=ed25519; p=/).waitFor();
+  await page.getByRole("button", { name: "Activate dash1._domainkey.contoso.test" }).click();
+  await keys.getByText("Active", { exact: true }).waitFor();
+  assert.equal((await api("GET", "/dkim-signing-keys/dash1._domainkey.contoso.test")).data.state, "Active");
+  // The Sender Id agent's settings form, built from its schema.
+  await page.getByRole("form", { name: "Sender Id agent (SPF, DKIM, DMARC, ARC)" }).waitFor();
+  await page.getByLabel("SPF of our domains").waitFor();
+});
+
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
   const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
-    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/content", "#/queues", "#/tracking", state.trackingPage];
+    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/content", "#/authentication", "#/queues", "#/tracking", state.trackingPage];
   for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
     await page.setViewportSize(viewport);
     for (const hash of pages) {
