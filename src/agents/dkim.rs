@@ -2,10 +2,13 @@
 //! `model::dkim::DkimSigningKey`, kept sealed, parsed once per key version,
 //! and the signature of an outbound message.
 //!
-//! What is signed follows current practice (RFC 6376 §5.4, M3AAWG): the
-//! identity and content headers below, `From` listed twice so that no
-//! second From can be added after signing (oversigning), relaxed/relaxed
-//! canonicalisation, and no `l=` (the whole body is covered).
+//! What is signed follows current practice (RFC 6376 §5.4, M3AAWG): those
+//! of the identity and content headers below that the message has, `From`
+//! once more than it occurs so that no second From can be added after
+//! signing (oversigning), relaxed/relaxed canonicalisation, and no `l=`
+//! (the whole body is covered). Other absent headers are not signed: relays
+//! may add some of them (Postfix adds a missing Date, a MIME conversion
+//! adds MIME-Version), and a signature over their absence would break.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,9 +24,9 @@ use uuid::Uuid;
 
 use crate::model::dkim::DkimAlgorithm;
 
-/// The headers a signature covers (those present, and From once more).
+/// The headers a signature covers, when the message has them; From is
+/// signed once more.
 pub const SIGNED_HEADERS: &[&str] = &[
-    "From",
     "From",
     "Reply-To",
     "Sender",
@@ -164,19 +167,54 @@ fn signer<T: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>(
     key: T,
     domain: &str,
     selector: &str,
+    present: u32,
 ) -> DkimSigner<T, Done> {
+    let mut headers: Vec<&str> = SIGNED_HEADERS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| present & (1 << i) != 0)
+        .map(|(_, h)| *h)
+        .collect();
+    headers.push("From");
     DkimSigner::from_key(key)
         .domain(domain)
         .selector(selector)
-        .headers(SIGNED_HEADERS.iter().copied())
+        .headers(headers)
         .header_canonicalization(Canonicalization::Relaxed)
         .body_canonicalization(Canonicalization::Relaxed)
 }
 
-/// Signers by (key id, version): a key is parsed once, not per message.
+/// Which of SIGNED_HEADERS a message's header block has, as bits.
+fn present_headers(message: &[u8]) -> u32 {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let mut mask = 0;
+    for line in message[..end].split(|&b| b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t') | None) {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon]);
+        let name = name.trim();
+        if let Some(i) = SIGNED_HEADERS
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+        {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Signers by (key id, version, headers present): a key is parsed once
+/// per set of headers, not per message.
 #[derive(Default)]
 pub struct Signers {
-    keys: Mutex<HashMap<(Uuid, i64), Arc<Signer>>>,
+    keys: Mutex<HashMap<(Uuid, i64, u32), Arc<Signer>>>,
 }
 
 impl Signers {
@@ -189,18 +227,24 @@ impl Signers {
         selector: &str,
         message: &[u8],
     ) -> Result<String, String> {
+        let present = present_headers(message);
+        let slot = (id.0, id.1, present);
         let s = {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            match keys.get(&id) {
+            match keys.get(&slot) {
                 Some(s) => s.clone(),
                 None => {
                     let s = Arc::new(match load(&private()?)? {
-                        Key::Rsa(k) => Signer::Rsa(signer(k, domain, selector)),
-                        Key::Ed25519(k) => Signer::Ed25519(signer(k, domain, selector)),
+                        Key::Rsa(k) => Signer::Rsa(signer(k, domain, selector, present)),
+                        Key::Ed25519(k) => Signer::Ed25519(signer(k, domain, selector, present)),
                     });
-                    // Versions of a key that changed since are dropped.
-                    keys.retain(|(i, _), _| *i != id.0);
-                    keys.insert(id, s.clone());
+                    // Other versions of the key are dropped, and the sets of
+                    // headers kept per key are bounded.
+                    keys.retain(|(i, v, _), _| *i != id.0 || *v == id.1);
+                    if keys.keys().filter(|(i, _, _)| *i == id.0).count() >= 64 {
+                        keys.retain(|(i, _, _), _| *i != id.0);
+                    }
+                    keys.insert(slot, s.clone());
                     s
                 }
             }

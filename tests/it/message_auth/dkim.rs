@@ -307,3 +307,151 @@ async fn rotation_retires_the_active_key_and_an_active_key_cannot_be_deleted() {
     assert_eq!(check.status, 200, "{}", check.text);
     assert_eq!(check.body["published"], false, "{}", check.text);
 }
+
+/// The private Postfix of one test, stopped when dropped.
+struct Postfix {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/postfix-private.sh"
+            ))
+            .arg(&self.dir)
+            .arg("stop")
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn signatures_survive_a_postfix_relay_and_verify_with_dkimpy_for_both_key_types() {
+    if !crate::support::peers::require(&["postfix", "dnsmasq", "dig"]) {
+        return;
+    }
+    let Some(python) = crate::support::python::with(&["dkim", "nacl", "dns.resolver"]) else {
+        return;
+    };
+    let postfix_ip = "127.78.0.11";
+    let Some(e) = crate::delivery::setup::env(
+        ferry::model::Role::Edge,
+        &[&format!("--host-record=relay.contoso.test,{postfix_ip}")],
+    )
+    .await
+    else {
+        return;
+    };
+    // The submission client is inside: its mail is signed.
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"internalSMTPServers": [e.ip(30)]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ca = crate::support::pki::Ca::new(e.app.dir.path());
+    let (crt, key) = ca.issue(&["relay.contoso.test"]);
+    let (crt_path, key_path) = (
+        e.app.dir.path().join("relay.crt"),
+        e.app.dir.path().join("relay.key"),
+    );
+    std::fs::write(&crt_path, crt).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let pf = Postfix {
+        dir: e.app.dir.path().join("postfix"),
+    };
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/postfix-smarthost.sh"
+        ))
+        .arg(&pf.dir)
+        .args([
+            postfix_ip,
+            "2525",
+            "relay.contoso.test",
+            "fabrikam.test",
+            "edge01",
+            "Edge-Relay-Pass-7",
+        ])
+        .arg(&crt_path)
+        .arg(&key_path)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "Postfix: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.app
+        .create(
+            "/api/v1/certificates",
+            json!({"source": "trustAnchor", "certificatePem": ca.cert_pem}),
+        )
+        .await;
+    e.app
+        .create(
+            "/api/v1/credentials",
+            json!({"name": "relay", "kind": "SmartHost", "userName": "edge01", "password": "Edge-Relay-Pass-7"}),
+        )
+        .await;
+    e.connector(
+        json!({"name": "Via Postfix", "addressSpaces": ["fabrikam.test"],
+        "smartHosts": ["relay.contoso.test"], "port": 2525,
+        "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "relay"}),
+    )
+    .await;
+    let mut records = vec![];
+    for (domain, alg) in [("contoso.test", "RSA-2048"), ("ed.contoso.test", "Ed25519")] {
+        let r = e
+            .app
+            .post(
+                "/api/v1/dkim-signing-keys",
+                json!({"domain": domain, "algorithm": alg, "selector": "relay", "state": "Active"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        records.push(txt(
+            r.body["dnsRecordName"].as_str().unwrap(),
+            r.body["dnsRecord"].as_str().unwrap(),
+        ));
+    }
+    let keys = Dnsmasq::start(&e.ip(54), &records).await;
+    let stored = |pf: &Postfix| -> Vec<String> {
+        std::fs::read_dir(pf.dir.join("mail").join("fabrikam.test").join("new"))
+            .map(|d| {
+                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for from in ["mary@contoso.test", "mary@ed.contoso.test"] {
+        let subject = format!("relayed-{}", uuid::Uuid::new_v4().simple());
+        e.submit(from, &["alice@fabrikam.test"], &subject).await;
+        crate::delivery::setup::eventually(20, "Postfix stored the message", || async {
+            stored(&pf).iter().any(|m| m.contains(&subject))
+        })
+        .await;
+        // Maildir keeps lines ending in LF; on the wire they end in CRLF.
+        let got = stored(&pf)
+            .into_iter()
+            .find(|m| m.contains(&subject))
+            .unwrap()
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n");
+        assert!(got.contains("DKIM-Signature:"), "{got}");
+        // Postfix added its own headers and changed nothing signed.
+        assert!(got.contains("Delivered-To: alice@fabrikam.test"), "{got}");
+        let (ok, out) =
+            crate::support::python::run(&python, VERIFY, &[&keys.server], got.as_bytes());
+        assert!(ok, "dkimpy after Postfix ({from}): {out}\n{got}");
+        let changed = got.replace(&format!("body of {subject}"), "a different body");
+        let (ok, _) =
+            crate::support::python::run(&python, VERIFY, &[&keys.server], changed.as_bytes());
+        assert!(!ok, "a body changed after the relay must fail");
+    }
+}

@@ -156,11 +156,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // The subject as queued (a rule may have changed it).
         let subject = header_value(&stamped.head[..header_block_len(&stamped.head)], "subject")
             .map(|v| v.trim().to_string());
-        let added_id = if has_message_id {
+        // RFC 5322 requires Message-ID and Date: a message without them
+        // gets them here (RFC 6409 §8.2, §8.3), before it is signed.
+        let mut added_id = if has_message_id {
             String::new()
         } else {
             format!("Message-ID: {message_id}\r\n")
         };
+        if header_value(&header_block, "date").is_none() {
+            added_id.push_str(&format!("Date: {}\r\n", rfc5322_now()));
+        }
         let signature = self.dkim_signature(&stamped, added_id.as_bytes()).await;
         let mut prefix = Vec::with_capacity(1024);
         prefix.extend_from_slice(self.received_header(&fqdn, &tx).as_bytes());
