@@ -15,12 +15,16 @@
 #   9. the Content Filter's cost: 4 KB x 20 sessions relayed by Ferry with the Content Filter
 #      off and on (a private rspamd on loopback), and by Postfix without and with the same
 #      rspamd as a milter
+#  10. message authentication's cost: 4 KB x 20 sessions relayed by Ferry plain and with
+#      DKIM signing plus SPF/DKIM/DMARC verification of every message (records served by a
+#      private dnsmasq), and by Postfix plain and with a private OpenDKIM milter signing
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
 #        bash bench/run.sh --config                (only section 7, printed, RESULTS.md untouched)
 #        bash bench/run.sh --agents                (only section 8, printed, RESULTS.md untouched)
 #        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
+#        bash bench/run.sh --auth                  (only section 10, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -55,6 +59,7 @@ cleanup() {
   pkill -f "ferry serve --data-dir $W" 2>/dev/null || true
   pf stop 2>/dev/null || true
   bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" stop 2>/dev/null || true
+  bash "$REPO/tests/peers/opendkim-private.sh" "$W/opendkim" stop 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -287,6 +292,76 @@ content_bench() {
     "Postfix: ${R[ct_postfix-off]}/s plain, ${R[ct_postfix-on]}/s with the milter ($(ratio "${R[ct_postfix-on]}" "${R[ct_postfix-off]}")×);" \
     "scanned Ferry/Postfix $(ratio "${R[ct_ferry-on]}" "${R[ct_postfix-on]}")×"
 }
+# Section 10, also run alone with --auth: DKIM signing and SPF/DKIM/DMARC
+# verification on every message, beside Postfix signing with OpenDKIM.
+AUTH_DNS_PORT=2538; OPENDKIM_PORT=2537
+auth_round() { # label: ferry-off | ferry-on | postfix-off | postfix-on
+  local n=$N4K
+  case $1 in
+    ferry-*)
+      rm -rf "$W/ferry-auth"; start_ferry "$W/ferry-auth"; configure_relay
+      if [ "$1" = ferry-on ]; then
+        key=$(api -X POST "$API/dkim-signing-keys" -d '{"domain":"source.test","selector":"bench","state":"Active"}')
+        name=$(echo "$key" | jq -r .dnsRecordName); record=$(echo "$key" | jq -r .dnsRecord)
+        dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --conf-file=/dev/null \
+          --local=/test/ --pid-file= --user=root --log-facility=- --listen-address=127.0.0.1 --port=$AUTH_DNS_PORT \
+          "--txt-record=source.test,v=spf1 ip4:127.0.0.1 -all" "--txt-record=_dmarc.source.test,v=DMARC1; p=none" \
+          "--txt-record=$name,${record:0:250},${record:250}" >/dev/null 2>&1 &
+        AUTH_DNS_PID=$!; pids+=("$AUTH_DNS_PID"); sleep 0.5
+        api -X PATCH "$API/transport-settings" -d "{\"internalSMTPServers\":[\"127.0.0.1\"],\"externalDNSServers\":[\"127.0.0.1:$AUTH_DNS_PORT\"]}" >/dev/null
+        api -X PATCH "$API/sender-id-config" -d '{"internalMailEnabled":true}' >/dev/null
+        api -X PATCH "$API/transport-agents/Sender%20Id%20Agent" -d '{"enabled":true}' >/dev/null
+        # A few messages first, kept, to show the measured ones are signed and verified.
+        start_sink $SINK "$W/au-check.out" "$W/au-dump"
+        smtp-source -s 1 -m 5 -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN
+        wait_sink "$W/au-check.out" 5 >/dev/null; kill "$SINK_PID" 2>/dev/null || true; sleep 0.2
+        grep -lq "^DKIM-Signature: v=1; a=rsa-sha256; s=bench; d=source.test" "$W"/au-dump/* \
+          && grep -lq "^Authentication-Results: .*spf=pass\|^	spf=pass" "$W"/au-dump/* \
+          || { echo "ferry-on: the relayed mail is not signed and verified" >&2; exit 1; }
+      fi
+      start_sink $SINK "$W/au-sink.out"
+      t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN; t1=$(now)
+      wait_sink "$W/au-sink.out" "$n" >/dev/null; t2=$(now)
+      R[au_$1]=$(rate "$(sink_count "$W/au-sink.out")" "$(elapsed "$t0" "$t2")")
+      kill "$SINK_PID" 2>/dev/null || true
+      kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+      [ "$1" = ferry-on ] && { kill "$AUTH_DNS_PID" 2>/dev/null || true; }
+      ;;
+    postfix-*)
+      postfix_setup 20
+      if [ "$1" = postfix-on ]; then
+        pf postconf -e "smtpd_milters = inet:127.0.0.1:$OPENDKIM_PORT" "milter_default_action = accept" "milter_protocol = 6"
+      else
+        pf postconf -e "smtpd_milters ="
+      fi
+      pf stop; pf start; sleep 1
+      start_sink $PF_SINK "$W/pa-sink.out"
+      t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$PF_IN; t1=$(now)
+      wait_sink "$W/pa-sink.out" "$n" >/dev/null; t2=$(now)
+      R[au_$1]=$(rate "$(sink_count "$W/pa-sink.out")" "$(elapsed "$t0" "$t2")")
+      kill "$SINK_PID" 2>/dev/null || true; pf stop
+      ;;
+  esac
+  echo "  $1: accepted $(rate "$n" "$(elapsed "$t0" "$t1")")/s, relayed ${R[au_$1]}/s"
+}
+auth_bench() {
+  bash "$REPO/tests/peers/opendkim-private.sh" fetch
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$W/opendkim.key" 2>/dev/null
+  bash "$REPO/tests/peers/opendkim-private.sh" "$W/opendkim" start 127.0.0.1 $OPENDKIM_PORT source.test bench "$W/opendkim.key"
+  for label in ferry-off ferry-on postfix-off postfix-on; do auth_round "$label"; done
+  for label in postfix-on ferry-on; do
+    local first=${R[au_$label]}; auth_round "$label"
+    R[au_$label]=$(( (first + ${R[au_$label]}) / 2 ))
+  done
+  bash "$REPO/tests/peers/opendkim-private.sh" "$W/opendkim" stop
+  echo "  Ferry: ${R[au_ferry-off]}/s plain, ${R[au_ferry-on]}/s signing and verifying ($(ratio "${R[au_ferry-on]}" "${R[au_ferry-off]}")×);" \
+    "Postfix: ${R[au_postfix-off]}/s plain, ${R[au_postfix-on]}/s with OpenDKIM signing ($(ratio "${R[au_postfix-on]}" "${R[au_postfix-off]}")×);" \
+    "Ferry/Postfix $(ratio "${R[au_ferry-on]}" "${R[au_postfix-on]}")×"
+}
+if [ "$QUICK" = --auth ]; then
+  declare -A R
+  echo "== 10. message authentication's cost"; auth_bench; exit 0
+fi
 if [ "$QUICK" = --content ]; then
   declare -A R
   echo "== 9. the Content Filter's cost"; content_bench; exit 0
@@ -421,6 +496,8 @@ echo "== 8. the anti-spam agents' cost"
 agents_bench
 echo "== 9. the Content Filter's cost"
 content_bench
+echo "== 10. message authentication's cost"
+auth_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -482,5 +559,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 9. The Content Filter's cost"
   echo
   echo "4 KB × 20 sessions relayed to smtp-sink, every message scanned by one private rspamd on loopback ($(nproc) workers; Debian's rules, the modules that need no network): **Ferry ${R[ct_ferry-off]} msg/s plain, ${R[ct_ferry-on]} msg/s with the Content Filter — $(ratio "${R[ct_ferry-on]}" "${R[ct_ferry-off]}")×**; Postfix ${R[ct_postfix-off]} msg/s plain, ${R[ct_postfix-on]} msg/s with the same rspamd as a milter — $(ratio "${R[ct_postfix-on]}" "${R[ct_postfix-off]}")×. Scanned, Ferry relays **$(ratio "${R[ct_ferry-on]}" "${R[ct_postfix-on]}")×** Postfix's rate (the scanned cases are the mean of two rounds)."
+  echo
+  echo "## 10. Message authentication's cost"
+  echo
+  echo "4 KB × 20 sessions relayed to smtp-sink. Ferry signs every message with an RSA-2048 DKIM key and verifies it first (SPF, DKIM, DMARC and ARC against a private dnsmasq on loopback): **${R[au_ferry-off]} msg/s plain, ${R[au_ferry-on]} msg/s signing and verifying — $(ratio "${R[au_ferry-on]}" "${R[au_ferry-off]}")×**. Postfix ${R[au_postfix-off]} msg/s plain, ${R[au_postfix-on]} msg/s with a private OpenDKIM milter signing (RSA-2048) — $(ratio "${R[au_postfix-on]}" "${R[au_postfix-off]}")×. With authentication on, Ferry relays **$(ratio "${R[au_ferry-on]}" "${R[au_postfix-on]}")×** Postfix's rate (the authenticated cases are the mean of two rounds)."
 } > "$RESULTS"
 echo "wrote $RESULTS"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# A private OpenDKIM milter for the benchmarks (Postfix signing with
+# OpenDKIM, what admins run beside Postfix): Debian's opendkim run with its
+# own configuration, key and PID file under DIR, listening on one loopback
+# address, signing only (no DNS lookups; its resolver is pointed at
+# loopback all the same), stopped by PID. No system configuration
+# (/etc/opendkim.conf) is read or written and no system opendkim is started.
+#
+# opendkim is the installed one when there is one; otherwise Debian's
+# package and the libraries it needs, downloaded and extracted (not
+# installed: its postinst would start a system daemon) under
+# target/peers/opendkim by `fetch`.
+# Usage:
+#   opendkim-private.sh fetch
+#   opendkim-private.sh DIR start ADDR PORT DOMAIN SELECTOR KEYFILE
+#   opendkim-private.sh DIR stop
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+LOCAL=$REPO/target/peers/opendkim/root
+
+locate() {
+  if [ -x /usr/sbin/opendkim ]; then
+    OPENDKIM=/usr/sbin/opendkim
+  elif [ -x "$LOCAL/usr/sbin/opendkim" ]; then
+    OPENDKIM=$LOCAL/usr/sbin/opendkim
+    export LD_LIBRARY_PATH=$LOCAL/usr/lib/x86_64-linux-gnu:$LOCAL/usr/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  else
+    return 1
+  fi
+  "$OPENDKIM" -V >/dev/null 2>&1
+}
+
+case $1 in
+  fetch)
+    locate && exit 0
+    mkdir -p "$LOCAL/../debs"
+    cd "$LOCAL/../debs"
+    pkgs="opendkim libopendkim11 librbl1 libvbr2 libmilter1.0.1 libmemcached11 libopendbx1 liblua5.3-0 libhashkit2"
+    # shellcheck disable=SC2086
+    apt-get download $pkgs >/dev/null 2>&1 || {
+      apt-get update -qq >/dev/null
+      apt-get download $pkgs 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+    }
+    for d in ./*.deb; do dpkg-deb -x "$d" "$LOCAL"; done
+    locate
+    exit 0
+    ;;
+esac
+
+DIR=$(realpath -m "$1"); cmd=$2; shift 2
+locate || { echo "opendkim is not available: run $0 fetch" >&2; exit 1; }
+case $cmd in
+  start)
+    ADDR=$1; PORT=$2; DOMAIN=$3; SELECTOR=$4; KEY=$5
+    mkdir -p "$DIR"
+    cp "$KEY" "$DIR/key.pem"; chmod 600 "$DIR/key.pem"
+    cat > "$DIR/opendkim.conf" <<CONF
+Mode                    s
+Domain                  $DOMAIN
+Selector                $SELECTOR
+KeyFile                 $DIR/key.pem
+Canonicalization        relaxed/relaxed
+OversignHeaders         From
+Socket                  inet:$PORT@$ADDR
+PidFile                 $DIR/opendkim.pid
+Nameservers             127.0.0.1
+Syslog                  no
+RequireSafeKeys         no
+UMask                   007
+CONF
+    rm -f "$DIR/opendkim.pid"
+    "$OPENDKIM" -x "$DIR/opendkim.conf" -u root >"$DIR/stdout" 2>&1 || { cat "$DIR/stdout" >&2; exit 1; }
+    for _ in $(seq 1 100); do
+      [ -s "$DIR/opendkim.pid" ] && (exec 3<>"/dev/tcp/$ADDR/$PORT") 2>/dev/null && exit 0
+      sleep 0.05
+    done
+    echo "opendkim did not start on $ADDR:$PORT" >&2; cat "$DIR/stdout" >&2; exit 1
+    ;;
+  stop)
+    if [ -s "$DIR/opendkim.pid" ]; then
+      pid=$(cat "$DIR/opendkim.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    fi
+    ;;
+  *) echo "usage: $0 fetch | DIR start ADDR PORT DOMAIN SELECTOR KEYFILE | DIR stop" >&2; exit 2 ;;
+esac
