@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A private OpenDKIM milter for the benchmarks (Postfix signing with
-# OpenDKIM, what admins run beside Postfix): Debian's opendkim run with its
-# own configuration, key and PID file under DIR, listening on one loopback
-# address, signing only (no DNS lookups; its resolver is pointed at
-# loopback all the same), stopped by PID. No system configuration
+# A private OpenDKIM milter: for the benchmarks, signing beside Postfix
+# (what admins run); for the tests, verifying what Ferry signed after a
+# Postfix relay, its public keys read from a file (TestPublicKeys) rather
+# than DNS. Debian's opendkim run with its own configuration, keys and PID
+# file under DIR, listening on one loopback address (its resolver pointed
+# at loopback all the same), stopped by PID. No system configuration
 # (/etc/opendkim.conf) is read or written and no system opendkim is started.
 #
 # opendkim is the installed one when there is one; otherwise Debian's
@@ -12,7 +13,9 @@
 # target/peers/opendkim by `fetch`.
 # Usage:
 #   opendkim-private.sh fetch
-#   opendkim-private.sh DIR start ADDR PORT DOMAIN SELECTOR KEYFILE
+#   opendkim-private.sh available
+#   opendkim-private.sh DIR start ADDR PORT DOMAIN SELECTOR KEYFILE   # signing
+#   opendkim-private.sh DIR verify ADDR PORT AUTHSERV-ID KEYS         # verifying; KEYS: "name record" lines
 #   opendkim-private.sh DIR stop
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,6 +48,10 @@ case $1 in
     locate
     exit 0
     ;;
+  available)
+    locate
+    exit $?
+    ;;
 esac
 
 DIR=$(realpath -m "$1"); cmd=$2; shift 2
@@ -76,6 +83,31 @@ CONF
     done
     echo "opendkim did not start on $ADDR:$PORT" >&2; cat "$DIR/stdout" >&2; exit 1
     ;;
+  verify)
+    ADDR=$1; PORT=$2; AUTHSERV=$3; KEYS=$4
+    mkdir -p "$DIR"
+    cp "$KEYS" "$DIR/public-keys"
+    cat > "$DIR/opendkim.conf" <<CONF
+Mode                    v
+AuthservID              $AUTHSERV
+# Verify every client: loopback is otherwise an internal host, signed for
+# rather than verified (192.0.2.255 is a documentation address, never used).
+InternalHosts           192.0.2.255/32
+TestPublicKeys          $DIR/public-keys
+Socket                  inet:$PORT@$ADDR
+PidFile                 $DIR/opendkim.pid
+Nameservers             127.0.0.1
+Syslog                  no
+UMask                   007
+CONF
+    rm -f "$DIR/opendkim.pid"
+    "$OPENDKIM" -x "$DIR/opendkim.conf" -u root >"$DIR/stdout" 2>&1 || { cat "$DIR/stdout" >&2; exit 1; }
+    for _ in $(seq 1 100); do
+      [ -s "$DIR/opendkim.pid" ] && (exec 3<>"/dev/tcp/$ADDR/$PORT") 2>/dev/null && exit 0
+      sleep 0.05
+    done
+    echo "opendkim did not start on $ADDR:$PORT" >&2; cat "$DIR/stdout" >&2; exit 1
+    ;;
   stop)
     if [ -s "$DIR/opendkim.pid" ]; then
       pid=$(cat "$DIR/opendkim.pid")
@@ -83,5 +115,5 @@ CONF
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     fi
     ;;
-  *) echo "usage: $0 fetch | DIR start ADDR PORT DOMAIN SELECTOR KEYFILE | DIR stop" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch | available | DIR start ADDR PORT DOMAIN SELECTOR KEYFILE | DIR verify ADDR PORT AUTHSERV-ID KEYS | DIR stop" >&2; exit 2 ;;
 esac

@@ -308,6 +308,24 @@ async fn rotation_retires_the_active_key_and_an_active_key_cannot_be_deleted() {
     assert_eq!(check.body["published"], false, "{}", check.text);
 }
 
+/// The private OpenDKIM of one test, stopped when dropped.
+struct OpenDkim {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for OpenDkim {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/opendkim-private.sh"
+            ))
+            .arg(&self.dir)
+            .arg("stop")
+            .status();
+    }
+}
+
 /// The private Postfix of one test, stopped when dropped.
 struct Postfix {
     dir: std::path::PathBuf,
@@ -327,7 +345,8 @@ impl Drop for Postfix {
 }
 
 #[tokio::test]
-async fn signatures_survive_a_postfix_relay_and_verify_with_dkimpy_for_both_key_types() {
+async fn signatures_survive_a_postfix_relay_and_verify_with_opendkim_and_dkimpy_for_both_key_types()
+{
     if !crate::support::peers::require(&["postfix", "dnsmasq", "dig"]) {
         return;
     }
@@ -421,6 +440,101 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_dkimpy_for_both_key_
         ));
     }
     let keys = Dnsmasq::start(&e.ip(54), &records).await;
+    // OpenDKIM verifies on the relay, as a milter of the private Postfix,
+    // its keys read from a file: Ferry's two, and for wrong.contoso.test a
+    // key that is not the one Ferry signs with (so the check can fail).
+    let odk_available = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/opendkim-private.sh"
+        ))
+        .arg("available")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !crate::support::peers::require_available(
+        "opendkim (installed, or fetched by tests/peers/opendkim-private.sh fetch)",
+        odk_available,
+    ) {
+        return;
+    }
+    let mut public = String::new();
+    for (domain, alg) in [("contoso.test", "RSA-2048"), ("ed.contoso.test", "Ed25519")] {
+        let k = e
+            .app
+            .get(&format!(
+                "/api/v1/dkim-signing-keys/relay._domainkey.{domain}"
+            ))
+            .await;
+        assert_eq!(k.body["algorithm"], alg);
+        public.push_str(&format!(
+            "{} {}\n",
+            k.body["dnsRecordName"].as_str().unwrap(),
+            k.body["dnsRecord"].as_str().unwrap()
+        ));
+    }
+    let wrong = e
+        .app
+        .post(
+            "/api/v1/dkim-signing-keys",
+            json!({"domain": "wrong.contoso.test", "algorithm": "RSA-2048", "selector": "relay", "state": "Active"}),
+        )
+        .await;
+    assert_eq!(wrong.status, 201, "{}", wrong.text);
+    let other = e
+        .app
+        .post(
+            "/api/v1/dkim-signing-keys",
+            json!({"domain": "other.contoso.test", "algorithm": "RSA-2048", "selector": "relay"}),
+        )
+        .await;
+    public.push_str(&format!(
+        "relay._domainkey.wrong.contoso.test {}\n",
+        other.body["dnsRecord"].as_str().unwrap()
+    ));
+    let keys_file = e.app.dir.path().join("opendkim-keys");
+    std::fs::write(&keys_file, public).unwrap();
+    let odk = OpenDkim {
+        dir: e.app.dir.path().join("opendkim"),
+    };
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/opendkim-private.sh"
+        ))
+        .arg(&odk.dir)
+        .args(["verify", "127.78.0.12", "8891", "relay.contoso.test"])
+        .arg(&keys_file)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "opendkim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pfx = |args: &[&str]| {
+        let out = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/postfix-private.sh"
+            ))
+            .arg(&pf.dir)
+            .args(args)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "postfix {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    pfx(&[
+        "postconf",
+        "-e",
+        "smtpd_milters = inet:127.78.0.12:8891",
+        "milter_default_action = tempfail",
+    ]);
+    pfx(&["stop"]);
+    pfx(&["start"]);
     let stored = |pf: &Postfix| -> Vec<String> {
         std::fs::read_dir(pf.dir.join("mail").join("fabrikam.test").join("new"))
             .map(|d| {
@@ -429,7 +543,12 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_dkimpy_for_both_key_
             })
             .unwrap_or_default()
     };
-    for from in ["mary@contoso.test", "mary@ed.contoso.test"] {
+    for from in [
+        "mary@contoso.test",
+        "mary@ed.contoso.test",
+        "mary@wrong.contoso.test",
+    ] {
+        let expect_pass = !from.contains("wrong");
         let subject = format!("relayed-{}", uuid::Uuid::new_v4().simple());
         e.submit(from, &["alice@fabrikam.test"], &subject).await;
         crate::delivery::setup::eventually(20, "Postfix stored the message", || async {
@@ -444,6 +563,24 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_dkimpy_for_both_key_
             .replace("\r\n", "\n")
             .replace('\n', "\r\n");
         assert!(got.contains("DKIM-Signature:"), "{got}");
+        // OpenDKIM's verdict on the relay, in its Authentication-Results.
+        let unfolded = got.replace("\r\n\t", " ").replace("\r\n ", " ");
+        let odk_result = unfolded
+            .lines()
+            .find(|l| l.starts_with("Authentication-Results: relay.contoso.test;"))
+            .unwrap_or_else(|| panic!("no OpenDKIM result: {got}"))
+            .to_string();
+        let domain = from.split('@').nth(1).unwrap();
+        if expect_pass {
+            assert!(
+                odk_result.contains("dkim=pass")
+                    && odk_result.contains(&format!("header.d={domain}")),
+                "OpenDKIM: {odk_result}"
+            );
+        } else {
+            assert!(odk_result.contains("dkim=fail"), "OpenDKIM: {odk_result}");
+            continue;
+        }
         // Postfix added its own headers and changed nothing signed.
         assert!(got.contains("Delivered-To: alice@fabrikam.test"), "{got}");
         let (ok, out) =
