@@ -178,6 +178,9 @@ pub struct Envelope<'a> {
 pub struct Verifier {
     dns: Dns,
     caches: Caches,
+    /// The RFC 7208 walk's findings by domain and client address, for a
+    /// minute: a sender's run of messages is walked once.
+    strict: super::cache::TtlCache<Option<String>>,
 }
 
 impl Verifier {
@@ -262,13 +265,26 @@ impl Verifier {
             ) {
                 return out;
             }
-            match super::spf_strict::check(&auth.0, out.domain(), env.ip).await {
-                super::spf_strict::Strict::PermError(why) => {
+            let key = format!("{}|{}", out.domain().to_ascii_lowercase(), env.ip);
+            let found = match self.strict.get(&key) {
+                Some(found) => found,
+                None => {
+                    let found = match super::spf_strict::check(&auth.0, out.domain(), env.ip).await
+                    {
+                        super::spf_strict::Strict::PermError(why) => Some(why),
+                        super::spf_strict::Strict::Fine => None,
+                    };
+                    self.strict.put(key, found.clone(), Duration::from_secs(60));
+                    found
+                }
+            };
+            match found {
+                Some(why) => {
                     tracing::debug!(domain = out.domain(), why, "SPF permerror");
                     mail_auth::SpfOutput::new(out.domain().to_string())
                         .with_result(SpfResult::PermError)
                 }
-                super::spf_strict::Strict::Fine => out,
+                None => out,
             }
         };
         let helo_spf = strict(helo_spf).await;
