@@ -2,7 +2,7 @@
 //! protocol (`POST /checkv2` with the message as the body and the envelope
 //! in request headers), its verdict turned into a Spam Confidence Level
 //! (`model::content_filter::scl`). The agent's decisions from the SCL are
-//! made by the session (`smtp/server/session/content.rs`).
+//! made by the session (`smtp/server/session/content/`).
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@
 //! the pure `blocks` of their configs in `model/anti_spam.rs`; the session
 //! applies them (`smtp/server/session/mail.rs`, `rcpt.rs`).
 //!
-//! Agents at the end of data, run by `smtp/server/session/content.rs` in
+//! Agents at the end of data, run by `smtp/server/session/content/` in
 //! their priority order: Address Rewriting Inbound and Outbound (rules in
 //! `model/address_rewrite.rs`, header edits in `headers.rs`), the Content
 //! Filter (rspamd, `content_filter.rs`; SCL and thresholds in

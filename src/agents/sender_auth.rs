@@ -5,7 +5,7 @@
 //! lookups of one message together are bounded by `dnsTimeout` (past it,
 //! every verdict still open is `temperror`). The result is one
 //! `Authentication-Results` header (RFC 8601) and the facts the session
-//! acts on (`smtp/server/session/content.rs`).
+//! acts on (`smtp/server/session/content/`).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;

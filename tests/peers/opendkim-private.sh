@@ -38,7 +38,8 @@ case $1 in
     locate && exit 0
     mkdir -p "$LOCAL/../debs"
     cd "$LOCAL/../debs"
-    pkgs="opendkim libopendkim11 librbl1 libvbr2 libmilter1.0.1 libmemcached11 libopendbx1 liblua5.3-0 libhashkit2"
+    pkgs="opendkim libopendkim11 librbl1 libvbr2 libmilter1.0.1 libmemcached11 libopendbx1 liblua5.3-0 libhashkit2
+      libunbound8 libldap-2.5-0 libevent-2.1-7 libbsd0 libmd0 libdb5.3"
     # shellcheck disable=SC2086
     apt-get download $pkgs >/dev/null 2>&1 || {
       apt-get update -qq >/dev/null
