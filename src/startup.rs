@@ -95,7 +95,18 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    if f.try_lock().is_err() {
+    // A lock can outlive its Ferry by a moment: a child process forked
+    // elsewhere in this process holds every descriptor until its exec
+    // closes them. Only a lock still held after two seconds is a holder.
+    let mut locked = f.try_lock().is_ok();
+    for _ in 0..20 {
+        if locked {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        locked = f.try_lock().is_ok();
+    }
+    if !locked {
         let mut holder = String::new();
         let _ = f.read_to_string(&mut holder);
         anyhow::bail!(

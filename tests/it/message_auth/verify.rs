@@ -330,3 +330,33 @@ async fn spf_fail_actions_and_dmarc_quarantine() {
     assert_eq!(r.status, 422, "{}", r.text);
     assert!(r.text.contains("dnsTimeout"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn results_claiming_our_authserv_id_are_removed_even_with_the_agent_off() {
+    let e = edge().await;
+    let (mut c, _) = Client::open(&e.internet, &e.e3()).await;
+    c.cmd("EHLO mta.fabrikam.test").await;
+    let r = c
+        .send_mail(
+            "alice@fabrikam.test",
+            &["bob@contoso.test"],
+            "Authentication-Results: MAIL.contoso.test; dmarc=pass header.from=contoso.test\r\n\
+Authentication-Results: mx.fabrikam.test; spf=pass\r\nFrom: ceo@contoso.test\r\nSubject: wire\r\n\r\npay\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.line());
+    let q = queued(&e.app).await;
+    let body = &q.last().unwrap().3;
+    assert!(!body.contains("MAIL.contoso.test; dmarc=pass"), "{body}");
+    assert!(
+        body.contains("Authentication-Results: mx.fabrikam.test; spf=pass"),
+        "{body}"
+    );
+    let t = e.app.get("/api/v1/tracking?event=AGENT").await.text;
+    assert!(
+        t.contains(
+            "Sender Id Agent: RemovedHeader: 1 Authentication-Results claiming mail.contoso.test"
+        ),
+        "{t}"
+    );
+}

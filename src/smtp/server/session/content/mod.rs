@@ -181,6 +181,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             m.remove(SCL_HEADER);
             m.remove(CONTENT_FILTER_HEADER);
         }
+        // Nor says what this server verified: Authentication-Results that
+        // claim our authserv-id are removed (RFC 8601 §5), whether or not
+        // the Sender Id agent runs.
+        let authserv_id = self
+            .snap
+            .anti_spam
+            .sender_id_config
+            .spec
+            .authserv_id
+            .clone()
+            .unwrap_or_else(|| self.fqdn());
+        let ours = |v: &str| {
+            crate::agents::sender_auth::authserv_id_of(v).eq_ignore_ascii_case(&authserv_id)
+        };
+        if !self.has_right(ExtendedRight::AcceptHeadersOrganization)
+            && super::data::header_values(headers, "authentication-results")
+                .iter()
+                .any(|v| ours(v))
+        {
+            let Ok(m) = draft.message() else {
+                return Err(self.reply(replies::QUEUE_FAILED).await);
+            };
+            let removed = m.remove_where("Authentication-Results", ours);
+            let (sender, rcpts) = (tx.sender.clone(), addresses(tx));
+            self.report_agent(
+                AgentName::SenderId,
+                "RemovedHeader",
+                &format!("{removed} Authentication-Results claiming {authserv_id}"),
+                &sender,
+                rcpts,
+            );
+        }
         for agent in agents.iter().map(|a| a.identity) {
             let step = match agent {
                 AgentName::SenderId => self.sender_id(&mut draft, tx).await,

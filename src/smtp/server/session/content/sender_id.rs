@@ -17,7 +17,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         draft: &mut Draft,
         tx: &mut Transaction,
     ) -> Result<(), Next> {
-        use crate::agents::sender_auth::{self, Envelope, authserv_id_of};
+        use crate::agents::sender_auth::{self, Envelope};
         use crate::model::sender_id::{SpoofedDomainAction, TempErrorAction};
         use mail_auth::SpfResult;
         use mail_auth::dmarc::Policy;
@@ -25,24 +25,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let cfg = &snap.anti_spam.sender_id_config.spec;
         let fqdn = self.fqdn();
         let authserv_id = cfg.authserv_id.clone().unwrap_or_else(|| fqdn.clone());
-        if !self.has_right(ExtendedRight::AcceptHeadersOrganization) {
-            let Ok(m) = draft.message() else {
-                return Err(self.reply(replies::QUEUE_FAILED).await);
-            };
-            let removed = m.remove_where("Authentication-Results", |v| {
-                authserv_id_of(v).eq_ignore_ascii_case(&authserv_id)
-            });
-            if removed > 0 {
-                let (sender, rcpts) = (tx.sender.clone(), addresses(tx));
-                self.report_agent(
-                    AgentName::SenderId,
-                    "RemovedHeader",
-                    &format!("{removed} Authentication-Results claiming {authserv_id}"),
-                    &sender,
-                    rcpts,
-                );
-            }
-        }
         if !self.origin().filtered(
             cfg.enabled,
             cfg.external_mail_enabled,
