@@ -330,3 +330,29 @@ mod tests {
         assert_eq!(rewrite_addresses("undisclosed-recipients:;", &map), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A message whose last line ends is written back byte for byte
+        /// when nothing is edited, whatever its header block holds.
+        #[test]
+        fn untouched_messages_round_trip(raw in "[ -~\t]{0,40}(\r\n[ -~\t]{0,40}){0,12}\r\n") {
+            let m = Message::parse(raw.as_bytes());
+            prop_assert_eq!(m.to_bytes(), raw.as_bytes().to_vec());
+        }
+
+        /// Address rewriting never panics, and changes nothing when no
+        /// address maps.
+        #[test]
+        fn address_rewriting_is_total(value in "\\PC{0,80}") {
+            prop_assert_eq!(rewrite_addresses(&value, &|_| None), None);
+            let _ = rewrite_addresses(&value, &|a| Some(a.to_uppercase()));
+        }
+    }
+}
