@@ -489,6 +489,8 @@ dups=$(( $(wc -l < "$W/delivered") - delivered ))
 lost=$(comm -23 <(sort -u "$W/acked") <(sort -u "$W/delivered") | wc -l)
 echo "  acknowledged $acked, delivered $delivered distinct, lost $lost, duplicates $dups, still queued $remaining"
 kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+# Its sink (which keeps every message) frees the port for the sections after.
+kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
 
 echo "== 7. configuration at scale"
 scale=$(config_scale)
