@@ -556,7 +556,7 @@ j() { echo "$1" | jq -r "$2"; }
   echo
   echo "## 8. The anti-spam agents' cost"
   echo
-  echo "4 KB × 20 sessions relayed to smtp-sink through an Edge holding 10,000 IP Block list entries, a DNSBL provider (a private dnsmasq on loopback), and recipient validation from a 100,000-recipient list, with the three agents disabled and then enabled over the same data, alternating, twice each: **${AG_OFF} msg/s disabled, ${AG_ON} msg/s enabled — $(ratio "$AG_ON" "$AG_OFF")×** (target ≥ 0.90×)."
+  echo "4 KB × 20 sessions relayed to smtp-sink through an Edge holding 10,000 IP Block list entries, a DNSBL provider (a private dnsmasq on loopback), and recipient validation from a 100,000-recipient list, with the four agents disabled and then enabled over the same data, alternating, twice each: **${AG_OFF} msg/s disabled, ${AG_ON} msg/s enabled — $(ratio "$AG_ON" "$AG_OFF")×** (target ≥ 0.90×)."
   echo
   echo "## 9. The Content Filter's cost"
   echo
