@@ -5,6 +5,7 @@
 use base64::Engine;
 use serde_json::json;
 
+use super::{openssl, txt};
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
 use crate::support::scenario::{Edge, edge, queued};
@@ -45,28 +46,6 @@ cv, results, comment = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc)
 print(cv.decode(), comment)
 sys.exit(0 if cv == b'pass' else 1)
 "#;
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn txt(name: &str, record: &str) -> String {
-    let chunks: Vec<String> = record
-        .as_bytes()
-        .chunks(250)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!("--txt-record={name},{}", chunks.join(","))
-}
 
 /// A new RSA key: its PEM file and the DNS `p=`.
 fn key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {

@@ -6,6 +6,7 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::{openssl, txt};
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
 use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
@@ -56,29 +57,6 @@ Revenue is up.  Costs are down.\r\n\r\n\r\n"
     queued(&e.app).await.last().unwrap().3.clone()
 }
 
-/// dnsmasq's form of a TXT record: strings of at most 255 characters.
-fn txt(name: &str, record: &str) -> String {
-    let chunks: Vec<String> = record
-        .as_bytes()
-        .chunks(250)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!("--txt-record={name},{}", chunks.join(","))
-}
-
-fn openssl(args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn signatures_of_both_key_types_verify_with_dkimpy_and_fail_once_changed() {
     if !crate::support::peers::require(&["dnsmasq", "dig", "openssl"]) {
@@ -108,13 +86,14 @@ async fn signatures_of_both_key_types_verify_with_dkimpy_and_fail_once_changed()
     )
     .await;
     // Imported: an RSA-3072 key from OpenSSL, for sales.contoso.test.
-    let pem = openssl(&[
+    let pem = String::from_utf8(openssl(&[
         "genpkey",
         "-algorithm",
         "RSA",
         "-pkeyopt",
         "rsa_keygen_bits:3072",
-    ]);
+    ]))
+    .unwrap();
     let wrong = e
         .app
         .post(

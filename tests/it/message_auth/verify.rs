@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::{openssl, txt};
 use crate::support::client::{Client, Reply};
 use crate::support::dns::Dnsmasq;
 use crate::support::scenario::{Edge, edge, queued};
@@ -27,28 +28,6 @@ v = sys.stdin.read()
 h = authres.AuthenticationResultsHeader.parse('Authentication-Results: ' + v)
 print(h.authserv_id, sorted((r.method, r.result) for r in h.results))
 "#;
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn txt(name: &str, record: &str) -> String {
-    let chunks: Vec<String> = record
-        .as_bytes()
-        .chunks(250)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!("--txt-record={name},{}", chunks.join(","))
-}
 
 struct World {
     e: Edge,
