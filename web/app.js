@@ -657,8 +657,9 @@ async function contentPage() {
 async function authenticationPage() {
   await loadSchema();
   const today = new Date(); today.setUTCHours(0, 0, 0, 0);
-  const [keys, sid, events, spf] = await Promise.all([api("GET", "/dkim-signing-keys"), api("GET", "/sender-id-config"),
-    api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`), api("GET", "/spf-check")]);
+  const [keys, sid, events, spf, dmarc] = await Promise.all([api("GET", "/dkim-signing-keys"), api("GET", "/sender-id-config"),
+    api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`), api("GET", "/spf-check"),
+    api("GET", "/dmarc-reports")]);
   // Today's verdicts, from the Sender Id agent's tracking events: "spf=pass dkim=pass dmarc=pass arc=none".
   const counts = new Map();
   for (const e of events.data.items || []) {
@@ -682,6 +683,20 @@ async function authenticationPage() {
     h("td", { "data-label": "Domain" }, d.domain), h("td", { "data-label": "Leaves by" }, p.connector),
     h("td", { "data-label": "From" }, p.sourceAddress || "unknown"), h("td", { "data-label": "SPF" }, tag(p.result)),
     h("td", { "data-label": "What to do" }, p.explanation))));
+  const when = (s) => new Date(s * 1000).toISOString().slice(0, 16).replace("T", " ");
+  const pendingRows = dmarc.data.pending.map((p) => h("tr", {},
+    h("td", { "data-label": "Domain" }, p.policyDomain), h("td", { "data-label": "Messages" }, String(p.messages)),
+    h("td", { "data-label": "Since (UTC)" }, when(p.sinceS))));
+  const reportRows = dmarc.data.reports.map((r) => h("tr", {},
+    h("td", { "data-label": "Domain" }, r.policyDomain), h("td", { "data-label": "Period (UTC)" }, `${when(r.beginS)} – ${when(r.endS)}`),
+    h("td", { "data-label": "Messages" }, String(r.messages)), h("td", { "data-label": "Status" }, tag(r.status)),
+    h("td", { "data-label": "To" }, r.recipients.join(", ")), h("td", { "data-label": "Left out" }, r.detail || "")));
+  const dmarcNote = h("div", { class: "note" });
+  const sendNow = h("button", { type: "button", class: "secondary", onclick: async () => {
+    const r = await api("POST", "/dmarc-reports/send");
+    if (!r.ok) return dmarcNote.replaceChildren(banner("bad", r.data.detail || r.data.title));
+    route();
+  } }, "Send now");
   page("Authentication",
     h("h2", {}, "Today"),
     h("div", { class: "card", "aria-label": "Today's verdicts" }, table(["Check", "Result", "Today"], verdictRows, "No message was checked today.")),
@@ -690,6 +705,14 @@ async function authenticationPage() {
     addCard("New DKIM key", "/dkim-signing-keys", ["domain", "selector", "algorithm"]),
     h("h2", {}, "SPF of our domains"),
     h("div", { class: "card", "aria-label": "SPF of our domains" }, table(["Domain", "Leaves by", "From", "SPF", "What to do"], spfRows, "No send connector carries Internet mail.")),
+    h("h2", {}, "DMARC aggregate reports"),
+    h("div", { class: "card", "aria-label": "DMARC aggregate reports" },
+      h("p", { class: "muted" }, dmarc.data.enabled
+        ? "Counted per UTC day and sent after midnight to each domain's rua addresses."
+        : "Off: turn on dmarcReportsEnabled in the Sender Id agent's settings below."), dmarcNote,
+      table(["Domain", "Messages", "Since (UTC)"], pendingRows, "Nothing counted and unreported."),
+      table(["Domain", "Period (UTC)", "Messages", "Status", "To", "Left out"], reportRows, "No report yet."),
+      h("div", { class: "actions" }, sendNow)),
     settingsCard("Sender Id agent (SPF, DKIM, DMARC, ARC)", "/sender-id-config", "SenderIdConfig", sid.data, sid.etag));
 }
 

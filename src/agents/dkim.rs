@@ -257,6 +257,48 @@ impl Signers {
     }
 }
 
+/// The `DKIM-Signature:` header for `raw` with the active key of `domain`
+/// or its closest parent (None without one, or when signing fails, which
+/// is logged), signed off the async threads.
+pub async fn sign_for(
+    snap: &crate::config::Snapshot,
+    secrets: &crate::secrets::SecretBox,
+    signers: &Arc<Signers>,
+    domain: &str,
+    raw: Vec<u8>,
+) -> Option<String> {
+    let key = snap.dkim_key_for(domain)?;
+    let (id, version, secret) = (key.id, key.version, key.secret.clone().unwrap_or_default());
+    let (d, selector) = (key.spec.domain.to_string(), key.spec.selector.clone());
+    let (secrets, signers) = (secrets.clone(), signers.clone());
+    let (d2, s2) = (d.clone(), selector.clone());
+    let signed = tokio::task::spawn_blocking(move || {
+        signers.sign(
+            (id, version),
+            || {
+                secrets
+                    .open(&id.to_string(), &secret)
+                    .map_err(|e| e.to_string())
+            },
+            &d2,
+            &s2,
+            &raw,
+        )
+    })
+    .await;
+    match signed {
+        Ok(Ok(header)) => Some(header),
+        Ok(Err(e)) => {
+            tracing::error!(domain = %d, selector = %selector, error = %e, "DKIM signing failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "DKIM signing failed");
+            None
+        }
+    }
+}
+
 /// The headers an ARC Message Signature covers.
 const ARC_SIGNED_HEADERS: &[&str] = &[
     "From",

@@ -3,7 +3,7 @@
 //! provider's timeout so a dead list never stalls a session, and answers
 //! cached for their TTL (a name that does not exist for a minute).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::cache::TtlCache;
@@ -33,11 +33,7 @@ impl Dnsbl {
             return Answer::Records(ips);
         }
         let ts = &snap.transport.spec;
-        let servers: Vec<SocketAddr> = if ts.external_dns_servers.is_empty() {
-            ts.internal_dns_servers.iter().map(|s| s.0).collect()
-        } else {
-            ts.external_dns_servers.iter().map(|s| s.0).collect()
-        };
+        let servers = ts.external_lookup_servers();
         match tokio::time::timeout(timeout, self.dns.list_entry(&servers, name)).await {
             Ok(Ok((ips, ttl))) => {
                 self.cache.put(name.to_string(), ips.clone(), ttl);

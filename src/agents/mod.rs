@@ -30,6 +30,7 @@ pub mod callout;
 pub mod connection_filter;
 pub mod content_filter;
 pub mod dkim;
+pub mod dmarc_report;
 mod dnsbl;
 pub mod headers;
 pub mod ldap;
@@ -87,6 +88,8 @@ pub struct Agents {
     pub dkim: Arc<dkim::Signers>,
     /// The Sender Id agent's SPF, DKIM, ARC and DMARC checks.
     pub verifier: sender_auth::Verifier,
+    /// DMARC aggregate reports: the counts and the reporter.
+    pub dmarc_reports: dmarc_report::DmarcReports,
     observe: Arc<Observer>,
 }
 
@@ -108,6 +111,7 @@ impl Agents {
             scanner: content_filter::Scanner::default(),
             dkim: Arc::default(),
             verifier: sender_auth::Verifier::default(),
+            dmarc_reports: dmarc_report::DmarcReports::new(observe.tracking.clone()),
             observe,
         }
     }

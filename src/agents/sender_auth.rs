@@ -24,6 +24,7 @@ use mail_auth::{
 };
 
 use crate::routing::dns::Dns;
+use crate::store::dmarc::{Published, Seen};
 
 /// The most answers each cache keeps.
 const MAX_CACHED: usize = 50_000;
@@ -117,6 +118,10 @@ pub struct Verdict {
     pub from_domain: String,
     /// The `Authentication-Results:` header, with its CRLF.
     pub header: String,
+    /// When the From domain's DMARC record asks for aggregate reports:
+    /// the record and what this message showed (the disposition and its
+    /// reasons are the session's to fill in).
+    pub report: Option<(Published, Seen)>,
 }
 
 impl Verdict {
@@ -201,6 +206,7 @@ impl Verifier {
             arc_sealer: None,
             dmarc: "temperror",
             dmarc_policy: Policy::Unspecified,
+            report: None,
             header: format!(
                 "Authentication-Results: {authserv_id};\r\n\tspf=temperror smtp.mailfrom=\"{}\";\r\n\tdkim=temperror;\r\n\tdmarc=temperror header.from={}\r\n",
                 env.sender.replace(['"', '\r', '\n'], ""),
@@ -305,6 +311,7 @@ impl Verifier {
                 dmarc_policy: Policy::Unspecified,
                 from_domain: String::new(),
                 header: results.to_header(),
+                report: None,
             };
         };
         let dkim = auth.verify_dkim(self.caches.with(&msg)).await;
@@ -342,7 +349,60 @@ impl Verifier {
                     .map(|s| s.seal.header.d.to_ascii_lowercase())
             })
             .flatten();
+        let report = match dmarc.dmarc_record() {
+            Some(record) if !record.rua.is_empty() => {
+                let (spf_scope, spf_identity) = if env.sender.is_empty() {
+                    ("helo", helo)
+                } else {
+                    ("mfrom", mail_from_domain.as_str())
+                };
+                let mut spf_results = vec![(
+                    spf_identity.to_ascii_lowercase(),
+                    spf_scope.to_string(),
+                    spf_word(spf.result()).to_string(),
+                )];
+                if spf_scope == "mfrom" {
+                    spf_results.push((
+                        helo.to_ascii_lowercase(),
+                        "helo".into(),
+                        spf_word(helo_spf.result()).to_string(),
+                    ));
+                }
+                let aligned = |r: &DmarcResult| {
+                    if *r == DmarcResult::Pass {
+                        "pass"
+                    } else {
+                        "fail"
+                    }
+                };
+                let seen = Seen {
+                    source_ip: env.ip.to_string(),
+                    disposition: "none".into(),
+                    dkim: aligned(dmarc.dkim_result()).into(),
+                    spf: aligned(dmarc.spf_result()).into(),
+                    reasons: vec![],
+                    envelope_from: spf_identity.to_ascii_lowercase(),
+                    header_from: dmarc.domain().to_ascii_lowercase(),
+                    dkim_results: dkim
+                        .iter()
+                        .filter_map(|d| {
+                            let sig = d.signature()?;
+                            Some((
+                                sig.d.to_ascii_lowercase(),
+                                sig.s.clone(),
+                                dkim_word(d.result()).to_string(),
+                            ))
+                        })
+                        .collect(),
+                    spf_results,
+                };
+                let domain = self.policy_domain(auth, dmarc.domain(), record).await;
+                Some((published(domain, record), seen))
+            }
+            _ => None,
+        };
         Verdict {
+            report,
             spf: spf.result(),
             spf_domain: spf.domain().to_string(),
             dkim: dkim_summary,
@@ -353,6 +413,87 @@ impl Verifier {
             from_domain: dmarc.domain().to_string(),
             header: results.to_header(),
         }
+    }
+}
+
+impl Verifier {
+    /// Which of `addresses` may receive `domain`'s aggregate reports (RFC
+    /// 7489 §7.1): those in the domain or below it, and those whose domain
+    /// publishes `<domain>._report._dmarc.<their domain>`. None when DNS
+    /// could not tell (try again later).
+    pub async fn report_addresses(
+        &self,
+        servers: &[SocketAddr],
+        domain: &str,
+        addresses: &[String],
+    ) -> Option<Vec<String>> {
+        let resolver = self.dns.resolver_for(servers).ok()?;
+        let auth = MessageAuthenticator((*resolver).clone());
+        auth.verify_dmarc_report_address(domain, addresses, Some(&self.caches.txt))
+            .await
+            .map(|v| v.into_iter().cloned().collect())
+    }
+
+    /// Where `record` was published: the From domain or the closest parent
+    /// carrying it (the lookups are the cached ones DMARC just made).
+    async fn policy_domain(
+        &self,
+        auth: &MessageAuthenticator,
+        from: &str,
+        record: &mail_auth::dmarc::Dmarc,
+    ) -> String {
+        let from = from.trim_end_matches('.').to_ascii_lowercase();
+        let mut name = from.as_str();
+        loop {
+            if let Ok(found) = auth
+                .txt_lookup::<mail_auth::dmarc::Dmarc>(
+                    format!("_dmarc.{name}."),
+                    Some(&self.caches.txt),
+                )
+                .await
+                && *found == *record
+            {
+                return name.to_string();
+            }
+            match name.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => name = parent,
+                _ => return from.clone(),
+            }
+        }
+    }
+}
+
+/// A DMARC record as an aggregate report's `policy_published` shows it.
+fn published(domain: String, r: &mail_auth::dmarc::Dmarc) -> Published {
+    use mail_auth::dmarc::{Alignment, Report};
+    let align = |a: Alignment| if a == Alignment::Strict { "s" } else { "r" }.to_string();
+    let sp = if r.sp == Policy::Unspecified {
+        r.p
+    } else {
+        r.sp
+    };
+    Published {
+        domain,
+        adkim: align(r.adkim),
+        aspf: align(r.aspf),
+        p: r.p.to_string(),
+        sp: sp.to_string(),
+        // mail-auth evaluates DMARCbis (RFC 9989), which has no sampling:
+        // every message gets the policy, `t=y` (testing) one step lower.
+        pct: if r.t { 0 } else { 100 },
+        fo: match r.fo {
+            Report::All => "0",
+            Report::Any => "1",
+            Report::Dkim => "d",
+            Report::Spf => "s",
+            Report::DkimSpf => "d:s",
+        }
+        .to_string(),
+        rua: r
+            .rua
+            .iter()
+            .map(|u| (u.uri().to_string(), u.max_size() as u64))
+            .collect(),
     }
 }
 
@@ -478,11 +619,7 @@ pub struct DomainSpfCheck {
 pub async fn spf_lint(snap: &crate::config::Snapshot) -> Vec<DomainSpfCheck> {
     use crate::model::address_space::Space;
     let ts = &snap.transport.spec;
-    let servers: Vec<SocketAddr> = if ts.external_dns_servers.is_empty() {
-        ts.internal_dns_servers.iter().map(|s| s.0).collect()
-    } else {
-        ts.external_dns_servers.iter().map(|s| s.0).collect()
-    };
+    let servers = ts.external_lookup_servers();
     let dns = Dns::default();
     let resolver = dns.resolver_for(&servers).ok();
     let helo = snap.transport.spec.server_fqdn.to_string();

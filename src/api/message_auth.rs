@@ -235,11 +235,7 @@ pub async fn dns_check(
     let snap = s.config.snapshot();
     let k = find(&snap, &id)?;
     let ts = &snap.transport.spec;
-    let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
-        ts.internal_dns_servers.iter().map(|s| s.0).collect()
-    } else {
-        ts.external_dns_servers.iter().map(|s| s.0).collect()
-    };
+    let servers = ts.external_lookup_servers();
     let name = k.spec.record_name();
     let dns = crate::routing::dns::Dns::default();
     let (found, error) =
@@ -323,4 +319,75 @@ pub async fn spf_check(
     Json(List {
         items: crate::agents::sender_auth::spf_lint(&snap).await,
     })
+}
+
+/// DMARC aggregate reports: what is counted and not yet reported, and the
+/// reports made (newest first, as long as the tracking log keeps them).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DmarcReportsView {
+    /// `dmarcReportsEnabled` of the Sender Id configuration.
+    pub enabled: bool,
+    pub pending: Vec<crate::store::dmarc::Pending>,
+    pub reports: Vec<crate::store::dmarc::ReportRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/dmarc-reports", tag = "message-authentication",
+    responses((status = 200, body = DmarcReportsView)))]
+pub async fn dmarc_reports(State(s): State<AppState>) -> Result<Json<DmarcReportsView>, ApiError> {
+    let pool = s.smtp.dmarc_reports_pool();
+    let internal = |e| ApiError::from(ServiceError::Internal(e));
+    Ok(Json(DmarcReportsView {
+        enabled: s
+            .config
+            .snapshot()
+            .anti_spam
+            .sender_id_config
+            .spec
+            .dmarc_reports_enabled,
+        pending: crate::store::dmarc::pending(pool).await.map_err(internal)?,
+        reports: crate::store::dmarc::reports(pool, 500)
+            .await
+            .map_err(internal)?,
+    }))
+}
+
+/// The reports one "send now" made.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DmarcReportsSent {
+    pub reports: Vec<crate::store::dmarc::ReportRow>,
+}
+
+/// Ends the current reporting period now and queues the reports of every
+/// ended period (otherwise done once a day, after midnight UTC).
+#[utoipa::path(post, path = "/api/v1/dmarc-reports/send", tag = "message-authentication",
+    responses((status = 200, body = DmarcReportsSent),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn send_dmarc_reports(
+    State(s): State<AppState>,
+) -> Result<Json<DmarcReportsSent>, ApiError> {
+    if !s
+        .config
+        .snapshot()
+        .anti_spam
+        .sender_id_config
+        .spec
+        .dmarc_reports_enabled
+    {
+        return Err(ApiError::conflict(
+            "DMARC aggregate reports are off: set dmarcReportsEnabled in /api/v1/sender-id-config",
+        )
+        .with_field("dmarcReportsEnabled", "is false"));
+    }
+    let reports = s.smtp.send_dmarc_reports().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service Unavailable",
+            format!("{e:#}; try again later"),
+        )
+    })?;
+    Ok(Json(DmarcReportsSent { reports }))
 }

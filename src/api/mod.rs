@@ -304,6 +304,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(content::delete_rule),
         )
         .route("/api/v1/spf-check", g(message_auth::spf_check))
+        .route("/api/v1/dmarc-reports", g(message_auth::dmarc_reports))
+        .route(
+            "/api/v1/dmarc-reports/send",
+            axum::routing::post(message_auth::send_dmarc_reports),
+        )
         .route(
             "/api/v1/sender-id-config",
             g(message_auth::get_sender_id).patch(message_auth::patch_sender_id),

@@ -68,6 +68,19 @@ pub struct SenderIdConfig {
     /// How long all the DNS lookups of one message may take (1–30 s);
     /// past it the verdicts are `temperror`.
     pub dns_timeout: Timespan,
+    /// DMARC aggregate reports (RFC 7489 §7.2): the evaluations of inbound
+    /// mail are recorded and, once a day (UTC), sent through the queue to
+    /// the `rua` addresses of each domain evaluated. Off by default.
+    /// Failure reports (`ruf`) are never sent: they carry message content.
+    #[serde(default)]
+    pub dmarc_reports_enabled: bool,
+    /// The From (and MAIL FROM) of the reports; the postmaster address when
+    /// null. Reports are DKIM-signed with its domain's active key.
+    #[serde(default)]
+    pub dmarc_report_address: Option<String>,
+    /// `org_name` in the reports; the server's FQDN when null.
+    #[serde(default)]
+    pub dmarc_report_org_name: Option<String>,
 }
 
 impl SenderIdConfig {
@@ -85,6 +98,9 @@ impl SenderIdConfig {
             trusted_arc_sealers: vec![],
             authserv_id: None,
             dns_timeout: Timespan::from_secs(5),
+            dmarc_reports_enabled: false,
+            dmarc_report_address: None,
+            dmarc_report_org_name: None,
         }
     }
 
@@ -126,6 +142,20 @@ impl SenderIdConfig {
                     || !id.bytes().all(|b| b.is_ascii_graphic() && b != b';'),
                 "authservId",
                 "must be a host name (printable, no ';')",
+            );
+        }
+        if let Some(a) = &self.dmarc_report_address {
+            e.check(
+                super::Address::parse(a.as_str()).map_or(true, |a| a.domain().is_none()),
+                "dmarcReportAddress",
+                "must be an address",
+            );
+        }
+        if let Some(n) = &self.dmarc_report_org_name {
+            e.check(
+                n.trim().is_empty() || n.len() > 255 || n.chars().any(char::is_control),
+                "dmarcReportOrgName",
+                "must be 1 to 255 printable characters",
             );
         }
         let t = self.dns_timeout.duration();
@@ -175,6 +205,14 @@ mod tests {
             "trustedArcSealers[1]"
         );
         assert_eq!(bad(json!({"authservId": "a;b"})), "authservId");
+        assert_eq!(
+            bad(json!({"dmarcReportAddress": "nobody"})),
+            "dmarcReportAddress"
+        );
+        assert_eq!(
+            bad(json!({"dmarcReportOrgName": " "})),
+            "dmarcReportOrgName"
+        );
         assert_eq!(
             bad(json!({"trustedForwarders": ["not an ip"]})),
             "trustedForwarders[0]"

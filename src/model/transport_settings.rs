@@ -190,6 +190,17 @@ fn max_memory() -> Limit {
 }
 
 impl TransportSettings {
+    /// The DNS servers for lookups about the outside world (DNS lists,
+    /// SPF, DKIM, DMARC): the external ones, or the internal ones when no
+    /// external servers are set (the system's when neither is).
+    pub fn external_lookup_servers(&self) -> Vec<std::net::SocketAddr> {
+        if self.external_dns_servers.is_empty() {
+            self.internal_dns_servers.iter().map(|s| s.0).collect()
+        } else {
+            self.external_dns_servers.iter().map(|s| s.0).collect()
+        }
+    }
+
     pub fn defaults(role: Role, fqdn: Domain) -> Self {
         let edge = role == Role::Edge;
         TransportSettings {

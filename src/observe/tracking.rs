@@ -19,6 +19,7 @@ pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 
 enum Msg {
     Event(Box<Event>),
+    Dmarc(Box<crate::store::dmarc::Evaluation>),
     Flush(oneshot::Sender<()>),
     /// Write what came before, then end.
     Stop,
@@ -85,6 +86,17 @@ impl Tracker {
         let _ = self.tx.send(Msg::Event(Box::new(e)));
     }
 
+    /// Counts a DMARC evaluation for the aggregate reports (whether or
+    /// not tracking is on: the reports are their own switch).
+    pub fn record_dmarc(&self, e: crate::store::dmarc::Evaluation) {
+        let _ = self.tx.send(Msg::Dmarc(Box::new(e)));
+    }
+
+    /// The log's readers.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Waits until every event recorded so far is written.
     pub async fn flush(&self) {
         let (done, rx) = oneshot::channel();
@@ -142,28 +154,30 @@ fn writer(
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let mut events = vec![];
+        let mut dmarc = vec![];
         let mut flushes = vec![];
         let mut stop = false;
         let mut next = Some(first);
         while let Some(m) = next {
             match m {
                 Msg::Event(e) => events.push(*e),
+                Msg::Dmarc(e) => dmarc.push(*e),
                 Msg::Flush(f) => flushes.push(f),
                 Msg::Stop => {
                     stop = true;
                     break;
                 }
             }
-            next = if events.len() < BATCH {
+            next = if events.len() + dmarc.len() < BATCH {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
-        if !events.is_empty()
-            && let Err(e) = db::insert(&mut conn, &events)
+        if !(events.is_empty() && dmarc.is_empty())
+            && let Err(e) = db::insert(&mut conn, &events, &dmarc)
         {
-            tracing::warn!(error = %format!("{e:#}"), events = events.len(), "message tracking: events could not be written");
+            tracing::warn!(error = %format!("{e:#}"), events = events.len(), dmarc = dmarc.len(), "message tracking: events could not be written");
         }
         for f in flushes {
             let _ = f.send(());

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::model::Role;
 
 mod directory;
+pub mod dmarc;
 pub mod queue;
 pub mod tracking;
 

@@ -121,8 +121,12 @@ pub fn open_writer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-/// Inserts events in one transaction.
-pub fn insert(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> anyhow::Result<()> {
+/// Inserts events, and counts DMARC evaluations, in one transaction.
+pub fn insert(
+    conn: &mut rusqlite::Connection,
+    events: &[NewEvent],
+    dmarc: &[super::dmarc::Evaluation],
+) -> anyhow::Result<()> {
     use rusqlite::params;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
@@ -162,6 +166,7 @@ pub fn insert(conn: &mut rusqlite::Connection, events: &[NewEvent]) -> anyhow::R
             }
         }
     }
+    super::dmarc::add(&tx, dmarc)?;
     tx.commit()?;
     Ok(())
 }
@@ -174,6 +179,7 @@ pub fn prune(conn: &mut rusqlite::Connection, before_ms: i64) -> anyhow::Result<
         [before_ms],
     )?;
     let n = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?;
+    super::dmarc::prune(&tx, before_ms)?;
     tx.commit()?;
     Ok(n)
 }

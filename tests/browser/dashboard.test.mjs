@@ -324,6 +324,11 @@ test("the authentication page: a DKIM key made, its DNS record shown, then activ
   // The Sender Id agent's settings form, built from its schema.
   await page.getByRole("form", { name: "Sender Id agent (SPF, DKIM, DMARC, ARC)" }).waitFor();
   await page.getByLabel("SPF of our domains").waitFor();
+  // DMARC aggregate reports: off by default, and "Send now" says so.
+  const dmarc = page.getByLabel("DMARC aggregate reports");
+  await dmarc.getByText("No report yet.").waitFor();
+  await dmarc.getByRole("button", { name: "Send now" }).click();
+  await dmarc.getByText(/DMARC aggregate reports are off/).waitFor();
 });
 
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {

@@ -151,6 +151,15 @@ impl SmtpServer {
             directory,
             observe,
         });
+        let reporter = shared.clone();
+        let token = life.token();
+        life.spawn("dmarc-reports", async move {
+            let s = &reporter;
+            s.agents
+                .dmarc_reports
+                .run(&s.config, &s.queue, &s.agents, token)
+                .await
+        });
         let server = Arc::new(SmtpServer {
             shared,
             life,
@@ -166,6 +175,20 @@ impl SmtpServer {
         }
         server.start_prepared(prepared, &snap);
         server
+    }
+
+    /// DMARC aggregate reports, made now ("send now" in the API).
+    pub async fn send_dmarc_reports(&self) -> anyhow::Result<Vec<crate::store::dmarc::ReportRow>> {
+        let s = &self.shared;
+        s.agents
+            .dmarc_reports
+            .send_now(&s.config, &s.queue, &s.agents)
+            .await
+    }
+
+    /// The tracking database DMARC reports are listed from.
+    pub fn dmarc_reports_pool(&self) -> &sqlx::SqlitePool {
+        self.shared.observe.tracking.pool()
     }
 
     /// The state of each binding of a connector.

@@ -6,30 +6,10 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{openssl, txt};
+use super::{DKIM_VERIFY, openssl, txt};
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
 use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
-
-/// dkimpy's verdict on a message, its keys looked up at `server`.
-const VERIFY: &str = r#"
-import sys, dkim, dns.resolver
-host, port = sys.argv[1].rsplit(':', 1)
-r = dns.resolver.Resolver(configure=False)
-r.nameservers = [host]
-r.port = int(port)
-def dnsfunc(name, timeout=5):
-    try:
-        a = r.resolve(name.decode().rstrip('.'), 'TXT')
-    except Exception:
-        return None
-    return b''.join(b''.join(x.strings) for x in a)
-msg = sys.stdin.buffer.read()
-ok = dkim.verify(msg, dnsfunc=dnsfunc)
-sig = [l for l in msg.split(b'\r\n') if l.lower().startswith(b'dkim-signature')]
-print('PASS' if ok else 'FAIL', sig)
-sys.exit(0 if ok else 1)
-"#;
 
 async fn api_key(e: &Edge, body: Value) -> Value {
     let r = e.app.post("/api/v1/dkim-signing-keys", body).await;
@@ -164,16 +144,16 @@ async fn signatures_of_both_key_types_verify_with_dkimpy_and_fail_once_changed()
             "{h}"
         );
         let (ok, out) =
-            crate::support::python::run(&python, VERIFY, &[&dns.server], queued.as_bytes());
+            crate::support::python::run(&python, DKIM_VERIFY, &[&dns.server], queued.as_bytes());
         assert!(ok, "dkimpy: {out}\n{queued}");
         // Changed after signing: the signature no longer holds.
         let tampered = queued.replace("Revenue is up.", "Revenue is down.");
         let (ok, out) =
-            crate::support::python::run(&python, VERIFY, &[&dns.server], tampered.as_bytes());
+            crate::support::python::run(&python, DKIM_VERIFY, &[&dns.server], tampered.as_bytes());
         assert!(!ok, "a changed body must fail: {out}");
         let tampered = queued.replace("Subject: Quarterly figures", "Subject: Quarterly figures!");
         let (ok, _) =
-            crate::support::python::run(&python, VERIFY, &[&dns.server], tampered.as_bytes());
+            crate::support::python::run(&python, DKIM_VERIFY, &[&dns.server], tampered.as_bytes());
         assert!(!ok, "a changed header must fail");
     }
     // Mail from the Internet is not signed by us.
@@ -563,11 +543,11 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_opendkim_and_dkimpy_
         // Postfix added its own headers and changed nothing signed.
         assert!(got.contains("Delivered-To: alice@fabrikam.test"), "{got}");
         let (ok, out) =
-            crate::support::python::run(&python, VERIFY, &[&keys.server], got.as_bytes());
+            crate::support::python::run(&python, DKIM_VERIFY, &[&keys.server], got.as_bytes());
         assert!(ok, "dkimpy after Postfix ({from}): {out}\n{got}");
         let changed = got.replace(&format!("body of {subject}"), "a different body");
         let (ok, _) =
-            crate::support::python::run(&python, VERIFY, &[&keys.server], changed.as_bytes());
+            crate::support::python::run(&python, DKIM_VERIFY, &[&keys.server], changed.as_bytes());
         assert!(!ok, "a body changed after the relay must fail");
     }
 }

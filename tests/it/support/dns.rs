@@ -6,6 +6,10 @@ use std::process::{Child, Command, Stdio};
 pub struct Dnsmasq {
     child: Child,
     pub server: String,
+    /// The records, as a configuration file: there a quoted TXT string may
+    /// hold commas (`rua=mailto:a,mailto:b`), which the command line
+    /// splits into strings.
+    _records: tempfile::NamedTempFile,
 }
 
 impl Drop for Dnsmasq {
@@ -19,13 +23,18 @@ impl Dnsmasq {
     /// `records` are dnsmasq options such as `--mx-host=…` or `--host-record=…`.
     pub async fn start(ip: &str, records: &[String]) -> Dnsmasq {
         let port = 5353;
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        let lines: Vec<&str> = records
+            .iter()
+            .map(|r| r.strip_prefix("--").unwrap_or(r))
+            .collect();
+        std::fs::write(file.path(), lines.join("\n") + "\n").expect("records written");
         let child = Command::new("dnsmasq")
             .args([
                 "--keep-in-foreground",
                 "--no-resolv",
                 "--no-hosts",
                 "--bind-interfaces",
-                "--conf-file=/dev/null",
             ])
             .args([
                 "--local=/test/",
@@ -35,7 +44,7 @@ impl Dnsmasq {
             ])
             .arg(format!("--listen-address={ip}"))
             .arg(format!("--port={port}"))
-            .args(records)
+            .arg(format!("--conf-file={}", file.path().display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -61,6 +70,7 @@ impl Dnsmasq {
         Dnsmasq {
             child,
             server: format!("{ip}:{port}"),
+            _records: file,
         }
     }
 }

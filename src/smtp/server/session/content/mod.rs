@@ -271,7 +271,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let head = &body.head[..super::data::header_block_len(&body.head)];
         let from = super::data::header_value(head, "from")?;
         let domain = from_domain(&from)?;
-        let key = snap.dkim_key_for(&domain)?;
+        snap.dkim_key_for(&domain)?;
         let raw = match body.to_vec() {
             Ok(b) => [extra, &b].concat(),
             Err(e) => {
@@ -279,36 +279,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return None;
             }
         };
-        let (id, version, secret) = (key.id, key.version, key.secret.clone().unwrap_or_default());
-        let (d, selector) = (key.spec.domain.to_string(), key.spec.selector.clone());
-        let secrets = self.shared.config.secrets.clone();
-        let signers = self.shared.agents.dkim.clone();
-        let (d2, s2) = (d.clone(), selector.clone());
-        let signed = tokio::task::spawn_blocking(move || {
-            signers.sign(
-                (id, version),
-                || {
-                    secrets
-                        .open(&id.to_string(), &secret)
-                        .map_err(|e| e.to_string())
-                },
-                &d2,
-                &s2,
-                &raw,
-            )
-        })
+        let result = crate::agents::dkim::sign_for(
+            &snap,
+            &self.shared.config.secrets,
+            &self.shared.agents.dkim,
+            &domain,
+            raw,
+        )
         .await;
-        let result = match signed {
-            Ok(Ok(header)) => Some(header),
-            Ok(Err(e)) => {
-                tracing::error!(domain = %d, selector = %selector, error = %e, "DKIM signing failed");
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "DKIM signing failed");
-                None
-            }
-        };
         self.shared.observe.metrics.agent_action(
             "DKIM Signing",
             if result.is_some() { "Signed" } else { "Failed" },

@@ -18,9 +18,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tx: &mut Transaction,
     ) -> Result<(), Next> {
         use crate::agents::sender_auth::{self, Envelope};
-        use crate::model::sender_id::{SpoofedDomainAction, TempErrorAction};
-        use mail_auth::SpfResult;
-        use mail_auth::dmarc::Policy;
         let snap = self.snap.clone();
         let cfg = &snap.anti_spam.sender_id_config.spec;
         let fqdn = self.fqdn();
@@ -40,11 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(self.reply(replies::QUEUE_FAILED).await);
         };
         let ts = &snap.transport.spec;
-        let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
-            ts.internal_dns_servers.iter().map(|s| s.0).collect()
-        } else {
-            ts.external_dns_servers.iter().map(|s| s.0).collect()
-        };
+        let servers = ts.external_lookup_servers();
         let helo = self.helo.clone().unwrap_or_default();
         let ip = self.remote.ip();
         let sender = tx.sender.to_string();
@@ -85,16 +78,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             &tx.sender.clone(),
             rcpts.clone(),
         );
+        let mut outcome = Outcome::default();
+        let acted = self
+            .sender_id_act(&verdict, draft, tx, &rcpts, &mut outcome)
+            .await;
+        if cfg.dmarc_reports_enabled
+            && let Some((published, mut seen)) = verdict.report
+        {
+            seen.disposition = outcome.disposition.to_string();
+            seen.reasons = outcome.reasons;
+            self.shared.agents.dmarc_reports.count(published, seen);
+        }
+        acted
+    }
+
+    /// What the Sender Id configuration makes of the verdicts: refused,
+    /// quarantined, dropped or only stamped; `outcome` says what DMARC's
+    /// aggregate report is to show of it.
+    async fn sender_id_act(
+        &mut self,
+        verdict: &crate::agents::sender_auth::Verdict,
+        draft: &mut Draft,
+        tx: &mut Transaction,
+        rcpts: &[String],
+        outcome: &mut Outcome,
+    ) -> Result<(), Next> {
+        use crate::model::sender_id::{SpoofedDomainAction, TempErrorAction};
+        use mail_auth::SpfResult;
+        use mail_auth::dmarc::Policy;
+        let snap = self.snap.clone();
+        let cfg = &snap.anti_spam.sender_id_config.spec;
+        let ip = self.remote.ip();
+        let rcpts = rcpts.to_vec();
         // Trusted forwarders, and mail only for bypassed recipients, are
         // checked and stamped, never refused.
-        let trusted = cfg.trusted_forwarders.iter().any(|r| r.contains_ip(ip))
-            || rcpts.iter().all(|r| {
-                cfg.bypassed_recipients
-                    .iter()
-                    .any(|b| b.eq_ignore_ascii_case(r))
-            });
-        if trusted {
+        let forwarder = cfg.trusted_forwarders.iter().any(|r| r.contains_ip(ip));
+        let bypassed = rcpts.iter().all(|r| {
+            cfg.bypassed_recipients
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(r))
+        });
+        let failed = verdict.dmarc == "fail" && verdict.dmarc_policy != Policy::None;
+        if forwarder || bypassed {
+            if failed {
+                outcome.reasons.push(if forwarder {
+                    ("trusted_forwarder".into(), None)
+                } else {
+                    ("local_policy".into(), Some("bypassed recipient".into()))
+                });
+            }
             return Ok(());
+        }
+        if failed && !cfg.dmarc_honor_policy {
+            outcome
+                .reasons
+                .push(("local_policy".into(), Some("policy not enforced".into())));
         }
         let sender_addr = tx.sender.clone();
         if verdict.dmarc == "fail" && cfg.dmarc_honor_policy {
@@ -110,6 +148,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     &sender_addr,
                     rcpts,
                 );
+                outcome.reasons.push((
+                    "local_policy".into(),
+                    Some(format!("arc=pass as.d={sealer}")),
+                ));
                 return Ok(());
             }
             match verdict.dmarc_policy {
@@ -119,11 +161,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         verdict.from_domain
                     );
                     self.report_agent(AgentName::SenderId, "Reject", &why, &sender_addr, rcpts);
+                    outcome.disposition = "reject";
                     return Err(self.reply(Reply::new(550, "5.7.1", why)).await);
                 }
                 Policy::Quarantine => {
                     let filter = &snap.anti_spam.content_filter_config.spec;
                     let why = format!("DMARC policy quarantine for {}", verdict.from_domain);
+                    outcome.disposition = "quarantine";
                     self.report_agent(
                         AgentName::SenderId,
                         "Quarantine",
@@ -156,6 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         verdict.spf_domain
                     );
                     self.report_agent(AgentName::SenderId, "Reject", &why, &sender_addr, rcpts);
+                    outcome.local("reject", "SPF fail refused");
                     Err(self.reply(Reply::new(550, "5.7.23", why)).await)
                 }
                 SpoofedDomainAction::Delete => {
@@ -166,6 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         &sender_addr,
                         rcpts,
                     );
+                    outcome.local("reject", "SPF fail deleted");
                     Err(self.silently_dropped().await)
                 }
             },
@@ -179,6 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         &sender_addr,
                         rcpts,
                     );
+                    outcome.local("reject", "SPF temperror deferred");
                     Err(self
                         .reply(Reply::new(
                             451,
@@ -195,6 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         &sender_addr,
                         rcpts,
                     );
+                    outcome.local("reject", "SPF temperror deleted");
                     Err(self.silently_dropped().await)
                 }
             },
@@ -237,11 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let fqdn = self.fqdn();
         let authserv_id = cfg.authserv_id.clone().unwrap_or_else(|| fqdn.clone());
         let ts = &snap.transport.spec;
-        let servers: Vec<std::net::SocketAddr> = if ts.external_dns_servers.is_empty() {
-            ts.internal_dns_servers.iter().map(|s| s.0).collect()
-        } else {
-            ts.external_dns_servers.iter().map(|s| s.0).collect()
-        };
+        let servers = ts.external_lookup_servers();
         let helo = self.helo.clone().unwrap_or_default();
         let sender = tx.sender.to_string();
         let sealed = self
@@ -282,5 +326,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "ARC sealing failed"),
         }
+    }
+}
+
+/// What DMARC's aggregate report shows of the agent's decision.
+struct Outcome {
+    /// none, quarantine or reject.
+    disposition: &'static str,
+    /// RFC 7489's PolicyOverrideReason: (type, comment).
+    reasons: Vec<(String, Option<String>)>,
+}
+
+impl Default for Outcome {
+    fn default() -> Outcome {
+        Outcome {
+            disposition: "none",
+            reasons: vec![],
+        }
+    }
+}
+
+impl Outcome {
+    /// Refused or dropped by local policy, not by DMARC's.
+    fn local(&mut self, disposition: &'static str, why: &str) {
+        self.disposition = disposition;
+        self.reasons
+            .push(("local_policy".into(), Some(why.to_string())));
     }
 }
