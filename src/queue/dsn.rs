@@ -1,6 +1,9 @@
-//! Delivery status notifications (RFC 3464): NDRs for failed recipients and
-//! delay notices, as a multipart/report from the postmaster address with
-//! the original attached (headers only past the size limit, spec rule 25).
+//! Delivery status notifications (RFC 3464): NDRs for failed recipients,
+//! delay notices, and the success notices RFC 3461's `NOTIFY=SUCCESS` asks
+//! for (delivered into a mailbox, or relayed to a next hop that does not
+//! take DSN requests), as a multipart/report from the postmaster address
+//! with the original attached (headers only past the size limit, spec rule
+//! 25, for `RET=HDRS`, and in success notices).
 
 use crate::model::address::{mailbox, path};
 use crate::smtp::server::session::rfc5322_now;
@@ -11,12 +14,27 @@ pub struct Failed<'a> {
     /// The reply or error text, e.g. `550 5.1.1 User unknown`.
     pub diagnostic: &'a str,
     pub remote_host: Option<&'a str>,
+    /// RFC 3461 ORCPT, as the client gave it (decoded).
+    pub orcpt: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Failure,
     Delay,
+    /// Delivered into a mailbox (`NOTIFY=SUCCESS`).
+    Delivered,
+    /// Handed to a next hop that does not take DSN requests, which will
+    /// send no notice of its own (`NOTIFY=SUCCESS`, RFC 3461 §5.2.2).
+    Relayed,
+}
+
+/// RFC 3461's request of a message: its ENVID and whether only the
+/// headers are to be returned (`RET=HDRS`).
+#[derive(Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub env_id: Option<&'a str>,
+    pub headers_only: bool,
 }
 
 /// The RFC 3463 status in a diagnostic, or one derived from its class.
@@ -36,6 +54,7 @@ pub fn status_of(diagnostic: &str, kind: Kind) -> String {
     match kind {
         Kind::Delay => "4.0.0".into(),
         Kind::Failure => "5.0.0".into(),
+        Kind::Delivered | Kind::Relayed => "2.0.0".into(),
     }
 }
 
@@ -72,6 +91,7 @@ pub fn build(
     failed: &[Failed<'_>],
     original: &[u8],
     attach_limit: u64,
+    request: Request<'_>,
 ) -> Vec<u8> {
     let boundary = format!("ferry-dsn-{}", uuid::Uuid::new_v4().simple());
     let subject = subject_of(original);
@@ -83,6 +103,14 @@ pub fn build(
         Kind::Delay => (
             format!("Delivery delayed: {subject}"),
             "Delivery to these recipients or groups is delayed. Ferry will keep trying; you do not need to resend:",
+        ),
+        Kind::Delivered => (
+            format!("Delivered: {subject}"),
+            "Your message has been delivered to these recipients:",
+        ),
+        Kind::Relayed => (
+            format!("Relayed: {subject}"),
+            "Your message was handed to a server that does not send delivery notifications; no further notice will come for these recipients:",
         ),
     };
     let mut m = String::new();
@@ -129,20 +157,33 @@ pub fn build(
     m.push_str(&format!(
         "--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
     ));
-    m.push_str(&format!(
-        "Reporting-MTA: dns; {reporting_mta}\r\nArrival-Date: {arrival}\r\n"
-    ));
-    for f in failed {
+    m.push_str(&format!("Reporting-MTA: dns; {reporting_mta}\r\n"));
+    if let Some(id) = request.env_id {
         m.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\n",
+            "Original-Envelope-Id: {}\r\n",
+            id.replace(['\r', '\n'], "")
+        ));
+    }
+    m.push_str(&format!("Arrival-Date: {arrival}\r\n"));
+    for f in failed {
+        m.push_str("\r\n");
+        if let Some(o) = f.orcpt {
+            m.push_str(&format!(
+                "Original-Recipient: rfc822; {}\r\n",
+                o.replace(['\r', '\n'], "")
+            ));
+        }
+        m.push_str(&format!(
+            "Final-Recipient: rfc822; {}\r\n",
             mailbox(f.recipient)
         ));
         m.push_str(&format!(
             "Action: {}\r\nStatus: {}\r\n",
-            if kind == Kind::Failure {
-                "failed"
-            } else {
-                "delayed"
+            match kind {
+                Kind::Failure => "failed",
+                Kind::Delay => "delayed",
+                Kind::Delivered => "delivered",
+                Kind::Relayed => "relayed",
             },
             status_of(f.diagnostic, kind)
         ));
@@ -155,7 +196,8 @@ pub fn build(
         ));
     }
     let mut out = m.into_bytes();
-    if original.len() as u64 <= attach_limit {
+    let whole = !request.headers_only && matches!(kind, Kind::Failure | Kind::Delay);
+    if whole && original.len() as u64 <= attach_limit {
         out.extend_from_slice(
             format!("\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n").as_bytes(),
         );
@@ -184,6 +226,7 @@ mod tests {
             recipient: "carol@fabrikam.test",
             diagnostic: "550 5.1.1 User unknown",
             remote_host: Some("mx1.fabrikam.test"),
+            orcpt: None,
         }];
         let dsn = String::from_utf8(build(
             Kind::Failure,
@@ -195,6 +238,7 @@ mod tests {
             &f,
             orig,
             1000,
+            Request::default(),
         ))
         .unwrap();
         assert!(dsn.contains("Subject: Undeliverable: hello"));
@@ -214,9 +258,59 @@ mod tests {
             &f,
             orig,
             10,
+            Request::default(),
         ))
         .unwrap();
         assert!(small.contains("text/rfc822-headers") && !small.contains("body\r\n--"));
+    }
+
+    #[test]
+    fn rfc_3461_fields_and_ret_hdrs() {
+        let orig = b"Subject: hello\r\n\r\nbody\r\n";
+        let f = [Failed {
+            recipient: "carol@fabrikam.test",
+            diagnostic: "250 2.0.0 Ok: queued as 123",
+            remote_host: Some("mx1.fabrikam.test"),
+            orcpt: Some("Carol@Fabrikam.test"),
+        }];
+        let request = Request {
+            env_id: Some("QQ314159"),
+            headers_only: true,
+        };
+        let relayed = String::from_utf8(build(
+            Kind::Relayed,
+            "p@x",
+            "x",
+            "b@x",
+            "d",
+            "",
+            &f,
+            orig,
+            1000,
+            request,
+        ))
+        .unwrap();
+        assert!(relayed.contains("Subject: Relayed: hello"));
+        assert!(relayed.contains("Reporting-MTA: dns; x\r\nOriginal-Envelope-Id: QQ314159\r\n"));
+        assert!(relayed.contains(
+            "Original-Recipient: rfc822; Carol@Fabrikam.test\r\nFinal-Recipient: rfc822; carol@fabrikam.test\r\nAction: relayed\r\nStatus: 2.0.0"
+        ));
+        assert!(relayed.contains("text/rfc822-headers") && !relayed.contains("body\r\n"));
+        // RET=HDRS: a failure notice returns only the headers too.
+        let failed = String::from_utf8(build(
+            Kind::Failure,
+            "p@x",
+            "x",
+            "b@x",
+            "d",
+            "",
+            &f,
+            orig,
+            1000,
+            request,
+        ))
+        .unwrap();
+        assert!(failed.contains("text/rfc822-headers") && !failed.contains("body\r\n"));
     }
 
     #[test]

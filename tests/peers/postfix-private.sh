@@ -8,6 +8,7 @@
 #   postfix-private.sh DIR init                # create the instance (no listener yet)
 #   postfix-private.sh DIR postconf ARGS...     # postconf -c DIR/conf ARGS...
 #   postfix-private.sh DIR start | stop | flush
+#   postfix-private.sh DIR wait IP PORT        # until smtpd listens there
 set -euo pipefail
 DIR=$(realpath -m "$1"); cmd=$2; shift 2
 CONF=$DIR/conf
@@ -32,6 +33,16 @@ case $cmd in
     postfix -c "$CONF" start >/dev/null 2>&1 || { tail -n 20 "$DIR/maillog" >&2 2>/dev/null; exit 1; }
     ;;
   flush) postsuper -c "$CONF" -d ALL >/dev/null 2>&1 || true ;;
+  wait)
+    # Until smtpd listens on IP PORT (ten seconds at most).
+    for _ in $(seq 1 100); do
+      if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then exit 0; fi
+      sleep 0.1
+    done
+    echo "postfix did not start listening on $1:$2" >&2
+    tail -n 20 "$DIR/maillog" >&2 || true
+    exit 1
+    ;;
   stop)
     pid=$(head -n 1 "$DIR/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
     postfix -c "$CONF" stop >/dev/null 2>&1 || true

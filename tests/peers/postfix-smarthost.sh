@@ -38,10 +38,4 @@ pf postconf -e "myhostname = $HOST" "inet_interfaces = all" "mynetworks = 127.0.
   "message_size_limit = 52428800" "virtual_mailbox_limit = 0" "smtpd_recipient_restrictions ="
 pf postconf -M "$IP:$PORT/inet=$IP:$PORT inet n - n - - smtpd"
 pf start
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/$IP/$PORT") 2>/dev/null; then exit 0; fi
-  sleep 0.1
-done
-echo "postfix did not start listening on $IP:$PORT" >&2
-tail -n 20 "$DIR/maillog" >&2 || true
-exit 1
+pf wait "$IP" "$PORT"

@@ -119,7 +119,26 @@ impl DeliveryEngine {
         }
         let body = db::body(pool, id).await?.unwrap_or_default();
         let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
-        let sent = client.send(&m.sender, &addresses, &body).await;
+        let request = crate::smtp::client::DsnRequest {
+            ret: m.ret.clone(),
+            env_id: m.env_id.clone(),
+            recipients: rcpts
+                .iter()
+                .map(|r| (r.notify as u64, r.orcpt.clone()))
+                .collect(),
+        };
+        let sent = client.send(&m.sender, &addresses, &body, &request).await;
+        // NOTIFY=SUCCESS: a mailbox store (LMTP) is final delivery; a next
+        // hop without DSN takes the request no further, so the notice is
+        // ours to send ("relayed", RFC 3461 §5.2.2); one with DSN was
+        // given the request and answers for it.
+        let success = if client.is_lmtp() {
+            Some(crate::queue::dsn::Kind::Delivered)
+        } else if !client.extensions.dsn {
+            Some(crate::queue::dsn::Kind::Relayed)
+        } else {
+            None
+        };
         let retry_at = retry_at(snap);
         let mut outcome = Outcome {
             hop: Some(hop),
@@ -136,6 +155,11 @@ impl DeliveryEngine {
                     .zip(result.recipients)
                     .map(|(r, reply)| {
                         let (status, next) = if reply.is_positive() {
+                            if let Some(kind) = success
+                                && r.notify as u64 & smtp_proto::RCPT_NOTIFY_SUCCESS != 0
+                            {
+                                outcome.success.push((r.idx, kind));
+                            }
                             (RecipientStatus::Delivered, 0)
                         } else if reply.is_permanent() {
                             (RecipientStatus::Failed, 0)

@@ -59,7 +59,14 @@ impl DeliveryEngine {
                     continue;
                 }
                 let rcpts = db::recipients(pool, id).await?;
-                let pending: Vec<_> = rcpts.iter().filter(|r| r.status().is_pending()).collect();
+                // NOTIFY without DELAY (or NEVER) asks for no delay notice.
+                let pending: Vec<_> = rcpts
+                    .iter()
+                    .filter(|r| r.status().is_pending() && r.wants(smtp_proto::RCPT_NOTIFY_DELAY))
+                    .collect();
+                if pending.is_empty() {
+                    continue;
+                }
                 let failed: Vec<dsn::Failed<'_>> = pending
                     .iter()
                     .map(|r| dsn::Failed {
@@ -69,6 +76,7 @@ impl DeliveryEngine {
                             .as_deref()
                             .unwrap_or("400 4.0.0 Delivery has not been completed yet"),
                         remote_host: r.remote_host.as_deref(),
+                        orcpt: r.orcpt.as_deref(),
                     })
                     .collect();
                 let body = db::body(pool, id).await?.unwrap_or_default();

@@ -112,6 +112,7 @@ impl DeliveryEngine {
                     crate::queue::mailbox::deliver(&dir, &sender, &rcpt, &mailbox, &b, junk)
                 })
                 .await?;
+                let wants_success = r.notify as u64 & smtp_proto::RCPT_NOTIFY_SUCCESS != 0;
                 let (result, remote_host) = match written {
                     Ok(path) => {
                         tracing::info!(internal_id = id, recipient = %r.address, path = %path.display(), event = "DELIVER", "delivery");
@@ -135,6 +136,11 @@ impl DeliveryEngine {
                         (later, None)
                     }
                 };
+                let success = if wants_success && result.status == RecipientStatus::Delivered {
+                    vec![(result.idx, crate::queue::dsn::Kind::Delivered)]
+                } else {
+                    vec![]
+                };
                 self.record(
                     snap,
                     Outcome {
@@ -143,6 +149,7 @@ impl DeliveryEngine {
                         remote_host,
                         metered: true,
                         results: vec![result],
+                        success,
                         ..Outcome::new(&m, Source::StoreDriver)
                     },
                 )

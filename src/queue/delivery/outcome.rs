@@ -68,6 +68,9 @@ pub(super) struct Outcome<'a> {
     /// Fsynced before it returns (an administrator's action); delivery
     /// results are committed like the writer's other results.
     pub durable: bool,
+    /// Delivered recipients whose NOTIFY asked for SUCCESS, with the
+    /// notice they get (RFC 3461).
+    pub success: Vec<(i64, dsn::Kind)>,
 }
 
 impl<'a> Outcome<'a> {
@@ -85,6 +88,7 @@ impl<'a> Outcome<'a> {
             summary: None,
             metered: false,
             durable: false,
+            success: vec![],
         }
     }
 }
@@ -133,6 +137,30 @@ impl DeliveryEngine {
         }
         self.observe_outcome(&o);
         let id = o.message.id;
+        // The success notices need the message, which a completed
+        // transaction may delete: read first, sent after the commit.
+        let notices = if o.success.is_empty() {
+            None
+        } else {
+            let pool = self.queue.pool();
+            let rcpts = db::recipients(pool, id).await?;
+            // Each with the reply that settled it.
+            let success: Vec<(i64, dsn::Kind, String)> = o
+                .success
+                .iter()
+                .filter_map(|(idx, kind)| {
+                    let r = o.results.iter().find(|r| r.idx == *idx)?;
+                    Some((*idx, *kind, r.text.clone()))
+                })
+                .collect();
+            Some((
+                rcpts,
+                db::body(pool, id).await?.unwrap_or_default(),
+                o.message.clone(),
+                success,
+                o.remote.map(|r| r.host().to_string()),
+            ))
+        };
         let finish = if o.transaction {
             let hop = o
                 .hop
@@ -177,8 +205,54 @@ impl DeliveryEngine {
             }
             o.results.iter().any(|r| !r.status.is_pending())
         };
+        if let Some((rcpts, body, m, success, remote)) = notices {
+            self.send_success(snap, &m, &rcpts, &body, &success, remote.as_deref())
+                .await?;
+        }
         if finish {
             self.finish(snap, id).await?;
+        }
+        Ok(())
+    }
+
+    /// The success notices of NOTIFY=SUCCESS: "delivered" into a mailbox,
+    /// "relayed" to a next hop without DSN. Never to <>.
+    async fn send_success(
+        &self,
+        snap: &Snapshot,
+        m: &db::StoredMessage,
+        rcpts: &[db::StoredRecipient],
+        body: &[u8],
+        success: &[(i64, dsn::Kind, String)],
+        remote: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if m.sender.is_null() {
+            return Ok(());
+        }
+        for kind in [dsn::Kind::Delivered, dsn::Kind::Relayed] {
+            let these: Vec<(&db::StoredRecipient, &str)> = rcpts
+                .iter()
+                .filter_map(|r| {
+                    let (_, _, text) = success
+                        .iter()
+                        .find(|(idx, k, _)| *idx == r.idx && *k == kind)?;
+                    Some((r, text.as_str()))
+                })
+                .collect();
+            if these.is_empty() {
+                continue;
+            }
+            let list: Vec<dsn::Failed<'_>> = these
+                .iter()
+                .map(|(r, text)| dsn::Failed {
+                    recipient: r.address.as_str(),
+                    diagnostic: text,
+                    remote_host: remote,
+                    orcpt: r.orcpt.as_deref(),
+                })
+                .collect();
+            let about = these.iter().map(|(r, _)| r.address.to_string()).collect();
+            self.send_dsn(snap, kind, m, &list, body, about).await?;
         }
         Ok(())
     }
@@ -242,9 +316,16 @@ impl DeliveryEngine {
             .filter(|r| r.status() == RecipientStatus::Failed)
             .collect();
         let mut changes = vec![];
+        // NOTIFY without FAILURE (or NEVER) asks for no NDR (RFC 3461).
+        let to_notify: Vec<_> = failed
+            .iter()
+            .filter(|r| r.wants(smtp_proto::RCPT_NOTIFY_FAILURE))
+            .collect();
         if !failed.is_empty() {
-            if !m.sender.is_null() {
-                let list: Vec<dsn::Failed<'_>> = failed
+            if to_notify.is_empty() {
+                tracing::info!(internal_id = id, "no NDR: NOTIFY did not ask for one");
+            } else if !m.sender.is_null() {
+                let list: Vec<dsn::Failed<'_>> = to_notify
                     .iter()
                     .map(|r| dsn::Failed {
                         recipient: r.address.as_str(),
@@ -256,10 +337,11 @@ impl DeliveryEngine {
                             .remote_host
                             .as_deref()
                             .map(|h| h.split(" [").next().unwrap_or(h)),
+                        orcpt: r.orcpt.as_deref(),
                     })
                     .collect();
                 let body = db::body(pool, id).await?.unwrap_or_default();
-                let recipients = failed.iter().map(|r| r.address.to_string()).collect();
+                let recipients = to_notify.iter().map(|r| r.address.to_string()).collect();
                 self.send_dsn(snap, dsn::Kind::Failure, &m, &list, &body, recipients)
                     .await?;
                 tracing::info!(internal_id = id, recipients = failed.len(), to = %m.sender, "DSN failure");
@@ -298,6 +380,10 @@ impl DeliveryEngine {
             failed,
             original,
             snap.transport.spec.external_dsn_max_message_attach_size,
+            dsn::Request {
+                env_id: m.env_id.as_deref(),
+                headers_only: m.ret.as_deref() == Some("HDRS"),
+            },
         );
         let message_id = crate::smtp::server::session::data_header_value(&report, "message-id")
             .unwrap_or_default()
@@ -333,6 +419,8 @@ impl DeliveryEngine {
         let kind_name = match kind {
             dsn::Kind::Failure => "failure",
             dsn::Kind::Delay => "delay",
+            dsn::Kind::Delivered => "delivery",
+            dsn::Kind::Relayed => "relay",
         };
         // On the original: which notice went to whom.
         self.observe.tracking.record(Event {

@@ -66,6 +66,62 @@ pub struct Extensions {
     pub eight_bit: bool,
     pub smtputf8: bool,
     pub size: Option<u64>,
+    /// RFC 3461: the server takes NOTIFY, ORCPT, RET and ENVID.
+    pub dsn: bool,
+}
+
+/// RFC 3461 requests to pass on to a server that offers DSN.
+#[derive(Debug, Clone, Default)]
+pub struct DsnRequest {
+    /// `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    /// Decoded; sent as xtext.
+    pub env_id: Option<String>,
+    /// Per recipient, in order: NOTIFY bits (0: none given) and ORCPT.
+    pub recipients: Vec<(u64, Option<String>)>,
+}
+
+/// RFC 3461 §4: xtext, `+HH` for `+`, `=` and what is not printable ASCII.
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+impl DsnRequest {
+    /// ` NOTIFY=… ORCPT=…` for recipient `i`.
+    fn rcpt_params(&self, i: usize) -> String {
+        let Some((notify, orcpt)) = self.recipients.get(i) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        if *notify != 0 {
+            let words: Vec<&str> = if notify & smtp_proto::RCPT_NOTIFY_NEVER != 0 {
+                vec!["NEVER"]
+            } else {
+                [
+                    (smtp_proto::RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+                    (smtp_proto::RCPT_NOTIFY_FAILURE, "FAILURE"),
+                    (smtp_proto::RCPT_NOTIFY_DELAY, "DELAY"),
+                ]
+                .iter()
+                .filter(|(bit, _)| notify & bit != 0)
+                .map(|(_, w)| *w)
+                .collect()
+            };
+            out.push_str(&format!(" NOTIFY={}", words.join(",")));
+        }
+        if let Some(o) = orcpt {
+            out.push_str(&format!(" ORCPT=rfc822;{}", xtext(o)));
+        }
+        out
+    }
 }
 
 /// Per-recipient outcome of one transaction.
@@ -88,6 +144,13 @@ pub struct SmtpClient {
     pub session: String,
     plog: Option<SessionLog>,
     observer: Option<Arc<Observer>>,
+}
+
+impl SmtpClient {
+    /// Whether this is final delivery (LMTP into a mailbox store).
+    pub fn is_lmtp(&self) -> bool {
+        self.lmtp
+    }
 }
 
 impl Drop for SmtpClient {
@@ -305,8 +368,16 @@ impl SmtpClient {
         from: &Address,
         recipients: &[Address],
         body: &[u8],
+        dsn: &DsnRequest,
     ) -> Result<Delivery, ClientError> {
         let mut mail = format!("MAIL FROM:{}", from.path());
+        // Without DSN at the far end the requests stop here (the engine
+        // then sends the "relayed" notices SUCCESS asks for).
+        let dsn = if self.extensions.dsn {
+            dsn.clone()
+        } else {
+            DsnRequest::default()
+        };
         if let Some(max) = self.extensions.size {
             if body.len() as u64 > max {
                 let r = Reply {
@@ -330,8 +401,14 @@ impl SmtpClient {
         {
             mail.push_str(" SMTPUTF8");
         }
+        if let Some(ret) = &dsn.ret {
+            mail.push_str(&format!(" RET={ret}"));
+        }
+        if let Some(id) = &dsn.env_id {
+            mail.push_str(&format!(" ENVID={}", xtext(id)));
+        }
         if self.extensions.pipelining && !self.lmtp {
-            return self.send_pipelined(&mail, recipients, body).await;
+            return self.send_pipelined(&mail, recipients, body, &dsn).await;
         }
         let r = self.command(&mail).await?;
         if r.code != 250 {
@@ -340,8 +417,10 @@ impl SmtpClient {
             });
         }
         let mut results: Vec<Option<Reply>> = Vec::with_capacity(recipients.len());
-        for rcpt in recipients {
-            let r = self.command(&format!("RCPT TO:{}", rcpt.path())).await?;
+        for (i, rcpt) in recipients.iter().enumerate() {
+            let r = self
+                .command(&format!("RCPT TO:{}{}", rcpt.path(), dsn.rcpt_params(i)))
+                .await?;
             results.push(if r.code == 250 || r.code == 251 {
                 None
             } else {
@@ -390,10 +469,15 @@ impl SmtpClient {
         mail: &str,
         recipients: &[Address],
         body: &[u8],
+        dsn: &DsnRequest,
     ) -> Result<Delivery, ClientError> {
         let mut batch = format!("{mail}\r\n");
-        for rcpt in recipients {
-            batch.push_str(&format!("RCPT TO:{}\r\n", rcpt.path()));
+        for (i, rcpt) in recipients.iter().enumerate() {
+            batch.push_str(&format!(
+                "RCPT TO:{}{}\r\n",
+                rcpt.path(),
+                dsn.rcpt_params(i)
+            ));
         }
         batch.push_str("DATA\r\n");
         if let Some(l) = &mut self.plog {
@@ -543,5 +627,30 @@ mod tests {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn dsn_parameters_in_xtext() {
+        assert_eq!(xtext("ENV+42=x y"), "ENV+2B42+3Dx+20y");
+        assert_eq!(xtext("Bob@A.test"), "Bob@A.test");
+        let d = DsnRequest {
+            ret: Some("HDRS".into()),
+            env_id: None,
+            recipients: vec![
+                (
+                    smtp_proto::RCPT_NOTIFY_SUCCESS | smtp_proto::RCPT_NOTIFY_FAILURE,
+                    Some("Bob+1@A.test".into()),
+                ),
+                (smtp_proto::RCPT_NOTIFY_NEVER, None),
+                (0, None),
+            ],
+        };
+        assert_eq!(
+            d.rcpt_params(0),
+            " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bob+2B1@A.test"
+        );
+        assert_eq!(d.rcpt_params(1), " NOTIFY=NEVER");
+        assert_eq!(d.rcpt_params(2), "");
+        assert_eq!(d.rcpt_params(3), "");
     }
 }

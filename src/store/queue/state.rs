@@ -64,6 +64,9 @@ pub struct StoredMessage {
     pub suspended: bool,
     pub delay_notified: bool,
     pub subject: Option<String>,
+    /// RFC 3461 ENVID (decoded) and RET (`FULL`, `HDRS`).
+    pub env_id: Option<String>,
+    pub ret: Option<String>,
 }
 
 impl StoredMessage {
@@ -85,7 +88,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 pub(super) const MESSAGE_COLS: &str = "id, message_id, sender, received_ms, size, receive_connector, \
-     client_ip, suspended, delay_notified, subject";
+     client_ip, suspended, delay_notified, subject, env_id, ret";
 
 pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<StoredMessage>> {
     Ok(
@@ -116,6 +119,19 @@ pub struct StoredRecipient {
     pub next_attempt_ms: i64,
     pub last_error: Option<String>,
     pub remote_host: Option<String>,
+    /// RFC 3461 ORCPT (the decoded rfc822 address) and NOTIFY
+    /// (smtp-proto's RCPT_NOTIFY_* bits; 0 when the client said nothing).
+    pub orcpt: Option<String>,
+    pub notify: i64,
+}
+
+impl StoredRecipient {
+    /// Whether a notice of `kind` may go to the sender: always when the
+    /// client gave no NOTIFY (Exchange's defaults then apply), else only
+    /// what it asked for (`NEVER` asks for none).
+    pub fn wants(&self, kind: u64) -> bool {
+        self.notify == 0 || self.notify as u64 & kind != 0
+    }
 }
 
 impl StoredRecipient {
@@ -126,8 +142,7 @@ impl StoredRecipient {
     }
 }
 
-const RCPT_COLS: &str =
-    "message, idx, address, status, next_hop, attempts, next_attempt_ms, last_error, remote_host";
+const RCPT_COLS: &str = "message, idx, address, status, next_hop, attempts, next_attempt_ms, last_error, remote_host, orcpt, notify";
 
 pub async fn recipients(pool: &SqlitePool, message: i64) -> anyhow::Result<Vec<StoredRecipient>> {
     Ok(sqlx::query_as(&format!(

@@ -6,6 +6,7 @@
 pub mod setup;
 
 mod bounces;
+mod dsn;
 mod mailboxes;
 mod observability;
 mod queue_api;

@@ -2,6 +2,7 @@
 //! a plain peer that must never see credentials, RequireTLS, failover.
 
 use crate::delivery::setup::{env, eventually};
+use crate::support::peers::Postfix;
 use crate::support::pki::Ca;
 use crate::support::sink::{Sink, SinkOptions};
 use ferry::model::Role;
@@ -9,24 +10,6 @@ use serde_json::json;
 use std::process::Command;
 
 const POSTFIX_IP: &str = "127.77.0.11";
-
-/// The private Postfix instance of one test, stopped when dropped.
-struct Postfix {
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/peers/postfix-private.sh"
-            ))
-            .arg(&self.dir)
-            .arg("stop")
-            .status();
-    }
-}
 
 fn postfix_mailbox(pf: &Postfix) -> Vec<String> {
     let dir = pf.dir.join("mail").join("contoso.test").join("new");

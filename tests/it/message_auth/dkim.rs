@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{DKIM_VERIFY, openssl, txt};
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
+use crate::support::peers::Postfix;
 use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
 
 async fn api_key(e: &Edge, body: Value) -> Value {
@@ -278,24 +279,6 @@ impl Drop for OpenDkim {
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/peers/opendkim-private.sh"
-            ))
-            .arg(&self.dir)
-            .arg("stop")
-            .status();
-    }
-}
-
-/// The private Postfix of one test, stopped when dropped.
-struct Postfix {
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/peers/postfix-private.sh"
             ))
             .arg(&self.dir)
             .arg("stop")

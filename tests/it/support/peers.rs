@@ -59,3 +59,21 @@ fn a_program_that_does_not_exist_is_missing() {
     assert!(!installed("ferry-no-such-peer"));
     assert!(installed("sh"));
 }
+
+/// The private Postfix instance of one test, stopped when dropped.
+pub struct Postfix {
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/postfix-private.sh"
+            ))
+            .arg(&self.dir)
+            .arg("stop")
+            .status();
+    }
+}

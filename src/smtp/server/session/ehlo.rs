@@ -61,6 +61,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if c.chunking_enabled {
             lines.push("CHUNKING".into());
         }
+        if c.dsn_enabled {
+            lines.push("DSN".into());
+        }
         lines.push("SMTPUTF8".into());
         self.reply(Reply::new(250, "", lines.join("\n"))).await
     }

@@ -30,11 +30,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.shared.queue.health.back_pressure().is_some() {
             return self.reply(replies::INSUFFICIENT_RESOURCES).await;
         }
-        // DSN is not advertised yet, nor the other extensions smtp-proto knows.
+        // DSN (RFC 3461) where the connector offers it; not the other
+        // extensions smtp-proto knows.
+        let dsn = self.c().dsn_enabled;
         let unsupported = [
-            (from.env_id.is_some(), "ENVID"),
+            (from.env_id.is_some() && !dsn, "ENVID"),
             (
-                from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) != 0,
+                from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) != 0 && !dsn,
                 "RET",
             ),
             (from.flags & smtp_proto::MAIL_REQUIRETLS != 0, "REQUIRETLS"),
@@ -152,6 +154,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             },
             smtputf8,
             auth_param,
+            env_id: from.env_id.clone(),
+            ret: if from.flags & smtp_proto::MAIL_RET_HDRS != 0 {
+                Some("HDRS")
+            } else if from.flags & smtp_proto::MAIL_RET_FULL != 0 {
+                Some("FULL")
+            } else {
+                None
+            },
             stamps,
             ..Default::default()
         });

@@ -68,6 +68,9 @@ pub(crate) struct Transaction {
     body_type: Option<&'static str>,
     smtputf8: bool,
     auth_param: Option<String>,
+    /// RFC 3461 ENVID (xtext-decoded) and RET (`FULL` or `HDRS`).
+    env_id: Option<String>,
+    ret: Option<&'static str>,
     recipients: Vec<Recipient>,
     /// Header lines the agents stamp on the message (after Received).
     stamps: Vec<String>,

@@ -184,11 +184,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let smtputf8 = tx.smtputf8;
         let count = tx.recipients.len();
-        if to.orcpt.is_some() || to.flags != 0 {
+        let dsn_flags = smtp_proto::RCPT_NOTIFY_SUCCESS
+            | smtp_proto::RCPT_NOTIFY_FAILURE
+            | smtp_proto::RCPT_NOTIFY_DELAY
+            | smtp_proto::RCPT_NOTIFY_NEVER;
+        if (to.orcpt.is_some() || to.flags & dsn_flags != 0) && !self.c().dsn_enabled {
             return self
                 .protocol_error(Reply::unsupported_parameter("NOTIFY/ORCPT"))
                 .await;
         }
+        if to.flags & !dsn_flags != 0 {
+            return self
+                .protocol_error(Reply::unsupported_parameter("RCPT TO"))
+                .await;
+        }
+        let (orcpt, notify) = (to.orcpt.clone(), to.flags & dsn_flags);
         if !to.address.is_ascii() && !smtputf8 {
             return self.reply(replies::NON_ASCII_NEEDS_SMTPUTF8).await;
         }
@@ -253,8 +263,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(tx) = self.tx.as_mut() {
             tx.recipients.push(Recipient {
                 address,
-                orcpt: None,
-                notify: 0,
+                orcpt,
+                notify,
             });
         }
         self.reply(replies::RECIPIENT_OK).await
