@@ -311,6 +311,7 @@ impl DmarcReports {
                     ret: None,
                     body_type: None,
                     smtputf8: false,
+                    require_tls: false,
                     subject: Some(subject.clone()),
                 },
                 message,

@@ -29,6 +29,8 @@ pub struct Envelope {
     pub ret: Option<String>,
     pub body_type: Option<String>,
     pub smtputf8: bool,
+    /// RFC 8689 REQUIRETLS.
+    pub require_tls: bool,
     /// The Subject header, kept for message tracking (None when subject
     /// logging is off).
     pub subject: Option<String>,

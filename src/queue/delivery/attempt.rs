@@ -119,7 +119,47 @@ impl DeliveryEngine {
         }
         let body = db::body(pool, id).await?.unwrap_or_default();
         let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
-        let request = crate::smtp::client::DsnRequest {
+        // RFC 8689: a REQUIRETLS message leaves only over TLS validated for
+        // the next hop's configured name, to a next hop that offers
+        // REQUIRETLS (or into a mail store over LMTP); otherwise it is
+        // returned to its sender, never sent with less.
+        if m.require_tls && !client.is_lmtp() {
+            let refusal = if !client.validated {
+                Some(format!(
+                    "550 5.7.10 REQUIRETLS: the connection to {} is not TLS validated for its name \
+                     (send connector {}: requireTLS with DomainValidation, or BasicAuthRequireTLS)",
+                    remote.display,
+                    hop.connector_name(snap)
+                ))
+            } else if !client.extensions.requiretls {
+                Some(format!(
+                    "550 5.7.30 REQUIRETLS support required: {} does not offer REQUIRETLS",
+                    remote.display
+                ))
+            } else {
+                None
+            };
+            if let Some(text) = refusal {
+                let results =
+                    pending_results(pool, id, hop, RecipientStatus::Failed, &text, 0).await?;
+                self.record(
+                    snap,
+                    Outcome {
+                        hop: Some(hop),
+                        connector: Some(hop.connector_name(snap)),
+                        remote: Some(remote),
+                        attempt: Some(AttemptOutcome::Fail),
+                        metered: true,
+                        results,
+                        ..Outcome::new(&m, Source::Smtp)
+                    },
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        let request = crate::smtp::client::MailOptions {
+            require_tls: m.require_tls,
             ret: m.ret.clone(),
             env_id: m.env_id.clone(),
             recipients: rcpts

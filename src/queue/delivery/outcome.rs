@@ -382,7 +382,9 @@ impl DeliveryEngine {
             snap.transport.spec.external_dsn_max_message_attach_size,
             dsn::Request {
                 env_id: m.env_id.as_deref(),
-                headers_only: m.ret.as_deref() == Some("HDRS"),
+                // RFC 8689 §5: a REQUIRETLS message's body does not go
+                // back in a notice that is not itself REQUIRETLS.
+                headers_only: m.ret.as_deref() == Some("HDRS") || m.require_tls,
             },
         );
         let message_id = crate::smtp::server::session::data_header_value(&report, "message-id")
@@ -411,6 +413,7 @@ impl DeliveryEngine {
                     ret: None,
                     body_type: None,
                     smtputf8: false,
+                    require_tls: false,
                     subject: subject.clone(),
                 },
                 report,

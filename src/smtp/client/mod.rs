@@ -68,11 +68,17 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// RFC 3461: the server takes NOTIFY, ORCPT, RET and ENVID.
     pub dsn: bool,
+    /// RFC 8689: the server takes REQUIRETLS.
+    pub requiretls: bool,
 }
 
-/// RFC 3461 requests to pass on to a server that offers DSN.
+/// What MAIL and RCPT carry besides the addresses: RFC 3461's requests
+/// (passed on to a server that offers DSN) and RFC 8689's REQUIRETLS.
 #[derive(Debug, Clone, Default)]
-pub struct DsnRequest {
+pub struct MailOptions {
+    /// MAIL FROM … REQUIRETLS; the caller has checked that the connection
+    /// may carry it (`validated`, and the server offers it).
+    pub require_tls: bool,
     /// `FULL` or `HDRS`.
     pub ret: Option<String>,
     /// Decoded; sent as xtext.
@@ -94,7 +100,7 @@ pub fn xtext(s: &str) -> String {
     out
 }
 
-impl DsnRequest {
+impl MailOptions {
     /// ` NOTIFY=… ORCPT=…` for recipient `i`.
     fn rcpt_params(&self, i: usize) -> String {
         let Some((notify, orcpt)) = self.recipients.get(i) else {
@@ -138,6 +144,9 @@ pub struct SmtpClient {
     pub extensions: Extensions,
     /// "version=TLSv1_3 cipher=…" once TLS is up.
     pub tls: Option<String>,
+    /// TLS is up and the certificate was validated for the next hop's
+    /// configured name (chain and name): what REQUIRETLS needs.
+    pub validated: bool,
     timeout: Duration,
     lmtp: bool,
     /// This connection's id in the send protocol log.
@@ -206,6 +215,7 @@ impl SmtpClient {
             remote: addr,
             extensions: Extensions::default(),
             tls: None,
+            validated: false,
             timeout: cfg.timeout,
             lmtp: cfg.lmtp,
             session,
@@ -305,6 +315,7 @@ impl SmtpClient {
             }
         };
         let (_, state) = connected.get_ref();
+        self.validated = matches!(cfg.tls, TlsPolicy::Required(Verify::ChainAndName(_)));
         self.tls = Some(format!(
             "version={} cipher={}",
             state
@@ -368,7 +379,7 @@ impl SmtpClient {
         from: &Address,
         recipients: &[Address],
         body: &[u8],
-        dsn: &DsnRequest,
+        dsn: &MailOptions,
     ) -> Result<Delivery, ClientError> {
         let mut mail = format!("MAIL FROM:{}", from.path());
         // Without DSN at the far end the requests stop here (the engine
@@ -376,7 +387,10 @@ impl SmtpClient {
         let dsn = if self.extensions.dsn {
             dsn.clone()
         } else {
-            DsnRequest::default()
+            MailOptions {
+                require_tls: dsn.require_tls,
+                ..MailOptions::default()
+            }
         };
         if let Some(max) = self.extensions.size {
             if body.len() as u64 > max {
@@ -400,6 +414,9 @@ impl SmtpClient {
             && (!from.as_str().is_ascii() || recipients.iter().any(|r| !r.as_str().is_ascii()))
         {
             mail.push_str(" SMTPUTF8");
+        }
+        if dsn.require_tls {
+            mail.push_str(" REQUIRETLS");
         }
         if let Some(ret) = &dsn.ret {
             mail.push_str(&format!(" RET={ret}"));
@@ -469,7 +486,7 @@ impl SmtpClient {
         mail: &str,
         recipients: &[Address],
         body: &[u8],
-        dsn: &DsnRequest,
+        dsn: &MailOptions,
     ) -> Result<Delivery, ClientError> {
         let mut batch = format!("{mail}\r\n");
         for (i, rcpt) in recipients.iter().enumerate() {
@@ -633,7 +650,8 @@ mod tests {
     fn dsn_parameters_in_xtext() {
         assert_eq!(xtext("ENV+42=x y"), "ENV+2B42+3Dx+20y");
         assert_eq!(xtext("Bob@A.test"), "Bob@A.test");
-        let d = DsnRequest {
+        let d = MailOptions {
+            require_tls: false,
             ret: Some("HDRS".into()),
             env_id: None,
             recipients: vec![

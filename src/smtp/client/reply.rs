@@ -154,8 +154,8 @@ impl Extensions {
     /// which a connector that requires TLS then refuses.
     pub(super) fn from_ehlo(raw: &[u8]) -> Extensions {
         use smtp_proto::{
-            AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SIZE,
-            EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse,
+            AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_REQUIRE_TLS,
+            EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse,
         };
         let ehlo = match EhloResponse::parse(&mut raw.iter()) {
             Ok(e) => e,
@@ -173,6 +173,7 @@ impl Extensions {
             eight_bit: has(EXT_8BIT_MIME),
             smtputf8: has(EXT_SMTP_UTF8),
             dsn: has(EXT_DSN),
+            requiretls: has(EXT_REQUIRE_TLS),
             size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
         }
     }

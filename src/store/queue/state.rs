@@ -67,6 +67,8 @@ pub struct StoredMessage {
     /// RFC 3461 ENVID (decoded) and RET (`FULL`, `HDRS`).
     pub env_id: Option<String>,
     pub ret: Option<String>,
+    /// RFC 8689 REQUIRETLS.
+    pub require_tls: bool,
 }
 
 impl StoredMessage {
@@ -88,7 +90,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 pub(super) const MESSAGE_COLS: &str = "id, message_id, sender, received_ms, size, receive_connector, \
-     client_ip, suspended, delay_notified, subject, env_id, ret";
+     client_ip, suspended, delay_notified, subject, env_id, ret, require_tls";
 
 pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<StoredMessage>> {
     Ok(

@@ -193,7 +193,8 @@ fn insert_messages(
     let mut id = end - messages.len() as i64;
     let mut message = tx.prepare_cached(
         "INSERT INTO messages (id, message_id, sender, received_ms, size, receive_connector, client_ip, client_helo, \
-         auth_user, env_id, ret, body_type, smtputf8, subject) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+         auth_user, env_id, ret, body_type, smtputf8, subject, require_tls) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
     )?;
     let mut body =
         tx.prepare_cached("INSERT INTO bodies (message, body) VALUES (?1, zeroblob(?2))")?;
@@ -217,6 +218,7 @@ fn insert_messages(
             e.body_type,
             e.smtputf8,
             e.subject,
+            e.require_tls,
         ])?;
         // The body is streamed into its BLOB, from memory and then from
         // its spill file: no second copy of a large message in RAM.

@@ -114,6 +114,7 @@ async fn stopping_the_app_stops_the_delivery_engine_and_the_queue_writer() {
         ret: None,
         body_type: None,
         smtputf8: false,
+        require_tls: false,
         subject: None,
     };
     queue

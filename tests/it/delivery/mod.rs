@@ -10,5 +10,6 @@ mod dsn;
 mod mailboxes;
 mod observability;
 mod queue_api;
+mod requiretls;
 mod routing;
 mod smarthost;

@@ -191,6 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ret: tx.ret.map(str::to_string),
             body_type: tx.body_type.map(str::to_string),
             smtputf8: tx.smtputf8,
+            require_tls: tx.require_tls,
             subject: subject.clone(),
         };
         match self.shared.queue.enqueue(envelope, stamped).await {

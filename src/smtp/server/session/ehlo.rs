@@ -64,6 +64,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if c.dsn_enabled {
             lines.push("DSN".into());
         }
+        // RFC 8689: only on a session under TLS.
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
+        }
         lines.push("SMTPUTF8".into());
         self.reply(Reply::new(250, "", lines.join("\n"))).await
     }

@@ -39,7 +39,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) != 0 && !dsn,
                 "RET",
             ),
-            (from.flags & smtp_proto::MAIL_REQUIRETLS != 0, "REQUIRETLS"),
+            // RFC 8689: offered only once the session is under TLS.
+            (
+                from.flags & smtp_proto::MAIL_REQUIRETLS != 0 && self.tls.is_none(),
+                "REQUIRETLS",
+            ),
             (from.trans_id.is_some(), "TRANSID"),
             (from.by != 0, "BY"),
             (from.mtrk.is_some(), "MTRK"),
@@ -155,6 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             smtputf8,
             auth_param,
             env_id: from.env_id.clone(),
+            require_tls: from.flags & smtp_proto::MAIL_REQUIRETLS != 0,
             ret: if from.flags & smtp_proto::MAIL_RET_HDRS != 0 {
                 Some("HDRS")
             } else if from.flags & smtp_proto::MAIL_RET_FULL != 0 {

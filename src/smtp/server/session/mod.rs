@@ -71,6 +71,8 @@ pub(crate) struct Transaction {
     /// RFC 3461 ENVID (xtext-decoded) and RET (`FULL` or `HDRS`).
     env_id: Option<String>,
     ret: Option<&'static str>,
+    /// RFC 8689 REQUIRETLS (only over TLS).
+    require_tls: bool,
     recipients: Vec<Recipient>,
     /// Header lines the agents stamp on the message (after Received).
     stamps: Vec<String>,
