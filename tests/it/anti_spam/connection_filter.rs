@@ -3,13 +3,12 @@
 //! priority order, bypassed recipients, a list that never answers, and the
 //! traffic the agent must never touch.
 
-use base64::Engine;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
-use crate::support::scenario::{Edge, HUB_PASSWORD, edge};
+use crate::support::scenario::{Edge, edge};
 
 const BLOCKED: &str = "Your address is on our block list";
 
@@ -98,14 +97,7 @@ async fn a_blocked_ip_gets_the_configured_550_after_rcpt_and_is_disconnected() {
 async fn a_block_entry_covering_a_hub_does_not_touch_its_authenticated_traffic() {
     let e = edge().await;
     block(&e, &format!("{}/31", e.hub1)).await;
-    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
-    let mut c = c
-        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
-        .await
-        .unwrap();
-    c.cmd("EHLO hub01").await;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0hub01\0{HUB_PASSWORD}"));
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let mut c = e.hub_session().await;
     let r = c
         .send_mail(
             "bob@contoso.test",

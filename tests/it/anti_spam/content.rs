@@ -5,14 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ferry::model::Role;
 use serde_json::{Value, json};
 
 use crate::support::app::TestApp;
 use crate::support::client::{Client, Reply};
 use crate::support::rspamd::{GTUBE, Rspamd};
-use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
+use crate::support::scenario::{Edge, edge, queued};
 
 const HAM: &str = "From: Alice <alice@fabrikam.test>\r\nTo: Bob <bob@contoso.test>\r\n\
 Subject: lunch\r\nMessage-ID: <lunch-1@fabrikam.test>\r\nDate: Mon, 30 Nov 2026 03:00:00 +0000\r\n\r\n\
@@ -285,22 +284,6 @@ async fn hub_behind(e: &Edge, domain: &str) -> TestApp {
     hub
 }
 
-fn maildir(hub: &TestApp, address: &str) -> Vec<String> {
-    let (local, domain) = address.split_once('@').unwrap();
-    let dir = hub
-        .data_dir()
-        .join("mailboxes")
-        .join(domain)
-        .join(local)
-        .join("Maildir/new");
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !check() {
@@ -343,10 +326,10 @@ async fn address_rewriting_round_trips_envelope_and_headers() {
     .await;
     assert_eq!(r.code, 250, "{}", r.line());
     eventually("Mary's mail at the Hub", || {
-        !maildir(&hub, "mary@corp.contoso.test").is_empty()
+        !hub.maildir("mary@corp.contoso.test").is_empty()
     })
     .await;
-    let got = &maildir(&hub, "mary@corp.contoso.test")[0];
+    let got = &hub.maildir("mary@corp.contoso.test")[0];
     assert!(
         got.contains("Delivered-To: mary@corp.contoso.test\r\n"),
         "{got}"
@@ -359,14 +342,7 @@ async fn address_rewriting_round_trips_envelope_and_headers() {
     assert!(got.contains("\r\nCc: ceo@contoso.test\r\n"), "{got}");
     // Outbound: a Hub sends as the internal address; it leaves as the
     // external one, envelope and headers.
-    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
-    let mut c = c
-        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
-        .await
-        .unwrap();
-    c.cmd("EHLO hub01").await;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0hub01\0{HUB_PASSWORD}"));
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let mut c = e.hub_session().await;
     let r = c
         .send_mail(
             "mary@corp.contoso.test",
@@ -376,10 +352,10 @@ async fn address_rewriting_round_trips_envelope_and_headers() {
         .await;
     assert_eq!(r.code, 250, "{}", r.line());
     eventually("Alice's mail at Fabrikam", || {
-        !maildir(&fabrikam, "alice@fabrikam.test").is_empty()
+        !fabrikam.maildir("alice@fabrikam.test").is_empty()
     })
     .await;
-    let body = &maildir(&fabrikam, "alice@fabrikam.test")[0];
+    let body = &fabrikam.maildir("alice@fabrikam.test")[0];
     assert!(
         body.starts_with("Return-Path: <mary@contoso.test>\r\n"),
         "{body}"
@@ -481,10 +457,10 @@ async fn transport_rules_prepend_reject_and_redirect_real_mail() {
     .await;
     assert_eq!(r.code, 250, "{}", r.line());
     eventually("Mary's mail", || {
-        !maildir(&hub, "mary@corp.contoso.test").is_empty()
+        !hub.maildir("mary@corp.contoso.test").is_empty()
     })
     .await;
-    let got = &maildir(&hub, "mary@corp.contoso.test")[0];
+    let got = &hub.maildir("mary@corp.contoso.test")[0];
     assert!(got.contains("\r\nSubject: [EXTERNAL] hello\r\n"), "{got}");
     assert!(got.contains("X-Contoso-Tagged: yes\r\n"), "{got}");
     // Reject, with the rule's status code and text.
@@ -506,10 +482,10 @@ async fn transport_rules_prepend_reject_and_redirect_real_mail() {
     .await;
     assert_eq!(r.code, 250, "{}", r.line());
     eventually("the legal mailbox", || {
-        !maildir(&hub, "legal@corp.contoso.test").is_empty()
+        !hub.maildir("legal@corp.contoso.test").is_empty()
     })
     .await;
-    assert_eq!(maildir(&hub, "mary@corp.contoso.test").len(), 1);
+    assert_eq!(hub.maildir("mary@corp.contoso.test").len(), 1);
     let t = e.app.get("/api/v1/tracking?event=AGENT").await.text;
     assert!(t.contains("Edge Rule Agent: Rule: Legal review: redirect to legal@corp.contoso.test; log \\\"sent to legal\\\""), "{t}");
     // The rule in test mode only logged.
@@ -589,10 +565,10 @@ async fn the_hub_files_mail_over_the_junk_threshold_and_trusts_only_the_edges_sc
         250
     );
     eventually("Mary's first mail", || {
-        !maildir(&hub, "mary@corp.contoso.test").is_empty()
+        !hub.maildir("mary@corp.contoso.test").is_empty()
     })
     .await;
-    let first = &maildir(&hub, "mary@corp.contoso.test")[0];
+    let first = &hub.maildir("mary@corp.contoso.test")[0];
     assert!(!first.contains("X-Ferry-Organization-SCL"), "{first}");
     // Trusted (ms-Exch-Accept-Headers-Organization for the Edge's
     // connection): SCL 6 ≥ the junk threshold 4 goes to Junk, ham does not.
@@ -625,7 +601,7 @@ async fn the_hub_files_mail_over_the_junk_threshold_and_trusts_only_the_edges_sc
     })
     .await;
     eventually("the ham", || {
-        maildir(&hub, "mary@corp.contoso.test").len() == 2
+        hub.maildir("mary@corp.contoso.test").len() == 2
     })
     .await;
     let filed = &junk(&hub, "mary@corp.contoso.test")[0];
@@ -647,7 +623,7 @@ async fn the_hub_files_mail_over_the_junk_threshold_and_trusts_only_the_edges_sc
         250
     );
     eventually("the third mail in the inbox", || {
-        maildir(&hub, "mary@corp.contoso.test").len() == 3
+        hub.maildir("mary@corp.contoso.test").len() == 3
     })
     .await;
     assert_eq!(junk(&hub, "mary@corp.contoso.test").len(), 1);

@@ -73,13 +73,9 @@ async fn submit(e: &Env, mail_params: &str, rcpts: &[(&str, &str)], subject: &st
     assert_eq!(r.code, 250, "{}", r.line());
 }
 
-/// Where notices to Alice (fabrikam.test, the sender) are delivered: a
-/// recording peer behind a send connector.
+/// Where notices to Alice (fabrikam.test, the sender) are delivered.
 async fn alice(e: &Env) -> Sink {
-    let sink = Sink::start(&format!("{}:2525", e.ip(14)), SinkOptions::default()).await;
-    e.connector(json!({"name": "To Fabrikam", "addressSpaces": ["fabrikam.test"], "smartHosts": [e.ip(14)], "port": 2525}))
-        .await;
-    sink
+    crate::delivery::setup::fabrikam_inbox(&e.app, &e.ip(14)).await
 }
 
 /// The notices Alice received, by their Action.

@@ -6,7 +6,7 @@
 //! all, it is returned with `5.7.10` (headers only) and never sent, while
 //! ordinary mail on the same path is delivered.
 
-use crate::delivery::setup::eventually;
+use crate::delivery::setup::{eventually, fabrikam_inbox, ndr_about};
 use crate::support::app::TestApp;
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
@@ -41,23 +41,6 @@ async fn hub(e: &Edge) -> TestApp {
     hub
 }
 
-fn maildir(hub: &TestApp, address: &str) -> Vec<String> {
-    let (local, domain) = address.split_once('@').unwrap();
-    let dir = hub
-        .data_dir()
-        .join("mailboxes")
-        .join(domain)
-        .join(local)
-        .join("Maildir")
-        .join("new");
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Sends one message from the Internet host to the Edge over STARTTLS,
 /// with or without REQUIRETLS.
 async fn send(e: &Edge, to: &str, subject: &str, require_tls: bool) {
@@ -84,30 +67,10 @@ async fn send(e: &Edge, to: &str, subject: &str, require_tls: bool) {
     assert_eq!(r.code, 250, "{}", r.line());
 }
 
-async fn patch_connector(e: &Edge, name: &str, body: Value) {
-    let r = e
-        .app
-        .patch(&format!("/api/v1/send-connectors/{name}"), body, None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
-#[tokio::test]
-async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offers_it() {
-    if !crate::support::peers::require(&["dnsmasq"]) {
-        return;
-    }
-    let e = edge().await;
-    let hub = hub(&e).await;
-    let dns = Dnsmasq::start(
-        &e.ip(53),
-        &[
-            format!("--host-record=hub01.corp.contoso.test,127.{}.0.11", hub.net),
-            // The same Hub under a name its certificate does not carry.
-            format!("--host-record=hub02.corp.contoso.test,127.{}.0.11", hub.net),
-        ],
-    )
-    .await;
+/// DNS for the Edge (dnsmasq serving `records`, short retries), trust in
+/// the test CA, and a recording peer for notices to fabrikam.test.
+async fn prepare(e: &Edge, records: &[String]) -> (Dnsmasq, Sink) {
+    let dns = Dnsmasq::start(&e.ip(53), records).await;
     let r = e
         .app
         .patch(
@@ -124,14 +87,33 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
             json!({"source": "trustAnchor", "certificatePem": e.ca.cert_pem}),
         )
         .await;
-    // Notices to Alice go to a recording peer.
-    let inbox = Sink::start(&format!("{}:2525", e.ip(14)), SinkOptions::default()).await;
-    e.app
-        .create(
-            "/api/v1/send-connectors",
-            json!({"name": "To Fabrikam", "addressSpaces": ["fabrikam.test"], "smartHosts": [e.ip(14)], "port": 2525}),
-        )
+    (dns, fabrikam_inbox(&e.app, &e.ip(14)).await)
+}
+
+async fn patch_connector(e: &Edge, name: &str, body: Value) {
+    let r = e
+        .app
+        .patch(&format!("/api/v1/send-connectors/{name}"), body, None)
         .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offers_it() {
+    if !crate::support::peers::require(&["dnsmasq"]) {
+        return;
+    }
+    let e = edge().await;
+    let hub = hub(&e).await;
+    let (_dns, inbox) = prepare(
+        &e,
+        &[
+            format!("--host-record=hub01.corp.contoso.test,127.{}.0.11", hub.net),
+            // The same Hub under a name its certificate does not carry.
+            format!("--host-record=hub02.corp.contoso.test,127.{}.0.11", hub.net),
+        ],
+    )
+    .await;
     // First the Hub behind opportunistic TLS: encrypted, not validated.
     e.app
         .create(
@@ -152,24 +134,12 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
     send(&e, "bob@contoso.test", "ordinary", false).await;
     send(&e, "bob@contoso.test", "opportunistic", true).await;
     eventually(20, "the ordinary message reaches Bob", || async {
-        maildir(&hub, "bob@contoso.test")
+        hub.maildir("bob@contoso.test")
             .iter()
             .any(|m| m.contains("Subject: ordinary"))
     })
     .await;
-    eventually(20, "the REQUIRETLS message comes back to Alice", || async {
-        inbox
-            .messages()
-            .iter()
-            .any(|m| m.2.contains("Subject: Undeliverable: opportunistic"))
-    })
-    .await;
-    let ndr = inbox
-        .messages()
-        .into_iter()
-        .find(|m| m.2.contains("Subject: Undeliverable: opportunistic"))
-        .unwrap()
-        .2;
+    let ndr = ndr_about(&inbox, "opportunistic").await;
     assert!(ndr.contains("Status: 5.7.10"), "{ndr}");
     assert!(ndr.contains("REQUIRETLS"), "{ndr}");
     // Headers only: the body never travels in a notice without REQUIRETLS.
@@ -178,7 +148,7 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
         "{ndr}"
     );
     assert!(
-        !maildir(&hub, "bob@contoso.test")
+        !hub.maildir("bob@contoso.test")
             .iter()
             .any(|m| m.contains("Subject: opportunistic")),
         "sent over unvalidated TLS"
@@ -193,7 +163,7 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
     .await;
     send(&e, "bob@contoso.test", "validated", true).await;
     eventually(20, "the REQUIRETLS message reaches Bob", || async {
-        maildir(&hub, "bob@contoso.test")
+        hub.maildir("bob@contoso.test")
             .iter()
             .any(|m| m.contains("Subject: validated"))
     })
@@ -244,7 +214,7 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
     })
     .await;
     assert!(
-        !maildir(&hub, "bob@contoso.test")
+        !hub.maildir("bob@contoso.test")
             .iter()
             .any(|m| m.contains("Subject: wrong name")),
         "sent to a certificate that does not name the host"
@@ -260,18 +230,7 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
         )
         .await;
     // The Edge relays plain.test only for the Hubs: send it from inside.
-    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
-    let mut c = c
-        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
-        .await
-        .unwrap();
-    c.cmd("EHLO hub01").await;
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
-        "\0hub01\0{}",
-        crate::support::scenario::HUB_PASSWORD
-    ));
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let mut c = e.hub_session().await;
     assert_eq!(
         c.cmd("MAIL FROM:<alice@fabrikam.test> REQUIRETLS")
             .await
@@ -283,13 +242,7 @@ async fn requiretls_mail_leaves_only_over_validated_tls_to_a_next_hop_that_offer
     c.raw(b"From: <alice@fabrikam.test>\r\nSubject: to plain\r\n\r\nThe secret of plain.\r\n.\r\n")
         .await;
     assert_eq!(c.reply().await.unwrap().code, 250);
-    eventually(20, "the message to the plain peer comes back", || async {
-        inbox
-            .messages()
-            .iter()
-            .any(|m| m.2.contains("Subject: Undeliverable: to plain"))
-    })
-    .await;
+    ndr_about(&inbox, "to plain").await;
     assert!(
         plain.messages().is_empty() && !plain.commands().iter().any(|c| c.starts_with("MAIL")),
         "{:?}",
@@ -304,60 +257,16 @@ async fn a_validated_next_hop_without_requiretls_gets_none_of_it() {
     }
     let e = edge().await;
     let pf_ip = e.ip(40);
-    let dns = Dnsmasq::start(
-        &e.ip(53),
-        &[format!("--host-record=relay.partner.test,{pf_ip}")],
-    )
-    .await;
-    let r = e
-        .app
-        .patch(
-            "/api/v1/transport-settings",
-            json!({"internalDNSServers": [dns.server], "externalDNSServers": [dns.server]}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    e.app
-        .create(
-            "/api/v1/certificates",
-            json!({"source": "trustAnchor", "certificatePem": e.ca.cert_pem}),
-        )
-        .await;
+    let (_dns, inbox) = prepare(&e, &[format!("--host-record=relay.partner.test,{pf_ip}")]).await;
     // Postfix (which does not implement REQUIRETLS) with STARTTLS, a
     // certificate from the CA for its name, and AUTH.
-    let (crt, key) = e.ca.issue(&["relay.partner.test"]);
-    let (crt_path, key_path) = (
-        e.app.dir.path().join("relay.crt"),
-        e.app.dir.path().join("relay.key"),
-    );
-    std::fs::write(&crt_path, crt).unwrap();
-    std::fs::write(&key_path, key).unwrap();
-    let pf = crate::support::peers::Postfix {
-        dir: e.app.dir.path().join("postfix"),
-    };
-    let out = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/postfix-smarthost.sh"
-        ))
-        .arg(&pf.dir)
-        .args([
-            pf_ip.as_str(),
-            "2525",
-            "relay.partner.test",
-            "partner.test",
-            "edge01",
-            "Edge-Relay-Pass-7",
-        ])
-        .arg(&crt_path)
-        .arg(&key_path)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "Postfix set-up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let pf = crate::support::peers::postfix_smarthost(
+        e.app.dir.path(),
+        &pf_ip,
+        "relay.partner.test",
+        "partner.test",
+        ("edge01", "Edge-Relay-Pass-7"),
+        &e.ca,
     );
     e.app
         .create("/api/v1/credentials", json!({"name": "to-partner", "kind": "SmartHost", "userName": "edge01", "password": "Edge-Relay-Pass-7"}))
@@ -369,26 +278,8 @@ async fn a_validated_next_hop_without_requiretls_gets_none_of_it() {
                    "smartHostAuthMechanism": "BasicAuthRequireTLS", "authenticationCredential": "to-partner"}),
         )
         .await;
-    let inbox = Sink::start(&format!("{}:2525", e.ip(14)), SinkOptions::default()).await;
-    e.app
-        .create(
-            "/api/v1/send-connectors",
-            json!({"name": "To Fabrikam", "addressSpaces": ["fabrikam.test"], "smartHosts": [e.ip(14)], "port": 2525}),
-        )
-        .await;
     // From a Hub, which may relay: one REQUIRETLS message, one ordinary.
-    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
-    let mut c = c
-        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
-        .await
-        .unwrap();
-    c.cmd("EHLO hub01").await;
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
-        "\0hub01\0{}",
-        crate::support::scenario::HUB_PASSWORD
-    ));
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let mut c = e.hub_session().await;
     for (param, subject) in [(" REQUIRETLS", "needs it"), ("", "does not")] {
         assert_eq!(
             c.cmd(&format!("MAIL FROM:<alice@fabrikam.test>{param}"))
@@ -405,31 +296,12 @@ async fn a_validated_next_hop_without_requiretls_gets_none_of_it() {
         .await;
         assert_eq!(c.reply().await.unwrap().code, 250);
     }
-    let mailbox = || {
-        std::fs::read_dir(pf.dir.join("mail").join("partner.test").join("new"))
-            .map(|d| {
-                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
+    let mailbox = || pf.mailbox("partner.test");
     eventually(30, "the ordinary message reaches Postfix", || async {
         mailbox().iter().any(|m| m.contains("Subject: does not"))
     })
     .await;
-    eventually(30, "the REQUIRETLS message comes back", || async {
-        inbox
-            .messages()
-            .iter()
-            .any(|m| m.2.contains("Subject: Undeliverable: needs it"))
-    })
-    .await;
-    let ndr = inbox
-        .messages()
-        .into_iter()
-        .find(|m| m.2.contains("Subject: Undeliverable: needs it"))
-        .unwrap()
-        .2;
+    let ndr = ndr_about(&inbox, "needs it").await;
     assert!(ndr.contains("Status: 5.7.30"), "{ndr}");
     assert!(!mailbox().iter().any(|m| m.contains("Subject: needs it")));
 }

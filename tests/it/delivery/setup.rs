@@ -63,21 +63,7 @@ impl Env {
 
     /// Files in a Hub mailbox (Maildir new/).
     pub fn maildir(&self, address: &str) -> Vec<String> {
-        let (local, domain) = address.split_once('@').unwrap();
-        let dir = self
-            .app
-            .data_dir()
-            .join("mailboxes")
-            .join(domain)
-            .join(local)
-            .join("Maildir")
-            .join("new");
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return vec![];
-        };
-        entries
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-            .collect()
+        self.app.maildir(address)
     }
 }
 
@@ -137,4 +123,35 @@ pub async fn env(role: Role, records: &[&str]) -> Option<Env> {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     Some(Env { app, dns })
+}
+
+/// Where mail to fabrikam.test (the tests' senders) goes: a recording peer
+/// on `ip`:2525 behind a send connector, so notices can be read.
+pub async fn fabrikam_inbox(app: &TestApp, ip: &str) -> crate::support::sink::Sink {
+    let sink = crate::support::sink::Sink::start(
+        &format!("{ip}:2525"),
+        crate::support::sink::SinkOptions::default(),
+    )
+    .await;
+    app.create(
+        "/api/v1/send-connectors",
+        json!({"name": "To Fabrikam", "addressSpaces": ["fabrikam.test"], "smartHosts": [ip], "port": 2525}),
+    )
+    .await;
+    sink
+}
+
+/// Waits for the NDR about `subject` in `inbox`; its text.
+pub async fn ndr_about(inbox: &crate::support::sink::Sink, subject: &str) -> String {
+    let title = format!("Subject: Undeliverable: {subject}");
+    eventually(30, &format!("the NDR about {subject}"), || async {
+        inbox.messages().iter().any(|m| m.2.contains(&title))
+    })
+    .await;
+    inbox
+        .messages()
+        .into_iter()
+        .find(|m| m.2.contains(&title))
+        .unwrap()
+        .2
 }

@@ -2,24 +2,12 @@
 //! a plain peer that must never see credentials, RequireTLS, failover.
 
 use crate::delivery::setup::{env, eventually};
-use crate::support::peers::Postfix;
 use crate::support::pki::Ca;
 use crate::support::sink::{Sink, SinkOptions};
 use ferry::model::Role;
 use serde_json::json;
-use std::process::Command;
 
 const POSTFIX_IP: &str = "127.77.0.11";
-
-fn postfix_mailbox(pf: &Postfix) -> Vec<String> {
-    let dir = pf.dir.join("mail").join("contoso.test").join("new");
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn postfix_smart_host_with_starttls_and_auth() {
@@ -35,38 +23,13 @@ async fn postfix_smart_host_with_starttls_and_auth() {
         return;
     };
     let ca = Ca::new(e.app.dir.path());
-    let (crt, key) = ca.issue(&["hub01.corp.contoso.test"]);
-    let (crt_path, key_path) = (
-        e.app.dir.path().join("hub.crt"),
-        e.app.dir.path().join("hub.key"),
-    );
-    std::fs::write(&crt_path, crt).unwrap();
-    std::fs::write(&key_path, key).unwrap();
-    let pf = Postfix {
-        dir: e.app.dir.path().join("postfix"),
-    };
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/postfix-smarthost.sh"
-        ))
-        .arg(&pf.dir)
-        .args([
-            POSTFIX_IP,
-            "2525",
-            "hub01.corp.contoso.test",
-            "contoso.test",
-            "edge01",
-            "Edge-Relay-Pass-7",
-        ])
-        .arg(&crt_path)
-        .arg(&key_path)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "Postfix set-up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let pf = crate::support::peers::postfix_smarthost(
+        e.app.dir.path(),
+        POSTFIX_IP,
+        "hub01.corp.contoso.test",
+        "contoso.test",
+        ("edge01", "Edge-Relay-Pass-7"),
+        &ca,
     );
 
     e.app
@@ -88,10 +51,13 @@ async fn postfix_smart_host_with_starttls_and_auth() {
     e.submit("alice@fabrikam.test", &["bob@contoso.test"], &subject)
         .await;
     eventually(20, "Postfix stored the message", || async {
-        postfix_mailbox(&pf).iter().any(|m| m.contains(&subject))
+        pf.mailbox("contoso.test")
+            .iter()
+            .any(|m| m.contains(&subject))
     })
     .await;
-    let stored = postfix_mailbox(&pf)
+    let stored = pf
+        .mailbox("contoso.test")
         .into_iter()
         .find(|m| m.contains(&subject))
         .unwrap();
@@ -121,7 +87,11 @@ async fn postfix_smart_host_with_starttls_and_auth() {
         })
     })
     .await;
-    assert!(!postfix_mailbox(&pf).iter().any(|m| m.contains(&subject2)));
+    assert!(
+        !pf.mailbox("contoso.test")
+            .iter()
+            .any(|m| m.contains(&subject2))
+    );
     let msgs = e.messages().await;
     assert_eq!(msgs.len(), 1, "{msgs:#?}");
     assert_eq!(msgs[0]["status"], "Retry");

@@ -3,14 +3,13 @@
 //! signatures on mail from inside that dkimpy verifies — and rejects once
 //! the message is changed.
 
-use base64::Engine;
 use serde_json::{Value, json};
 
 use super::{DKIM_VERIFY, openssl, txt};
 use crate::support::client::Client;
 use crate::support::dns::Dnsmasq;
 use crate::support::peers::Postfix;
-use crate::support::scenario::{Edge, HUB_PASSWORD, edge, queued};
+use crate::support::scenario::{Edge, edge, queued};
 
 async fn api_key(e: &Edge, body: Value) -> Value {
     let r = e.app.post("/api/v1/dkim-signing-keys", body).await;
@@ -20,14 +19,7 @@ async fn api_key(e: &Edge, body: Value) -> Value {
 
 /// A Hub sends a message from inside; the Edge's queued copy.
 async fn hub_sends(e: &Edge, from: &str) -> String {
-    let (c, _) = Client::open(&e.hub1, &e.e4()).await;
-    let mut c = c
-        .starttls("edge01.corp.contoso.test", &e.ca.cert_pem)
-        .await
-        .unwrap();
-    c.cmd("EHLO hub01").await;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0hub01\0{HUB_PASSWORD}"));
-    assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+    let mut c = e.hub_session().await;
     let body = format!(
         "From: Mary <{from}>\r\nTo: alice@fabrikam.test\r\nSubject: Quarterly figures\r\n\
 Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n\
@@ -315,38 +307,13 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_opendkim_and_dkimpy_
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let ca = crate::support::pki::Ca::new(e.app.dir.path());
-    let (crt, key) = ca.issue(&["relay.contoso.test"]);
-    let (crt_path, key_path) = (
-        e.app.dir.path().join("relay.crt"),
-        e.app.dir.path().join("relay.key"),
-    );
-    std::fs::write(&crt_path, crt).unwrap();
-    std::fs::write(&key_path, key).unwrap();
-    let pf = Postfix {
-        dir: e.app.dir.path().join("postfix"),
-    };
-    let out = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/postfix-smarthost.sh"
-        ))
-        .arg(&pf.dir)
-        .args([
-            postfix_ip,
-            "2525",
-            "relay.contoso.test",
-            "fabrikam.test",
-            "edge01",
-            "Edge-Relay-Pass-7",
-        ])
-        .arg(&crt_path)
-        .arg(&key_path)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "Postfix: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let pf = crate::support::peers::postfix_smarthost(
+        e.app.dir.path(),
+        postfix_ip,
+        "relay.contoso.test",
+        "fabrikam.test",
+        ("edge01", "Edge-Relay-Pass-7"),
+        &ca,
     );
     e.app
         .create(
@@ -477,14 +444,7 @@ async fn signatures_survive_a_postfix_relay_and_verify_with_opendkim_and_dkimpy_
     ]);
     pfx(&["stop"]);
     pfx(&["start"]);
-    let stored = |pf: &Postfix| -> Vec<String> {
-        std::fs::read_dir(pf.dir.join("mail").join("fabrikam.test").join("new"))
-            .map(|d| {
-                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let stored = |pf: &Postfix| pf.mailbox("fabrikam.test");
     for from in [
         "mary@contoso.test",
         "mary@ed.contoso.test",

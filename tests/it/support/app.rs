@@ -110,6 +110,24 @@ impl TestApp {
         self.settings.data_dir.clone()
     }
 
+    /// The messages in a mailbox of this Ferry (a Hub's Maildir `new/`).
+    pub fn maildir(&self, address: &str) -> Vec<String> {
+        let (local, domain) = address.split_once('@').unwrap();
+        let dir = self
+            .data_dir()
+            .join("mailboxes")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+            .join("new");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Stops Ferry and starts it again on the same data directory.
     pub async fn restart(&mut self) {
         self.app.take().unwrap().stop().await.unwrap();

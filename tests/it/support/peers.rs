@@ -77,3 +77,56 @@ impl Drop for Postfix {
             .status();
     }
 }
+
+/// A private Postfix smart host (`tests/peers/postfix-smarthost.sh`) on
+/// `ip`:2525 named `host`, delivering `domain` into its Maildir, with
+/// STARTTLS (a certificate for `host` from `ca`) and AUTH for `user` /
+/// `password`. Stopped when dropped.
+pub fn postfix_smarthost(
+    dir: &Path,
+    ip: &str,
+    host: &str,
+    domain: &str,
+    (user, password): (&str, &str),
+    ca: &crate::support::pki::Ca,
+) -> Postfix {
+    let (crt, key) = ca.issue(&[host]);
+    let (crt_path, key_path) = (
+        dir.join(format!("{host}.crt")),
+        dir.join(format!("{host}.key")),
+    );
+    std::fs::write(&crt_path, crt).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let pf = Postfix {
+        dir: dir.join(format!("postfix-{host}")),
+    };
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/postfix-smarthost.sh"
+        ))
+        .arg(&pf.dir)
+        .args([ip, "2525", host, domain, user, password])
+        .arg(&crt_path)
+        .arg(&key_path)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "Postfix set-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pf
+}
+
+impl Postfix {
+    /// What the smart host delivered into `domain`'s Maildir.
+    pub fn mailbox(&self, domain: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("mail").join(domain).join("new"))
+            .map(|d| {
+                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

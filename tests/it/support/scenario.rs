@@ -90,6 +90,24 @@ pub async fn edge() -> Edge {
     }
 }
 
+impl Edge {
+    /// A Hub's session on E4: STARTTLS (the Edge's certificate checked
+    /// against the CA), EHLO, and AUTH PLAIN as the server login hub01.
+    pub async fn hub_session(&self) -> crate::support::client::Client {
+        use base64::Engine;
+        let (c, _) = crate::support::client::Client::open(&self.hub1, &self.e4()).await;
+        let mut c = c
+            .starttls("edge01.corp.contoso.test", &self.ca.cert_pem)
+            .await
+            .unwrap();
+        c.cmd("EHLO hub01").await;
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0hub01\0{HUB_PASSWORD}"));
+        assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+        c
+    }
+}
+
 /// Messages in the queue, oldest first: (internal id, sender, recipients, body).
 pub async fn queued(app: &TestApp) -> Vec<(i64, String, Vec<String>, String)> {
     let pool = app.app.as_ref().unwrap().queue.pool().clone();
