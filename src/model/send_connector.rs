@@ -36,6 +36,21 @@ pub enum TlsAuthLevel {
     DomainValidation,
 }
 
+/// The recipient domain's TLS policy a DNS-routed connector honours
+/// (Exchange Online's per-connector switch, for MTA-STS, RFC 8461).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub enum DnsTlsPolicy {
+    /// STARTTLS when offered, nothing validated; the domain's policy is
+    /// not looked up.
+    Opportunistic,
+    /// The domain's MTA-STS policy, when it publishes one: in `enforce`
+    /// mode only the MX hosts it names, over TLS validated for their
+    /// names; otherwise as Opportunistic. The default: it costs nothing
+    /// where no policy is published and stops downgrades where one is.
+    #[default]
+    MtaSts,
+}
+
 /// How errors are classified for this connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 pub enum ErrorPolicy {
@@ -87,6 +102,9 @@ pub struct SendConnector {
     pub tls_domain: Option<DomainPattern>,
     /// Pins the client certificate, `<I>issuer<S>subject`.
     pub tls_certificate_name: Option<String>,
+    /// With DNS routing: the recipient domain's TLS policy to honour.
+    #[serde(default)]
+    pub tls_policy: DnsTlsPolicy,
     /// Mutual TLS with partner domains.
     pub domain_secure_enabled: bool,
     /// Bytes, or `unlimited`; a message larger than this is not routed here.
@@ -131,6 +149,7 @@ impl SendConnector {
             tls_auth_level: None,
             tls_domain: None,
             tls_certificate_name: None,
+            tls_policy: DnsTlsPolicy::MtaSts,
             domain_secure_enabled: false,
             // Exchange 2010: 10 MB, and unlimited for Internal usage (spec §1.2).
             max_message_size: if usage == SendUsage::Internal {

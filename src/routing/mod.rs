@@ -3,6 +3,7 @@
 
 pub mod dns;
 mod hop_key;
+pub mod mta_sts;
 pub mod next_hop;
 
 pub use hop_key::{HopKey, UNREACHABLE};

@@ -22,6 +22,17 @@ fn servers(list: &[crate::model::transport_settings::DnsServer]) -> Vec<SocketAd
     list.iter().map(|s| s.0).collect()
 }
 
+/// The DNS servers a DNS-routed connector looks the recipient domain up
+/// with: the external ones when it asks for them and they are set.
+pub fn lookup_servers(snap: &Snapshot, c: &SendConnector) -> Vec<SocketAddr> {
+    let ts = &snap.transport.spec;
+    if c.use_external_dns_servers_enabled && !ts.external_dns_servers.is_empty() {
+        servers(&ts.external_dns_servers)
+    } else {
+        servers(&ts.internal_dns_servers)
+    }
+}
+
 /// The hosts a send connector's queue for `next_hop` leads to, in order.
 pub async fn connector_targets(
     dns: &Dns,
@@ -29,16 +40,10 @@ pub async fn connector_targets(
     c: &SendConnector,
     next_hop: &str,
 ) -> Result<Vec<Target>, DnsError> {
-    let ts = &snap.transport.spec;
-    let internal = servers(&ts.internal_dns_servers);
-    let external = servers(&ts.external_dns_servers);
+    let internal = servers(&snap.transport.spec.internal_dns_servers);
     let mut out = vec![];
     if c.dns_routing_enabled {
-        let servers = if c.use_external_dns_servers_enabled && !external.is_empty() {
-            &external
-        } else {
-            &internal
-        };
+        let servers = &lookup_servers(snap, c);
         let mx = dns.mail_exchangers(servers, next_hop).await?;
         let mut last = None;
         for host in mx {

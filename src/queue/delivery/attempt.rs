@@ -44,19 +44,69 @@ impl DeliveryEngine {
                     return self.connection_failed(snap, hop, batch, &e).await;
                 }
             };
-        let cfg = policy::for_connector(
+        let mut cfg = policy::for_connector(
             snap,
             &connector.spec,
             &self.config.secrets,
             self.source_ip,
             &self.observe,
         )?;
-        self.connect_and_send(snap, hop, &targets, connector.spec.port, &cfg, batch)
-            .await
+        let mut targets = targets;
+        let mut policy_named = None;
+        // MTA-STS (RFC 8461): the recipient domain's policy, when it
+        // publishes one, for DNS-routed connectors that honour it.
+        let spec = &connector.spec;
+        if spec.dns_routing_enabled
+            && spec.tls_policy == DnsTlsPolicy::MtaSts
+            && !spec.ignore_starttls
+        {
+            let servers = next_hop::lookup_servers(snap, spec);
+            let roots = crate::tls::roots::trust_roots(snap);
+            if let mta_sts::Found::Policy(p) = self
+                .mta_sts
+                .policy(&self.dns, &servers, roots.clone(), next_hop)
+                .await
+            {
+                match p.mode {
+                    mta_sts::Mode::Enforce => {
+                        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+                        targets.retain(|t| p.allows(&t.name));
+                        if targets.is_empty() {
+                            let error = format!(
+                                "451 4.7.5 {}: no MX host of {next_hop} is allowed ({} not in mx: {})",
+                                p.describe(next_hop),
+                                names.join(", "),
+                                p.mx.join(", ")
+                            );
+                            return self.connection_failed(snap, hop, batch, &error).await;
+                        }
+                        // Only over TLS validated for the MX host's name.
+                        cfg.tls = TlsPolicy::Required(Verify::ChainAndName(roots));
+                        policy_named = Some(p.describe(next_hop));
+                    }
+                    mta_sts::Mode::Testing => {
+                        tracing::debug!(domain = %next_hop, id = %p.id, "MTA-STS testing: delivered as opportunistic TLS");
+                    }
+                    mta_sts::Mode::None => {}
+                }
+            }
+        }
+        self.connect_and_send(
+            snap,
+            hop,
+            &targets,
+            connector.spec.port,
+            &cfg,
+            batch,
+            policy_named.as_deref(),
+        )
+        .await
     }
 
     /// The one connect-and-send loop: the first address that answers gets
-    /// the whole batch; when none does, the queue goes to Retry.
+    /// the whole batch; when none does, the queue goes to Retry, its error
+    /// naming the TLS policy that was applied (`policy`), if any.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn connect_and_send(
         &self,
         snap: &Snapshot,
@@ -65,6 +115,7 @@ impl DeliveryEngine {
         port: u16,
         cfg: &ClientConfig,
         batch: &[i64],
+        policy: Option<&str>,
     ) -> anyhow::Result<()> {
         let mut last_error = String::from("no host to connect to");
         for target in targets {
@@ -93,6 +144,10 @@ impl DeliveryEngine {
             format!("{last_error}; attempted failover to alternate hosts, but that did not succeed")
         } else {
             last_error
+        };
+        let error = match policy {
+            Some(p) => format!("{p}: {error}"),
+            None => error,
         };
         self.connection_failed(snap, hop, batch, &error).await
     }

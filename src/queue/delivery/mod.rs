@@ -36,13 +36,15 @@ use super::status::{AttemptOutcome, RecipientStatus};
 use super::{Change, Envelope, Queue, Recipient, dsn};
 use crate::config::{ConfigService, Snapshot};
 use crate::model::Address;
+use crate::model::send_connector::DnsTlsPolicy;
 use crate::observe::Observer;
 use crate::observe::tracking::{Event, EventKind, Source};
 use crate::routing::dns::{Dns, DnsError};
+use crate::routing::mta_sts;
 use crate::routing::next_hop::{self, Target};
 use crate::routing::{self, HopKey, Route};
 use crate::shutdown::{Lifecycle, Shutdown};
-use crate::smtp::client::{ClientConfig, SmtpClient, policy};
+use crate::smtp::client::{ClientConfig, SmtpClient, TlsPolicy, Verify, policy};
 use crate::store::queue as db;
 
 mod admin;
@@ -78,6 +80,8 @@ pub struct DeliveryEngine {
     config: Arc<ConfigService>,
     queue: Queue,
     dns: Dns,
+    /// The MTA-STS policies of recipient domains, cached.
+    mta_sts: mta_sts::MtaSts,
     data_dir: PathBuf,
     /// The host's own address, when a connector sets no SourceIPAddress.
     source_ip: Option<IpAddr>,
@@ -113,6 +117,7 @@ impl DeliveryEngine {
             config,
             queue,
             dns: Dns::default(),
+            mta_sts: mta_sts::MtaSts::default(),
             data_dir,
             state: Mutex::new(State::default()),
             observe,

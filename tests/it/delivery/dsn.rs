@@ -7,46 +7,11 @@
 //! mailbox, no NDR for NOTIFY=NEVER (while the same failure without it
 //! gets one), and ORCPT and ENVID in every report.
 
-use crate::delivery::setup::{Env, env, eventually};
+use crate::delivery::setup::{Env, env, envelopes, eventually, hold_postfix};
 use crate::support::client::Client;
-use crate::support::peers::Postfix;
 use crate::support::sink::{Sink, SinkOptions};
 use ferry::model::Role;
 use serde_json::json;
-use std::process::Command;
-
-const HOLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/postfix-hold.sh");
-
-/// A Postfix on `ip`:2525 that holds what it receives; without DSN when
-/// `dsn` is false.
-fn hold_postfix(e: &Env, name: &str, ip: &str, dsn: bool) -> Postfix {
-    let pf = Postfix {
-        dir: e.app.dir.path().join(name),
-    };
-    let mut cmd = Command::new("bash");
-    cmd.arg(HOLD).arg(&pf.dir).args([ip, "2525"]);
-    if !dsn {
-        cmd.arg("nodsn");
-    }
-    let out = cmd.output().expect("bash runs");
-    assert!(
-        out.status.success(),
-        "Postfix set-up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pf
-}
-
-/// postcat's envelope records of every message the Postfix holds.
-fn envelopes(pf: &Postfix) -> String {
-    let out = Command::new("bash")
-        .arg(HOLD)
-        .arg(&pf.dir)
-        .arg("envelopes")
-        .output()
-        .expect("bash runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// One message through the submission connector with DSN parameters.
 async fn submit(e: &Env, mail_params: &str, rcpts: &[(&str, &str)], subject: &str) {
@@ -100,8 +65,8 @@ async fn requests_go_on_to_a_dsn_next_hop_and_are_answered_for_one_without() {
         return;
     };
     let inbox = alice(&e).await;
-    let with = hold_postfix(&e, "pf-dsn", &e.ip(11), true);
-    let without = hold_postfix(&e, "pf-nodsn", &e.ip(12), false);
+    let with = hold_postfix(&e, "pf-dsn", &e.ip(11), true, None);
+    let without = hold_postfix(&e, "pf-nodsn", &e.ip(12), false, None);
     e.connector(json!({"name": "To A", "addressSpaces": ["a.test"], "smartHosts": [e.ip(11)], "port": 2525}))
         .await;
     e.connector(json!({"name": "To B", "addressSpaces": ["b.test"], "smartHosts": [e.ip(12)], "port": 2525}))

@@ -8,6 +8,7 @@ pub mod setup;
 mod bounces;
 mod dsn;
 mod mailboxes;
+mod mta_sts;
 mod observability;
 mod queue_api;
 mod requiretls;

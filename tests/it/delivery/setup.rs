@@ -155,3 +155,44 @@ pub async fn ndr_about(inbox: &crate::support::sink::Sink, subject: &str) -> Str
         .unwrap()
         .2
 }
+
+const HOLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/postfix-hold.sh");
+
+/// A Postfix on `ip`:2525 that holds what it receives
+/// (`tests/peers/postfix-hold.sh`); without DSN when `dsn` is false; with
+/// STARTTLS and this certificate and key when given.
+pub fn hold_postfix(
+    e: &Env,
+    name: &str,
+    ip: &str,
+    dsn: bool,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> crate::support::peers::Postfix {
+    let pf = crate::support::peers::Postfix {
+        dir: e.app.dir.path().join(name),
+    };
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(HOLD).arg(&pf.dir).args([ip, "2525"]);
+    cmd.arg(if dsn { "dsn" } else { "nodsn" });
+    if let Some((cert, key)) = tls {
+        cmd.arg(cert).arg(key);
+    }
+    let out = cmd.output().expect("bash runs");
+    assert!(
+        out.status.success(),
+        "Postfix set-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pf
+}
+
+/// postcat's envelope records of every message the Postfix holds.
+pub fn envelopes(pf: &crate::support::peers::Postfix) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(HOLD)
+        .arg(&pf.dir)
+        .arg("envelopes")
+        .output()
+        .expect("bash runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
