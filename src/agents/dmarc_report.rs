@@ -17,8 +17,6 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use quick_xml::Writer;
@@ -31,22 +29,12 @@ use crate::queue::Queue;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::store::dmarc::{self as db, Evaluation, Group, Published, ReportRow, Seen};
 
-const DAY: i64 = 86_400;
-/// Rows of periods older than this are dropped unreported.
-const KEEP: i64 = 7 * DAY;
-/// How often the reporter looks for ended periods.
-const TICK: Duration = Duration::from_secs(60);
-
-fn now_s() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use crate::observe::periods::{Periods, now_s, period_end};
 
 /// The counts and the reporter; one per server.
 pub struct DmarcReports {
     tracking: Tracker,
-    /// The start of the period opened by the last "send now", if later
-    /// than today's midnight.
-    cut: AtomicI64,
+    periods: Periods,
     /// One pass at a time (the daily tick and "send now").
     pass: tokio::sync::Mutex<()>,
 }
@@ -55,92 +43,66 @@ impl DmarcReports {
     pub fn new(tracking: Tracker) -> DmarcReports {
         DmarcReports {
             tracking,
-            cut: AtomicI64::new(0),
+            periods: Periods::default(),
             pass: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// The start of the period evaluations now count toward.
-    fn period(&self) -> i64 {
-        let now = now_s();
-        (now - now.rem_euclid(DAY)).max(self.cut.load(Ordering::SeqCst))
     }
 
     /// Counts one evaluation.
     pub fn count(&self, published: Published, seen: Seen) {
         self.tracking.record_dmarc(Evaluation {
-            period_start: self.period(),
+            period_start: self.periods.current(),
             published,
             seen,
         });
     }
+}
 
-    /// Ends the current period now and reports every ended one: what the
-    /// API's "send now" does. The reports made, newest first.
-    pub async fn send_now(
-        &self,
-        config: &ConfigService,
-        queue: &Queue,
-        agents: &super::Agents,
-    ) -> anyhow::Result<Vec<ReportRow>> {
-        let cut = now_s().max(self.cut.load(Ordering::SeqCst) + 1);
-        self.cut.store(cut, Ordering::SeqCst);
-        self.report(config, queue, agents, cut).await
+impl super::reports::Reporter for DmarcReports {
+    type Group = Group;
+    type Made = ReportRow;
+    const NAME: &'static str = "DMARC reports";
+
+    fn periods(&self) -> &Periods {
+        &self.periods
     }
-
-    /// Every minute: the periods that ended are reported (when reports
-    /// are on), and rows too old to matter are dropped.
-    pub async fn run(
-        &self,
-        config: &ConfigService,
-        queue: &Queue,
-        agents: &super::Agents,
-        mut shutdown: crate::shutdown::Shutdown,
-    ) {
-        loop {
-            tokio::select! {
-                _ = shutdown.recv() => return,
-                _ = tokio::time::sleep(TICK) => {}
-            }
-            if let Err(e) = db::forget(self.tracking.pool(), self.period() - KEEP).await {
-                tracing::warn!(error = %format!("{e:#}"), "DMARC reports: old rows could not be dropped");
-            }
-            if let Err(e) = self.report(config, queue, agents, self.period()).await {
-                tracing::warn!(error = %format!("{e:#}"), "DMARC reports: not sent this time");
-            }
-        }
+    fn tracking(&self) -> &Tracker {
+        &self.tracking
     }
-
-    /// Reports every period that started before `before`.
-    async fn report(
+    fn pass(&self) -> &tokio::sync::Mutex<()> {
+        &self.pass
+    }
+    fn enabled(snap: &Snapshot) -> bool {
+        snap.anti_spam.sender_id_config.spec.dmarc_reports_enabled
+    }
+    async fn closed(pool: &sqlx::SqlitePool, before: i64) -> anyhow::Result<Vec<Group>> {
+        db::closed(pool, before).await
+    }
+    async fn make(
         &self,
+        snap: &Snapshot,
         config: &ConfigService,
         queue: &Queue,
         agents: &super::Agents,
+        group: &Group,
         before: i64,
-    ) -> anyhow::Result<Vec<ReportRow>> {
-        let _one = self.pass.lock().await;
-        let snap = config.snapshot();
-        if !snap.anti_spam.sender_id_config.spec.dmarc_reports_enabled {
-            return Ok(vec![]);
-        }
-        // Everything counted so far is on disk.
-        self.tracking.flush().await;
-        let pool = self.tracking.pool();
-        let mut made = vec![];
-        for group in db::closed(pool, before).await? {
-            let report = self
-                .send(&snap, config, queue, agents, &group, before)
-                .await?;
-            db::done(pool, &group, &report).await?;
-            tracing::info!(domain = %report.policy_domain, status = %report.status, messages = report.messages,
-                to = %report.recipients.join(", "), "DMARC aggregate report");
-            made.push(report);
-        }
-        made.reverse();
-        Ok(made)
+    ) -> anyhow::Result<ReportRow> {
+        let r = self
+            .send(snap, config, queue, agents, group, before)
+            .await?;
+        tracing::info!(domain = %r.policy_domain, status = %r.status, messages = r.messages,
+            to = %r.recipients.join(", "), "DMARC aggregate report");
+        Ok(r)
     }
+    async fn done(pool: &sqlx::SqlitePool, group: &Group, made: &ReportRow) -> anyhow::Result<()> {
+        db::done(pool, group, made).await
+    }
+    async fn forget(pool: &sqlx::SqlitePool, before: i64) -> anyhow::Result<u64> {
+        db::forget(pool, before).await
+    }
+}
 
+impl DmarcReports {
     /// Makes one group's report and queues it to the addresses that may
     /// have it.
     async fn send(
@@ -274,64 +236,23 @@ impl DmarcReports {
         if to.is_empty() {
             return Ok(row);
         }
-        let from_domain = from.rsplit_once('@').map_or("", |(_, d)| d);
-        if let Some(signature) = super::dkim::sign_for(
+        row.size = queue_report(
             snap,
-            &config.secrets,
-            &agents.dkim,
-            from_domain,
-            message.clone(),
+            config,
+            queue,
+            agents,
+            &self.tracking,
+            Outgoing {
+                from: &from,
+                to: &to,
+                message_id: &message_id,
+                subject: &subject,
+                connector: "Ferry DMARC reports",
+                detail: format!("DMARC aggregate report for {domain}: {messages} messages"),
+            },
+            message,
         )
-        .await
-        {
-            message = [signature.into_bytes(), message].concat();
-        }
-        row.size = message.len() as i64;
-        let recipients = to
-            .iter()
-            .map(|a| {
-                Ok(Recipient {
-                    address: Address::parse(a.as_str()).map_err(|e| anyhow::anyhow!(e))?,
-                    orcpt: None,
-                    notify: 0,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let internal = queue
-            .enqueue(
-                Envelope {
-                    message_id: message_id.clone(),
-                    sender: Address::parse(from.as_str()).map_err(|e| anyhow::anyhow!(e))?,
-                    recipients,
-                    receive_connector: "Ferry DMARC reports".into(),
-                    client_ip: IpAddr::from([127, 0, 0, 1]).to_string(),
-                    client_helo: None,
-                    auth_user: None,
-                    env_id: None,
-                    ret: None,
-                    body_type: None,
-                    smtputf8: false,
-                    require_tls: false,
-                    subject: Some(subject.clone()),
-                },
-                message,
-            )
-            .await
-            .context("queueing the report")?;
-        self.tracking.record(crate::observe::tracking::Event {
-            event: EventKind::Receive,
-            source: Source::Agent,
-            internal_id: internal,
-            message_id: message_id.clone(),
-            sender: from.clone(),
-            recipients: to.clone(),
-            size: Some(row.size),
-            subject: Some(subject),
-            detail: Some(format!(
-                "DMARC aggregate report for {domain}: {messages} messages"
-            )),
-            ..Default::default()
-        });
+        .await?;
         row.status = "Queued".into();
         row.recipients = to;
         row.message_id = Some(message_id);
@@ -339,18 +260,94 @@ impl DmarcReports {
     }
 }
 
-/// The last second of the period that began at `begin`: the end of its
-/// UTC day, or the second before `before` (the next period's start) when
-/// "send now" ended it sooner.
-fn period_end(begin: i64, before: i64) -> i64 {
-    (begin - begin.rem_euclid(DAY) + DAY).min(before) - 1
+/// A report message on its way to the queue.
+pub(crate) struct Outgoing<'a> {
+    pub from: &'a str,
+    pub to: &'a [String],
+    pub message_id: &'a str,
+    pub subject: &'a str,
+    /// The receive connector tracking names as its source.
+    pub connector: &'a str,
+    /// The tracking event's detail.
+    pub detail: String,
+}
+
+/// DKIM-signs a report with the From domain's key (when it has one),
+/// queues it like any message and tracks it; its size as queued.
+pub(crate) async fn queue_report(
+    snap: &Snapshot,
+    config: &ConfigService,
+    queue: &Queue,
+    agents: &super::Agents,
+    tracking: &Tracker,
+    out: Outgoing<'_>,
+    mut message: Vec<u8>,
+) -> anyhow::Result<i64> {
+    let from_domain = out.from.rsplit_once('@').map_or("", |(_, d)| d);
+    if let Some(signature) = super::dkim::sign_for(
+        snap,
+        &config.secrets,
+        &agents.dkim,
+        from_domain,
+        message.clone(),
+    )
+    .await
+    {
+        message = [signature.into_bytes(), message].concat();
+    }
+    let size = message.len() as i64;
+    let recipients = out
+        .to
+        .iter()
+        .map(|a| {
+            Ok(Recipient {
+                address: Address::parse(a.as_str()).map_err(|e| anyhow::anyhow!(e))?,
+                orcpt: None,
+                notify: 0,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let internal = queue
+        .enqueue(
+            Envelope {
+                message_id: out.message_id.to_string(),
+                sender: Address::parse(out.from).map_err(|e| anyhow::anyhow!(e))?,
+                recipients,
+                receive_connector: out.connector.into(),
+                client_ip: IpAddr::from([127, 0, 0, 1]).to_string(),
+                client_helo: None,
+                auth_user: None,
+                env_id: None,
+                ret: None,
+                body_type: None,
+                smtputf8: false,
+                require_tls: false,
+                subject: Some(out.subject.to_string()),
+            },
+            message,
+        )
+        .await
+        .context("queueing the report")?;
+    tracking.record(crate::observe::tracking::Event {
+        event: EventKind::Receive,
+        source: Source::Agent,
+        internal_id: internal,
+        message_id: out.message_id.to_string(),
+        sender: out.from.to_string(),
+        recipients: out.to.to_vec(),
+        size: Some(size),
+        subject: Some(out.subject.to_string()),
+        detail: Some(out.detail),
+        ..Default::default()
+    });
+    Ok(size)
 }
 
 /// The address of a `rua` entry: mail-auth keeps only `mailto:` URIs (the
 /// one scheme RFC 7489 §6.2 defines for reports), without the scheme; a
 /// `mailto:` still there is taken off, `%` escapes decoded (RFC 6068) and
 /// `?headers` dropped. None when what is left is not an address.
-fn mailto(uri: &str) -> Option<String> {
+pub(crate) fn mailto(uri: &str) -> Option<String> {
     let rest = match uri.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &uri[7..],
         _ => uri,
@@ -502,20 +499,6 @@ fn to_xml(meta: &Meta<'_>, p: &Published, rows: &[(Seen, i64)]) -> io::Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn periods_end_at_midnight_or_when_sent_sooner() {
-        let midnight = 1_796_083_200; // 2026-12-01T00:00:00Z
-        assert_eq!(midnight % DAY, 0);
-        // A whole day, reported after midnight.
-        assert_eq!(period_end(midnight - DAY, midnight + 60), midnight - 1);
-        // Ended by "send now" at 10:00, and the rest of that day.
-        assert_eq!(period_end(midnight, midnight + 36_000), midnight + 35_999);
-        assert_eq!(
-            period_end(midnight + 36_000, midnight + DAY + 5),
-            midnight + DAY - 1
-        );
-    }
 
     #[test]
     fn mailto_uris_and_ipv6_in_full() {

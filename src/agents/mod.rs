@@ -34,8 +34,10 @@ pub mod dmarc_report;
 mod dnsbl;
 pub mod headers;
 pub mod ldap;
+pub mod reports;
 pub mod sender_auth;
 mod spf_strict;
+pub mod tls_report;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -90,6 +92,8 @@ pub struct Agents {
     pub verifier: sender_auth::Verifier,
     /// DMARC aggregate reports: the counts and the reporter.
     pub dmarc_reports: dmarc_report::DmarcReports,
+    /// TLS reports (RFC 8460): the reporter.
+    pub tls_reports: tls_report::TlsReports,
     observe: Arc<Observer>,
 }
 
@@ -112,6 +116,7 @@ impl Agents {
             dkim: Arc::default(),
             verifier: sender_auth::Verifier::default(),
             dmarc_reports: dmarc_report::DmarcReports::new(observe.tracking.clone()),
+            tls_reports: tls_report::TlsReports::new(observe.clone()),
             observe,
         }
     }

@@ -368,26 +368,88 @@ pub struct DmarcReportsSent {
 pub async fn send_dmarc_reports(
     State(s): State<AppState>,
 ) -> Result<Json<DmarcReportsSent>, ApiError> {
-    if !s
+    let on = s
         .config
         .snapshot()
         .anti_spam
         .sender_id_config
         .spec
-        .dmarc_reports_enabled
-    {
-        return Err(ApiError::conflict(
-            "DMARC aggregate reports are off: set dmarcReportsEnabled in /api/v1/sender-id-config",
-        )
-        .with_field("dmarcReportsEnabled", "is false"));
+        .dmarc_reports_enabled;
+    if !on {
+        return Err(reports_off(
+            "DMARC aggregate reports",
+            "dmarcReportsEnabled",
+            "sender-id-config",
+        ));
     }
-    let reports = s.smtp.send_dmarc_reports().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service Unavailable",
-            format!("{e:#}; try again later"),
-        )
-    })?;
+    let reports = s.smtp.send_dmarc_reports().await.map_err(unavailable)?;
     Ok(Json(DmarcReportsSent { reports }))
+}
+
+/// TLS reports (RFC 8460): sessions counted and not yet reported, and the
+/// reports made (newest first, as long as the tracking log keeps them).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsReportsView {
+    /// `tlsReportsEnabled` of the transport settings.
+    pub enabled: bool,
+    pub pending: Vec<crate::store::tlsrpt::TlsPending>,
+    pub reports: Vec<crate::store::tlsrpt::TlsReportRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tls-reports", tag = "message-authentication",
+    responses((status = 200, body = TlsReportsView)))]
+pub async fn tls_reports(State(s): State<AppState>) -> Result<Json<TlsReportsView>, ApiError> {
+    let pool = s.smtp.dmarc_reports_pool();
+    let internal = |e| ApiError::from(ServiceError::Internal(e));
+    Ok(Json(TlsReportsView {
+        enabled: s.config.snapshot().transport.spec.tls_reports_enabled,
+        pending: crate::store::tlsrpt::pending(pool)
+            .await
+            .map_err(internal)?,
+        reports: crate::store::tlsrpt::reports(pool, 500)
+            .await
+            .map_err(internal)?,
+    }))
+}
+
+/// The reports one "send now" made.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsReportsSent {
+    pub reports: Vec<crate::store::tlsrpt::TlsReportRow>,
+}
+
+/// Ends the current reporting period now and queues the TLS reports of
+/// every ended period (otherwise done once a day, after midnight UTC).
+#[utoipa::path(post, path = "/api/v1/tls-reports/send", tag = "message-authentication",
+    responses((status = 200, body = TlsReportsSent),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn send_tls_reports(State(s): State<AppState>) -> Result<Json<TlsReportsSent>, ApiError> {
+    if !s.config.snapshot().transport.spec.tls_reports_enabled {
+        return Err(reports_off(
+            "TLS reports",
+            "tlsReportsEnabled",
+            "transport-settings",
+        ));
+    }
+    let reports = s.smtp.send_tls_reports().await.map_err(unavailable)?;
+    Ok(Json(TlsReportsSent { reports }))
+}
+
+/// `409`: reports of this kind are switched off, and where to switch them on.
+fn reports_off(what: &str, field: &str, resource: &str) -> ApiError {
+    ApiError::conflict(format!("{what} are off: set {field} in /api/v1/{resource}"))
+        .with_field(field, "is false")
+}
+
+/// `503`: the reports could not be made now (DNS, the queue).
+fn unavailable(e: anyhow::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Service Unavailable",
+        format!("{e:#}; try again later"),
+    )
 }

@@ -305,6 +305,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/spf-check", g(message_auth::spf_check))
         .route("/api/v1/dmarc-reports", g(message_auth::dmarc_reports))
+        .route("/api/v1/tls-reports", g(message_auth::tls_reports))
+        .route(
+            "/api/v1/tls-reports/send",
+            axum::routing::post(message_auth::send_tls_reports),
+        )
         .route(
             "/api/v1/dmarc-reports/send",
             axum::routing::post(message_auth::send_dmarc_reports),

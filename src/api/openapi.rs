@@ -272,6 +272,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         message_auth::list, message_auth::get, message_auth::create, message_auth::patch, message_auth::delete, message_auth::dns_check,
         message_auth::get_sender_id, message_auth::patch_sender_id, message_auth::spf_check,
         message_auth::dmarc_reports, message_auth::send_dmarc_reports,
+        message_auth::tls_reports, message_auth::send_tls_reports,
         anti_spam::block::get_config, anti_spam::block::patch_config,
         anti_spam::block::list_entries, anti_spam::block::create_entry, anti_spam::block::create_entries, anti_spam::block::get_entry, anti_spam::block::delete_entry,
         anti_spam::block::list_providers, anti_spam::block::create_provider, anti_spam::block::get_provider,

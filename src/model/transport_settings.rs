@@ -93,6 +93,12 @@ pub struct TransportSettings {
     pub internal_delay_dsn_enabled: bool,
     /// Bytes of original message attached to an NDR; larger → headers only.
     pub external_dsn_max_message_attach_size: u64,
+    /// TLS reports (RFC 8460): outbound TLS sessions to domains with an
+    /// MTA-STS policy are counted and, once a day (UTC), reported to the
+    /// `rua` of each domain's `_smtp._tls` record, from the postmaster
+    /// address. Off by default.
+    #[serde(default)]
+    pub tls_reports_enabled: bool,
     /// Record message tracking events (spec §1.7).
     #[serde(default = "yes")]
     pub message_tracking_log_enabled: bool,
@@ -243,6 +249,7 @@ impl TransportSettings {
             min_server_password_length: min_server_password(),
             back_pressure_min_free_disk_percent: min_free_disk(),
             back_pressure_max_memory: max_memory(),
+            tls_reports_enabled: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! events and log lines go to writer tasks; counters are atomics.
 
 pub mod metrics;
+pub mod periods;
 pub mod protolog;
 pub mod tracking;
 pub mod vocabulary;
@@ -19,6 +20,9 @@ pub struct Observer {
     pub metrics: Arc<metrics::Metrics>,
     pub tracking: tracking::Tracker,
     pub protolog: protolog::ProtocolLog,
+    /// The TLS reports' periods: the delivery engine counts sessions into
+    /// them, the reporter ends them.
+    pub tls_periods: periods::Periods,
 }
 
 impl Observer {
@@ -37,6 +41,7 @@ impl Observer {
             )
             .await?,
             protolog: protolog::ProtocolLog::start(data_dir, config.subscribe(), life)?,
+            tls_periods: periods::Periods::default(),
         }))
     }
 

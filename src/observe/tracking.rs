@@ -20,6 +20,7 @@ pub use crate::store::tracking::{Filter, NewEvent as Event, TrackingEvent};
 enum Msg {
     Event(Box<Event>),
     Dmarc(Box<crate::store::dmarc::Evaluation>),
+    Tls(Box<crate::store::tlsrpt::Session>),
     Flush(oneshot::Sender<()>),
     /// Write what came before, then end.
     Stop,
@@ -92,6 +93,11 @@ impl Tracker {
         let _ = self.tx.send(Msg::Dmarc(Box::new(e)));
     }
 
+    /// Counts an outbound TLS session for the TLS reports (RFC 8460).
+    pub fn record_tls(&self, s: crate::store::tlsrpt::Session) {
+        let _ = self.tx.send(Msg::Tls(Box::new(s)));
+    }
+
     /// The log's readers.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -155,6 +161,7 @@ fn writer(
         };
         let mut events = vec![];
         let mut dmarc = vec![];
+        let mut tls = vec![];
         let mut flushes = vec![];
         let mut stop = false;
         let mut next = Some(first);
@@ -162,20 +169,21 @@ fn writer(
             match m {
                 Msg::Event(e) => events.push(*e),
                 Msg::Dmarc(e) => dmarc.push(*e),
+                Msg::Tls(s) => tls.push(*s),
                 Msg::Flush(f) => flushes.push(f),
                 Msg::Stop => {
                     stop = true;
                     break;
                 }
             }
-            next = if events.len() + dmarc.len() < BATCH {
+            next = if events.len() + dmarc.len() + tls.len() < BATCH {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
-        if !(events.is_empty() && dmarc.is_empty())
-            && let Err(e) = db::insert(&mut conn, &events, &dmarc)
+        if !(events.is_empty() && dmarc.is_empty() && tls.is_empty())
+            && let Err(e) = db::insert(&mut conn, &events, &dmarc, &tls)
         {
             tracing::warn!(error = %format!("{e:#}"), events = events.len(), dmarc = dmarc.len(), "message tracking: events could not be written");
         }

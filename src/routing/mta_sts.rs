@@ -52,6 +52,8 @@ pub struct Policy {
     /// MX patterns: a name, or `*.` and a name (one more label).
     pub mx: Vec<String>,
     pub max_age: u64,
+    /// Its lines, as TLS reports quote them (`policy-string`).
+    pub lines: Vec<String>,
 }
 
 impl Policy {
@@ -59,11 +61,13 @@ impl Policy {
     pub fn parse(id: &str, text: &str) -> Result<Policy, String> {
         let (mut version, mut mode, mut max_age) = (None, None, None);
         let mut mx = vec![];
+        let mut lines = vec![];
         for line in text.lines() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
                 continue;
             }
+            lines.push(line.trim().to_string());
             let Some((key, value)) = line.split_once(':') else {
                 return Err(format!("not a key: value line: {line:?}"));
             };
@@ -114,6 +118,7 @@ impl Policy {
             mode,
             mx,
             max_age,
+            lines,
         })
     }
 

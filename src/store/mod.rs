@@ -18,6 +18,7 @@ use crate::model::Role;
 mod directory;
 pub mod dmarc;
 pub mod queue;
+pub mod tlsrpt;
 pub mod tracking;
 
 /// A stored configuration object with its identity and version.

@@ -126,6 +126,7 @@ pub fn insert(
     conn: &mut rusqlite::Connection,
     events: &[NewEvent],
     dmarc: &[super::dmarc::Evaluation],
+    tls: &[super::tlsrpt::Session],
 ) -> anyhow::Result<()> {
     use rusqlite::params;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -167,6 +168,7 @@ pub fn insert(
         }
     }
     super::dmarc::add(&tx, dmarc)?;
+    super::tlsrpt::add(&tx, tls)?;
     tx.commit()?;
     Ok(())
 }
@@ -180,6 +182,7 @@ pub fn prune(conn: &mut rusqlite::Connection, before_ms: i64) -> anyhow::Result<
     )?;
     let n = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?;
     super::dmarc::prune(&tx, before_ms)?;
+    super::tlsrpt::prune(&tx, before_ms)?;
     tx.commit()?;
     Ok(n)
 }

@@ -52,7 +52,7 @@ impl DeliveryEngine {
             &self.observe,
         )?;
         let mut targets = targets;
-        let mut policy_named = None;
+        let mut sts = None;
         // MTA-STS (RFC 8461): the recipient domain's policy, when it
         // publishes one, for DNS-routed connectors that honour it.
         let spec = &connector.spec;
@@ -67,10 +67,32 @@ impl DeliveryEngine {
                 .policy(&self.dns, &servers, roots.clone(), next_hop)
                 .await
             {
+                let held = Sts {
+                    domain: next_hop.to_string(),
+                    testing: p.mode == mta_sts::Mode::Testing,
+                    policy: p.clone(),
+                    report: snap.transport.spec.tls_reports_enabled,
+                };
                 match p.mode {
-                    mta_sts::Mode::Enforce => {
+                    mta_sts::Mode::Enforce | mta_sts::Mode::Testing => {
                         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-                        targets.retain(|t| p.allows(&t.name));
+                        let (allowed, refused): (Vec<Target>, Vec<Target>) =
+                            targets.into_iter().partition(|t| p.allows(&t.name));
+                        for t in &refused {
+                            self.count_tls(
+                                &held,
+                                Some("validation-failure"),
+                                Some(&t.name),
+                                None,
+                                Some(format!("MX {} is not in the policy's mx", t.name)),
+                            );
+                        }
+                        // Testing: the policy is reported on, not applied.
+                        targets = if held.testing {
+                            allowed.into_iter().chain(refused).collect()
+                        } else {
+                            allowed
+                        };
                         if targets.is_empty() {
                             let error = format!(
                                 "451 4.7.5 {}: no MX host of {next_hop} is allowed ({} not in mx: {})",
@@ -80,12 +102,10 @@ impl DeliveryEngine {
                             );
                             return self.connection_failed(snap, hop, batch, &error).await;
                         }
-                        // Only over TLS validated for the MX host's name.
+                        // Only over TLS validated for the MX host's name
+                        // (testing: tried first, then as opportunistic).
                         cfg.tls = TlsPolicy::Required(Verify::ChainAndName(roots));
-                        policy_named = Some(p.describe(next_hop));
-                    }
-                    mta_sts::Mode::Testing => {
-                        tracing::debug!(domain = %next_hop, id = %p.id, "MTA-STS testing: delivered as opportunistic TLS");
+                        sts = Some(held);
                     }
                     mta_sts::Mode::None => {}
                 }
@@ -98,14 +118,53 @@ impl DeliveryEngine {
             connector.spec.port,
             &cfg,
             batch,
-            policy_named.as_deref(),
+            sts.as_ref(),
         )
         .await
     }
 
+    /// Counts one TLS session to a domain with a policy, for its TLS
+    /// report (RFC 8460): `result` None for success, else the RFC's
+    /// result-type.
+    fn count_tls(
+        &self,
+        sts: &Sts,
+        result: Option<&str>,
+        mx: Option<&str>,
+        ip: Option<IpAddr>,
+        info: Option<String>,
+    ) {
+        use crate::store::tlsrpt::{Applied, FailedAt, Session};
+        if !sts.report {
+            return;
+        }
+        self.observe.tracking.record_tls(Session {
+            period_start: self.observe.tls_periods.current(),
+            policy_domain: sts.domain.clone(),
+            applied: Applied {
+                policy_type: "sts".into(),
+                policy_string: sts.policy.lines.clone(),
+                mx_host: sts.policy.mx.clone(),
+            },
+            result: result.map(str::to_string),
+            at: if result.is_some() {
+                FailedAt {
+                    receiving_mx_hostname: mx.map(str::to_string),
+                    receiving_ip: ip.map(|i| i.to_string()),
+                    additional_information: info,
+                }
+            } else {
+                FailedAt::default()
+            },
+        });
+    }
+
     /// The one connect-and-send loop: the first address that answers gets
     /// the whole batch; when none does, the queue goes to Retry, its error
-    /// naming the TLS policy that was applied (`policy`), if any.
+    /// naming the MTA-STS policy that was applied, if any. Sessions to a
+    /// domain with a policy are counted for its TLS report; under a
+    /// `testing` policy a session that fails validation is counted, then
+    /// made again as opportunistic TLS.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn connect_and_send(
         &self,
@@ -115,12 +174,35 @@ impl DeliveryEngine {
         port: u16,
         cfg: &ClientConfig,
         batch: &[i64],
-        policy: Option<&str>,
+        sts: Option<&Sts>,
     ) -> anyhow::Result<()> {
         let mut last_error = String::from("no host to connect to");
         for target in targets {
             for ip in &target.addresses {
-                match SmtpClient::open(SocketAddr::new(*ip, port), &target.name, cfg).await {
+                let addr = SocketAddr::new(*ip, port);
+                let mut opened = SmtpClient::open(addr, &target.name, cfg).await;
+                if let Some(sts) = sts {
+                    match &opened {
+                        Ok(_) => self.count_tls(sts, None, None, None, None),
+                        Err(e) => {
+                            if let Some(result) = tls_result(&e.message) {
+                                self.count_tls(
+                                    sts,
+                                    Some(result),
+                                    Some(&target.name),
+                                    Some(*ip),
+                                    Some(e.message.clone()),
+                                );
+                                if sts.testing {
+                                    let mut plain = cfg.clone();
+                                    plain.tls = TlsPolicy::Opportunistic;
+                                    opened = SmtpClient::open(addr, &target.name, &plain).await;
+                                }
+                            }
+                        }
+                    }
+                }
+                match opened {
                     Ok(mut client) => {
                         self.connected(hop).await?;
                         let remote = Remote::of(&client, &target.name);
@@ -145,9 +227,9 @@ impl DeliveryEngine {
         } else {
             last_error
         };
-        let error = match policy {
-            Some(p) => format!("{p}: {error}"),
-            None => error,
+        let error = match sts {
+            Some(s) if !s.testing => format!("{}: {error}", s.policy.describe(&s.domain)),
+            _ => error,
         };
         self.connection_failed(snap, hop, batch, &error).await
     }
@@ -417,4 +499,70 @@ pub(super) async fn pending_results(
             next_attempt_ms,
         })
         .collect())
+}
+
+/// The MTA-STS policy a delivery to a domain is held to (or, `testing`,
+/// reported against).
+pub(super) struct Sts {
+    pub domain: String,
+    pub policy: std::sync::Arc<mta_sts::Policy>,
+    pub testing: bool,
+    /// Sessions are counted for TLS reports (`tlsReportsEnabled`).
+    pub report: bool,
+}
+
+/// RFC 8460's result-type for a connection that failed over TLS; None
+/// when it failed for another reason (refused, timed out).
+fn tls_result(error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    if e.contains("starttls is required") {
+        Some("starttls-not-supported")
+    } else if e.contains("notvalidforname") || e.contains("not valid for name") {
+        Some("certificate-host-mismatch")
+    } else if e.contains("expired") {
+        Some("certificate-expired")
+    } else if e.contains("unknownissuer")
+        || e.contains("unknown issuer")
+        || e.contains("badsignature")
+    {
+        Some("certificate-not-trusted")
+    } else if e.contains("tls") {
+        Some("validation-failure")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_failures_get_rfc_8460_result_types() {
+        use super::tls_result;
+        assert_eq!(
+            tls_result(
+                "421 4.7.5 TLS negotiation with 1.2.3.4:25 failed: invalid peer certificate: NotValidForName"
+            ),
+            Some("certificate-host-mismatch")
+        );
+        assert_eq!(
+            tls_result(
+                "421 4.7.5 TLS negotiation with x failed: invalid peer certificate: UnknownIssuer"
+            ),
+            Some("certificate-not-trusted")
+        );
+        assert_eq!(
+            tls_result(
+                "421 4.7.5 TLS negotiation with x failed: invalid peer certificate: Expired"
+            ),
+            Some("certificate-expired")
+        );
+        assert_eq!(
+            tls_result("451 5.7.3 STARTTLS is required to send mail"),
+            Some("starttls-not-supported")
+        );
+        assert_eq!(
+            tls_result("421 4.4.1 connection to 1.2.3.4:25 failed: refused"),
+            None
+        );
+    }
 }

@@ -155,10 +155,27 @@ impl SmtpServer {
         let token = life.token();
         life.spawn("dmarc-reports", async move {
             let s = &reporter;
-            s.agents
-                .dmarc_reports
-                .run(&s.config, &s.queue, &s.agents, token)
-                .await
+            crate::agents::reports::run(
+                &s.agents.dmarc_reports,
+                &s.config,
+                &s.queue,
+                &s.agents,
+                token,
+            )
+            .await
+        });
+        let reporter = shared.clone();
+        let token = life.token();
+        life.spawn("tls-reports", async move {
+            let s = &reporter;
+            crate::agents::reports::run(
+                &s.agents.tls_reports,
+                &s.config,
+                &s.queue,
+                &s.agents,
+                token,
+            )
+            .await
         });
         let server = Arc::new(SmtpServer {
             shared,
@@ -180,9 +197,16 @@ impl SmtpServer {
     /// DMARC aggregate reports, made now ("send now" in the API).
     pub async fn send_dmarc_reports(&self) -> anyhow::Result<Vec<crate::store::dmarc::ReportRow>> {
         let s = &self.shared;
-        s.agents
-            .dmarc_reports
-            .send_now(&s.config, &s.queue, &s.agents)
+        crate::agents::reports::send_now(&s.agents.dmarc_reports, &s.config, &s.queue, &s.agents)
+            .await
+    }
+
+    /// TLS reports, made now ("send now" in the API).
+    pub async fn send_tls_reports(
+        &self,
+    ) -> anyhow::Result<Vec<crate::store::tlsrpt::TlsReportRow>> {
+        let s = &self.shared;
+        crate::agents::reports::send_now(&s.agents.tls_reports, &s.config, &s.queue, &s.agents)
             .await
     }
 

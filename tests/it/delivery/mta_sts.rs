@@ -27,7 +27,9 @@ impl Drop for PolicyServer {
     }
 }
 
-const DOMAINS: [&str; 6] = ["a.test", "b.test", "c.test", "d.test", "e.test", "f.test"];
+const DOMAINS: [&str; 7] = [
+    "a.test", "b.test", "c.test", "d.test", "e.test", "f.test", "g.test",
+];
 
 fn policy(mode: &str, mx: &str) -> String {
     format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
@@ -53,6 +55,9 @@ fn policy_server(e: &Env, ca: &Ca) -> PolicyServer {
             "mta-sts.e.test.redirect",
             "https://mta-sts.c.test/.well-known/mta-sts.txt".to_string(),
         ),
+        // g.test's first MX presents a wrong certificate, its second a
+        // right one: a day with both outcomes for its TLS report.
+        ("mta-sts.g.test.txt", policy("enforce", "*.mx.test")),
         // Over 64 KiB: refused, so no policy.
         (
             "mta-sts.f.test.txt",
@@ -89,7 +94,10 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
     }
     let mut records = vec![
         "--host-record=mx-a.test,127.{net}.0.21".to_string(),
+        "--host-record=a.mx.test,127.{net}.0.21".to_string(),
         "--host-record=b.mx.test,127.{net}.0.22".to_string(),
+        "--mx-host=g.test,a.mx.test,20".to_string(),
+        "--txt-record=_smtp._tls.g.test,v=TLSRPTv1; rua=mailto:tls@reports.test".to_string(),
     ];
     for d in DOMAINS {
         let mx = if matches!(d, "a.test" | "b.test") {
@@ -123,7 +131,13 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
         std::fs::write(&k, key).unwrap();
         (c, k)
     };
-    let (a_crt, a_key) = tls("mx-a.test", "mx-a");
+    let (a_crt, a_key) = {
+        let (crt, key) = ca.issue(&["mx-a.test", "a.mx.test"]);
+        let (c, k) = (dir.join("mx-a.crt"), dir.join("mx-a.key"));
+        std::fs::write(&c, crt).unwrap();
+        std::fs::write(&k, key).unwrap();
+        (c, k)
+    };
     // b.mx.test's certificate names another host.
     let (b_crt, b_key) = tls("somewhere.else.test", "mx-b");
     let mx_a = hold_postfix(&e, "mx-a", &e.ip(21), true, Some((&a_crt, &a_key)));
@@ -134,6 +148,23 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
         .connector(json!({"name": "To Internet", "addressSpaces": ["*"], "port": 2525}))
         .await;
     assert_eq!(c["tlsPolicy"], "MtaSts", "{c}");
+    // TLS reports on; they go to reports.test's recording peer.
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"tlsReportsEnabled": true}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let reports = crate::support::sink::Sink::start(
+        &format!("{}:2525", e.ip(16)),
+        crate::support::sink::SinkOptions::default(),
+    )
+    .await;
+    e.connector(json!({"name": "To Reports", "addressSpaces": ["reports.test"], "smartHosts": [e.ip(16)], "port": 2525}))
+        .await;
 
     for d in DOMAINS {
         e.submit(
@@ -145,8 +176,9 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
     }
     // Delivered: a.test (policy met), d.test (testing), e.test (redirect
     // not followed), f.test (oversize policy refused).
-    eventually(30, "a.test delivered to its MX", || async {
-        envelopes(&mx_a).contains("recipient: user@a.test")
+    eventually(30, "a.test and g.test delivered to their MX", || async {
+        let a = envelopes(&mx_a);
+        a.contains("recipient: user@a.test") && a.contains("recipient: user@g.test")
     })
     .await;
     eventually(
@@ -215,4 +247,113 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
         envelopes(&mx_b).contains("recipient: user@c.test")
     })
     .await;
+
+    tls_report_of_a_day_with_both_outcomes(&e, &reports).await;
+}
+
+/// The TLS report (RFC 8460) of g.test: one session failed on the wrong
+/// certificate of b.mx.test, one succeeded on a.mx.test. It goes to the
+/// address of g.test's `_smtp._tls` record, and its JSON validates against
+/// RFC 8460's format (`tests/schemas/rfc8460-tlsrpt.schema.json`, by
+/// Python's jsonschema); the other domains publish no such record.
+async fn tls_report_of_a_day_with_both_outcomes(e: &Env, inbox: &crate::support::sink::Sink) {
+    let Some(python) = crate::support::python::with(&["jsonschema", "rfc3339_validator"]) else {
+        return;
+    };
+    let r = e.app.get("/api/v1/tls-reports").await;
+    assert_eq!(r.body["enabled"], true, "{}", r.text);
+    assert!(
+        r.body["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["policyDomain"] == "g.test" && p["sessions"] == 2),
+        "{}",
+        r.text
+    );
+    let r = e.app.post("/api/v1/tls-reports/send", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let all = r.body["reports"].as_array().unwrap().clone();
+    let g = all
+        .iter()
+        .find(|x| x["policyDomain"] == "g.test")
+        .unwrap_or_else(|| panic!("{}", r.text));
+    assert_eq!(g["status"], "Queued", "{g}");
+    assert_eq!(
+        (g["successes"].as_i64(), g["failures"].as_i64()),
+        (Some(1), Some(1)),
+        "{g}"
+    );
+    assert_eq!(g["recipients"], json!(["tls@reports.test"]));
+    let c = all.iter().find(|x| x["policyDomain"] == "c.test").unwrap();
+    assert_eq!(c["status"], "NotSent", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("publishes no report address"),
+        "{c}"
+    );
+    eventually(30, "the TLS report arrives", || async {
+        !inbox.messages().is_empty()
+    })
+    .await;
+    let (sender, rcpts, data) = inbox.messages().remove(0);
+    assert_eq!(rcpts, vec!["tls@reports.test"]);
+    assert!(sender.starts_with("postmaster@"), "{sender}");
+    assert!(data.contains("TLS-Report-Domain: g.test"), "{data}");
+    assert!(
+        data.contains("report-type=\"tlsrpt\"") || data.contains("report-type=tlsrpt"),
+        "{data}"
+    );
+    const CHECK: &str = r#"
+import sys, json, email, gzip, jsonschema
+m = email.message_from_bytes(sys.stdin.buffer.read())
+parts = [p for p in m.walk() if p.get_content_type() == 'application/tlsrpt+gzip']
+assert len(parts) == 1, [p.get_content_type() for p in m.walk()]
+report = json.loads(gzip.decompress(parts[0].get_payload(decode=True)))
+schema = json.load(open(sys.argv[1]))
+checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+jsonschema.Draft202012Validator(schema, format_checker=checker).validate(report)
+# The check can fail: a result-type the RFC does not define.
+bad = json.loads(json.dumps(report))
+bad['policies'][0].setdefault('failure-details', [{}])[0]['result-type'] = 'bogus'
+try:
+    jsonschema.Draft202012Validator(schema, format_checker=checker).validate(bad)
+    print('INVALID ACCEPTED')
+except jsonschema.ValidationError:
+    pass
+print(json.dumps(report))
+"#;
+    let (ok, out) = crate::support::python::run(
+        &python,
+        CHECK,
+        &[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/schemas/rfc8460-tlsrpt.schema.json"
+        )],
+        data.as_bytes(),
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("INVALID ACCEPTED"), "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let p = &report["policies"][0];
+    assert_eq!(p["policy"]["policy-type"], "sts");
+    assert_eq!(p["policy"]["policy-domain"], "g.test");
+    assert_eq!(p["policy"]["mx-host"], json!(["*.mx.test"]));
+    assert!(
+        p["policy"]["policy-string"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("mode: enforce"))
+    );
+    assert_eq!(
+        p["summary"],
+        json!({"total-successful-session-count": 1, "total-failure-session-count": 1})
+    );
+    let f = &p["failure-details"][0];
+    assert_eq!(f["result-type"], "certificate-host-mismatch", "{f}");
+    assert_eq!(f["receiving-mx-hostname"], "b.mx.test");
+    assert_eq!(f["receiving-ip"], e.ip(22));
+    assert_eq!(f["failed-session-count"], 1);
 }
