@@ -194,6 +194,7 @@ impl App {
             delivery: delivery.clone(),
             observe: observe.clone(),
             admin_token_sha256: Arc::new(token_hash),
+            api_failures: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await
@@ -282,9 +283,13 @@ async fn serve_http(
     router: axum::Router,
     mut shutdown: Shutdown,
 ) {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.recv().await })
-        .await;
+    // The peer's address reaches the handlers (the API's lockout).
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.recv().await })
+    .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "HTTP server failed");
     }

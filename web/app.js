@@ -657,9 +657,9 @@ async function contentPage() {
 async function authenticationPage() {
   await loadSchema();
   const today = new Date(); today.setUTCHours(0, 0, 0, 0);
-  const [keys, sid, events, spf, dmarc] = await Promise.all([api("GET", "/dkim-signing-keys"), api("GET", "/sender-id-config"),
+  const [keys, sid, events, spf, dmarc, tls] = await Promise.all([api("GET", "/dkim-signing-keys"), api("GET", "/sender-id-config"),
     api("GET", `/tracking?event=AGENT&limit=1000&start=${encodeURIComponent(today.toISOString())}`), api("GET", "/spf-check"),
-    api("GET", "/dmarc-reports")]);
+    api("GET", "/dmarc-reports"), api("GET", "/tls-reports")]);
   // Today's verdicts, from the Sender Id agent's tracking events: "spf=pass dkim=pass dmarc=pass arc=none".
   const counts = new Map();
   for (const e of events.data.items || []) {
@@ -691,12 +691,23 @@ async function authenticationPage() {
     h("td", { "data-label": "Domain" }, r.policyDomain), h("td", { "data-label": "Period (UTC)" }, `${when(r.beginS)} – ${when(r.endS)}`),
     h("td", { "data-label": "Messages" }, String(r.messages)), h("td", { "data-label": "Status" }, tag(r.status)),
     h("td", { "data-label": "To" }, r.recipients.join(", ")), h("td", { "data-label": "Left out" }, r.detail || "")));
-  const dmarcNote = h("div", { class: "note" });
-  const sendNow = h("button", { type: "button", class: "secondary", onclick: async () => {
-    const r = await api("POST", "/dmarc-reports/send");
-    if (!r.ok) return dmarcNote.replaceChildren(banner("bad", r.data.detail || r.data.title));
+  // "Send now" for a kind of report: its errors (reports off) shown in `note`.
+  const sendNowButton = (path, note, label) => h("button", { type: "button", class: "secondary", "aria-label": label, onclick: async () => {
+    const r = await api("POST", path);
+    if (!r.ok) return note.replaceChildren(banner("bad", r.data.detail || r.data.title));
     route();
   } }, "Send now");
+  const dmarcNote = h("div", { class: "note" });
+  const sendNow = sendNowButton("/dmarc-reports/send", dmarcNote, "Send DMARC reports now");
+  const tlsNote = h("div", { class: "note" });
+  const tlsPendingRows = tls.data.pending.map((p) => h("tr", {},
+    h("td", { "data-label": "Domain" }, p.policyDomain), h("td", { "data-label": "Sessions" }, String(p.sessions)),
+    h("td", { "data-label": "Since (UTC)" }, when(p.sinceS))));
+  const tlsRows = tls.data.reports.map((r) => h("tr", {},
+    h("td", { "data-label": "Domain" }, r.policyDomain), h("td", { "data-label": "Period (UTC)" }, `${when(r.beginS)} – ${when(r.endS)}`),
+    h("td", { "data-label": "Succeeded" }, String(r.successes)), h("td", { "data-label": "Failed" }, String(r.failures)),
+    h("td", { "data-label": "Status" }, tag(r.status)), h("td", { "data-label": "To" }, r.recipients.join(", ")),
+    h("td", { "data-label": "Left out" }, r.detail || "")));
   page("Authentication",
     h("h2", {}, "Today"),
     h("div", { class: "card", "aria-label": "Today's verdicts" }, table(["Check", "Result", "Today"], verdictRows, "No message was checked today.")),
@@ -713,6 +724,14 @@ async function authenticationPage() {
       table(["Domain", "Messages", "Since (UTC)"], pendingRows, "Nothing counted and unreported."),
       table(["Domain", "Period (UTC)", "Messages", "Status", "To", "Left out"], reportRows, "No report yet."),
       h("div", { class: "actions" }, sendNow)),
+    h("h2", {}, "TLS reports"),
+    h("div", { class: "card", "aria-label": "TLS reports" },
+      h("p", { class: "muted" }, tls.data.enabled
+        ? "Outbound TLS sessions to domains with an MTA-STS policy, reported daily to each domain's _smtp._tls address."
+        : "Off: turn on tlsReportsEnabled in the transport settings."), tlsNote,
+      table(["Domain", "Sessions", "Since (UTC)"], tlsPendingRows, "Nothing counted and unreported."),
+      table(["Domain", "Period (UTC)", "Succeeded", "Failed", "Status", "To", "Left out"], tlsRows, "No report yet."),
+      h("div", { class: "actions" }, sendNowButton("/tls-reports/send", tlsNote, "Send TLS reports now"))),
     settingsCard("Sender Id agent (SPF, DKIM, DMARC, ARC)", "/sender-id-config", "SenderIdConfig", sid.data, sid.etag));
 }
 

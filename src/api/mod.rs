@@ -46,9 +46,41 @@ pub struct AppState {
     pub directory: Arc<crate::directory::Directory>,
     /// SHA-256 of the admin token, hex.
     pub admin_token_sha256: Arc<String>,
+    /// Wrong tokens per client address: past the transport settings'
+    /// `authFailureLockoutThreshold` within `authFailureLockoutWindow`, the
+    /// address gets `429` until the window has passed.
+    pub api_failures: Arc<crate::smtp::server::auth_guard::Failures>,
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (threshold, window) = {
+        let snap = s.config.snapshot();
+        let ts = &snap.transport.spec;
+        (
+            ts.auth_failure_lockout_threshold,
+            ts.auth_failure_lockout_window.duration(),
+        )
+    };
+    if let Some(ip) = ip
+        && let Some(wait) = s.api_failures.locked_out(ip, threshold, window)
+    {
+        s.observe.metrics.api_auth("throttled");
+        let secs = wait.as_secs().max(1);
+        let mut resp = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too Many Requests",
+            format!("too many wrong tokens from {ip}; try again in {secs} s"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -62,7 +94,16 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         Some(t) if constant_time_eq(hash_token(t).as_bytes(), s.admin_token_sha256.as_bytes()) => {
             next.run(req).await
         }
-        _ => ApiError::unauthorized().into_response(),
+        // A wrong token counts toward the lockout; no token at all does not
+        // (a browser's first visit, a probe of the routes).
+        Some(_) => {
+            s.observe.metrics.api_auth("refused");
+            if let Some(ip) = ip {
+                s.api_failures.failed(ip, window);
+            }
+            ApiError::unauthorized().into_response()
+        }
+        None => ApiError::unauthorized().into_response(),
     }
 }
 
@@ -493,6 +534,18 @@ async fn harden(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Never framed, never a referrer: on every response, JSON included.
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
     if docs {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

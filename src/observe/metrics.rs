@@ -32,6 +32,13 @@ pub struct TlsLabels {
     pub result: String,
 }
 
+/// What became of an API request with a wrong token.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `refused` (401) or `throttled` (429).
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabel {
     /// `disk` or `memory`.
@@ -73,6 +80,9 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     pub tls: Family<TlsLabels, Counter>,
     pub auth_failures: Family<ConnectorLabel, Counter>,
+    /// API requests with a wrong token (`refused`) and refused for too
+    /// many of them (`throttled`).
+    pub api_auth_failures: Family<ResultLabel, Counter>,
     /// 1 while a resource is past its back-pressure threshold.
     pub back_pressure: Family<ResourceLabel, Gauge>,
     pub reloads: Counter,
@@ -102,6 +112,7 @@ impl Metrics {
             delivery_latency: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
             tls: Family::default(),
             auth_failures: Family::default(),
+            api_auth_failures: Family::default(),
             back_pressure: Family::default(),
             reloads: Counter::default(),
             // 0.1 ms … ~1.6 s.
@@ -162,6 +173,11 @@ impl Metrics {
             "auth_failures",
             "Failed SMTP AUTH attempts, by receive connector",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "api_auth_failures",
+            "API requests with a wrong token (refused) or from an address locked out for them (throttled)",
+            m.api_auth_failures.clone(),
         );
         r.register(
             "agent_actions",
@@ -234,6 +250,14 @@ impl Metrics {
             .get_or_create(&TlsLabels {
                 direction: if inbound { "inbound" } else { "outbound" }.into(),
                 result: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
+    pub fn api_auth(&self, result: &str) {
+        self.api_auth_failures
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
             })
             .inc();
     }

@@ -327,8 +327,13 @@ test("the authentication page: a DKIM key made, its DNS record shown, then activ
   // DMARC aggregate reports: off by default, and "Send now" says so.
   const dmarc = page.getByLabel("DMARC aggregate reports");
   await dmarc.getByText("No report yet.").waitFor();
-  await dmarc.getByRole("button", { name: "Send now" }).click();
+  await dmarc.getByRole("button", { name: "Send DMARC reports now" }).click();
   await dmarc.getByText(/DMARC aggregate reports are off/).waitFor();
+  // TLS reports likewise.
+  const tlsCard = page.getByLabel("TLS reports");
+  await tlsCard.getByText("No report yet.").waitFor();
+  await tlsCard.getByRole("button", { name: "Send TLS reports now" }).click();
+  await tlsCard.getByText(/TLS reports are off/).waitFor();
 });
 
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {

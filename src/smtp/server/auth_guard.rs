@@ -21,9 +21,16 @@ pub struct AuthGuard {
     /// One permit per core: the most argon2 verifications running at once,
     /// so their memory is bounded by the machine, not by the attacker.
     slots: Arc<Semaphore>,
-    /// Recent failures per client address, oldest first, across sessions
-    /// and connectors (Exchange's MaxLogonFailures counts per session only).
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Recent failures per client address, across sessions and connectors
+    /// (Exchange's MaxLogonFailures counts per session only).
+    failures: Failures,
+}
+
+/// Recent failed logins per client address, oldest first: SMTP AUTH's
+/// lockout, and the API's for wrong tokens.
+#[derive(Default)]
+pub struct Failures {
+    by_ip: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
 }
 
 /// A hash of a random password, verified when the user name is unknown so
@@ -38,7 +45,7 @@ impl Default for AuthGuard {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AuthGuard {
             slots: Arc::new(Semaphore::new(cores)),
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::default(),
         }
     }
 }
@@ -61,24 +68,38 @@ impl AuthGuard {
 
     /// Whether `ip` has failed `threshold` times within `window` (0 = never).
     pub fn locked_out(&self, ip: IpAddr, threshold: u32, window: Duration) -> bool {
-        if threshold == 0 {
-            return false;
-        }
-        let mut f = self.failures.lock().expect("not poisoned");
-        let Some(times) = f.get_mut(&ip) else {
-            return false;
-        };
-        prune(times, window);
-        if times.is_empty() {
-            f.remove(&ip);
-            return false;
-        }
-        times.len() >= threshold as usize
+        self.failures.locked_out(ip, threshold, window).is_some()
     }
 
     /// Counts a failed login from `ip`.
     pub fn failed(&self, ip: IpAddr, window: Duration) {
-        let mut f = self.failures.lock().expect("not poisoned");
+        self.failures.failed(ip, window)
+    }
+}
+
+impl Failures {
+    /// When `ip` has failed `threshold` times within `window` (0 = never):
+    /// how long until the oldest of them ages out.
+    pub fn locked_out(&self, ip: IpAddr, threshold: u32, window: Duration) -> Option<Duration> {
+        if threshold == 0 {
+            return None;
+        }
+        let mut f = self.by_ip.lock().expect("not poisoned");
+        let times = f.get_mut(&ip)?;
+        prune(times, window);
+        if times.is_empty() {
+            f.remove(&ip);
+            return None;
+        }
+        (times.len() >= threshold as usize).then(|| {
+            let oldest = times[times.len() - threshold as usize];
+            window.saturating_sub(oldest.elapsed())
+        })
+    }
+
+    /// Counts a failed login from `ip`.
+    pub fn failed(&self, ip: IpAddr, window: Duration) {
+        let mut f = self.by_ip.lock().expect("not poisoned");
         // Keep the table small under a spray from many addresses.
         if f.len() > 100_000 {
             f.retain(|_, t| {

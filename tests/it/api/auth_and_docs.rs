@@ -234,3 +234,80 @@ async fn swagger_ui_renders_in_headless_chromium() {
         );
     }
 }
+
+/// Wrong tokens are counted per source address: past the lockout
+/// threshold the address gets `429` with `Retry-After` (even with the
+/// right token, until the window passes), other addresses are untouched,
+/// missing tokens are not counted, and the metrics show both.
+#[tokio::test]
+async fn wrong_tokens_lock_the_source_address_out() {
+    let app = TestApp::spawn(Role::Edge).await;
+    let r = app
+        .patch(
+            "/api/v1/transport-settings",
+            serde_json::json!({"authFailureLockoutThreshold": 3, "authFailureLockoutWindow": "00:01:00"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let from = |host: u8| {
+        reqwest::Client::builder()
+            .local_address(Some(format!("127.{}.0.{host}", app.net).parse().unwrap()))
+            .build()
+            .unwrap()
+    };
+    let (attacker, other) = (from(77), from(78));
+    let url = format!("{}/api/v1/transport-settings", app.base);
+    // Requests without a token are not guesses.
+    for _ in 0..5 {
+        let r = attacker.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..3 {
+        let r = attacker
+            .get(&url)
+            .bearer_auth("guess")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked out: even the right token waits.
+    let r = attacker
+        .get(&url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 429, "{body}");
+    // Another address is not.
+    let r = other
+        .get(&url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Every response says it may not be framed or leak a referrer.
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    let m = app.get("/metrics").await.text;
+    assert!(
+        m.contains("ferry_api_auth_failures_total{result=\"refused\"} 3")
+            && m.contains("ferry_api_auth_failures_total{result=\"throttled\"} 1"),
+        "{m}"
+    );
+}
