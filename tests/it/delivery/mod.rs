@@ -6,6 +6,7 @@
 pub mod setup;
 
 mod bounces;
+mod dnssec;
 mod dsn;
 mod mailboxes;
 mod mta_sts;
