@@ -73,6 +73,10 @@ struct ServeArgs {
     /// sourceIPAddress (multi-homed hosts; several Ferrys on one machine).
     #[arg(long, env = "FERRY_OUTBOUND_SOURCE_IP")]
     outbound_source_ip: Option<std::net::IpAddr>,
+    /// DNSSEC trust anchors for DANE: a file of DNSKEY records (zone-file
+    /// form). Without it, the root zone's keys built into Ferry.
+    #[arg(long, env = "FERRY_DNSSEC_TRUST_ANCHOR")]
+    dnssec_trust_anchor: Option<PathBuf>,
     /// Also serve `/metrics` here, without the admin token (e.g. 127.0.0.1:9025).
     /// On the API address it always needs the token.
     #[arg(long, env = "FERRY_METRICS_LISTEN")]
@@ -169,6 +173,7 @@ async fn run() -> anyhow::Result<()> {
                 admin_token,
                 secret_key: a.secret_key,
                 outbound_source_ip: a.outbound_source_ip,
+                dnssec_trust_anchor: a.dnssec_trust_anchor,
                 metrics_listen: a.metrics_listen,
                 discard_undecryptable_secrets: a.discard_undecryptable_secrets,
             })

@@ -34,6 +34,8 @@ pub struct Settings {
     /// This host's own address for outbound connections when a send
     /// connector names none (a multi-homed host, or loopback test hosts).
     pub outbound_source_ip: Option<std::net::IpAddr>,
+    /// DNSKEY records to trust instead of the root's (DANE's DNSSEC).
+    pub dnssec_trust_anchor: Option<PathBuf>,
     /// A second listener serving only `/metrics`, without a token.
     pub metrics_listen: Option<SocketAddr>,
     /// Start with a new secret key although the old one is lost.
@@ -54,6 +56,7 @@ impl Settings {
             admin_token: None,
             secret_key: None,
             outbound_source_ip: None,
+            dnssec_trust_anchor: None,
             metrics_listen: None,
             discard_undecryptable_secrets: false,
         }
@@ -157,6 +160,14 @@ impl App {
                 tracing::warn!(path = %path.display(), "generated the admin token and wrote it to this file (mode 0600); it is not shown again");
             }
         }
+        let anchors = match &settings.dnssec_trust_anchor {
+            Some(path) => Some(Arc::new(
+                hickory_resolver::proto::dnssec::TrustAnchors::from_file(path).with_context(
+                    || format!("reading the DNSSEC trust anchors {}", path.display()),
+                )?,
+            )),
+            None => None,
+        };
         let life = Arc::new(Lifecycle::default());
         let queue = Queue::open(&settings.data_dir.join("queue.db"), &life).await?;
         let metrics = Arc::new(Metrics::new());
@@ -182,6 +193,7 @@ impl App {
             queue.clone(),
             settings.data_dir.clone(),
             settings.outbound_source_ip,
+            anchors,
             observe.clone(),
             directory.clone(),
             life.clone(),

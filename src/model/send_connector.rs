@@ -49,6 +49,13 @@ pub enum DnsTlsPolicy {
     /// where no policy is published and stops downgrades where one is.
     #[default]
     MtaSts,
+    /// DANE (RFC 7672): when the domain's MX records are DNSSEC-signed, each
+    /// MX host with TLSA records only over TLS those records vouch for; a
+    /// bogus answer is never answered with cleartext. Otherwise as
+    /// Opportunistic.
+    Dane,
+    /// DANE where the domain has it, else its MTA-STS policy (RFC 8461 §2).
+    MtaStsAndDane,
 }
 
 /// How errors are classified for this connector.

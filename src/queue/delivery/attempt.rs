@@ -53,11 +53,51 @@ impl DeliveryEngine {
         )?;
         let mut targets = targets;
         let mut sts = None;
-        // MTA-STS (RFC 8461): the recipient domain's policy, when it
-        // publishes one, for DNS-routed connectors that honour it.
+        let mut hold = TlsHold::default();
         let spec = &connector.spec;
+        // DANE (RFC 7672) first where the connector asks for it.
+        let mut dane_applies = false;
         if spec.dns_routing_enabled
-            && spec.tls_policy == DnsTlsPolicy::MtaSts
+            && matches!(
+                spec.tls_policy,
+                DnsTlsPolicy::Dane | DnsTlsPolicy::MtaStsAndDane
+            )
+            && !spec.ignore_starttls
+        {
+            match self.dane_plan(snap, spec, next_hop, targets.clone()).await {
+                DanePlan::NotApplicable => {}
+                DanePlan::Refuse(error) => {
+                    return self.connection_failed(snap, hop, batch, &error).await;
+                }
+                DanePlan::Apply { hosts, dropped } => {
+                    if hosts.is_empty() {
+                        let error = format!(
+                            "451 4.7.5 DANE policy of {next_hop}: no MX host is usable ({})",
+                            dropped.join("; ")
+                        );
+                        return self.connection_failed(snap, hop, batch, &error).await;
+                    }
+                    dane_applies = hosts.iter().any(|(_, t)| t.is_some());
+                    if dane_applies || spec.tls_policy == DnsTlsPolicy::Dane {
+                        targets = hosts.iter().map(|(t, _)| t.clone()).collect();
+                        for (t, tlsa) in hosts {
+                            if let Some(tlsa) = tlsa {
+                                hold.dane.insert(t.name, tlsa);
+                            }
+                        }
+                        if dane_applies {
+                            hold.label = Some(format!("DANE policy of {next_hop}"));
+                        }
+                    }
+                }
+            }
+        }
+        // MTA-STS (RFC 8461): the recipient domain's policy, when it
+        // publishes one, for DNS-routed connectors that honour it (and
+        // where DANE does not apply, §2).
+        if spec.dns_routing_enabled
+            && (spec.tls_policy == DnsTlsPolicy::MtaSts
+                || (spec.tls_policy == DnsTlsPolicy::MtaStsAndDane && !dane_applies))
             && !spec.ignore_starttls
         {
             let servers = next_hop::lookup_servers(snap, spec);
@@ -111,16 +151,82 @@ impl DeliveryEngine {
                 }
             }
         }
-        self.connect_and_send(
-            snap,
-            hop,
-            &targets,
-            connector.spec.port,
-            &cfg,
-            batch,
-            sts.as_ref(),
-        )
-        .await
+        if let Some(s) = &sts
+            && !s.testing
+        {
+            hold.label = Some(s.policy.describe(&s.domain));
+        }
+        hold.sts = sts;
+        self.connect_and_send(snap, hop, &targets, connector.spec.port, &cfg, batch, &hold)
+            .await
+    }
+
+    /// RFC 7672 §2.2: whether DANE applies to `domain`'s MX hosts, and how.
+    async fn dane_plan(
+        &self,
+        snap: &Snapshot,
+        spec: &crate::model::SendConnector,
+        domain: &str,
+        targets: Vec<Target>,
+    ) -> DanePlan {
+        use crate::routing::dns::Security;
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let servers = next_hop::lookup_servers(snap, spec);
+        let anchors = self.anchors.clone();
+        let mx = match self
+            .dns
+            .validated(&servers, anchors.clone(), domain, RecordType::MX)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return DanePlan::Refuse(e_text(e)),
+        };
+        match mx.security {
+            Security::Secure => {}
+            Security::Insecure => return DanePlan::NotApplicable,
+            Security::Bogus | Security::Indeterminate => {
+                return DanePlan::Refuse(format!(
+                    "451 4.7.5 DANE policy of {domain}: its MX records failed DNSSEC validation ({:?})",
+                    mx.security
+                ));
+            }
+        }
+        let mut hosts = vec![];
+        let mut dropped = vec![];
+        for t in targets {
+            let name = format!("_{}._tcp.{}", spec.port, t.name.trim_end_matches('.'));
+            let tlsa = self
+                .dns
+                .validated(&servers, anchors.clone(), &name, RecordType::TLSA)
+                .await;
+            match tlsa {
+                Ok(v) if v.security == Security::Secure => {
+                    let usable: Vec<Tlsa> = v
+                        .records
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::TLSA(x) => Some(Tlsa {
+                                usage: u8::from(x.cert_usage),
+                                selector: u8::from(x.selector),
+                                matching: u8::from(x.matching),
+                                data: x.cert_data.clone(),
+                            }),
+                            _ => None,
+                        })
+                        .filter(Tlsa::usable)
+                        .collect();
+                    // Secure and none usable (or a secure denial): this host
+                    // is not DANE-authenticated; opportunistic TLS.
+                    let tlsa = (!usable.is_empty()).then(|| Arc::new(usable));
+                    hosts.push((t, tlsa));
+                }
+                Ok(v) if v.security == Security::Insecure => hosts.push((t, None)),
+                // Bogus or undecided: never this host in cleartext.
+                Ok(v) => dropped.push(format!("{name}: TLSA {:?}", v.security)),
+                Err(e) => dropped.push(format!("{name}: {}", e_text(e))),
+            }
+        }
+        DanePlan::Apply { hosts, dropped }
     }
 
     /// Counts one TLS session to a domain with a policy, for its TLS
@@ -174,10 +280,22 @@ impl DeliveryEngine {
         port: u16,
         cfg: &ClientConfig,
         batch: &[i64],
-        sts: Option<&Sts>,
+        hold: &TlsHold,
     ) -> anyhow::Result<()> {
+        let sts = hold.sts.as_ref();
         let mut last_error = String::from("no host to connect to");
         for target in targets {
+            // DANE: this host only over TLS its TLSA records vouch for.
+            let dane_cfg;
+            let cfg = match hold.dane.get(&target.name) {
+                Some(tlsa) => {
+                    let mut c = cfg.clone();
+                    c.tls = TlsPolicy::Required(Verify::Dane(tlsa.clone()));
+                    dane_cfg = c;
+                    &dane_cfg
+                }
+                None => cfg,
+            };
             for ip in &target.addresses {
                 let addr = SocketAddr::new(*ip, port);
                 let mut opened = SmtpClient::open(addr, &target.name, cfg).await;
@@ -227,9 +345,9 @@ impl DeliveryEngine {
         } else {
             last_error
         };
-        let error = match sts {
-            Some(s) if !s.testing => format!("{}: {error}", s.policy.describe(&s.domain)),
-            _ => error,
+        let error = match &hold.label {
+            Some(label) => format!("{label}: {error}"),
+            None => error,
         };
         self.connection_failed(snap, hop, batch, &error).await
     }
@@ -499,6 +617,37 @@ pub(super) async fn pending_results(
             next_attempt_ms,
         })
         .collect())
+}
+
+/// The TLS policies one attempt is held to.
+#[derive(Default)]
+pub(super) struct TlsHold {
+    /// MTA-STS, for its TLS report (and, unless testing, applied).
+    pub sts: Option<Sts>,
+    /// DANE: the TLSA records of the MX hosts that have them.
+    pub dane: std::collections::HashMap<String, Arc<Vec<Tlsa>>>,
+    /// What the queue's error names when no host would do.
+    pub label: Option<String>,
+}
+
+/// What DANE makes of a domain's MX hosts.
+enum DanePlan {
+    /// The MX records are provably unsigned: DANE does not apply.
+    NotApplicable,
+    /// Nothing may be tried: the MX records are bogus or undecided.
+    Refuse(String),
+    /// The hosts to try in order, each with its TLSA records (None: not
+    /// DANE-authenticated, opportunistic TLS), and those left out.
+    Apply {
+        hosts: Vec<(Target, Option<Arc<Vec<Tlsa>>>)>,
+        dropped: Vec<String>,
+    },
+}
+
+fn e_text(e: DnsError) -> String {
+    match e {
+        DnsError::Transient(t) | DnsError::Permanent(t) => t,
+    }
 }
 
 /// The MTA-STS policy a delivery to a domain is held to (or, `testing`,

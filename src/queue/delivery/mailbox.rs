@@ -42,7 +42,7 @@ impl DeliveryEngine {
                     Err(e) => return self.connection_failed(snap, hop, batch, &e).await,
                 };
                 let cfg = policy::for_mail_store(snap, domain, lmtp, self.source_ip, &self.observe);
-                self.connect_and_send(snap, hop, &[store], port, &cfg, batch, None)
+                self.connect_and_send(snap, hop, &[store], port, &cfg, batch, &Default::default())
                     .await
             }
         }

@@ -44,7 +44,7 @@ use crate::routing::mta_sts;
 use crate::routing::next_hop::{self, Target};
 use crate::routing::{self, HopKey, Route};
 use crate::shutdown::{Lifecycle, Shutdown};
-use crate::smtp::client::{ClientConfig, SmtpClient, TlsPolicy, Verify, policy};
+use crate::smtp::client::{ClientConfig, SmtpClient, TlsPolicy, Tlsa, Verify, policy};
 use crate::store::queue as db;
 
 mod admin;
@@ -82,6 +82,8 @@ pub struct DeliveryEngine {
     dns: Dns,
     /// The MTA-STS policies of recipient domains, cached.
     mta_sts: mta_sts::MtaSts,
+    /// DNSSEC trust anchors for DANE (None: the root's).
+    anchors: Option<Arc<hickory_resolver::proto::dnssec::TrustAnchors>>,
     data_dir: PathBuf,
     /// The host's own address, when a connector sets no SourceIPAddress.
     source_ip: Option<IpAddr>,
@@ -102,16 +104,19 @@ fn retry_at(snap: &Snapshot) -> i64 {
 }
 
 impl DeliveryEngine {
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: Arc<ConfigService>,
         queue: Queue,
         data_dir: PathBuf,
         source_ip: Option<IpAddr>,
+        anchors: Option<Arc<hickory_resolver::proto::dnssec::TrustAnchors>>,
         observe: Arc<Observer>,
         directory: Arc<crate::directory::Directory>,
         life: Arc<Lifecycle>,
     ) -> Arc<DeliveryEngine> {
         let engine = Arc::new(DeliveryEngine {
+            anchors,
             source_ip,
             wake: queue.notifier(),
             config,

@@ -11,7 +11,7 @@ mod tls;
 
 pub use reply::{ClientError, Reply};
 
-pub use tls::{TlsPolicy, Verify};
+pub use tls::{TlsPolicy, Tlsa, Verify};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -315,7 +315,10 @@ impl SmtpClient {
             }
         };
         let (_, state) = connected.get_ref();
-        self.validated = matches!(cfg.tls, TlsPolicy::Required(Verify::ChainAndName(_)));
+        self.validated = matches!(
+            cfg.tls,
+            TlsPolicy::Required(Verify::ChainAndName(_) | Verify::Dane(_))
+        );
         self.tls = Some(format!(
             "version={} cipher={}",
             state

@@ -6,45 +6,15 @@
 //! delegates without a DS is provably Insecure; and with the real root's
 //! anchors instead of the test root's, nothing here is Secure.
 
-use std::path::Path;
-use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::support::peers::{Nsd, dnssec};
 use ferry::routing::dns::{Dns, Security};
 use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::rr::RecordType;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/dnssec-private.sh");
 const ADDR: &str = "127.86.0.53";
-
-fn sh(dir: &Path, args: &[&str]) {
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "dnssec-private.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The NSD of one test, stopped when dropped.
-struct Nsd<'a>(&'a Path);
-
-impl Drop for Nsd<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg(self.0)
-            .arg("stop")
-            .status();
-    }
-}
 
 fn zone(origin: &str, tlsa: &str) -> String {
     format!(
@@ -56,14 +26,7 @@ fn zone(origin: &str, tlsa: &str) -> String {
 
 #[tokio::test]
 async fn answers_are_secure_insecure_or_bogus_as_the_chain_of_trust_says() {
-    let available = Command::new("bash")
-        .args([SCRIPT, "available"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !crate::support::peers::require_available(
-        "NSD and ldnsutils (bash tests/peers/dnssec-private.sh fetch)",
-        available,
-    ) {
+    if !crate::support::peers::require_dnssec() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -76,8 +39,8 @@ async fn answers_are_secure_insecure_or_bogus_as_the_chain_of_trust_says() {
     ] {
         std::fs::write(dir.join(format!("{name}.zone")), zone(origin, &hash)).unwrap();
     }
-    sh(dir, &["sign", "secure.test."]);
-    sh(dir, &["sign", "bogus.test."]);
+    dnssec(dir, &["sign", "secure.test."]);
+    dnssec(dir, &["sign", "bogus.test."]);
     // Broken after signing: the TLSA data no longer matches its RRSIG.
     let signed = dir.join("bogus.test.zone.signed");
     let text = std::fs::read_to_string(&signed).unwrap();
@@ -97,8 +60,8 @@ async fn answers_are_secure_insecure_or_bogus_as_the_chain_of_trust_says() {
         root.push_str(&std::fs::read_to_string(dir.join(format!("{name}.ds"))).unwrap());
     }
     std::fs::write(dir.join("root.zone"), root).unwrap();
-    sh(dir, &["sign", "."]);
-    sh(
+    dnssec(dir, &["sign", "."]);
+    dnssec(
         dir,
         &[
             "start",
@@ -110,7 +73,7 @@ async fn answers_are_secure_insecure_or_bogus_as_the_chain_of_trust_says() {
             "plain.test.",
         ],
     );
-    let _nsd = Nsd(dir);
+    let _nsd = Nsd(dir.to_path_buf());
 
     let anchors = Arc::new(
         TrustAnchors::from_str(&std::fs::read_to_string(dir.join("root.ksk")).unwrap()).unwrap(),

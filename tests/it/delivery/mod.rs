@@ -6,6 +6,7 @@
 pub mod setup;
 
 mod bounces;
+mod dane;
 mod dnssec;
 mod dsn;
 mod mailboxes;

@@ -194,32 +194,23 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
     .await;
     // Held back, with the policy named: b.test (MX not listed) and c.test
     // (the certificate does not name the MX).
-    let error_of = |d: &'static str| {
-        let e = &e;
-        async move {
-            e.queue(d)
-                .await
-                .and_then(|q| q["lastError"].as_str().map(str::to_string))
-                .unwrap_or_default()
-        }
-    };
     eventually(30, "b.test and c.test wait on their policies", || async {
-        error_of("b.test")
+        e.queue_error("b.test")
             .await
             .contains("MTA-STS policy of b.test")
-            && error_of("c.test")
+            && e.queue_error("c.test")
                 .await
                 .contains("MTA-STS policy of c.test")
     })
     .await;
-    let b = error_of("b.test").await;
+    let b = e.queue_error("b.test").await;
     assert!(
         b.contains(
             "4.7.5 MTA-STS policy of b.test (enforce, id 20261130): no MX host of b.test is allowed"
         ) && b.contains("mx-a.test not in mx: mx-z.test"),
         "{b}"
     );
-    let c = error_of("c.test").await;
+    let c = e.queue_error("c.test").await;
     assert!(
         c.starts_with("MTA-STS policy of c.test (enforce, id 20261130): ") && c.contains("4.7.5"),
         "{c}"

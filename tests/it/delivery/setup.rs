@@ -54,6 +54,15 @@ impl Env {
             .find(|q| q["nextHopDomain"].as_str().unwrap_or("").contains(hop))
     }
 
+    /// The last error of the queue whose next hop contains `hop` (empty
+    /// when there is none).
+    pub async fn queue_error(&self, hop: &str) -> String {
+        self.queue(hop)
+            .await
+            .and_then(|q| q["lastError"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     pub async fn messages(&self) -> Vec<Value> {
         self.app.get("/api/v1/messages").await.body["items"]
             .as_array()
@@ -90,10 +99,19 @@ where
 /// A Ferry of `role` with dnsmasq beside it on its network; None (the test
 /// is skipped, and says so) when dnsmasq is not installed.
 pub async fn env(role: Role, records: &[&str]) -> Option<Env> {
+    env_with(role, records, |_| {}).await
+}
+
+/// `env`, with the settings Ferry starts with changed by `tweak`.
+pub async fn env_with(
+    role: Role,
+    records: &[&str],
+    tweak: impl FnOnce(&mut ferry::startup::Settings),
+) -> Option<Env> {
     if !crate::support::peers::require(&["dnsmasq"]) {
         return None;
     }
-    let app = TestApp::spawn(role).await;
+    let app = TestApp::spawn_with(role, tweak).await;
     let ip = |h: u8| format!("127.{}.0.{h}", app.net);
     let records: Vec<String> = records
         .iter()

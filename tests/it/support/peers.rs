@@ -130,3 +130,49 @@ impl Postfix {
             .unwrap_or_default()
     }
 }
+
+/// `tests/peers/dnssec-private.sh`: NSD and ldnsutils, privately.
+pub const DNSSEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/dnssec-private.sh");
+
+/// Whether the DNSSEC peers can be used; if not, the test is skipped (or
+/// fails under `FERRY_REQUIRE_PEERS=1`).
+#[must_use]
+pub fn require_dnssec() -> bool {
+    let available = std::process::Command::new("bash")
+        .args([DNSSEC, "available"])
+        .status()
+        .is_ok_and(|s| s.success());
+    require_available(
+        "NSD and ldnsutils (bash tests/peers/dnssec-private.sh fetch)",
+        available,
+    )
+}
+
+/// Runs `dnssec-private.sh DIR ARGS…`, failing the test when it fails.
+pub fn dnssec(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("bash")
+        .arg(DNSSEC)
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "dnssec-private.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The NSD serving DIR, stopped when dropped.
+pub struct Nsd(pub std::path::PathBuf);
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(DNSSEC)
+            .arg(&self.0)
+            .arg("stop")
+            .status();
+    }
+}
