@@ -220,7 +220,10 @@ fn to_report(g: &Group, fqdn: &str, contact: &str, report_id: &str, end: i64) ->
         let key = serde_json::to_string(&row.applied).unwrap_or_default();
         let p = policies.entry(key).or_insert_with(|| Policy {
             policy: PolicyDetails {
-                policy_type: PolicyType::Sts,
+                policy_type: match row.applied.policy_type.as_str() {
+                    "tlsa" => PolicyType::Tlsa,
+                    _ => PolicyType::Sts,
+                },
                 policy_string: row.applied.policy_string.clone(),
                 policy_domain: g.policy_domain.clone(),
                 mx_host: row.applied.mx_host.clone(),

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 /// The policy a session was held to, as the report's `policy` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Applied {
-    /// `sts` (DANE's `tlsa` is not yet there).
+    /// `sts` (MTA-STS) or `tlsa` (DANE).
     pub policy_type: String,
     /// The policy's lines, as fetched.
     pub policy_string: Vec<String>,

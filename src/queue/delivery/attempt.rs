@@ -53,7 +53,11 @@ impl DeliveryEngine {
         )?;
         let mut targets = targets;
         let mut sts = None;
-        let mut hold = TlsHold::default();
+        let mut hold = TlsHold {
+            domain: next_hop.to_string(),
+            report: snap.transport.spec.tls_reports_enabled,
+            ..TlsHold::default()
+        };
         let spec = &connector.spec;
         // DANE (RFC 7672) first where the connector asks for it.
         let mut dane_applies = false;
@@ -118,9 +122,9 @@ impl DeliveryEngine {
                         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
                         let (allowed, refused): (Vec<Target>, Vec<Target>) =
                             targets.into_iter().partition(|t| p.allows(&t.name));
-                        for t in &refused {
+                        for t in refused.iter().filter(|_| held.report) {
                             self.count_tls(
-                                &held,
+                                &held.reported(),
                                 Some("validation-failure"),
                                 Some(&t.name),
                                 None,
@@ -234,24 +238,17 @@ impl DeliveryEngine {
     /// result-type.
     fn count_tls(
         &self,
-        sts: &Sts,
+        to: &Reported,
         result: Option<&str>,
         mx: Option<&str>,
         ip: Option<IpAddr>,
         info: Option<String>,
     ) {
-        use crate::store::tlsrpt::{Applied, FailedAt, Session};
-        if !sts.report {
-            return;
-        }
+        use crate::store::tlsrpt::{FailedAt, Session};
         self.observe.tracking.record_tls(Session {
             period_start: self.observe.tls_periods.current(),
-            policy_domain: sts.domain.clone(),
-            applied: Applied {
-                policy_type: "sts".into(),
-                policy_string: sts.policy.lines.clone(),
-                mx_host: sts.policy.mx.clone(),
-            },
+            policy_domain: to.domain.clone(),
+            applied: to.applied.clone(),
             result: result.map(str::to_string),
             at: if result.is_some() {
                 FailedAt {
@@ -285,6 +282,19 @@ impl DeliveryEngine {
         let sts = hold.sts.as_ref();
         let mut last_error = String::from("no host to connect to");
         for target in targets {
+            // What this host's sessions are counted against in TLS reports:
+            // its DANE records, else the domain's MTA-STS policy.
+            let (reported, testing) = match hold.dane.get(&target.name) {
+                Some(tlsa) => (
+                    hold.report
+                        .then(|| dane_reported(&hold.domain, &target.name, tlsa)),
+                    false,
+                ),
+                None => (
+                    sts.filter(|s| s.report).map(Sts::reported),
+                    sts.is_some_and(|s| s.testing),
+                ),
+            };
             // DANE: this host only over TLS its TLSA records vouch for.
             let dane_cfg;
             let cfg = match hold.dane.get(&target.name) {
@@ -299,19 +309,19 @@ impl DeliveryEngine {
             for ip in &target.addresses {
                 let addr = SocketAddr::new(*ip, port);
                 let mut opened = SmtpClient::open(addr, &target.name, cfg).await;
-                if let Some(sts) = sts {
+                if let Some(to) = &reported {
                     match &opened {
-                        Ok(_) => self.count_tls(sts, None, None, None, None),
+                        Ok(_) => self.count_tls(to, None, None, None, None),
                         Err(e) => {
                             if let Some(result) = tls_result(&e.message) {
                                 self.count_tls(
-                                    sts,
+                                    to,
                                     Some(result),
                                     Some(&target.name),
                                     Some(*ip),
                                     Some(e.message.clone()),
                                 );
-                                if sts.testing {
+                                if testing {
                                     let mut plain = cfg.clone();
                                     plain.tls = TlsPolicy::Opportunistic;
                                     opened = SmtpClient::open(addr, &target.name, &plain).await;
@@ -619,9 +629,37 @@ pub(super) async fn pending_results(
         .collect())
 }
 
+/// What sessions are counted against in TLS reports (RFC 8460).
+pub(super) struct Reported {
+    pub domain: String,
+    pub applied: crate::store::tlsrpt::Applied,
+}
+
+/// A DANE host's TLSA records, as a TLS report's `tlsa` policy.
+fn dane_reported(domain: &str, host: &str, tlsa: &[Tlsa]) -> Reported {
+    Reported {
+        domain: domain.to_string(),
+        applied: crate::store::tlsrpt::Applied {
+            policy_type: "tlsa".into(),
+            policy_string: tlsa
+                .iter()
+                .map(|t| {
+                    let data: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{} {} {} {data}", t.usage, t.selector, t.matching)
+                })
+                .collect(),
+            mx_host: vec![host.to_string()],
+        },
+    }
+}
+
 /// The TLS policies one attempt is held to.
 #[derive(Default)]
 pub(super) struct TlsHold {
+    /// The recipient domain (for TLS reports of DANE sessions).
+    pub domain: String,
+    /// Sessions are counted for TLS reports (`tlsReportsEnabled`).
+    pub report: bool,
     /// MTA-STS, for its TLS report (and, unless testing, applied).
     pub sts: Option<Sts>,
     /// DANE: the TLSA records of the MX hosts that have them.
@@ -658,6 +696,19 @@ pub(super) struct Sts {
     pub testing: bool,
     /// Sessions are counted for TLS reports (`tlsReportsEnabled`).
     pub report: bool,
+}
+
+impl Sts {
+    fn reported(&self) -> Reported {
+        Reported {
+            domain: self.domain.clone(),
+            applied: crate::store::tlsrpt::Applied {
+                policy_type: "sts".into(),
+                policy_string: self.policy.lines.clone(),
+                mx_host: self.policy.mx.clone(),
+            },
+        }
+    }
 }
 
 /// RFC 8460's result-type for a connection that failed over TLS; None

@@ -72,7 +72,8 @@ async fn dane_ee_and_ta_deliver_a_wrong_or_bogus_tlsa_never_does() {
             format!(
                 "$ORIGIN {d}.\n$TTL 300\n@ IN SOA ns.{d}. admin.{d}. 1 3600 600 86400 300\n\
                  @ IN NS ns.{d}.\nns IN A {NS}\n@ IN MX 10 mx.{d}.\nmx IN A {MX}\n\
-                 _2525._tcp.mx IN TLSA {record}\n"
+                 _2525._tcp.mx IN TLSA {record}\n\
+                 _smtp._tls IN TXT \"v=TLSRPTv1; rua=mailto:tls@{d}\"\n"
             ),
         )
         .unwrap();
@@ -120,6 +121,15 @@ async fn dane_ee_and_ta_deliver_a_wrong_or_bogus_tlsa_never_does() {
         .connector(json!({"name": "To Internet", "addressSpaces": ["*"], "port": 2525, "tlsPolicy": "Dane"}))
         .await;
     assert_eq!(c["tlsPolicy"], "Dane", "{c}");
+    let r = e
+        .app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"tlsReportsEnabled": true}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     // The MX presents its certificate with the CA's after it (DANE-TA
     // needs the anchor in the chain).
     let (crt, key_path) = (tmp.path().join("mx.crt"), tmp.path().join("mx.key"));
@@ -163,4 +173,31 @@ async fn dane_ee_and_ta_deliver_a_wrong_or_bogus_tlsa_never_does() {
         !held.contains("user@wrong.test") && !held.contains("user@bogus.test"),
         "{held}"
     );
+
+    // DANE sessions are counted for TLS reports as `tlsa` policies: good.test
+    // succeeded, wrong.test failed.
+    let r = e.app.post("/api/v1/tls-reports/send", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let reports = r.body["reports"].as_array().unwrap().clone();
+    let of = |d: &str| {
+        reports
+            .iter()
+            .find(|x| x["policyDomain"] == d)
+            .cloned()
+            .unwrap_or_else(|| panic!("no report for {d}: {reports:?}"))
+    };
+    assert!(
+        of("good.test")["successes"].as_i64().unwrap() >= 1,
+        "{reports:?}"
+    );
+    assert!(
+        of("wrong.test")["failures"].as_i64().unwrap() >= 1,
+        "{reports:?}"
+    );
+    assert_eq!(of("good.test")["recipients"], json!(["tls@good.test"]));
+    // The report itself goes to good.test's MX, under DANE too.
+    eventually(30, "the TLS report reaches good.test's MX", || async {
+        envelopes(&mx).contains("recipient: tls@good.test")
+    })
+    .await;
 }
