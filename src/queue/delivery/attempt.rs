@@ -82,16 +82,16 @@ impl DeliveryEngine {
                         return self.connection_failed(snap, hop, batch, &error).await;
                     }
                     dane_applies = hosts.iter().any(|(_, t)| t.is_some());
-                    if dane_applies || spec.tls_policy == DnsTlsPolicy::Dane {
-                        targets = hosts.iter().map(|(t, _)| t.clone()).collect();
-                        for (t, tlsa) in hosts {
-                            if let Some(tlsa) = tlsa {
-                                hold.dane.insert(t.name, tlsa);
-                            }
+                    // A host whose TLSA answer was bogus is left out
+                    // whatever else applies (RFC 7672 §2.2).
+                    targets = hosts.iter().map(|(t, _)| t.clone()).collect();
+                    for (t, tlsa) in hosts {
+                        if let Some(tlsa) = tlsa {
+                            hold.dane.insert(t.name, tlsa);
                         }
-                        if dane_applies {
-                            hold.label = Some(format!("DANE policy of {next_hop}"));
-                        }
+                    }
+                    if dane_applies {
+                        hold.label = Some(format!("DANE policy of {next_hop}"));
                     }
                 }
             }
