@@ -17,7 +17,6 @@ use crate::observe::metrics::Metrics;
 use crate::queue::Queue;
 use crate::queue::delivery::DeliveryEngine;
 use crate::smtp::server::SmtpServer;
-use crate::store::Store;
 
 /// Everything `ferry serve` is configured with (flags or `FERRY_*`).
 #[derive(Debug, Clone)]
@@ -145,14 +144,7 @@ impl App {
         .open()
         .await?;
         let config = Arc::new(config);
-        let token_hash = {
-            let mut tx = config.store().begin().await?;
-            let server = Store::server(&mut tx)
-                .await?
-                .context("the server row is missing")?;
-            tx.commit().await?;
-            server.admin_token_sha256
-        };
+        let tokens = crate::api::access::Tokens::load(config.store().clone()).await?;
         let snap = config.snapshot();
         if let Some(first) = &first {
             tracing::info!(role = first.role.as_str(), data_dir = %settings.data_dir.display(), "first start: created the default configuration");
@@ -205,7 +197,7 @@ impl App {
             queue: queue.clone(),
             delivery: delivery.clone(),
             observe: observe.clone(),
-            admin_token_sha256: Arc::new(token_hash),
+            tokens,
             api_failures: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)

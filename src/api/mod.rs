@@ -3,7 +3,9 @@
 //! API docs and the dashboard's static files are reachable without a token.
 
 mod accepted_domains;
+pub mod access;
 mod anti_spam;
+mod api_tokens;
 mod certificates;
 mod content;
 mod credentials;
@@ -32,7 +34,6 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ConfigService;
 use crate::model::Role;
-use crate::secrets::{constant_time_eq, hash_token};
 pub use problem::{ApiError, Problem};
 
 #[derive(Clone)]
@@ -44,67 +45,12 @@ pub struct AppState {
     pub observe: Arc<crate::observe::Observer>,
     /// The recipient directory Ferry holds.
     pub directory: Arc<crate::directory::Directory>,
-    /// SHA-256 of the admin token, hex.
-    pub admin_token_sha256: Arc<String>,
+    /// The API tokens that work, with their roles.
+    pub tokens: Arc<access::Tokens>,
     /// Wrong tokens per client address: past the transport settings'
     /// `authFailureLockoutThreshold` within `authFailureLockoutWindow`, the
     /// address gets `429` until the window has passed.
     pub api_failures: Arc<crate::smtp::server::auth_guard::Failures>,
-}
-
-async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let (threshold, window) = {
-        let snap = s.config.snapshot();
-        let ts = &snap.transport.spec;
-        (
-            ts.auth_failure_lockout_threshold,
-            ts.auth_failure_lockout_window.duration(),
-        )
-    };
-    if let Some(ip) = ip
-        && let Some(wait) = s.api_failures.locked_out(ip, threshold, window)
-    {
-        s.observe.metrics.api_auth("throttled");
-        let secs = wait.as_secs().max(1);
-        let mut resp = ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too-many-requests",
-            "Too Many Requests",
-            format!("too many wrong tokens from {ip}; try again in {secs} s"),
-        )
-        .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match presented {
-        Some(t) if constant_time_eq(hash_token(t).as_bytes(), s.admin_token_sha256.as_bytes()) => {
-            next.run(req).await
-        }
-        // A wrong token counts toward the lockout; no token at all does not
-        // (a browser's first visit, a probe of the routes).
-        Some(_) => {
-            s.observe.metrics.api_auth("refused");
-            if let Some(ip) = ip {
-                s.api_failures.failed(ip, window);
-            }
-            ApiError::unauthorized().into_response()
-        }
-        None => ApiError::unauthorized().into_response(),
-    }
 }
 
 /// The server this API manages.
@@ -468,10 +414,25 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/transport-settings",
             g(transport_settings::get).merge(p(transport_settings::patch)),
         )
+        .route(
+            "/api/v1/api-tokens",
+            g(api_tokens::list).post(api_tokens::create),
+        )
+        .route(
+            "/api/v1/api-tokens/{id}",
+            g(api_tokens::get).delete(api_tokens::revoke),
+        )
+        .route(
+            "/api/v1/api-tokens/{id}/rotate",
+            axum::routing::post(api_tokens::rotate),
+        )
         .route("/api/v1/tracking", g(observe::tracking))
         .route("/api/v1/protocol-logs", g(observe::protocol_logs))
         .route("/metrics", g(observe::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::require_token,
+        ))
         .with_state(state.clone());
     Router::new()
         .route("/healthz", get(healthz).with_state(state))

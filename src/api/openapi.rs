@@ -3,7 +3,7 @@
 //! a test keeps in step with the code.
 
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, SecurityRequirement};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -226,16 +226,46 @@ pub struct CertificatePatch {
 struct Security;
 
 impl Modify for Security {
+    /// The bearer scheme, and on every operation that is not public the
+    /// role it needs as the requirement's scope (OpenAPI 3.1 lets non-OAuth
+    /// schemes list roles there), taken from [`super::access::required_role`]
+    /// so the document and the enforcement cannot differ.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use axum::http::Method;
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token. The scope of each operation's requirement is the role \
+                         it needs: View-Only, Operator or Administrator (each includes the ones before).",
+                    ))
+                    .build(),
+            ),
         );
-        openapi.security = Some(vec![SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (Method::GET, &mut item.get),
+                (Method::PUT, &mut item.put),
+                (Method::POST, &mut item.post),
+                (Method::DELETE, &mut item.delete),
+                (Method::PATCH, &mut item.patch),
+                (Method::HEAD, &mut item.head),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                if op.security.is_some() {
+                    continue; // declared public (`security()`)
+                }
+                let role = super::access::required_role(&method, path);
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    [role.as_str().to_string()],
+                )]);
+            }
+        }
     }
 }
 
@@ -244,7 +274,7 @@ impl Modify for Security {
     info(
         title = "Ferry",
         description = "An SMTP transport appliance in the mould of Exchange Edge and Hub Transport, managed over REST. \
-Every request under /api/v1 needs `Authorization: Bearer <admin token>`. Errors are RFC 7807 problem JSON naming the field at fault. \
+Every request under /api/v1 needs `Authorization: Bearer <API token>`; each operation's security requirement names the role it needs (`403` otherwise). Errors are RFC 7807 problem JSON naming the field at fault. \
 Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
     ),
     modifiers(&Security),
@@ -281,6 +311,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         anti_spam::allow::list_entries, anti_spam::allow::create_entry, anti_spam::allow::create_entries, anti_spam::allow::get_entry, anti_spam::allow::delete_entry,
         anti_spam::allow::list_providers, anti_spam::allow::create_provider, anti_spam::allow::get_provider,
         anti_spam::allow::patch_provider, anti_spam::allow::delete_provider,
+        api_tokens::list, api_tokens::get, api_tokens::create, api_tokens::revoke, api_tokens::rotate,
     ),
     components(schemas(
         Problem, model::FieldError, Meta, ServerInfo, Health,
@@ -293,6 +324,8 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
         ContentFilterConfigPatch, AddressRewriteEntryCreate, AddressRewriteEntryPatch, TransportRuleCreate, TransportRulePatch,
         DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch,
+        model::api_token::ApiToken, model::api_token::ApiRole,
+        api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
@@ -308,6 +341,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "tracking", description = "Message tracking, protocol logs and metrics"),
         (name = "server", description = "Health and identity"),
+        (name = "api-tokens", description = "Named API tokens with a role (View-Only, Operator, Administrator) and an optional expiry; Administrator only"),
     )
 )]
 pub struct ApiDoc;

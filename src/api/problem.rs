@@ -69,8 +69,13 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication required",
-            "send the admin token as 'Authorization: Bearer <token>'",
+            "send an API token as 'Authorization: Bearer <token>'",
         )
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {

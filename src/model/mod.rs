@@ -11,6 +11,7 @@ pub mod address;
 pub mod address_rewrite;
 pub mod address_space;
 pub mod anti_spam;
+pub mod api_token;
 pub mod attachment_filter;
 pub mod auth;
 pub mod binding;

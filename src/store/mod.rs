@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::model::Role;
 
+pub mod api_tokens;
 mod directory;
 pub mod dmarc;
 pub mod queue;
@@ -250,7 +251,7 @@ impl Store {
             .bind(ts(now()))
             .execute(&mut *conn)
             .await?;
-        Ok(())
+        Store::set_bootstrap_token(conn, &s.admin_token_sha256).await
     }
 
     pub async fn set_admin_token_hash(
@@ -261,7 +262,7 @@ impl Store {
             .bind(hash)
             .execute(&mut *conn)
             .await?;
-        Ok(())
+        Store::set_bootstrap_token(conn, hash).await
     }
 
     pub async fn transport_settings<T: DeserializeOwned>(

@@ -9,4 +9,5 @@ mod defaults;
 mod receive_connectors;
 mod restart;
 mod send_connectors;
+mod tokens;
 mod transport_settings;

@@ -149,11 +149,24 @@ impl TestApp {
         body: Option<Value>,
         if_match: Option<&str>,
     ) -> Resp {
+        self.request_as(Some(&self.token), method, path, body, if_match)
+            .await
+    }
+
+    /// A request with another API token, or none.
+    pub async fn request_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> Resp {
         let url = format!("{}{}", self.base, path);
-        let mut req = self
-            .client
-            .request(method.parse().unwrap(), url)
-            .bearer_auth(&self.token);
+        let mut req = self.client.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
