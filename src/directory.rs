@@ -127,6 +127,7 @@ impl Directory {
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))??;
         self.store.write_directory(&rows, replace).await?;
+        note_changes(&self.index(), &next);
         let count = next.iter().filter(|(a, p)| a == p).count();
         *self.index.write().expect("not poisoned") = Arc::new(next);
         Ok(count)
@@ -141,7 +142,36 @@ impl Directory {
         self.store.remove_recipient(&primary).await?;
         let mut next = (*self.index()).clone();
         next.retain(|_, p| *p != primary);
+        note_changes(&self.index(), &next);
         *self.index.write().expect("not poisoned") = Arc::new(next);
         Ok(true)
     }
+}
+
+/// Tells the admin audit log which recipients a change added, removed or
+/// gave other aliases (`/recipients/<primary address>`, the aliases as
+/// the value).
+fn note_changes(old: &HashMap<String, String>, new: &HashMap<String, String>) {
+    use crate::config::audit;
+    if !audit::recording() {
+        return;
+    }
+    fn grouped(index: &HashMap<String, String>) -> serde_json::Value {
+        let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (a, p) in index {
+            let e = by.entry(p).or_default();
+            if a != p {
+                e.push(a);
+            }
+        }
+        let mut recipients = serde_json::Map::new();
+        for (p, mut aliases) in by {
+            aliases.sort();
+            recipients.insert(p.to_string(), serde_json::json!({ "aliases": aliases }));
+        }
+        serde_json::json!({ "recipients": recipients })
+    }
+    let mut out = vec![];
+    audit::diff(&grouped(old), &grouped(new), &mut String::new(), &mut out);
+    audit::note(out);
 }

@@ -456,6 +456,41 @@ async function trackingPage() {
     more);
 }
 
+// ----- admin audit log -------------------------------------------------------------------
+
+// Search-AdminAuditLog: who changed what, newest first, each change with its
+// fields' old and new values (secrets arrive masked from the server).
+function changeList(e) {
+  const show = (v) => (v === undefined ? "" : JSON.stringify(v));
+  const items = e.changes.map((c) => h("li", {}, h("code", {}, c.path), " ", tag(c.op), " ",
+    c.op !== "add" ? h("span", { class: "old" }, show(c.old)) : "", c.op === "replace" ? " → " : "",
+    c.op !== "remove" ? h("span", { class: "new" }, show(c.new)) : ""));
+  if (e.moreChanges) items.push(h("li", { class: "muted" }, `and ${e.moreChanges} more`));
+  return items.length ? h("ul", { class: "changes" }, items) : null;
+}
+
+async function auditPage() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const field = (name, label, type = "text") => h("label", {}, label, h("input", { name, type, value: params.get(name) || "", autocomplete: "off" }));
+  const form = h("form", { class: "card search", "aria-label": "Search the audit log", onsubmit: (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v) p.set(k, v);
+    location.hash = `#/audit-log?${p}`;
+  } }, field("object", "Object"), field("token", "Token"),
+    h("label", {}, "Result", h("select", { name: "succeeded" }, [["", "Any"], ["true", "Succeeded"], ["false", "Failed"]].map(([v, l]) => h("option", { value: v, selected: params.get("succeeded") === v }, l)))),
+    h("button", { type: "submit" }, "Search"));
+  const r = await api("GET", `/audit-log?${params}`);
+  if (!r.ok) return page("Audit log", form, banner("bad", r.data.detail));
+  const rows = r.data.items.map((e) => h("tr", {},
+    h("td", { "data-label": "When" }, fmtDate(new Date(e.timeMs).toISOString())),
+    h("td", { "data-label": "Who" }, e.tokenName, h("div", { class: "muted" }, `${e.role}${e.clientIp ? ` from ${e.clientIp}` : ""}`)),
+    h("td", { "data-label": "What" }, `${e.method} ${e.path}`, e.detail ? h("div", { class: "detail" }, e.detail) : null, changeList(e)),
+    h("td", { "data-label": "Result" }, tag(e.succeeded ? "Succeeded" : "Failed"), " ", String(e.status))));
+  const more = r.data.nextCursor ? h("a", { class: "button secondary", href: `#/audit-log?${(() => { const p = new URLSearchParams(params); p.set("cursor", r.data.nextCursor); return p; })()}` }, "Older") : null;
+  page("Audit log", form, h("div", { class: "card" }, table(["When", "Who", "What", "Result"], rows, "No change matches.")), more);
+}
+
 // ----- anti-spam --------------------------------------------------------------------------
 
 // A settings document edited through its schema (sender and recipient filter,
@@ -813,6 +848,7 @@ async function route() {
     else if (section === "queues") await queuesPage();
     else if (section === "messages" && id) await messagePage(id);
     else if (section === "tracking") await trackingPage();
+    else if (section === "audit-log") await auditPage();
     else if (section === "anti-spam") await antiSpamPage();
     else if (section === "content") await contentPage();
     else if (section === "authentication") await authenticationPage();

@@ -270,17 +270,30 @@ pub async fn require_token(State(s): State<AppState>, mut req: Request, next: Ne
     let needed = required_role(req.method(), &template);
     if caller.role < needed {
         s.observe.metrics.api_auth("forbidden");
+        let detail = format!(
+            "{} {template} needs the {} role; token '{}' has the {} role",
+            req.method(),
+            needed.as_str(),
+            caller.name,
+            caller.role.as_str()
+        );
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            super::audit::write(
+                &s,
+                &caller,
+                req.method(),
+                req.uri().path(),
+                403,
+                Some(detail.clone()),
+                Default::default(),
+            )
+            .await;
+        }
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "The token's role does not allow this",
-            format!(
-                "{} {template} needs the {} role; token '{}' has the {} role",
-                req.method(),
-                needed.as_str(),
-                caller.name,
-                caller.role.as_str()
-            ),
+            detail,
         )
         .into_response();
     }

@@ -15,7 +15,7 @@ use super::access::view;
 use super::extract::JsonBody;
 use super::problem::{ApiError, Problem};
 use super::views::List;
-use crate::config::ServiceError;
+use crate::config::{ServiceError, audit};
 use crate::model::Invalid;
 use crate::model::api_token::{ApiRole, ApiToken};
 use crate::secrets::{generate_token, hash_token};
@@ -101,6 +101,22 @@ fn parse<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, A
     Ok(crate::model::from_json(body)?)
 }
 
+/// Tells the audit log what changed on a token (`/apiTokens/<name>…`).
+fn note(
+    name: &str,
+    op: &str,
+    field: &str,
+    old: Option<serde_json::Value>,
+    new: Option<serde_json::Value>,
+) {
+    audit::note([audit::FieldChange {
+        op: op.into(),
+        path: format!("/apiTokens/{}{field}", audit::pointer_token(name)),
+        old,
+        new,
+    }]);
+}
+
 async fn find(s: &AppState, key: &str) -> Result<TokenRow, ApiError> {
     s.tokens
         .store()
@@ -165,6 +181,13 @@ pub async fn create(
         })?;
     s.tokens.reload().await.map_err(internal)?;
     let row = find(&s, &id.to_string()).await?;
+    note(
+        &row.name,
+        "add",
+        "",
+        None,
+        Some(serde_json::json!({"role": row.role, "expiresAt": row.expires_at})),
+    );
     Ok((
         StatusCode::CREATED,
         Json(ApiTokenSecret {
@@ -202,6 +225,13 @@ pub async fn revoke(
         )));
     }
     s.tokens.reload().await.map_err(internal)?;
+    note(
+        &row.name,
+        "add",
+        "/revokedAt",
+        None,
+        Some(super::access::now_rfc3339().into()),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,7 +275,19 @@ pub async fn rotate(
         .await
         .map_err(internal)?;
     s.tokens.reload().await.map_err(internal)?;
+    let old_expiry = row.expires_at.clone();
     let row = find(&s, &row.id).await?;
+    let mask = || Some(serde_json::Value::from(audit::MASK));
+    note(&row.name, "replace", "/secret", mask(), mask());
+    if row.expires_at != old_expiry {
+        note(
+            &row.name,
+            "replace",
+            "/expiresAt",
+            Some(old_expiry.into()),
+            Some(row.expires_at.clone().into()),
+        );
+    }
     Ok(Json(ApiTokenSecret {
         token: view(row),
         secret,

@@ -6,6 +6,7 @@ mod accepted_domains;
 pub mod access;
 mod anti_spam;
 mod api_tokens;
+mod audit;
 mod certificates;
 mod content;
 mod credentials;
@@ -429,6 +430,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tracking", g(observe::tracking))
         .route("/api/v1/protocol-logs", g(observe::protocol_logs))
         .route("/metrics", g(observe::metrics))
+        .route("/api/v1/audit-log", g(audit::search))
+        // The outer layer authenticates and authorizes; the inner one
+        // records every mutation that got past it.
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             access::require_token,

@@ -16,12 +16,12 @@ use super::problem::{ApiError, Problem};
 use crate::observe::protolog::LogLine;
 use crate::observe::tracking::{Filter, TrackingEvent};
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+pub(super) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     let message = message.into();
     ApiError::bad_request(format!("{field}: {message}")).with_field(field, message)
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request(format!("the query string is invalid: {e}")))
 }
@@ -71,7 +71,7 @@ pub struct TrackingPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+pub(super) fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|t| {
             OffsetDateTime::parse(t, &Rfc3339)

@@ -312,6 +312,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         anti_spam::allow::list_providers, anti_spam::allow::create_provider, anti_spam::allow::get_provider,
         anti_spam::allow::patch_provider, anti_spam::allow::delete_provider,
         api_tokens::list, api_tokens::get, api_tokens::create, api_tokens::revoke, api_tokens::rotate,
+        audit::search,
     ),
     components(schemas(
         Problem, model::FieldError, Meta, ServerInfo, Health,
@@ -326,6 +327,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch,
         model::api_token::ApiToken, model::api_token::ApiRole,
         api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
+        audit::AuditPage, crate::store::audit::AuditEntry, crate::config::audit::FieldChange,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
@@ -341,6 +343,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "queues", description = "The queue viewer: queues, messages, and their actions"),
         (name = "tracking", description = "Message tracking, protocol logs and metrics"),
         (name = "server", description = "Health and identity"),
+        (name = "audit-log", description = "The admin audit log: every change through the API, who made it, and the fields it changed"),
         (name = "api-tokens", description = "Named API tokens with a role (View-Only, Operator, Administrator) and an optional expiry; Administrator only"),
     )
 )]

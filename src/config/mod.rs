@@ -7,6 +7,7 @@
 //! (an SMTP session, a delivery attempt) takes the snapshot current when it
 //! starts and keeps it to the end.
 
+pub mod audit;
 mod bootstrap;
 #[cfg(test)]
 pub(crate) mod builder;

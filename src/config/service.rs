@@ -331,6 +331,7 @@ impl ConfigService {
             None => None,
         };
         tx.commit().await.map_err(anyhow::Error::from)?;
+        super::audit::note_snapshots(previous, &snap);
         self.tx.send_replace(snap.clone());
         if let Some((r, p)) = prepared {
             r.activate(p, &snap);

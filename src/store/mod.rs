@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::model::Role;
 
 pub mod api_tokens;
+pub mod audit;
 mod directory;
 pub mod dmarc;
 pub mod queue;

@@ -336,9 +336,25 @@ test("the authentication page: a DKIM key made, its DNS record shown, then activ
   await tlsCard.getByText(/TLS reports are off/).waitFor();
 });
 
+test("the audit log shows who changed what, with each field's old and new value", async () => {
+  await go("#/audit-log");
+  await page.getByLabel("Object").fill("receive-connectors");
+  await page.getByRole("button", { name: "Search" }).click();
+  const row = page.locator("tr", { hasText: "POST /api/v1/receive-connectors" }).filter({ hasText: "From the dashboard" }).first();
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /admin/);
+  assert.match(text, /Administrator from 127\.0\.0\.1|Administrator from 127\./);
+  assert.match(text, /\/receiveConnectors\/From the dashboard/);
+  assert.match(text, /Succeeded/);
+  // A refused change is listed as failed, with its reason.
+  await go("#/audit-log?succeeded=false");
+  await page.locator("tr", { hasText: "Failed" }).first().waitFor();
+});
+
 test("every page at desktop and phone sizes, keyboard-reachable and labelled", async () => {
   const pages = ["#/overview", "#/receive-connectors", state.connectorPage, "#/send-connectors", "#/accepted-domains",
-    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/content", "#/authentication", "#/queues", "#/tracking", state.trackingPage];
+    "#/credentials", "#/certificates", "#/transport-settings", "#/anti-spam", "#/content", "#/authentication", "#/queues", "#/tracking", state.trackingPage, "#/audit-log"];
   for (const [size, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
     await page.setViewportSize(viewport);
     for (const hash of pages) {

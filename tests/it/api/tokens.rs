@@ -274,6 +274,8 @@ async fn every_route_enforces_the_role_its_openapi_operation_declares() {
     };
     let mut checked = 0;
     let mut per_role = [0; 3];
+    // The two tokens made above.
+    let mut mutations = 2;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let security = op["security"]
@@ -326,10 +328,29 @@ async fn every_route_enforces_the_role_its_openapi_operation_declares() {
                     );
                 }
                 checked += 1;
+                if m != "GET" && m != "HEAD" {
+                    mutations += 1;
+                }
             }
         }
     }
     assert!(checked > 300, "{checked} checks");
+    // Every mutation that got past authentication is in the audit log,
+    // refused or not.
+    let mut logged = 0;
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get(&format!("/api/v1/audit-log?limit=1000{cursor}"))
+            .await
+            .body;
+        logged += page["items"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(logged, mutations, "every mutation leaves one audit entry");
     assert!(per_role.iter().all(|n| *n > 0), "{per_role:?}");
     let _: Value = doc;
 }
