@@ -30,6 +30,7 @@ RUN apt-get update \
  && chmod 0700 /data
 ENV FERRY_DATA_DIR=/data \
     FERRY_API_LISTEN=0.0.0.0:8080 \
+    FERRY_API_TLS=true \
     FERRY_DEFAULT_SMTP_BIND=0.0.0.0:25 \
     FERRY_DEFAULT_SUBMISSION_BIND=0.0.0.0:587 \
     FERRY_LOG_FORMAT=text

@@ -44,7 +44,7 @@ secret=$(mktemp)
 cleanup() {
   [ -n "$cid" ] && podman rm -f "$cid" >/dev/null 2>&1 || true
   podman volume rm -f "$vol" >/dev/null 2>&1 || true
-  rm -f "$secret"
+  rm -f "$secret" "${pinned:-}"
   (cd deploy && EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 HUB_API_PORT=18582 \
     podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
   podman network rm -f "ferry-ci-${run}_backbone" >/dev/null 2>&1 || true
@@ -54,11 +54,23 @@ trap cleanup EXIT
 TOKEN="ci-container-admin-token-0123456789"
 echo "$TOKEN" > "$secret"
 chmod 0644 "$secret"
-API=http://127.0.0.1:18580/api/v1
-api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+# The image serves the API over HTTPS with the self-signed certificate made
+# at first start for FERRY_FQDN; curl trusts exactly that certificate, whose
+# SHA-256 fingerprint Ferry logs, and reaches it by that name.
+API=https://mail.contoso.test:18580/api/v1
+pinned=$(mktemp)
+api() { curl -sf --cacert "$pinned" --resolve mail.contoso.test:18580:127.0.0.1 \
+  -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 wait_healthy() {
-  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18580/healthz >/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 100); do curl -sfk https://127.0.0.1:18580/healthz >/dev/null && return 0; sleep 0.1; done
   podman logs "$cid" | tail -20; echo "not healthy" >&2; return 1
+}
+pin_certificate() {
+  openssl s_client -connect 127.0.0.1:18580 -servername mail.contoso.test </dev/null 2>/dev/null | openssl x509 > "$pinned"
+  local seen logged
+  seen=$(openssl x509 -in "$pinned" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+  logged=$(podman logs "$cid" 2>&1 | grep -o 'sha256=[0-9a-f]*' | tail -n 1 | cut -d= -f2)
+  [ -n "$seen" ] && [ "$seen" = "$logged" ]
 }
 pass=0
 # check DESCRIPTION COMMAND...: runs the command; a failure stops the script.
@@ -72,10 +84,13 @@ cid=$(podman run -d -p 127.0.0.1:18580:8080 -p 127.0.0.1:12625:25 \
   -e FERRY_FQDN=mail.contoso.test -e FERRY_ADMIN_TOKEN_FILE=/run/secrets/admin-token \
   -v "$secret":/run/secrets/admin-token:ro -v "$vol":/data localhost/ferry:ci 2>/dev/null)
 check "/healthz answers" wait_healthy
+check "the API is HTTPS by default, with the certificate whose fingerprint is logged" pin_certificate
+check "plain HTTP gets no answer from the API port" sh -c "! curl -sf http://127.0.0.1:18580/healthz"
+check "HSTS on the API's answers" sh -c "curl -sI --cacert $pinned --resolve mail.contoso.test:18580:127.0.0.1 https://mail.contoso.test:18580/healthz | grep -qi '^strict-transport-security: max-age='"
 check "runs as the unprivileged user 10001" test "$(podman exec "$cid" id -u)" = 10001
 check "the image's HEALTHCHECK passes" podman healthcheck run "$cid"
 check "an authenticated API call with the token from the secret file" test "$(api $API/server | jq -r .role)" = Edge
-check "the API refuses a request without the token" test "$(curl -s -o /dev/null -w '%{http_code}' $API/server)" = 401
+check "the API refuses a request without the token" test "$(curl -s --cacert "$pinned" --resolve mail.contoso.test:18580:127.0.0.1 -o /dev/null -w '%{http_code}' $API/server)" = 401
 api -X POST $API/accepted-domains -d '{"domainName":"contoso.test"}' >/dev/null
 check "SMTP message accepted on the default receive connector (port 25, unprivileged)" \
   swaks --server 127.0.0.1:12625 --from a@fabrikam.test --to bob@contoso.test --header "Subject: into the container" --silent 2

@@ -30,6 +30,10 @@ enum Command {
     Healthcheck {
         #[arg(long, env = "FERRY_API_LISTEN", default_value = "127.0.0.1:8080")]
         api_listen: SocketAddr,
+        /// The API is served over HTTPS (as `serve --api-tls`). The check
+        /// sends no token, so it accepts whatever certificate is presented.
+        #[arg(long, env = "FERRY_API_TLS")]
+        api_tls: bool,
     },
 }
 
@@ -50,6 +54,20 @@ struct ServeArgs {
     /// Where the REST API listens.
     #[arg(long, env = "FERRY_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
+    /// Serve the API over HTTPS, with the certificate of Ferry's store that
+    /// covers the server FQDN (the self-signed one made at first start until
+    /// another is imported); a new certificate is served without a restart.
+    #[arg(long, env = "FERRY_API_TLS")]
+    api_tls: bool,
+    /// Allow the API in plain HTTP on an address other than loopback (the
+    /// tokens then cross the network readable). Without it, Ferry refuses.
+    #[arg(long, env = "FERRY_API_INSECURE_HTTP")]
+    api_insecure_http: bool,
+    /// A web origin (`https://ops.contoso.com`) whose pages may call the API
+    /// from a browser (CORS); repeat, or comma-separate in the variable.
+    /// None by default: only the dashboard, on the API's own origin.
+    #[arg(long, env = "FERRY_API_CORS_ORIGINS", value_delimiter = ',')]
+    api_cors_origin: Vec<String>,
     /// Binding of the default SMTP receive connector. First start only.
     #[arg(long, env = "FERRY_DEFAULT_SMTP_BIND", default_value = "0.0.0.0:25")]
     default_smtp_bind: Binding,
@@ -131,7 +149,10 @@ async fn run() -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Command::Healthcheck { api_listen } => healthcheck(api_listen),
+        Command::Healthcheck {
+            api_listen,
+            api_tls,
+        } => healthcheck(api_listen, api_tls),
         Command::Serve(a) => {
             let a = *a;
             let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -168,6 +189,9 @@ async fn run() -> anyhow::Result<()> {
                 server_name: a.server_name,
                 fqdn: a.fqdn,
                 api_listen: a.api_listen,
+                api_tls: a.api_tls,
+                api_insecure_http: a.api_insecure_http,
+                api_cors_origins: a.api_cors_origin,
                 default_smtp_bind: a.default_smtp_bind,
                 default_submission_bind: a.default_submission_bind,
                 admin_token,
@@ -184,7 +208,7 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// A minimal HTTP/1.0 GET of /healthz, so the container image needs no curl.
-fn healthcheck(mut addr: SocketAddr) -> anyhow::Result<()> {
+fn healthcheck(mut addr: SocketAddr, tls: bool) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
@@ -194,13 +218,47 @@ fn healthcheck(mut addr: SocketAddr) -> anyhow::Result<()> {
         });
     }
     let timeout = std::time::Duration::from_secs(3);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    let s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
-    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
+    s.set_write_timeout(Some(timeout))?;
+    let request = b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    let mut reply = Vec::new();
+    if tls {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            // It sends no token and reads only the health status from a
+            // loopback address: whatever certificate is presented will do.
+            .with_custom_certificate_verifier(std::sync::Arc::new(ferry::smtp::client::AcceptAny(
+                provider,
+            )))
+            .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(config),
+            rustls::pki_types::ServerName::try_from("localhost")?,
+        )?;
+        let mut stream = rustls::StreamOwned::new(conn, s);
+        stream.write_all(request)?;
+        // The server may close without close_notify once the answer is sent.
+        let _ = stream.read_to_end(&mut reply);
+    } else {
+        let mut s = s;
+        s.write_all(request)?;
+        s.read_to_end(&mut reply)?;
+    }
+    let reply = String::from_utf8_lossy(&reply);
     if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
         Ok(())
+    } else if !reply.starts_with("HTTP/") {
+        anyhow::bail!(
+            "no HTTP answer from {addr}{}",
+            if tls {
+                ""
+            } else {
+                " (if the API is served over HTTPS, add --api-tls)"
+            }
+        )
     } else {
         anyhow::bail!("unhealthy: {}", reply.lines().next().unwrap_or("no reply"))
     }

@@ -26,6 +26,13 @@ pub struct Settings {
     pub server_name: Option<String>,
     pub fqdn: Option<String>,
     pub api_listen: SocketAddr,
+    /// Serve the API over HTTPS with the store's certificate for the FQDN.
+    pub api_tls: bool,
+    /// Allow plain HTTP on an address other than loopback.
+    pub api_insecure_http: bool,
+    /// Web origins (`https://ops.contoso.com`) allowed to call the API from
+    /// a browser.
+    pub api_cors_origins: Vec<String>,
     pub default_smtp_bind: Binding,
     pub default_submission_bind: Binding,
     pub admin_token: Option<String>,
@@ -50,6 +57,9 @@ impl Settings {
             server_name: None,
             fqdn: None,
             api_listen: "127.0.0.1:0".parse().expect("valid"),
+            api_tls: false,
+            api_insecure_http: false,
+            api_cors_origins: vec![],
             default_smtp_bind: "0.0.0.0:25".parse().expect("valid"),
             default_submission_bind: "0.0.0.0:587".parse().expect("valid"),
             admin_token: None,
@@ -60,6 +70,24 @@ impl Settings {
             discard_undecryptable_secrets: false,
         }
     }
+}
+
+/// A web origin as browsers send it: scheme, host and optional port,
+/// nothing else (no path, no trailing slash, no `*`).
+fn parse_origin(o: &str) -> anyhow::Result<axum::http::HeaderValue> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--api-cors-origin '{o}' is not a web origin like https://ops.contoso.com or https://ops.contoso.com:8443"
+        )
+    };
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    if rest.is_empty() || rest.contains(['/', '*', '?', '#', '@', ' ']) {
+        return Err(bad());
+    }
+    axum::http::HeaderValue::from_str(o).map_err(|_| bad())
 }
 
 /// A running Ferry.
@@ -129,6 +157,22 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if !settings.api_tls
+            && !settings.api_listen.ip().is_loopback()
+            && !settings.api_insecure_http
+        {
+            anyhow::bail!(
+                "the API would listen on {} in plain HTTP, where the tokens cross the network readable: \
+                 add --api-tls (HTTPS with the certificate for the server FQDN), listen on loopback, \
+                 or, knowingly, --api-insecure-http",
+                settings.api_listen
+            );
+        }
+        let cors_origins = settings
+            .api_cors_origins
+            .iter()
+            .map(|o| parse_origin(o))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let data_dir_lock = lock_data_dir(&settings.data_dir)?;
         let (config, first) = Bootstrap {
             data_dir: settings.data_dir.clone(),
@@ -199,6 +243,8 @@ impl App {
             observe: observe.clone(),
             tokens,
             api_failures: Arc::default(),
+            https: settings.api_tls,
+            cors_origins: Arc::new(cors_origins),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await
@@ -223,10 +269,26 @@ impl App {
             }
             None => None,
         };
-        life.spawn(
-            "api-server",
-            serve_http(listener, api::router(state), life.token()),
-        );
+        if settings.api_tls {
+            match snap.select_certificate(&snap.ctx.fqdn, None) {
+                Some((_, info)) => tracing::info!(
+                    sha256 = %info.sha256_fingerprint, subject = %info.subject, not_after = %info.not_after,
+                    "the API is served over HTTPS with this certificate (pin it, or trust its issuer)"
+                ),
+                None => tracing::warn!(fqdn = %snap.ctx.fqdn,
+                    "no certificate covers the server FQDN: the API is served with another stored certificate"),
+            }
+            let tls = api::https::TlsListener::start(listener, config.clone())?;
+            life.spawn(
+                "api-server",
+                serve_https(tls, api::router(state), life.token()),
+            );
+        } else {
+            life.spawn(
+                "api-server",
+                serve_http(listener, api::router(state), life.token()),
+            );
+        }
         Ok(App {
             api_addr,
             metrics_addr,
@@ -282,6 +344,24 @@ impl App {
 
 /// Serves an HTTP router until the shutdown signal, then lets requests in
 /// progress finish.
+async fn serve_https(
+    listener: api::https::TlsListener,
+    router: axum::Router,
+    mut shutdown: Shutdown,
+) {
+    use axum::serve::ListenerExt;
+    // `tap_io` gives the connection its peer address as `ConnectInfo`.
+    let served = axum::serve(
+        listener.tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.recv().await })
+    .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "HTTPS server failed");
+    }
+}
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     router: axum::Router,

@@ -77,6 +77,16 @@ fn check_server_password(
             ),
         )
         .into()),
+        Some(p) => guessable(snap, c, p).map_or(Ok(()), |why| {
+            Err(Invalid::field(
+                "password",
+                format!(
+                    "a login of principal Server may relay: this password is among the most common or \
+                     easily guessed ({why}); use a random one, e.g. from `openssl rand -base64 24`"
+                ),
+            )
+            .into())
+        }),
         None if !was_server => Err(Invalid::field(
             "password",
             format!("is required when a login becomes principal Server (at least {min} characters)"),
@@ -84,6 +94,31 @@ fn check_server_password(
         .into()),
         _ => Ok(()),
     }
+}
+
+/// Why a password is too easily guessed, if it is: zxcvbn's estimate (its
+/// 30,000 most common passwords, names, words, keyboard walks, dates,
+/// repeats and l33t variants, plus this login's and this server's names)
+/// puts it within a million guesses (score 0 or 1).
+fn guessable(snap: &Snapshot, c: &Credential, password: &str) -> Option<String> {
+    let fqdn = snap.ctx.fqdn.to_string();
+    let mut inputs = vec![
+        c.user_name.as_str(),
+        c.name.as_str(),
+        snap.ctx.server_name.as_str(),
+        fqdn.as_str(),
+    ];
+    inputs.extend(fqdn.split('.'));
+    let e = zxcvbn::zxcvbn(password, &inputs);
+    if e.score() >= zxcvbn::Score::Two {
+        return None;
+    }
+    Some(
+        e.feedback()
+            .and_then(|f| f.warning())
+            .map(|w| w.to_string().trim_end_matches('.').to_lowercase())
+            .unwrap_or_else(|| format!("about 10^{:.0} guesses", e.guesses_log10())),
+    )
 }
 
 /// Hashing is slow on purpose, so it happens before the writer lock.

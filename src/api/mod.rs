@@ -11,6 +11,7 @@ mod certificates;
 mod content;
 mod credentials;
 mod extract;
+pub mod https;
 mod message_auth;
 pub mod observe;
 pub mod openapi;
@@ -52,6 +53,11 @@ pub struct AppState {
     /// `authFailureLockoutThreshold` within `authFailureLockoutWindow`, the
     /// address gets `429` until the window has passed.
     pub api_failures: Arc<crate::smtp::server::auth_guard::Failures>,
+    /// The API is served over HTTPS: responses carry HSTS.
+    pub https: bool,
+    /// Web origins allowed to call the API from a browser (CORS); none by
+    /// default, so only the dashboard, served from the API's own origin, can.
+    pub cors_origins: Arc<Vec<HeaderValue>>,
 }
 
 /// The server this API manages.
@@ -178,6 +184,8 @@ async fn not_found() -> ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
+    let https = state.https;
+    let cors_origins = state.cors_origins.clone();
     use axum::routing::{get as g, patch as p};
     let api = Router::new()
         .route("/api/v1/server", g(server_info))
@@ -448,6 +456,48 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .layer(middleware::from_fn(harden))
+        .layer(middleware::from_fn_with_state(https, hsts))
+        .layer(cors(&cors_origins))
+}
+
+/// CORS for the origins given with `--api-cors-origin`, and no other:
+/// without any, no `Access-Control-Allow-Origin` is ever sent and browsers
+/// keep other sites' pages from reading the API. Preflights are answered
+/// here, before authentication (they carry no token).
+fn cors(origins: &[HeaderValue]) -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Over HTTPS, browsers are told to come back only over HTTPS (a year).
+async fn hsts(State(https): State<bool>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if https {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    resp
 }
 
 /// Applied to every response, whoever produced it (our handlers, axum's

@@ -114,6 +114,23 @@ impl TlsCache {
         store
     }
 
+    /// The server config for the management API: the certificate that
+    /// covers the server FQDN, as for a connector; failing that (the FQDN
+    /// changed, its certificate was removed) the best other certificate with
+    /// a key, so the API stays reachable to put things right.
+    pub fn api_config(&self, snap: &Snapshot) -> Option<Arc<ServerConfig>> {
+        if let Some(c) = self.server_config(snap, &snap.ctx.fqdn, None) {
+            return Some(c);
+        }
+        let store = self.store(snap);
+        let pin = store
+            .keys
+            .values()
+            .min_by_key(|(i, _)| (i.self_signed, std::cmp::Reverse(i.not_before)))
+            .map(|(i, _)| i.tls_certificate_name.clone())?;
+        self.server_config(snap, &snap.ctx.fqdn, Some(&pin))
+    }
+
     /// The server config for a connector answering as `fqdn`, or None when no
     /// certificate covers it (then STARTTLS is not offered).
     pub fn server_config(

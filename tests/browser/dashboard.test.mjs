@@ -13,7 +13,11 @@ import net from "node:net";
 import { chromium } from "playwright-core";
 
 const NET = "127.81.0";
-const BASE = `http://${NET}.1:8090`;
+// Over HTTPS, as the image serves the API, with the self-signed certificate
+// Ferry makes at first start (the Rust tests check the certificate itself;
+// here the browser and Node's fetch are told to accept it).
+const BASE = `https://${NET}.1:8090`;
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
 const TOKEN = "dashboard-test-token-0123456789";
 const ROOT = new URL("../../", import.meta.url).pathname;
 const FERRY = process.env.FERRY_BIN || join(ROOT, "target/debug/ferry");
@@ -69,7 +73,7 @@ async function go(hash) {
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   ferry = spawn(FERRY, ["serve", "--data-dir", data, "--role", "hub", "--fqdn", "hub01.contoso.test",
-    "--api-listen", `${NET}.1:8090`, "--default-smtp-bind", `${NET}.1:2525`, "--default-submission-bind", `${NET}.1:2587`],
+    "--api-listen", `${NET}.1:8090`, "--api-tls", "--default-smtp-bind", `${NET}.1:2525`, "--default-submission-bind", `${NET}.1:2587`],
   { env: { ...process.env, FERRY_ADMIN_TOKEN: TOKEN, FERRY_LOG: "warn" }, stdio: "ignore" });
   await eventually(async () => (await fetch(`${BASE}/healthz`).catch(() => null))?.ok, "ferry to start");
   // A mailbox domain for NDRs, and a relay connector for the test client.
@@ -82,7 +86,7 @@ before(async () => {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync"],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: true });
   context.on("request", (r) => requests.push(r.url()));
   page = await context.newPage();
   page.on("dialog", (d) => d.accept());
@@ -404,6 +408,13 @@ test("back pressure is shown above every page, and goes away when relieved", asy
   // The health check is fetched beside the page: wait for it to clear the banner.
   await page.locator("#health").waitFor({ state: "hidden", timeout: 12000 });
   assert.equal(await page.locator("#health").isHidden(), true);
+});
+
+test("the dashboard is served over HTTPS with HSTS and the token never in a URL", async () => {
+  const r = await fetch(`${BASE}/`);
+  assert.equal(r.headers.get("strict-transport-security"), "max-age=31536000");
+  assert.ok(requests.every((u) => u.startsWith("https://") || u.startsWith("data:") || u.startsWith("blob:")), "every request over HTTPS");
+  assert.ok(requests.every((u) => !u.includes(TOKEN)), "the token is never in a URL");
 });
 
 test("no request left loopback", () => {

@@ -130,7 +130,9 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         .collect();
     let mut script = String::from("set -e\n");
     for (i, b) in runnable.iter().enumerate() {
-        script.push_str(&format!("echo '@@@ block {i}'\n{}\necho\n", local(&b.code)));
+        // `cargo run --release --` in any block is the binary built here.
+        let code = local(&b.code).replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"));
+        script.push_str(&format!("echo '@@@ block {i}'\n{code}\necho\n"));
     }
     script.push_str("echo '@@@ end'\n");
     let mut child = Command::new("bash")

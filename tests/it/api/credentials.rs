@@ -120,6 +120,41 @@ async fn crud_and_validation() {
     )
     .await
     .assert_problem(422, "password");
+    // Long enough, but among the most common passwords, or made of the
+    // login's own name: refused, saying why, and nothing changes.
+    for common in [
+        "password123456",
+        "qwertyuiop123",
+        "1q2w3e4r5t6y7u",
+        "bob@contoso.test1",
+    ] {
+        let r = app
+            .patch(
+                &format!("{CR}/{id}"),
+                json!({"principal": "Server", "password": common}),
+                None,
+            )
+            .await;
+        r.assert_problem(422, "password");
+        assert!(
+            r.text.contains("most common or easily guessed"),
+            "{common}: {}",
+            r.text
+        );
+    }
+    assert_eq!(
+        app.get(&format!("{CR}/{id}")).await.body["principal"],
+        "User"
+    );
+    // A User login (no relay rights) keeps its choice.
+    let r = app
+        .patch(
+            &format!("{CR}/{id}"),
+            json!({"password": "password123456"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let p = app
         .patch(
             &format!("{CR}/{id}"),
@@ -135,7 +170,7 @@ async fn crud_and_validation() {
         StatusCode::PRECONDITION_FAILED
     );
     assert_eq!(
-        app.delete(&format!("{CR}/{id}"), Some("\"2\""))
+        app.delete(&format!("{CR}/{id}"), Some("\"3\""))
             .await
             .status,
         StatusCode::NO_CONTENT

@@ -7,6 +7,7 @@ mod auth_and_docs;
 mod certificates;
 mod credentials;
 mod defaults;
+mod https;
 mod receive_connectors;
 mod restart;
 mod send_connectors;

@@ -90,12 +90,23 @@ impl TestApp {
                 .trim()
                 .to_string(),
         };
+        let (scheme, client) = if settings.api_tls {
+            // The harness trusts whatever the API presents; the HTTPS tests
+            // check the certificate themselves.
+            let c = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap();
+            ("https", c)
+        } else {
+            ("http", reqwest::Client::new())
+        };
         TestApp {
             net,
-            base: format!("http://{}", app.api_addr),
+            base: format!("{scheme}://{}", app.api_addr),
             app: Some(app),
             token,
-            client: reqwest::Client::new(),
+            client,
             dir,
             settings,
         }
@@ -138,7 +149,12 @@ impl TestApp {
             app.token_file.is_none(),
             "a restart does not generate a new token"
         );
-        self.base = format!("http://{}", app.api_addr);
+        let scheme = if self.settings.api_tls {
+            "https"
+        } else {
+            "http"
+        };
+        self.base = format!("{scheme}://{}", app.api_addr);
         self.app = Some(app);
     }
 
