@@ -278,7 +278,8 @@ impl App {
                 None => tracing::warn!(fqdn = %snap.ctx.fqdn,
                     "no certificate covers the server FQDN: the API is served with another stored certificate"),
             }
-            let tls = api::https::TlsListener::start(listener, config.clone())?;
+            let tls =
+                api::https::TlsListener::start(listener, config.clone(), state.tokens.clone())?;
             life.spawn(
                 "api-server",
                 serve_https(tls, api::router(state), life.token()),
@@ -349,11 +350,10 @@ async fn serve_https(
     router: axum::Router,
     mut shutdown: Shutdown,
 ) {
-    use axum::serve::ListenerExt;
-    // `tap_io` gives the connection its peer address as `ConnectInfo`.
+    // The peer's address and client certificate reach the handlers.
     let served = axum::serve(
-        listener.tap_io(|_| {}),
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        listener,
+        router.into_make_service_with_connect_info::<api::https::ApiPeer>(),
     )
     .with_graceful_shutdown(async move { shutdown.recv().await })
     .await;
@@ -370,7 +370,7 @@ async fn serve_http(
     // The peer's address reaches the handlers (the API's lockout).
     let served = axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<api::https::ApiPeer>(),
     )
     .with_graceful_shutdown(async move { shutdown.recv().await })
     .await;

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -83,6 +83,8 @@ struct Entry {
 pub struct Tokens {
     store: Store,
     by_hash: RwLock<HashMap<String, Arc<Entry>>>,
+    /// The same tokens, by the thumbprint of their client certificate.
+    by_certificate: RwLock<HashMap<String, Arc<Entry>>>,
 }
 
 fn parse_time(s: &Option<String>) -> Option<OffsetDateTime> {
@@ -103,6 +105,7 @@ impl Tokens {
         let t = Arc::new(Tokens {
             store,
             by_hash: RwLock::default(),
+            by_certificate: RwLock::default(),
         });
         t.reload().await?;
         Ok(t)
@@ -112,25 +115,34 @@ impl Tokens {
     pub async fn reload(&self) -> anyhow::Result<()> {
         let rows = self.store.api_tokens().await?;
         let mut map = HashMap::new();
+        let mut certs = HashMap::new();
         for r in rows.into_iter().filter(|r| r.revoked_at.is_none()) {
             let Ok(role) = r.role.parse() else { continue };
-            map.insert(
-                r.token_sha256.clone(),
-                Arc::new(Entry {
-                    expires_at: parse_time(&r.expires_at),
-                    id: r.id,
-                    name: r.name,
-                    role,
-                    persisted: Mutex::new(None),
-                }),
-            );
+            let e = Arc::new(Entry {
+                expires_at: parse_time(&r.expires_at),
+                id: r.id,
+                name: r.name,
+                role,
+                persisted: Mutex::new(None),
+            });
+            if let Some(c) = r.client_certificate_sha256 {
+                certs.insert(c, e.clone());
+            }
+            map.insert(r.token_sha256, e);
         }
         *self.by_hash.write().expect("not poisoned") = map;
+        *self.by_certificate.write().expect("not poisoned") = certs;
         Ok(())
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Whether any working token is bound to a client certificate (then
+    /// HTTPS clients are asked for one).
+    pub fn any_client_certificate(&self) -> bool {
+        !self.by_certificate.read().expect("not poisoned").is_empty()
     }
 
     /// The caller a presented secret stands for; `Err` names why not.
@@ -142,6 +154,25 @@ impl Tokens {
             .get(&hash_token(secret))
             .cloned()
             .ok_or("the token is not known, or was revoked")?;
+        self.admit(entry, addr)
+    }
+
+    /// The token a client certificate (its SHA-256) stands for, if any.
+    fn authenticate_certificate(
+        &self,
+        sha256: &str,
+        addr: Option<IpAddr>,
+    ) -> Option<Result<Caller, &'static str>> {
+        let entry = self
+            .by_certificate
+            .read()
+            .expect("not poisoned")
+            .get(sha256)
+            .cloned()?;
+        Some(self.admit(entry, addr))
+    }
+
+    fn admit(&self, entry: Arc<Entry>, addr: Option<IpAddr>) -> Result<Caller, &'static str> {
         if entry
             .expires_at
             .is_some_and(|e| e <= OffsetDateTime::now_utc())
@@ -197,6 +228,7 @@ pub fn view(r: TokenRow) -> ApiToken {
         revoked_at: r.revoked_at,
         last_used_at: r.last_used_at,
         last_used_from: r.last_used_from,
+        client_certificate_sha256: r.client_certificate_sha256,
         state: state.into(),
     }
 }
@@ -218,10 +250,11 @@ fn too_many(ip: IpAddr, secs: u64) -> Response {
 /// Wrong tokens count toward a per-address lockout (`429`); a missing
 /// token does not (a browser's first visit, a probe of the routes).
 pub async fn require_token(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let ip = req
+    let peer = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical());
+        .get::<ConnectInfo<super::https::ApiPeer>>()
+        .map(|c| c.0.clone());
+    let ip = peer.as_ref().map(|p| p.addr.ip().to_canonical());
     let (threshold, window) = {
         let snap = s.config.snapshot();
         let ts = &snap.transport.spec;
@@ -245,10 +278,16 @@ pub async fn require_token(State(s): State<AppState>, mut req: Request, next: Ne
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(secret) = presented else {
-        return ApiError::unauthorized().into_response();
+    let outcome = match (presented, peer.and_then(|p| p.client_certificate)) {
+        (Some(secret), _) => s.tokens.authenticate(secret, ip),
+        // Mutual TLS: a certificate bound to a token, and no bearer.
+        (None, Some(cert)) => match s.tokens.authenticate_certificate(&cert, ip) {
+            Some(r) => r,
+            None => return ApiError::unauthorized().into_response(),
+        },
+        (None, None) => return ApiError::unauthorized().into_response(),
     };
-    let caller = match s.tokens.authenticate(secret, ip) {
+    let caller = match outcome {
         Ok(c) => c,
         Err(why) => {
             s.observe.metrics.api_auth("refused");

@@ -37,6 +37,12 @@ pub struct ApiTokenCreate {
     #[serde(default)]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// Bind a client certificate: its SHA-256 thumbprint (64 hex digits,
+    /// colons allowed, as `openssl x509 -fingerprint -sha256` prints it).
+    /// Over HTTPS, a client presenting it is this token without a bearer.
+    #[serde(default)]
+    #[schema(pattern = "^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")]
+    pub client_certificate_sha256: Option<String>,
 }
 
 /// A new secret for a token; the old one stops working at once.
@@ -163,6 +169,21 @@ pub async fn create(
     let req: ApiTokenCreate = parse(body)?;
     check_name(&req.name)?;
     let expires = check_expiry(&req.expires_at)?;
+    let cert = req
+        .client_certificate_sha256
+        .as_deref()
+        .map(|c| {
+            let hex: String = c.chars().filter(|c| *c != ':').collect();
+            if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                Ok(hex.to_ascii_lowercase())
+            } else {
+                Err(Invalid::field(
+                    "clientCertificateSha256",
+                    "must be a SHA-256 thumbprint: 64 hex digits, colons allowed",
+                ))
+            }
+        })
+        .transpose()?;
     let secret = format!("ferry_{}", generate_token());
     let id = s
         .tokens
@@ -172,12 +193,16 @@ pub async fn create(
             req.role.as_str(),
             &hash_token(&secret),
             expires.as_deref(),
+            cert.as_deref(),
         )
         .await
         .map_err(internal)?
         .ok_or_else(|| {
-            ApiError::conflict(format!("an API token named '{}' already exists", req.name))
-                .with_field("name", "taken")
+            ApiError::conflict(format!(
+                "an API token named '{}' (or bound to this client certificate) already exists",
+                req.name
+            ))
+            .with_field("name", "taken")
         })?;
     s.tokens.reload().await.map_err(internal)?;
     let row = find(&s, &id.to_string()).await?;
@@ -186,7 +211,10 @@ pub async fn create(
         "add",
         "",
         None,
-        Some(serde_json::json!({"role": row.role, "expiresAt": row.expires_at})),
+        Some(
+            serde_json::json!({"role": row.role, "expiresAt": row.expires_at,
+            "clientCertificateSha256": row.client_certificate_sha256}),
+        ),
     );
     Ok((
         StatusCode::CREATED,

@@ -3,6 +3,12 @@
 //! certificate Ferry's store holds for the server FQDN, chosen afresh for
 //! every connection — a certificate imported or renewed through the API is
 //! served from the next connection on, without a restart.
+//!
+//! Automation may authenticate with a client certificate instead of a
+//! bearer token (mutual TLS): a token can be bound to a certificate's
+//! SHA-256 thumbprint, and while any is, clients are asked (never required)
+//! for one. The handshake proves the client holds the certificate's key;
+//! the thumbprint then names the token, as an SSH key names its user.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +17,104 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
+use super::access::Tokens;
 use crate::config::ConfigService;
 use crate::tls::server::TlsCache;
+
+/// Who is at the other end of an API connection.
+#[derive(Debug, Clone)]
+pub struct ApiPeer {
+    pub addr: SocketAddr,
+    /// The SHA-256 (hex) of the client certificate presented over TLS.
+    pub client_certificate: Option<String>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ApiPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        let client_certificate = stream
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(c.as_ref()))
+            });
+        ApiPeer {
+            addr: *stream.remote_addr(),
+            client_certificate,
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for ApiPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        ApiPeer {
+            addr: *stream.remote_addr(),
+            client_certificate: None,
+        }
+    }
+}
+
+/// Asks for a client certificate and accepts any (self-signed included):
+/// a certificate is only a key here, bound to a token by its thumbprint.
+/// rustls still checks the client's signature with it.
+#[derive(Debug)]
+struct AnyClientCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,10 +126,17 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Starts accepting on `tcp`; stops when the listener is dropped.
-    pub fn start(tcp: TcpListener, config: Arc<ConfigService>) -> std::io::Result<TlsListener> {
+    pub fn start(
+        tcp: TcpListener,
+        config: Arc<ConfigService>,
+        tokens: Arc<Tokens>,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let cache = Arc::new(TlsCache::new(config.secrets.clone()));
+        let clients: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
+            AnyClientCertificate(Arc::new(rustls::crypto::ring::default_provider())),
+        );
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -43,7 +152,8 @@ impl TlsListener {
                     },
                 };
                 let snap = config.snapshot();
-                let Some(server) = cache.api_config(&snap) else {
+                let ask = tokens.any_client_certificate().then(|| clients.clone());
+                let Some(server) = cache.api_config(&snap, ask) else {
                     tracing::error!(fqdn = %snap.ctx.fqdn,
                         "no certificate with a private key to serve the API over HTTPS: import one, or restart without --api-tls on loopback");
                     continue;

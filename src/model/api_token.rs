@@ -67,6 +67,10 @@ pub struct ApiToken {
     /// The client address of its last use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_from: Option<String>,
+    /// The SHA-256 thumbprint (hex) of the client certificate that stands
+    /// for this token over HTTPS (mutual TLS), if one is bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_sha256: Option<String>,
     /// `Active`, `Expired` or `Revoked`.
     pub state: String,
 }

@@ -16,6 +16,7 @@ pub struct TokenRow {
     pub revoked_at: Option<String>,
     pub last_used_at: Option<String>,
     pub last_used_from: Option<String>,
+    pub client_certificate_sha256: Option<String>,
 }
 
 /// The id of the bootstrap admin token's row.
@@ -25,24 +26,26 @@ impl Store {
     pub async fn api_tokens(&self) -> anyhow::Result<Vec<TokenRow>> {
         Ok(sqlx::query_as(
             "SELECT id, name, role, token_sha256, bootstrap, created_at, expires_at, revoked_at, \
-             last_used_at, last_used_from FROM api_tokens ORDER BY bootstrap DESC, created_at, name",
+             last_used_at, last_used_from, client_certificate_sha256 FROM api_tokens ORDER BY bootstrap DESC, created_at, name",
         )
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Adds a token; `Ok(false)` when the name is taken.
+    /// Adds a token; `Ok(None)` when the name (or the client certificate)
+    /// is taken.
     pub async fn insert_api_token(
         &self,
         name: &str,
         role: &str,
         sha256: &str,
         expires_at: Option<&str>,
+        client_certificate: Option<&str>,
     ) -> anyhow::Result<Option<Uuid>> {
         let id = Uuid::new_v4();
         let r = sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, token_sha256, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO api_tokens (id, name, role, token_sha256, created_at, expires_at, client_certificate_sha256) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(id.to_string())
         .bind(name)
@@ -50,6 +53,7 @@ impl Store {
         .bind(sha256)
         .bind(ts(now()))
         .bind(expires_at)
+        .bind(client_certificate)
         .execute(&self.pool)
         .await?;
         Ok((r.rows_affected() == 1).then_some(id))

@@ -16,7 +16,10 @@ use crate::model::{CertificateKind, Domain};
 use crate::secrets::SecretBox;
 
 /// Server configs built so far, by (connector FQDN, pinned certificate).
-type ConfigCache = Mutex<HashMap<(String, Option<String>), Option<Arc<ServerConfig>>>>;
+type ConfigCache = Mutex<HashMap<ConfigKey, Option<Arc<ServerConfig>>>>;
+
+/// (FQDN, pinned certificate, client certificates asked for).
+type ConfigKey = (String, Option<String>, bool);
 
 /// Every certificate with a usable key in one snapshot.
 struct KeyStore {
@@ -118,8 +121,15 @@ impl TlsCache {
     /// covers the server FQDN, as for a connector; failing that (the FQDN
     /// changed, its certificate was removed) the best other certificate with
     /// a key, so the API stays reachable to put things right.
-    pub fn api_config(&self, snap: &Snapshot) -> Option<Arc<ServerConfig>> {
-        if let Some(c) = self.server_config(snap, &snap.ctx.fqdn, None) {
+    ///
+    /// With `client_auth`, the client is asked (not required) for a
+    /// certificate, which the verifier judges.
+    pub fn api_config(
+        &self,
+        snap: &Snapshot,
+        client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Option<Arc<ServerConfig>> {
+        if let Some(c) = self.build(snap, &snap.ctx.fqdn, None, client_auth.clone()) {
             return Some(c);
         }
         let store = self.store(snap);
@@ -128,7 +138,7 @@ impl TlsCache {
             .values()
             .min_by_key(|(i, _)| (i.self_signed, std::cmp::Reverse(i.not_before)))
             .map(|(i, _)| i.tls_certificate_name.clone())?;
-        self.server_config(snap, &snap.ctx.fqdn, Some(&pin))
+        self.build(snap, &snap.ctx.fqdn, Some(&pin), client_auth)
     }
 
     /// The server config for a connector answering as `fqdn`, or None when no
@@ -139,8 +149,22 @@ impl TlsCache {
         fqdn: &Domain,
         pin: Option<&str>,
     ) -> Option<Arc<ServerConfig>> {
+        self.build(snap, fqdn, pin, None)
+    }
+
+    fn build(
+        &self,
+        snap: &Snapshot,
+        fqdn: &Domain,
+        pin: Option<&str>,
+        client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Option<Arc<ServerConfig>> {
         let store = self.store(snap);
-        let key = (fqdn.to_string(), pin.map(str::to_string));
+        let key = (
+            fqdn.to_string(),
+            pin.map(str::to_string),
+            client_auth.is_some(),
+        );
         let mut configs = store.configs.lock().expect("not poisoned");
         if let Some(c) = configs.get(&key) {
             return c.clone();
@@ -158,8 +182,11 @@ impl TlsCache {
                 rustls::crypto::ring::default_provider(),
             ))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .ok()?
-            .with_no_client_auth()
+            .ok()?;
+            let config = match client_auth {
+                Some(v) => config.with_client_cert_verifier(v),
+                None => config.with_no_client_auth(),
+            }
             .with_cert_resolver(Arc::new(Resolver { default, others }));
             Some(Arc::new(config))
         });

@@ -217,3 +217,133 @@ async fn cors_is_closed_unless_an_origin_is_allowed() {
         "{err}"
     );
 }
+
+/// Mutual TLS for automation: a token bound to a client certificate's
+/// thumbprint is that certificate's, with no bearer; clients are asked for
+/// a certificate only once some token is bound to one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_bound_to_a_token_authenticates_without_a_bearer() {
+    let app = TestApp::spawn_with(Role::Hub, |s| s.api_tls = true).await;
+    let addr = app.base.trim_start_matches("https://").to_string();
+    let dir = app.dir.path();
+    let make = |name: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-days", "2", "-subj", &format!("/CN={name}")])
+            .arg("-keyout")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.join(format!("{name}.crt")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fp = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(dir.join(format!("{name}.crt")))
+            .output()
+            .unwrap();
+        let fp = String::from_utf8_lossy(&fp.stdout).to_string();
+        let pem = std::fs::read_to_string(dir.join(format!("{name}.crt"))).unwrap()
+            + &std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+        (fp.trim().split('=').nth(1).unwrap().to_string(), pem)
+    };
+    let asked = |addr: &str| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", addr])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        // Printed only when the server sent a CertificateRequest.
+        String::from_utf8_lossy(&out.stdout).contains("Requested Signature Algorithms")
+    };
+    assert!(
+        !asked(&addr),
+        "no certificate is asked for while no token is bound to one"
+    );
+
+    let (thumb, pem) = make("ansible");
+    let (_, stranger) = make("stranger");
+    let r = app
+        .post(
+            "/api/v1/api-tokens",
+            json!({"name": "ansible", "role": "Operator", "clientCertificateSha256": thumb}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.body["clientCertificateSha256"],
+        thumb.replace(':', "").to_lowercase()
+    );
+    app.post(
+        "/api/v1/api-tokens",
+        json!({"name": "bad", "role": "Operator", "clientCertificateSha256": "12:34"}),
+    )
+    .await
+    .assert_problem(422, "clientCertificateSha256");
+    assert!(
+        asked(&addr),
+        "clients are asked for a certificate once one is bound"
+    );
+
+    let with = |pem: &str| {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let ansible = with(&pem);
+    let r = ansible
+        .get(format!("{}/api/v1/queues", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the certificate is the token");
+    let r = ansible
+        .post(format!("{}/api/v1/accepted-domains", app.base))
+        .json(&json!({"domainName": "x.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "with the token's role");
+    let e = &app.get("/api/v1/audit-log?token=ansible").await.body["items"][0];
+    assert_eq!(e["status"], 403, "{e}");
+    // A certificate bound to nothing, and no certificate: 401.
+    let r = with(&stranger)
+        .get(format!("{}/api/v1/queues", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Browsers without certificates are not hindered.
+    let r = app
+        .client
+        .get(format!("{}/api/v1/queues", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Revoked: the certificate no longer works.
+    assert_eq!(
+        app.delete("/api/v1/api-tokens/ansible", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = with(&pem)
+        .get(format!("{}/api/v1/queues", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
