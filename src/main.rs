@@ -230,7 +230,7 @@ fn healthcheck(mut addr: SocketAddr, tls: bool) -> anyhow::Result<()> {
             .dangerous()
             // It sends no token and reads only the health status from a
             // loopback address: whatever certificate is presented will do.
-            .with_custom_certificate_verifier(std::sync::Arc::new(ferry::smtp::client::AcceptAny(
+            .with_custom_certificate_verifier(std::sync::Arc::new(ferry::tls::any::AcceptAny(
                 provider,
             )))
             .with_no_client_auth();

@@ -11,7 +11,7 @@ mod tls;
 
 pub use reply::{ClientError, Reply};
 
-pub use tls::{AcceptAny, TlsPolicy, Tlsa, Verify};
+pub use tls::{TlsPolicy, Tlsa, Verify};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
