@@ -168,8 +168,8 @@ const RESOURCES = {
     heads: ["Name", "Usage", "Address spaces", "Next hop", "Enabled"] },
   "accepted-domains": { title: "Accepted domains", schema: "AcceptedDomain", create: ["domainName", "domainType", "name", "mailboxDelivery"],
     columns: (d) => [d.name, d.domainName, d.domainType, d.default ? "default" : ""], heads: ["Name", "Domain", "Type", ""] },
-  credentials: { title: "Credentials", schema: "Credential", create: ["kind", "name", "userName", "principal"], password: true,
-    columns: (c) => [c.name, c.kind, c.userName, c.principal || ""], heads: ["Name", "Kind", "User name", "Principal"] },
+  credentials: { title: "Credentials", schema: "Credential", create: ["kind", "name", "userName", "principal", "primaryAddress", "aliases"], password: true,
+    columns: (c) => [c.name, c.kind, c.userName, c.principal || "", (c.sendAs || []).join(", ")], heads: ["Name", "Kind", "User name", "Principal", "Sends as"] },
 };
 
 async function listPage(kind) {

@@ -17,12 +17,72 @@ use crate::secrets::hash_password;
 use crate::store::Stored;
 use uuid::Uuid;
 
-fn view(s: &Stored<Credential>) -> CredentialView {
+fn view(
+    snap: &Snapshot,
+    directory: &crate::directory::Directory,
+    s: &Stored<Credential>,
+) -> CredentialView {
+    let login = s.spec.kind == CredentialKind::Login;
+    let send_as = login.then(|| s.spec.send_as(directory));
     CredentialView {
         meta: s.into(),
         credential: s.spec.clone(),
         password_set: s.secret.is_some(),
+        warnings: send_as
+            .as_deref()
+            .map(|a| login_warnings(snap, &s.spec, a))
+            .unwrap_or_default(),
+        send_as,
     }
+}
+
+/// What makes a login less useful than its admin probably thinks.
+fn login_warnings(snap: &Snapshot, c: &Credential, send_as: &[String]) -> Vec<String> {
+    use crate::model::permissions::{ExtendedRight, Principal};
+    let mut w = vec![];
+    if let Some(d) = &c.directory_recipient
+        && send_as.is_empty()
+    {
+        w.push(format!(
+            "no recipient of the directory answers to '{d}': this login may send as no one until one does"
+        ));
+    }
+    if c.principal == Some(LoginPrincipal::User) && send_as.is_empty() {
+        let submit: Vec<&str> = snap
+            .receive_connectors
+            .iter()
+            .filter(|rc| {
+                rc.spec
+                    .rights()
+                    .get(&Principal::ExchangeUsers)
+                    .is_some_and(|r| r.contains(&ExtendedRight::Submit))
+            })
+            .map(|rc| rc.spec.name.as_str())
+            .collect();
+        if !submit.is_empty() && c.directory_recipient.is_none() {
+            w.push(format!(
+                "this login has no address: it can authenticate on {} but send as no one \
+                 (set primaryAddress, aliases or directoryRecipient)",
+                submit
+                    .iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    for a in send_as {
+        let accepted = a
+            .rsplit_once('@')
+            .and_then(|(_, d)| d.parse::<crate::model::Domain>().ok())
+            .is_some_and(|d| snap.accepted_domains.iter().any(|ad| ad.spec.covers(&d)));
+        if !accepted {
+            w.push(format!(
+                "'{a}' is not in any accepted domain: mail sent as it leaves as a foreign sender"
+            ));
+        }
+    }
+    w
 }
 
 fn users_of(snap: &Snapshot, name: &str) -> Vec<String> {
@@ -134,7 +194,11 @@ fn login_hash(kind: CredentialKind, password: Option<&str>) -> Option<Vec<u8>> {
 pub async fn list(State(s): State<AppState>) -> Json<List<CredentialView>> {
     let snap = s.config.snapshot();
     Json(List {
-        items: snap.credentials.iter().map(view).collect(),
+        items: snap
+            .credentials
+            .iter()
+            .map(|c| view(&snap, &s.directory, c))
+            .collect(),
     })
 }
 
@@ -149,7 +213,7 @@ pub async fn get(
     let snap = s.config.snapshot();
     let c = crate::config::find::<Credential>(&snap, &id)
         .ok_or_else(|| ApiError::not_found(format!("credential '{id}' does not exist")))?;
-    Ok(ok(c.version, view(c)))
+    Ok(ok(c.version, view(&snap, &s.directory, c)))
 }
 
 #[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials",
@@ -178,7 +242,10 @@ pub async fn create(
             })
         })
         .await?;
-    Ok(created(stored.version, view(&stored)))
+    Ok(created(
+        stored.version,
+        view(&s.config.snapshot(), &s.directory, &stored),
+    ))
 }
 
 #[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "credentials",
@@ -221,7 +288,10 @@ pub async fn patch(
             Ok(Change { spec: c, secret, also: vec![] })
         })
         .await?;
-    Ok(ok(stored.version, view(&stored)))
+    Ok(ok(
+        stored.version,
+        view(&s.config.snapshot(), &s.directory, &stored),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials",

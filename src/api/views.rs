@@ -136,6 +136,12 @@ pub struct CredentialView {
     pub credential: Credential,
     /// Always true: a password is stored. It is never returned.
     pub password_set: bool,
+    /// Logins: the addresses it sends as now, primary first (its own, or
+    /// its directory recipient's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_as: Option<Vec<String>>,
+    /// Things that are allowed but probably not what the admin wants.
+    pub warnings: Vec<String>,
 }
 
 /// Which connector uses a certificate, and how.

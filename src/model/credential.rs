@@ -40,6 +40,37 @@ pub struct Credential {
     /// Logins only.
     pub principal: Option<LoginPrincipal>,
     pub comment: Option<String>,
+    /// Logins only: the address this login sends as (Exchange's
+    /// PrimarySmtpAddress). A login made with a user name that is an
+    /// address gets it as its primary address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_address: Option<String>,
+    /// Logins only: the other addresses it may send as (proxy addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Logins only, instead of `primaryAddress` and `aliases`: a recipient
+    /// of Ferry's directory (`/api/v1/recipients`), by any of its
+    /// addresses, whose primary address and aliases this login sends as —
+    /// kept in step with the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_recipient: Option<String>,
+}
+
+/// Two mailboxes are the same when their domains match case-insensitively
+/// and their local parts exactly (RFC 5321 §2.4: the local part is case
+/// sensitive; only its owner's server may fold it).
+pub fn same_mailbox(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => false,
+    }
+}
+
+/// Whether a text is an address a login can send as: `local@domain`.
+fn is_mailbox(a: &str) -> bool {
+    super::Address::parse(a).is_ok_and(|x| {
+        !x.local_part().is_empty() && x.domain_name().is_some() && !x.has_source_routing()
+    })
 }
 
 const CREATE_ONLY: &[&str] = &["kind"];
@@ -92,7 +123,15 @@ impl Credential {
             "principal": if kind == CredentialKind::Login { serde_json::json!("User") } else { Value::Null },
         });
         merge_patch(&mut value, body);
-        let c: Self = from_json(value)?;
+        let mut c: Self = from_json(value)?;
+        // A user name that is an address is the login's own primary address.
+        if c.kind == CredentialKind::Login
+            && c.primary_address.is_none()
+            && c.directory_recipient.is_none()
+            && is_mailbox(&c.user_name)
+        {
+            c.primary_address = Some(c.user_name.clone());
+        }
         c.validate()?;
         Ok(c)
     }
@@ -118,13 +157,81 @@ impl Credential {
                 "principal",
                 "is required for a login",
             ),
-            CredentialKind::SmartHost => e.check(
-                self.principal.is_some(),
-                "principal",
-                "applies to logins only",
-            ),
+            CredentialKind::SmartHost => {
+                e.check(
+                    self.principal.is_some(),
+                    "principal",
+                    "applies to logins only",
+                );
+                for (field, set) in [
+                    ("primaryAddress", self.primary_address.is_some()),
+                    ("aliases", !self.aliases.is_empty()),
+                    ("directoryRecipient", self.directory_recipient.is_some()),
+                ] {
+                    e.check(set, field, "applies to logins only");
+                }
+            }
+        }
+        if let Some(p) = &self.primary_address {
+            e.check(
+                !is_mailbox(p),
+                "primaryAddress",
+                format!("'{p}' is not an address like user@contoso.com"),
+            );
+        }
+        e.check(
+            self.aliases.len() > 1000,
+            "aliases",
+            "at most 1000 addresses",
+        );
+        for (i, a) in self.aliases.iter().enumerate() {
+            let field = format!("aliases[{i}]");
+            e.check(
+                !is_mailbox(a),
+                &field,
+                format!("'{a}' is not an address like user@contoso.com"),
+            );
+            let earlier = self.primary_address.iter().chain(&self.aliases[..i]);
+            e.check(
+                earlier.clone().any(|b| same_mailbox(a, b)),
+                &field,
+                format!("'{a}' is listed twice"),
+            );
+        }
+        if let Some(d) = &self.directory_recipient {
+            e.check(
+                !is_mailbox(d),
+                "directoryRecipient",
+                format!("'{d}' is not an address like user@contoso.com"),
+            );
+            e.check(
+                self.primary_address.is_some() || !self.aliases.is_empty(),
+                "directoryRecipient",
+                "takes the addresses from the directory: leave primaryAddress and aliases out",
+            );
         }
         e.finish()
+    }
+
+    /// The addresses this login sends as, primary first: its own, or those
+    /// of the directory recipient it is linked to.
+    pub fn send_as(&self, directory: &crate::directory::Directory) -> Vec<String> {
+        match &self.directory_recipient {
+            Some(d) => directory
+                .get(d)
+                .map(|r| {
+                    std::iter::once(r.primary_address.clone())
+                        .chain(r.aliases)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => self
+                .primary_address
+                .iter()
+                .chain(&self.aliases)
+                .cloned()
+                .collect(),
+        }
     }
 }
 
@@ -138,6 +245,30 @@ mod tests {
         let c = Credential::from_create(&json!({"kind": "Login", "userName": "hub01"})).unwrap();
         assert_eq!(c.principal, Some(LoginPrincipal::User));
         assert_eq!(c.name, "hub01");
+    }
+
+    #[test]
+    fn a_user_name_that_is_an_address_is_the_primary_address() {
+        let c = Credential::from_create(&json!({"kind": "Login", "userName": "ann@contoso.test"}))
+            .unwrap();
+        assert_eq!(c.primary_address.as_deref(), Some("ann@contoso.test"));
+        let c = Credential::from_create(&json!({"kind": "Login", "userName": "pfuser"})).unwrap();
+        assert_eq!(c.primary_address, None);
+        let e = Credential::from_create(&json!({"kind": "Login", "userName": "u",
+            "primaryAddress": "a@contoso.test", "aliases": ["b@contoso.test", "a@CONTOSO.test"]}))
+        .unwrap_err();
+        assert_eq!(e.first_field(), "aliases[1]");
+        let e = Credential::from_create(&json!({"kind": "Login", "userName": "u",
+            "primaryAddress": "not an address"}))
+        .unwrap_err();
+        assert_eq!(e.first_field(), "primaryAddress");
+    }
+
+    #[test]
+    fn local_parts_are_case_sensitive_domains_are_not() {
+        assert!(same_mailbox("Ann@contoso.test", "Ann@CONTOSO.TEST"));
+        assert!(!same_mailbox("Ann@contoso.test", "ann@contoso.test"));
+        assert!(!same_mailbox("ann@contoso.test", "ann@contoso.test.evil"));
     }
 
     #[test]

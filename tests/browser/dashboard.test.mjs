@@ -340,6 +340,25 @@ test("the authentication page: a DKIM key made, its DNS record shown, then activ
   await tlsCard.getByText(/TLS reports are off/).waitFor();
 });
 
+test("a login made without an address is saved with a warning that it can send as no one", async () => {
+  await go("#/credentials");
+  const form = page.getByRole("form", { name: "New credential" });
+  await form.getByLabel("Kind").selectOption("Login");
+  await form.getByLabel("User Name").fill("pfuser");
+  await form.getByLabel("Principal").selectOption("User");
+  await form.getByLabel("Password").fill("Dashboard-Login-9c1e7b3a");
+  await form.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: /pfuser/ }).waitFor();
+  await page.getByText(/this login has no address/).waitFor();
+  // Given an address, the warning goes.
+  await page.getByLabel("Primary Address").fill("pfuser@contoso.test");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText(/Saved \(version 2\)/).waitFor();
+  const r = await api("GET", "/credentials/pfuser");
+  assert.deepEqual(r.data.sendAs, ["pfuser@contoso.test"]);
+  assert.deepEqual(r.data.warnings, []);
+});
+
 test("the audit log shows who changed what, with each field's old and new value", async () => {
   await go("#/audit-log");
   await page.getByLabel("Object").fill("receive-connectors");

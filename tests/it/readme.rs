@@ -128,7 +128,9 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         .filter(|b| b.mark.as_deref() != Some("serve"))
         .filter(|b| !b.mark.as_deref().is_some_and(|m| m.starts_with("skip")))
         .collect();
-    let mut script = String::from("set -e\n");
+    // A block that fails leaves no server it started in the background
+    // (which would hold the output pipe open and this test with it).
+    let mut script = String::from("set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
     for (i, b) in runnable.iter().enumerate() {
         // `cargo run --release --` in any block is the binary built here.
         let code = local(&b.code).replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"));

@@ -9,5 +9,6 @@ mod peers;
 mod policy;
 mod reload;
 mod selection;
+mod send_as;
 mod smuggling;
 mod tls;

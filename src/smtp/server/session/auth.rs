@@ -154,6 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .remove(&self.principal)
                     .unwrap_or_default();
                 self.auth_user = Some(login.spec.user_name.clone());
+                self.auth_addresses = login.spec.send_as(&self.shared.directory);
                 // Authenticated mail is judged anew by the anti-spam agents.
                 self.connection_verdict = None;
                 self.refused_by_agent = false;

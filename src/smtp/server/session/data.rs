@@ -317,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             _ => String::new(),
         };
         format!(
-            "Received: from {} ([{}]) by {} ([{}]) with {} (Ferry; receive connector \"{}\"{}){}; {}\r\n",
+            "Received: from {} ([{}]) by {} ([{}]) with {} (Ferry; receive connector \"{}\"{}{}){}; {}\r\n",
             self.helo
                 .as_deref()
                 .unwrap_or("unknown")
@@ -328,6 +328,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             proto,
             self.c().name.replace(['"', '\r', '\n'], ""),
             tls,
+            // The login, as Postfix's "Authenticated sender" names it.
+            self.auth_user
+                .as_ref()
+                .map(|u| format!(
+                    "; authenticated as {}",
+                    u.replace(['\r', '\n', '(', ')', '\\'], "")
+                ))
+                .unwrap_or_default(),
             rcpt,
             rfc5322_now()
         )

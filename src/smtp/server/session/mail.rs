@@ -95,12 +95,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .iter()
                     .any(|a| a.spec.domain_type == DomainType::Authoritative && a.spec.covers(d))
             });
-            // An authenticated user may always send as itself; the rights
-            // below decide everything else.
+            // An authenticated login may always send as its own addresses
+            // (its primary address and aliases, or its directory
+            // recipient's); the rights below decide everything else.
             let own = self
-                .auth_user
-                .as_ref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(sender.as_str()));
+                .auth_addresses
+                .iter()
+                .any(|a| crate::model::credential::same_mailbox(a, sender.as_str()));
             if authoritative && !own && !self.has_right(R::AcceptAuthoritativeDomainSender) {
                 return self.reply(replies::NO_SEND_AS).await;
             }

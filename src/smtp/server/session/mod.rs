@@ -101,6 +101,8 @@ pub struct Session<S> {
     /// "TLSv1_3 TLS13_AES_256_GCM_SHA384" once STARTTLS has completed.
     tls: Option<String>,
     auth_user: Option<String>,
+    /// The addresses the authenticated login sends as (issue 23).
+    auth_addresses: Vec<String>,
     principal: Principal,
     rights: Vec<ExtendedRight>,
     tx: Option<Transaction>,
@@ -179,6 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             esmtp: false,
             tls: None,
             auth_user: None,
+            auth_addresses: vec![],
             principal,
             rights,
             tx: None,

@@ -72,6 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.helo = None;
         self.esmtp = false;
         self.tx = None;
+        self.auth_addresses.clear();
         if self.auth_user.take().is_some() {
             self.principal = Principal::Anonymous;
             self.rights = self
