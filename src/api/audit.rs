@@ -131,14 +131,19 @@ pub struct AuditQuery {
     /// An API token's name.
     pub token: Option<String>,
     /// RFC 3339: entries at or after this time.
+    #[param(format = DateTime)]
     pub start: Option<String>,
     /// RFC 3339: entries before this time.
+    #[param(format = DateTime)]
     pub end: Option<String>,
     /// `true`: only changes that succeeded; `false`: only refusals.
+    #[param(value_type = Option<bool>)]
     pub succeeded: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 

@@ -33,6 +33,7 @@ pub struct TrackingQuery {
     /// The Message-ID header, with or without angle brackets.
     pub message_id: Option<String>,
     /// Ferry's internal id (the `InternalId` of the 250 reply).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub internal_id: Option<String>,
     /// The envelope sender (exact, case-insensitive); `<>` for the null sender.
     pub sender: Option<String>,
@@ -40,16 +41,23 @@ pub struct TrackingQuery {
     pub recipient: Option<String>,
     /// Event names, comma-separated: RECEIVE, ROUTE, SEND, DELIVER, DEFER,
     /// FAIL, DSN, EXPIRE, RESUBMIT, SUSPEND, RESUME, DELETE.
+    #[param(
+        pattern = r"^(RECEIVE|ROUTE|SEND|DELIVER|DEFER|FAIL|DSN|EXPIRE|RESUBMIT|SUSPEND|RESUME|DELETE)(,(RECEIVE|ROUTE|SEND|DELIVER|DEFER|FAIL|DSN|EXPIRE|RESUBMIT|SUSPEND|RESUME|DELETE))*$"
+    )]
     pub event: Option<String>,
     /// A receive or send connector name (or `mailbox`).
     pub connector: Option<String>,
     /// RFC 3339: events at or after this time.
+    #[param(format = DateTime)]
     pub start: Option<String>,
     /// RFC 3339: events before this time.
+    #[param(format = DateTime)]
     pub end: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -195,6 +203,7 @@ pub async fn tracking(
 #[into_params(parameter_in = Query)]
 pub struct ProtocolLogQuery {
     /// A session id: the 16 hex digits of the protocol log (and of tracking events' `session`).
+    #[param(required = true, pattern = r"^[0-9A-Fa-f]{16}$")]
     pub session: Option<String>,
 }
 

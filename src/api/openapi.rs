@@ -36,6 +36,9 @@ macro_rules! body_schema {
 fn password_schema(desc: &str) -> RefOr<Schema> {
     let o: Object = ObjectBuilder::new()
         .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(1024))
+        .pattern(Some("^[^\\u0000]*$"))
         .write_only(Some(true))
         .description(Some(desc))
         .build();
@@ -269,6 +272,346 @@ impl Modify for Security {
     }
 }
 
+/// Unique, meaningful operation ids (`listReceiveConnectors`,
+/// `getReceiveConnector`, `retryQueue`…), made from each operation's method
+/// and path so that code generators get one method per operation.
+struct OperationIds;
+
+/// Resources with one document, not a collection.
+fn singleton(resource: &str) -> bool {
+    resource.ends_with("-config")
+        || [
+            "transport-settings",
+            "server",
+            "healthz",
+            "metrics",
+            "tracking",
+            "protocol-logs",
+            "spf-check",
+            "dmarc-reports",
+            "tls-reports",
+            "audit-log",
+        ]
+        .contains(&resource)
+}
+
+fn pascal(segment: &str) -> String {
+    segment
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn singular(resource: &str) -> String {
+    let r = if let Some(stem) = resource.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if resource.ends_with("settings") || !resource.ends_with('s') {
+        resource.to_string()
+    } else {
+        resource[..resource.len() - 1].to_string()
+    };
+    pascal(&r)
+}
+
+/// `GET /api/v1/receive-connectors/{id}` → `getReceiveConnector`.
+pub fn operation_id(method: &str, path: &str) -> String {
+    let segs: Vec<&str> = path
+        .trim_start_matches("/api/v1")
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
+    let param = |s: &str| s.starts_with('{');
+    fn verb(m: &str) -> &str {
+        match m {
+            "post" => "create",
+            "put" => "replace",
+            "patch" => "update",
+            other => other,
+        }
+    }
+    match segs.as_slice() {
+        [res] if method == "get" && !singleton(res) => format!("list{}", pascal(res)),
+        [res] if singleton(res) || method == "put" => format!("{}{}", verb(method), pascal(res)),
+        [res] => format!("{}{}", verb(method), singular(res)),
+        [res, id] if param(id) => format!("{}{}", verb(method), singular(res)),
+        [res, action] if *action == "bulk" => format!("create{}Bulk", pascal(res)),
+        [res, action] => format!("{}{}", action, pascal(res)),
+        [res, id, action] if param(id) && method == "get" => {
+            format!("get{}{}", singular(res), pascal(action))
+        }
+        [res, id, action] if param(id) => format!("{}{}", action, singular(res)),
+        _ => format!("{method}{}", pascal(&path.replace(['/', '{', '}'], "-"))),
+    }
+}
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+                ("head", &mut item.head),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(operation_id(method, path));
+                }
+            }
+        }
+    }
+}
+
+/// Views that `#[serde(flatten)]` a model type come out of utoipa as
+/// `allOf` of that type (closed: `additionalProperties: false`) and the
+/// view's own fields — which JSON Schema then rejects, since each closed
+/// part forbids the other's fields. Each such view becomes the one closed
+/// object it is on the wire: every part's properties and required fields.
+struct FlattenViews;
+
+fn merged(
+    schemas: &std::collections::BTreeMap<String, RefOr<Schema>>,
+    s: &RefOr<Schema>,
+    depth: usize,
+) -> Option<Object> {
+    let schema = match s {
+        RefOr::Ref(r) => schemas.get(r.ref_location.rsplit('/').next()?)?,
+        t => t,
+    };
+    match schema {
+        RefOr::T(Schema::Object(o)) => Some(o.clone()),
+        RefOr::T(Schema::AllOf(all)) if depth < 4 => {
+            let mut out = ObjectBuilder::new().schema_type(Type::Object).build();
+            for part in &all.items {
+                let o = merged(schemas, part, depth + 1)?;
+                for (k, v) in o.properties {
+                    out.properties.insert(k, v);
+                }
+                for r in o.required {
+                    if !out.required.contains(&r) {
+                        out.required.push(r);
+                    }
+                }
+            }
+            out.description = all.description.clone();
+            out.additional_properties = Some(Box::new(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ));
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+impl Modify for FlattenViews {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let snapshot: std::collections::BTreeMap<String, RefOr<Schema>> = components
+            .schemas
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for schema in components.schemas.values_mut() {
+            flatten_in(&snapshot, schema, 0);
+        }
+    }
+}
+
+/// Flattens `schema` if it is such an `allOf`, and the ones it contains
+/// (a `List<View>`'s items).
+fn flatten_in(
+    snapshot: &std::collections::BTreeMap<String, RefOr<Schema>>,
+    schema: &mut RefOr<Schema>,
+    depth: usize,
+) {
+    if depth > 6 {
+        return;
+    }
+    if matches!(schema, RefOr::T(Schema::AllOf(_)))
+        && let Some(o) = merged(snapshot, schema, 0)
+    {
+        *schema = RefOr::T(Schema::Object(o));
+    }
+    match schema {
+        RefOr::T(Schema::Object(o)) => {
+            for p in o.properties.values_mut() {
+                flatten_in(snapshot, p, depth + 1);
+            }
+        }
+        RefOr::T(Schema::Array(a)) => {
+            if let utoipa::openapi::schema::ArrayItems::RefOrSchema(items) = &mut a.items {
+                flatten_in(snapshot, items, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The answers every operation of a kind can give, whatever its handler:
+/// authentication and authorization (`401`, `403`, `429` with
+/// `Retry-After`) on every operation that needs a token, the body's
+/// problems (`400`, `413`, `415`, `422`) on every operation that takes one,
+/// `404` where a path names an object, `412` where `If-Match` is honoured;
+/// all as RFC 7807 problems, declared once under `components/responses`.
+struct StandardResponses;
+
+impl Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |desc: &str, retry: bool| {
+            let mut b = ResponseBuilder::new().description(desc).content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            );
+            if retry {
+                b = b.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some("Seconds until the address may try again"))
+                        .build(),
+                );
+            }
+            b.build()
+        };
+        let standard = [
+            (
+                "400",
+                "BadRequest",
+                "The request is malformed: JSON syntax, a duplicated key, a query parameter",
+                false,
+            ),
+            (
+                "401",
+                "Unauthorized",
+                "No API token, or one that is unknown, revoked or expired",
+                false,
+            ),
+            (
+                "403",
+                "Forbidden",
+                "The token's role does not allow this operation (the problem names the role needed)",
+                false,
+            ),
+            ("404", "NotFound", "No such object", false),
+            (
+                "412",
+                "PreconditionFailed",
+                "If-Match names a version that is no longer current",
+                false,
+            ),
+            (
+                "413",
+                "PayloadTooLarge",
+                "The body is larger than this operation accepts",
+                false,
+            ),
+            ("415", "UnsupportedMediaType", "The body is not JSON", false),
+            (
+                "422",
+                "Unprocessable",
+                "The body breaks a rule of the configuration; `errors` names each field at fault",
+                false,
+            ),
+            (
+                "429",
+                "TooManyRequests",
+                "Too many wrong tokens from this address: wait for Retry-After",
+                true,
+            ),
+        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, desc, retry) in &standard {
+            components
+                .responses
+                .insert(name.to_string(), RefOr::T(problem(desc, *retry)));
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let has_path_params = item
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = op
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|r| r != &SecurityRequirement::default()));
+                let path_params = has_path_params
+                    || op
+                        .parameters
+                        .iter()
+                        .flatten()
+                        .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+                let if_match = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name.eq_ignore_ascii_case("If-Match"));
+                let query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+                let body = op.request_body.is_some();
+                // If-Match takes the strong ETag this server sends: "<version>".
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.name.eq_ignore_ascii_case("If-Match") {
+                        p.schema = Some(RefOr::T(Schema::Object(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .pattern(Some(r#"^"[0-9]{1,18}"$"#))
+                                .build(),
+                        )));
+                    }
+                }
+                for (code, name, _, _) in &standard {
+                    let applies = match *code {
+                        "401" | "403" | "429" => secured,
+                        "400" => body || query || path_params,
+                        "413" | "415" | "422" => body,
+                        "404" => path_params,
+                        "412" => if_match,
+                        _ => false,
+                    };
+                    if applies && !op.responses.responses.contains_key(*code) {
+                        op.responses.responses.insert(
+                            code.to_string(),
+                            RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -277,7 +620,7 @@ impl Modify for Security {
 Every request under /api/v1 needs `Authorization: Bearer <API token>`; each operation's security requirement names the role it needs (`403` otherwise). Errors are RFC 7807 problem JSON naming the field at fault. \
 Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
     ),
-    modifiers(&Security),
+    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews),
     paths(
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete,
@@ -356,4 +699,52 @@ pub fn json() -> String {
         .expect("the OpenAPI document serializes");
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_unique_and_read_as_actions() {
+        let doc: serde_json::Value = serde_json::from_str(&json()).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap().to_string();
+                if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("{id} names both {other} and {method} {path}");
+                }
+            }
+        }
+        for (m, p, id) in [
+            ("get", "/api/v1/receive-connectors", "listReceiveConnectors"),
+            (
+                "get",
+                "/api/v1/receive-connectors/{id}",
+                "getReceiveConnector",
+            ),
+            (
+                "post",
+                "/api/v1/address-rewrite-entries",
+                "createAddressRewriteEntry",
+            ),
+            (
+                "patch",
+                "/api/v1/transport-settings",
+                "updateTransportSettings",
+            ),
+            ("post", "/api/v1/queues/{id}/retry", "retryQueue"),
+            ("get", "/api/v1/messages/{id}/raw", "getMessageRaw"),
+            (
+                "post",
+                "/api/v1/ip-block-list-entries/bulk",
+                "createIpBlockListEntriesBulk",
+            ),
+            ("post", "/api/v1/tls-reports/send", "sendTlsReports"),
+            ("get", "/healthz", "getHealthz"),
+        ] {
+            assert_eq!(operation_id(m, p), id);
+        }
+    }
 }

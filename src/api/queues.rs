@@ -321,7 +321,10 @@ pub struct MessageQuery {
     /// Part of a recipient address.
     pub recipient: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Messages to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -339,15 +342,34 @@ pub async fn messages(
     Query(q): Query<MessageQuery>,
 ) -> Result<Json<MessageList>, ApiError> {
     let ids = queue_ids(&s).await?;
-    let queue = match q.queue.as_deref() {
+    // An empty parameter (`?queue=`, as forms send) filters nothing.
+    let nonempty = |v: &Option<String>| v.clone().filter(|x| !x.trim().is_empty());
+    let (queue_id, status, sender, recipient) = (
+        nonempty(&q.queue),
+        nonempty(&q.status),
+        nonempty(&q.sender),
+        nonempty(&q.recipient),
+    );
+    for (field, v, min, max) in [
+        ("limit", q.limit, 1, 1000),
+        ("offset", q.offset, 0, i64::MAX),
+    ] {
+        if v.is_some_and(|v| v < min || v > max) {
+            return Err(
+                ApiError::bad_request(format!("{field}: must be from {min} to {max}"))
+                    .with_field(field, format!("must be from {min} to {max}")),
+            );
+        }
+    }
+    let queue = match queue_id.as_deref() {
         None => None,
         Some("Submission") => Some(String::new()),
         Some(id) => Some(find_queue(&s, id).await?.next_hop),
     };
     let filter = db::MessageFilter {
         queue,
-        sender: q.sender.clone(),
-        recipient: q.recipient.clone(),
+        sender,
+        recipient,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         offset: q.offset.unwrap_or(0).max(0),
     };
@@ -357,7 +379,7 @@ pub async fn messages(
     let mut items = vec![];
     for m in &rows {
         let v = message_view(&s, m, &ids).await?;
-        if q.status
+        if status
             .as_ref()
             .is_none_or(|st| st.eq_ignore_ascii_case(&v.status))
         {

@@ -149,6 +149,27 @@ async fn committed_openapi_document_matches_the_code() {
     );
 }
 
+/// The document is valid OpenAPI 3.1 to a validator nobody here wrote
+/// (`openapi-spec-validator` from PyPI): unique operation ids, resolvable
+/// references, schemas that are JSON Schema.
+#[test]
+fn the_openapi_document_passes_openapi_spec_validator() {
+    let Some(python) = crate::support::python::with(&["openapi_spec_validator"]) else {
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/ferry.json"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("OK"), "{text}");
+}
+
 #[tokio::test]
 async fn malformed_bodies_get_problems_and_change_nothing() {
     let app = TestApp::spawn(Role::Edge).await;
