@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Checks the OpenAPI document against a running Ferry with tools nobody
+# here wrote: openapi-spec-validator on the document Ferry serves, then
+# schemathesis (all checks; examples, coverage, fuzzing and stateful
+# phases) with a fixed seed and a random one, which it prints for replay.
+# A private Hub on 127.250.0.1:8080 (its own temp data directory, stopped
+# by PID) with the AUTH/API lockout off, so generated wrong tokens are
+# answered 401 rather than 429.
+# Left out: the API tokens' mutations (a generated DELETE or rotate of the
+# token in use would lock the run out) and receive connectors' mutations
+# (generated bindings would listen on other addresses).
+# Usage: tests/contract/run.sh [examples per operation, default 15]
+# Needs: the venv .ci/run makes, plus `pip install schemathesis` into it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-15}
+FERRY=${FERRY_BIN:-target/debug/ferry}
+PY=target/ci-venv/bin
+TOKEN=contract-test-token-0123456789
+work=$(mktemp -d)
+FERRY_LOG=warn "$FERRY" serve --data-dir "$work/data" --role hub --fqdn hub01.contoso.test \
+  --api-listen 127.250.0.1:8080 --admin-token "$TOKEN" \
+  --default-smtp-bind 127.250.0.1:2525 --default-submission-bind 127.250.0.1:2587 > "$work/ferry.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -sf http://127.250.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
+curl -sf -X PATCH -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  http://127.250.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0}' >/dev/null
+curl -sf http://127.250.0.1:8080/api/v1/openapi.json > "$work/openapi.json"
+"$PY/python" -m openapi_spec_validator "$work/openapi.json"
+seed=${SEED:-$RANDOM}
+status=0
+for s in 1 "$seed"; do
+  echo "== schemathesis, seed $s"
+  "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
+    --url http://127.250.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \
+    --phases examples,coverage,fuzzing,stateful \
+    --exclude-path-regex '^/api/v1/(api-tokens/|receive-connectors)' --no-color || status=1
+done
+exit $status
