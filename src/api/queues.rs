@@ -336,7 +336,9 @@ pub struct MessageList {
 }
 
 #[utoipa::path(get, path = "/api/v1/messages", tag = "queues", params(MessageQuery),
-    responses((status = 200, body = MessageList)))]
+    responses((status = 200, body = MessageList),
+              (status = 404, body = Problem, content_type = "application/problem+json",
+               description = "The queue named by `queue` does not exist")))]
 pub async fn messages(
     State(s): State<AppState>,
     Query(q): Query<MessageQuery>,
