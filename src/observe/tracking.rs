@@ -140,6 +140,11 @@ fn writer(
     loop {
         if last_prune.elapsed() >= Duration::from_secs(1) {
             last_prune = std::time::Instant::now();
+            // The admin audit log keeps its own 90 days, whatever the
+            // tracking retention (0 keeps events for ever, not audit entries).
+            if let Err(e) = crate::store::audit::prune(&conn, now_ms()) {
+                tracing::warn!(error = %format!("{e:#}"), "admin audit log: pruning failed");
+            }
             let max_age = config.borrow().transport.spec.message_tracking_log_max_age;
             if !max_age.is_zero() {
                 let cutoff = now_ms() - max_age.duration().as_millis() as i64;

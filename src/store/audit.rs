@@ -169,3 +169,29 @@ pub fn prune(conn: &rusqlite::Connection, now_ms: i64) -> anyhow::Result<usize> 
         [now_ms - RETENTION_MS],
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entries_older_than_the_retention_are_pruned() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!(
+            "../../migrations/tracking/20261130000004_audit_log.sql"
+        ))
+        .unwrap();
+        let now = 100 * super::RETENTION_MS;
+        for (t, name) in [(now - super::RETENTION_MS - 1, "old"), (now - 1000, "new")] {
+            conn.execute(
+                "INSERT INTO audit_log (time_ms, token_id, token_name, role, method, path, object_type, \
+                 status, succeeded, changes) VALUES (?1, 'i', ?2, 'Administrator', 'POST', '/', 'x', 200, 1, '[]')",
+                rusqlite::params![t, name],
+            )
+            .unwrap();
+        }
+        assert_eq!(super::prune(&conn, now).unwrap(), 1);
+        let left: String = conn
+            .query_row("SELECT token_name FROM audit_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, "new");
+    }
+}

@@ -183,7 +183,6 @@ pub fn prune(conn: &mut rusqlite::Connection, before_ms: i64) -> anyhow::Result<
     let n = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?;
     super::dmarc::prune(&tx, before_ms)?;
     super::tlsrpt::prune(&tx, before_ms)?;
-    super::audit::prune(&tx, time::OffsetDateTime::now_utc().unix_timestamp() * 1000)?;
     tx.commit()?;
     Ok(n)
 }
