@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::access::Caller;
-use super::observe::{invalid, parse_time, query};
+use super::observe::{invalid, nonempty, page_cursor, page_limit, parse_time, query};
 use super::problem::{ApiError, Problem};
 use crate::config::ServiceError;
 use crate::config::audit::{self, FieldChange};
@@ -166,25 +166,8 @@ pub async fn search(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let q = query(q)?;
-    let nonempty = |v: &Option<String>| {
-        v.as_ref()
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-    };
-    let limit = match nonempty(&q.limit) {
-        None => 100,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| invalid("limit", "must be a number from 1 to 1000"))?,
-    };
-    let before = nonempty(&q.cursor)
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| invalid("cursor", "is not a cursor this server issued"))
-        })
-        .transpose()?;
+    let limit = page_limit(&q.limit)?;
+    let before = page_cursor(&q.cursor)?;
     let succeeded = nonempty(&q.succeeded)
         .map(|v| match v.as_str() {
             "true" => Ok(true),

@@ -79,6 +79,36 @@ pub struct TrackingPage {
     pub next_cursor: Option<String>,
 }
 
+/// A query parameter, trimmed; an empty one (as forms send) is absent.
+pub(super) fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+}
+
+/// `limit`: 1–1000, 100 when absent.
+pub(super) fn page_limit(v: &Option<String>) -> Result<i64, ApiError> {
+    nonempty(v)
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| invalid("limit", "must be a number from 1 to 1000"))
+        })
+        .transpose()
+        .map(|l| l.unwrap_or(100))
+}
+
+/// `cursor`: a `nextCursor` this server gave.
+pub(super) fn page_cursor(v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    nonempty(v)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| invalid("cursor", "must be a nextCursor value"))
+        })
+        .transpose()
+}
+
 pub(super) fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|t| {
@@ -108,11 +138,6 @@ pub async fn tracking(
     q: Result<Query<TrackingQuery>, QueryRejection>,
 ) -> Result<Json<TrackingPage>, ApiError> {
     let q = query(q)?;
-    let nonempty = |v: &Option<String>| {
-        v.as_ref()
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-    };
     let message_id = nonempty(&q.message_id).map(|m| {
         if m.starts_with('<') {
             m
@@ -148,21 +173,8 @@ pub async fn tracking(
             format!("'{bad}' is not an event; use {}", all.join(", ")),
         ));
     }
-    let limit = nonempty(&q.limit)
-        .map(|v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| invalid("limit", "must be a number from 1 to 1000"))
-        })
-        .transpose()?
-        .unwrap_or(100);
-    let after = nonempty(&q.cursor)
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| invalid("cursor", "must be a nextCursor value"))
-        })
-        .transpose()?;
+    let limit = page_limit(&q.limit)?;
+    let after = page_cursor(&q.cursor)?;
     let filter = Filter {
         message_id,
         internal_id,

@@ -345,7 +345,7 @@ pub async fn messages(
 ) -> Result<Json<MessageList>, ApiError> {
     let ids = queue_ids(&s).await?;
     // An empty parameter (`?queue=`, as forms send) filters nothing.
-    let nonempty = |v: &Option<String>| v.clone().filter(|x| !x.trim().is_empty());
+    use super::observe::nonempty;
     let (queue_id, status, sender, recipient) = (
         nonempty(&q.queue),
         nonempty(&q.status),
