@@ -3,7 +3,7 @@
 # here wrote: openapi-spec-validator on the document Ferry serves, then
 # schemathesis (all checks; examples, coverage, fuzzing and stateful
 # phases) with a fixed seed and a random one, which it prints for replay.
-# A private Hub on 127.250.0.1:8080 (its own temp data directory, stopped
+# A private Hub on 127.248.0.1:8080 (its own temp data directory, stopped
 # by PID) with the AUTH/API lockout off, so generated wrong tokens are
 # answered 401 rather than 429.
 # Left out: the API tokens' mutations (a generated DELETE or rotate of the
@@ -19,21 +19,21 @@ PY=target/ci-venv/bin
 TOKEN=contract-test-token-0123456789
 work=$(mktemp -d)
 FERRY_LOG=warn "$FERRY" serve --data-dir "$work/data" --role hub --fqdn hub01.contoso.test \
-  --api-listen 127.250.0.1:8080 --admin-token "$TOKEN" \
-  --default-smtp-bind 127.250.0.1:2525 --default-submission-bind 127.250.0.1:2587 > "$work/ferry.log" 2>&1 &
+  --api-listen 127.248.0.1:8080 --admin-token "$TOKEN" \
+  --default-smtp-bind 127.248.0.1:2525 --default-submission-bind 127.248.0.1:2587 > "$work/ferry.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -sf http://127.250.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf http://127.248.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
 curl -sf -X PATCH -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  http://127.250.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0}' >/dev/null
-curl -sf http://127.250.0.1:8080/api/v1/openapi.json > "$work/openapi.json"
+  http://127.248.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0}' >/dev/null
+curl -sf http://127.248.0.1:8080/api/v1/openapi.json > "$work/openapi.json"
 "$PY/python" -m openapi_spec_validator "$work/openapi.json"
 seed=${SEED:-$RANDOM}
 status=0
 for s in 1 "$seed"; do
   echo "== schemathesis, seed $s"
   "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
-    --url http://127.250.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \
+    --url http://127.248.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \
     --phases examples,coverage,fuzzing,stateful \
     --exclude-path-regex '^/api/v1/(api-tokens/|receive-connectors)' --no-color || status=1
 done

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Networks a test uses by number: 0 and 1 (the host's own 127.0.0.1 and
 /// the Quick start), 61 (edge_hub), 77 (delivery's private Postfix),
-/// 201–212 (hostile's processes), 213 (readme), 247 (smtp::logs), 249
-/// (fuzz) and 250 (smtp::crash).
+/// 201–212 (hostile's processes), 213 (readme), 247 (smtp::logs), 248
+/// (tests/contract/run.sh, so it can run beside the suite), 249 (fuzz)
+/// and 250 (smtp::crash).
 pub const RESERVED: &[u8] = &[
-    0, 1, 61, 77, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 247, 249, 250,
+    0, 1, 61, 77, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 247, 248, 249,
+    250,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
