@@ -24,7 +24,7 @@ use crate::tls::certs;
 pub struct ImportCertificate {
     /// Always `import`: the discriminator, checked before parsing.
     #[allow(dead_code)]
-    #[schema(pattern = "^import$")]
+    #[schema(schema_with = import_source)]
     pub source: String,
     pub friendly_name: Option<String>,
     pub certificate_pem: String,
@@ -38,13 +38,14 @@ pub struct ImportCertificate {
 pub struct SelfSignedCertificate {
     /// Always `selfSigned`: the discriminator, checked before parsing.
     #[allow(dead_code)]
-    #[schema(pattern = "^selfSigned$")]
+    #[schema(schema_with = self_signed_source)]
     pub source: String,
     pub friendly_name: Option<String>,
     /// DNS names (`*.contoso.com` allowed) for the subjectAltName; the first is the CN unless `commonName` is given.
     pub subject_names: Vec<DomainPattern>,
     pub common_name: Option<String>,
     /// 1–3650, default 1825 (five years, as Exchange's own).
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<u32>,
 }
 
@@ -54,21 +55,63 @@ pub struct SelfSignedCertificate {
 pub struct TrustAnchor {
     /// Always `trustAnchor`: the discriminator, checked before parsing.
     #[allow(dead_code)]
-    #[schema(pattern = "^trustAnchor$")]
+    #[schema(schema_with = trust_anchor_source)]
     pub source: String,
     pub friendly_name: Option<String>,
     /// Exactly one certificate, in PEM.
     pub certificate_pem: String,
 }
 
-/// One of the three ways to add a certificate, chosen by `source`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub enum CertificateCreate {
-    Import(ImportCertificate),
-    SelfSigned(SelfSignedCertificate),
-    TrustAnchor(TrustAnchor),
+/// The `source` discriminator of a certificate to add: one fixed value.
+fn source_schema(value: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([value]))
+        .description(Some(format!(
+            "Always `{value}`: the discriminator, checked before parsing."
+        )))
+        .build()
 }
+
+fn import_source() -> utoipa::openapi::Object {
+    source_schema("import")
+}
+fn self_signed_source() -> utoipa::openapi::Object {
+    source_schema("selfSigned")
+}
+fn trust_anchor_source() -> utoipa::openapi::Object {
+    source_schema("trustAnchor")
+}
+
+/// One of the three ways to add a certificate, chosen by `source`: in the
+/// document a `oneOf` of the three bodies with `source` as discriminator.
+pub struct CertificateCreate;
+
+impl utoipa::PartialSchema for CertificateCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{Discriminator, OneOfBuilder};
+        let mut d = Discriminator::new("source");
+        for (v, name) in [
+            ("import", "ImportCertificate"),
+            ("selfSigned", "SelfSignedCertificate"),
+            ("trustAnchor", "TrustAnchor"),
+        ] {
+            d.mapping
+                .insert(v.to_string(), format!("#/components/schemas/{name}"));
+        }
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("ImportCertificate"))
+            .item(Ref::from_schema_name("SelfSignedCertificate"))
+            .item(Ref::from_schema_name("TrustAnchor"))
+            .discriminator(Some(d))
+            .description(Some(
+                "One of the three ways to add a certificate, chosen by `source`.",
+            ))
+            .into()
+    }
+}
+impl ToSchema for CertificateCreate {}
 
 /// Certificates travel as PEM re-encoded from their DER, so pasted text with
 /// stray keys or comments is never stored.

@@ -33,6 +33,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "send the body as application/json (or application/merge-patch+json for PATCH)",
             ));
         }
+        let method = req.method().clone();
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -42,25 +48,31 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             };
             ApiError::new(status, kind, "The body cannot be read", e.body_text())
         })?;
-        // A large document (100,000 ranges) is parsed on a blocking thread,
-        // not on the async worker that SMTP sessions share.
-        let parsed = if bytes.len() > 256 * 1024 {
-            tokio::task::spawn_blocking(move || parse_strict(&bytes))
-                .await
-                .map_err(|e| ApiError::bad_request(format!("the body cannot be parsed: {e}")))?
-        } else {
-            parse_strict(&bytes)
+        // A large document (100,000 ranges) is parsed and checked on a
+        // blocking thread, not on the async worker that SMTP sessions share.
+        let large = bytes.len() > 256 * 1024;
+        let read = move || -> Result<serde_json::Value, ApiError> {
+            let value = parse_strict(&bytes).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body is not valid JSON: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request("the body must be a JSON object"));
+            }
+            // What the OpenAPI document refuses, the server refuses.
+            super::contract::check_body(&method, &route, &value)?;
+            Ok(value)
         };
-        let value = parsed.map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if !value.is_object() {
-            return Err(ApiError::bad_request("the body must be a JSON object"));
-        }
+        let value = if large {
+            tokio::task::spawn_blocking(read)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("the body cannot be parsed: {e}")))??
+        } else {
+            read()?
+        };
         Ok(JsonBody(value))
     }
 }
@@ -157,12 +169,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 ),
             ));
         }
+        // Anything else names no version this server issued, so the
+        // condition is false (RFC 9110 §13.1.1: the method must not be
+        // performed, 412), whether it is another server's tag or no tag.
         s.strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
             .and_then(|t| t.parse::<i64>().ok())
             .map(|v| IfMatch(Some(v)))
             .ok_or_else(|| {
-                ApiError::bad_request(format!("If-Match '{s}' is not an ETag this server issued"))
+                ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition-failed",
+                    "The object was changed by someone else",
+                    format!(
+                        "If-Match '{s}' names no version of this object; send the ETag from a GET, e.g. \"3\""
+                    ),
+                )
             })
     }
 }

@@ -9,6 +9,7 @@ mod api_tokens;
 mod audit;
 mod certificates;
 mod content;
+pub mod contract;
 mod credentials;
 mod extract;
 pub mod https;
@@ -184,6 +185,7 @@ async fn not_found() -> ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
+    contract::prepare();
     let https = state.https;
     let cors_origins = state.cors_origins.clone();
     use axum::routing::{get as g, patch as p};
@@ -441,6 +443,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit-log", g(audit::search))
         // The outer layer authenticates and authorizes; the inner one
         // records every mutation that got past it.
+        // Innermost: a query string the OpenAPI document refuses is 400.
+        .route_layer(middleware::from_fn(contract::query_layer))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

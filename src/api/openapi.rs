@@ -612,6 +612,40 @@ impl Modify for StandardResponses {
     }
 }
 
+/// The tracking search's `event` parameter takes a comma-separated list of
+/// the event kinds there are, so its pattern is written from
+/// `EventKind::ALL` rather than by hand.
+struct TrackingEvents;
+
+impl Modify for TrackingEvents {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let names: Vec<&str> = crate::observe::vocabulary::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        let one = format!("({})", names.join("|"));
+        let pattern = format!("^{one}(,{one})*$");
+        let op = openapi
+            .paths
+            .paths
+            .get_mut("/api/v1/tracking")
+            .and_then(|i| i.get.as_mut());
+        for p in op
+            .into_iter()
+            .flat_map(|o| o.parameters.iter_mut().flatten())
+        {
+            if p.name == "event" {
+                p.schema = Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern.clone()))
+                        .build(),
+                )));
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -620,7 +654,7 @@ impl Modify for StandardResponses {
 Every request under /api/v1 needs `Authorization: Bearer <API token>`; each operation's security requirement names the role it needs (`403` otherwise). Errors are RFC 7807 problem JSON naming the field at fault. \
 Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
     ),
-    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews),
+    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents),
     paths(
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete,

@@ -493,7 +493,10 @@ pub enum ProviderMatch {
     },
     /// A hit when an answer is one of these addresses.
     IpAddressesMatch {
-        #[schema(value_type = Vec<String>)]
+        // Named here as well as by `rename_all_fields`, which utoipa does
+        // not read: the document must say `ipAddresses` as the server does.
+        #[serde(rename = "ipAddresses")]
+        #[schema(value_type = Vec<String>, min_items = 1, inline)]
         ip_addresses: Vec<Ipv4Addr>,
     },
 }

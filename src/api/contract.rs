@@ -1,0 +1,311 @@
+//! The OpenAPI document as the first check of every request body: the body
+//! of each operation is validated against the JSON Schema the document
+//! declares for it (`jsonschema`, draft 2020-12, formats checked) before the
+//! model reads it. Whatever the document refuses, the server refuses, so
+//! the two cannot drift apart; the model's own rules (a range that overlaps
+//! another, a certificate that does not match its key) come after.
+//!
+//! The validators are compiled once, from the same `ApiDoc` that
+//! `/api/v1/openapi.json` serves, keyed by method and route template.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::http::Method;
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+use jsonschema::{Draft, Validator};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use crate::model::{FieldError, Invalid};
+
+static BODIES: LazyLock<HashMap<(Method, String), Validator>> = LazyLock::new(compile);
+
+fn compile() -> HashMap<(Method, String), Validator> {
+    let doc = serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes");
+    let components = doc["components"].clone();
+    let mut out = HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let Some(content) = op["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            let Some(schema) = content.values().find_map(|c| c.get("schema")) else {
+                continue;
+            };
+            // The operation's schema inside a document that carries the
+            // components, so its `#/components/schemas/...` refs resolve.
+            let root = json!({"components": components, "allOf": [schema]});
+            let validator = jsonschema::options()
+                .with_draft(Draft::Draft202012)
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("the schema of {method} {path} compiles: {e}"));
+            out.insert((method, path.clone()), validator);
+        }
+    }
+    out
+}
+
+/// A query parameter as the document declares it.
+struct QueryParam {
+    name: String,
+    required: bool,
+    /// The JSON type the text is read as before it is checked.
+    kind: &'static str,
+    validator: Validator,
+}
+
+static QUERIES: LazyLock<HashMap<(Method, String), Vec<QueryParam>>> = LazyLock::new(|| {
+    let doc = serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes");
+    let mut out = HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let params: Vec<QueryParam> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .map(|p| {
+                    let schema = &p["schema"];
+                    // `["integer", "null"]` (an Option) is read as its non-null type.
+                    let ty = match &schema["type"] {
+                        Value::Array(types) => types
+                            .iter()
+                            .find_map(|t| t.as_str().filter(|t| *t != "null")),
+                        t => t.as_str(),
+                    };
+                    let kind = match ty {
+                        Some("integer") => "integer",
+                        Some("number") => "number",
+                        Some("boolean") => "boolean",
+                        _ => "string",
+                    };
+                    let validator = jsonschema::options()
+                        .with_draft(Draft::Draft202012)
+                        .should_validate_formats(true)
+                        .build(schema)
+                        .unwrap_or_else(|e| {
+                            panic!("the query schema of {method} {path} compiles: {e}")
+                        });
+                    QueryParam {
+                        name: p["name"].as_str().unwrap_or_default().to_string(),
+                        required: p["required"] == true,
+                        kind,
+                        validator,
+                    }
+                })
+                .collect();
+            if !params.is_empty() {
+                out.insert((method, path.clone()), params);
+            }
+        }
+    }
+    out
+});
+
+/// Checks the query string of `method route` against the parameters the
+/// document declares: each present one read as its type and validated,
+/// each required one present. Parameters it does not declare are ignored.
+pub fn check_query(method: &Method, route: &str, query: &str) -> Result<(), Invalid> {
+    let Some(params) = QUERIES.get(&(method.clone(), route.to_string())) else {
+        return Ok(());
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let mut errors = vec![];
+    for p in params {
+        let mut present = false;
+        for (_, text) in pairs.iter().filter(|(k, _)| *k == p.name) {
+            present = true;
+            let value = match p.kind {
+                "integer" => text.parse::<i64>().ok().map(Value::from),
+                "number" => text.parse::<f64>().ok().map(Value::from),
+                "boolean" => match text.as_str() {
+                    "true" => Some(Value::Bool(true)),
+                    "false" => Some(Value::Bool(false)),
+                    _ => None,
+                },
+                _ => Some(Value::String(text.clone())),
+            };
+            let message = match value {
+                None => Some(format!("must be {} {}", article(p.kind), p.kind)),
+                Some(v) => p.validator.iter_errors(&v).next().map(|e| describe(&e)),
+            };
+            if let Some(message) = message {
+                errors.push(FieldError {
+                    field: p.name.clone(),
+                    message,
+                });
+                break;
+            }
+        }
+        if p.required && !present {
+            errors.push(FieldError {
+                field: p.name.clone(),
+                message: "is required".into(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(errors))
+    }
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with('i') { "an" } else { "a" }
+}
+
+/// Middleware: a query string the document refuses is answered 400 with
+/// the parameter at fault, before the handler runs.
+pub async fn query_layer(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    if let Err(e) = check_query(req.method(), &route, req.uri().query().unwrap_or("")) {
+        let detail = e.to_string();
+        let mut err = super::problem::ApiError::bad_request(detail);
+        for f in e.0 {
+            err = err.with_field(f.field, f.message);
+        }
+        return err.into_response();
+    }
+    next.run(req).await
+}
+
+/// Compiles every body schema now (at start), so a schema the validator
+/// cannot read stops Ferry at once instead of failing its first request.
+pub fn prepare() {
+    LazyLock::force(&BODIES);
+    LazyLock::force(&QUERIES);
+}
+
+/// Checks `body` against the schema of `method route`, naming each field
+/// at fault the way the model does (`entries[3].name`).
+pub fn check_body(method: &Method, route: &str, body: &Value) -> Result<(), Invalid> {
+    let Some(v) = BODIES.get(&(method.clone(), route.to_string())) else {
+        return Ok(());
+    };
+    let mut errors: Vec<FieldError> = vec![];
+    for e in v.iter_errors(body) {
+        collect(&e, &mut errors);
+        if errors.len() >= 20 {
+            break;
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(errors))
+    }
+}
+
+/// Adds one validator error as model-style field errors. A value that
+/// matches none of a `oneOf`/`anyOf` (the certificate bodies, chosen by
+/// `source`) is reported by the branch it came closest to.
+fn collect(e: &jsonschema::ValidationError, errors: &mut Vec<FieldError>) {
+    if let ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } =
+        e.kind()
+        && let Some(best) = context.iter().filter(|b| !b.is_empty()).min_by_key(|b| {
+            // A branch whose fixed value (the discriminator) differs is
+            // further than any branch with the right one.
+            let wrong_kind = b
+                .iter()
+                .filter(|x| matches!(x.kind(), ValidationErrorKind::Enum { .. }))
+                .count();
+            (wrong_kind, b.len())
+        })
+    {
+        for inner in best {
+            collect(inner, errors);
+        }
+        return;
+    }
+    let mut field = String::new();
+    for seg in e.instance_path().segments() {
+        match seg {
+            LocationSegment::Property(p) => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(&p);
+            }
+            LocationSegment::Index(i) => field.push_str(&format!("[{i}]")),
+        }
+    }
+    let (field, message) = match e.kind() {
+        ValidationErrorKind::Required { property } => {
+            let p = property.as_str().unwrap_or_default();
+            (join(&field, p), "is required".to_string())
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => (
+            join(&field, unexpected.first().map(String::as_str).unwrap_or("")),
+            "is not a field of this object".to_string(),
+        ),
+        _ => (field, describe(e)),
+    };
+    if !errors.iter().any(|x| x.field == field) {
+        errors.push(FieldError { field, message });
+    }
+}
+
+fn join(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_string()
+    } else {
+        format!("{parent}.{child}")
+    }
+}
+
+/// The validator's words, without echoing a long value back.
+fn describe(e: &jsonschema::ValidationError) -> String {
+    match e.kind() {
+        ValidationErrorKind::Pattern { pattern } => format!("must match {pattern}"),
+        ValidationErrorKind::Format { format } => format!("must be a valid {format}"),
+        _ => {
+            let text = e.to_string();
+            if text.chars().count() > 300 {
+                format!("{}…", text.chars().take(300).collect::<String>())
+            } else {
+                text
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_body_schema_compiles_and_names_fields_like_the_model() {
+        prepare();
+        assert!(BODIES.len() > 30, "{} body schemas", BODIES.len());
+        let e = check_body(
+            &Method::POST,
+            "/api/v1/accepted-domains",
+            &json!({"domainName": "contoso.com", "bogus": 1}),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.iter().any(|f| f.field == "bogus" || f.field == "name"),
+            "{e}"
+        );
+    }
+}
