@@ -33,6 +33,19 @@ fn view(s: &Stored<AcceptedDomain>) -> AcceptedDomainView {
 }
 
 /// The domain name is unique, and a new default takes the flag from the old one.
+/// The rule that exactly one accepted domain is the default depends on
+/// the others, not on the body: breaking it is a conflict with the current
+/// state (409), like a duplicate domain, not a malformed object (422).
+fn default_conflict(e: crate::model::Invalid) -> ServiceError {
+    match e.0.as_slice() {
+        [only] if only.field == "default" => ServiceError::Conflict {
+            field: Some("default".into()),
+            message: only.message.clone(),
+        },
+        _ => e.into(),
+    }
+}
+
 fn change(
     snap: &Snapshot,
     d: AcceptedDomain,
@@ -111,8 +124,8 @@ pub async fn create(
     let stored = s
         .config
         .create::<AcceptedDomain>(|snap, _| {
-            let d =
-                AcceptedDomain::from_create(&body, &snap.ctx, snap.accepted_domains.is_empty())?;
+            let d = AcceptedDomain::from_create(&body, &snap.ctx, snap.accepted_domains.is_empty())
+                .map_err(default_conflict)?;
             change(snap, d, None)
         })
         .await?;
@@ -136,7 +149,10 @@ pub async fn patch(
     let stored = s
         .config
         .update::<AcceptedDomain>(&id, if_match, |snap, current| {
-            let d = current.spec.patched(&body, &snap.ctx)?;
+            let d = current
+                .spec
+                .patched(&body, &snap.ctx)
+                .map_err(default_conflict)?;
             change(snap, d, Some(current.id))
         })
         .await?;

@@ -344,7 +344,8 @@ async fn delete_provider(
 
 /// The handlers of one list, Block or Allow: the same calls at its paths.
 macro_rules! ip_list_api {
-    ($m:ident, $list:expr, $config:literal, $entries:literal, $bulk:literal, $entry:literal, $providers:literal, $provider:literal) => {
+    ($m:ident, $list:expr, $config:literal, $entries:literal, $bulk:literal, $entry:literal, $providers:literal, $provider:literal,
+     $config_patch:ty, $provider_create:ty, $provider_patch:ty) => {
         pub mod $m {
             use super::*;
 
@@ -356,7 +357,7 @@ macro_rules! ip_list_api {
 
             #[utoipa::path(patch, path = $config, tag = "anti-spam",
                 params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
-                request_body(content = crate::api::openapi::IpListConfigPatch, content_type = "application/merge-patch+json"),
+                request_body(content = $config_patch, content_type = "application/merge-patch+json"),
                 responses((status = 200, body = IpListConfigView, headers(("ETag" = String))),
                           (status = 412, body = Problem, content_type = "application/problem+json"),
                           (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -448,7 +449,7 @@ macro_rules! ip_list_api {
             }
 
             #[utoipa::path(post, path = $providers, tag = "anti-spam",
-                request_body = crate::api::openapi::IpListProviderCreate,
+                request_body = $provider_create,
                 responses((status = 201, body = IpListProviderView, headers(("ETag" = String))),
                           (status = 409, body = Problem, content_type = "application/problem+json"),
                           (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -474,7 +475,7 @@ macro_rules! ip_list_api {
             #[utoipa::path(patch, path = $provider, tag = "anti-spam",
                 params(("id" = String, Path, description = "Id or name"),
                        ("If-Match" = Option<String>, Header, description = "ETag from a GET")),
-                request_body(content = crate::api::openapi::IpListProviderPatch, content_type = "application/merge-patch+json"),
+                request_body(content = $provider_patch, content_type = "application/merge-patch+json"),
                 responses((status = 200, body = IpListProviderView, headers(("ETag" = String))),
                           (status = 404, body = Problem, content_type = "application/problem+json"),
                           (status = 409, body = Problem, content_type = "application/problem+json"),
@@ -513,7 +514,10 @@ ip_list_api!(
     "/api/v1/ip-block-list-entries/bulk",
     "/api/v1/ip-block-list-entries/{id}",
     "/api/v1/ip-block-list-providers",
-    "/api/v1/ip-block-list-providers/{id}"
+    "/api/v1/ip-block-list-providers/{id}",
+    crate::api::openapi::IpListConfigPatch,
+    crate::api::openapi::IpListProviderCreate,
+    crate::api::openapi::IpListProviderPatch
 );
 ip_list_api!(
     allow,
@@ -523,7 +527,10 @@ ip_list_api!(
     "/api/v1/ip-allow-list-entries/bulk",
     "/api/v1/ip-allow-list-entries/{id}",
     "/api/v1/ip-allow-list-providers",
-    "/api/v1/ip-allow-list-providers/{id}"
+    "/api/v1/ip-allow-list-providers/{id}",
+    crate::api::openapi::IpAllowListConfigPatch,
+    crate::api::openapi::IpAllowListProviderCreate,
+    crate::api::openapi::IpAllowListProviderPatch
 );
 
 /// Set-SenderFilterConfig as the API shows it.

@@ -26,6 +26,7 @@ pub struct ImportCertificate {
     #[allow(dead_code)]
     #[schema(schema_with = import_source)]
     pub source: String,
+    #[schema(schema_with = crate::model::schema::friendly_name)]
     pub friendly_name: Option<String>,
     pub certificate_pem: String,
     /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM. Must belong to the certificate.
@@ -40,6 +41,7 @@ pub struct SelfSignedCertificate {
     #[allow(dead_code)]
     #[schema(schema_with = self_signed_source)]
     pub source: String,
+    #[schema(schema_with = crate::model::schema::friendly_name)]
     pub friendly_name: Option<String>,
     /// DNS names (`*.contoso.com` allowed) for the subjectAltName; the first is the CN unless `commonName` is given.
     pub subject_names: Vec<DomainPattern>,
@@ -57,6 +59,7 @@ pub struct TrustAnchor {
     #[allow(dead_code)]
     #[schema(schema_with = trust_anchor_source)]
     pub source: String,
+    #[schema(schema_with = crate::model::schema::friendly_name)]
     pub friendly_name: Option<String>,
     /// Exactly one certificate, in PEM.
     pub certificate_pem: String,

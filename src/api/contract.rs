@@ -20,9 +20,11 @@ use utoipa::OpenApi;
 
 use crate::model::{FieldError, Invalid};
 
-static BODIES: LazyLock<HashMap<(Method, String), Validator>> = LazyLock::new(compile);
+/// Each operation's validator, with the schema document it was compiled
+/// from (where an error's schema path is looked up for its description).
+static BODIES: LazyLock<HashMap<(Method, String), (Validator, Value)>> = LazyLock::new(compile);
 
-fn compile() -> HashMap<(Method, String), Validator> {
+fn compile() -> HashMap<(Method, String), (Validator, Value)> {
     let doc = serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes");
     let components = doc["components"].clone();
     let mut out = HashMap::new();
@@ -45,7 +47,7 @@ fn compile() -> HashMap<(Method, String), Validator> {
                 .should_validate_formats(true)
                 .build(&root)
                 .unwrap_or_else(|e| panic!("the schema of {method} {path} compiles: {e}"));
-            out.insert((method, path.clone()), validator);
+            out.insert((method, path.clone()), (validator, root));
         }
     }
     out
@@ -138,7 +140,11 @@ pub fn check_query(method: &Method, route: &str, query: &str) -> Result<(), Inva
             };
             let message = match value {
                 None => Some(format!("must be {} {}", article(p.kind), p.kind)),
-                Some(v) => p.validator.iter_errors(&v).next().map(|e| describe(&e)),
+                Some(v) => p
+                    .validator
+                    .iter_errors(&v)
+                    .next()
+                    .map(|e| describe(&e, None)),
             };
             if let Some(message) = message {
                 errors.push(FieldError {
@@ -199,12 +205,12 @@ pub fn prepare() {
 /// Checks `body` against the schema of `method route`, naming each field
 /// at fault the way the model does (`entries[3].name`).
 pub fn check_body(method: &Method, route: &str, body: &Value) -> Result<(), Invalid> {
-    let Some(v) = BODIES.get(&(method.clone(), route.to_string())) else {
+    let Some((v, root)) = BODIES.get(&(method.clone(), route.to_string())) else {
         return Ok(());
     };
     let mut errors: Vec<FieldError> = vec![];
     for e in v.iter_errors(body) {
-        collect(&e, &mut errors);
+        collect(&e, root, &mut errors);
         if errors.len() >= 20 {
             break;
         }
@@ -219,7 +225,7 @@ pub fn check_body(method: &Method, route: &str, body: &Value) -> Result<(), Inva
 /// Adds one validator error as model-style field errors. A value that
 /// matches none of a `oneOf`/`anyOf` (the certificate bodies, chosen by
 /// `source`) is reported by the branch it came closest to.
-fn collect(e: &jsonschema::ValidationError, errors: &mut Vec<FieldError>) {
+fn collect(e: &jsonschema::ValidationError, root: &Value, errors: &mut Vec<FieldError>) {
     if let ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } =
         e.kind()
         && let Some(best) = context.iter().filter(|b| !b.is_empty()).min_by_key(|b| {
@@ -233,7 +239,7 @@ fn collect(e: &jsonschema::ValidationError, errors: &mut Vec<FieldError>) {
         })
     {
         for inner in best {
-            collect(inner, errors);
+            collect(inner, root, errors);
         }
         return;
     }
@@ -258,7 +264,7 @@ fn collect(e: &jsonschema::ValidationError, errors: &mut Vec<FieldError>) {
             join(&field, unexpected.first().map(String::as_str).unwrap_or("")),
             "is not a field of this object".to_string(),
         ),
-        _ => (field, describe(e)),
+        _ => (field, describe(e, Some(root))),
     };
     if !errors.iter().any(|x| x.field == field) {
         errors.push(FieldError { field, message });
@@ -273,11 +279,30 @@ fn join(parent: &str, child: &str) -> String {
     }
 }
 
-/// The validator's words, without echoing a long value back.
-fn describe(e: &jsonschema::ValidationError) -> String {
+/// What is wrong, in words: for a value not of its form, the value and the
+/// description of the schema it broke (`'10.0.0.300' is not valid: A
+/// remote IP range: ...`) rather than a regular expression.
+fn describe(e: &jsonschema::ValidationError, root: Option<&Value>) -> String {
+    let value = match e.instance().as_ref() {
+        Value::String(s) if s.chars().count() > 100 => {
+            format!("'{}…'", s.chars().take(100).collect::<String>())
+        }
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    };
+    // The schema the keyword belongs to, for its description.
+    let schema_path = e.schema_path().as_str();
+    let description = root
+        .and_then(|r| r.pointer(schema_path.rsplit_once('/').map_or("", |(p, _)| p)))
+        .and_then(|s| s.get("description"))
+        .and_then(Value::as_str);
     match e.kind() {
-        ValidationErrorKind::Pattern { pattern } => format!("must match {pattern}"),
-        ValidationErrorKind::Format { format } => format!("must be a valid {format}"),
+        ValidationErrorKind::Pattern { .. } | ValidationErrorKind::Format { .. } => {
+            match description {
+                Some(d) => format!("{value} is not valid: {d}"),
+                None => format!("{value} is not in the form this field takes"),
+            }
+        }
         _ => {
             let text = e.to_string();
             if text.chars().count() > 300 {

@@ -52,7 +52,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         // blocking thread, not on the async worker that SMTP sessions share.
         let large = bytes.len() > 256 * 1024;
         let read = move || -> Result<serde_json::Value, ApiError> {
-            let value = parse_strict(&bytes).map_err(|e| {
+            let mut value = parse_strict(&bytes).map_err(|e| {
                 ApiError::bad_request(format!(
                     "the body is not valid JSON: {e} (line {}, column {})",
                     e.line(),
@@ -64,6 +64,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             }
             // What the OpenAPI document refuses, the server refuses.
             super::contract::check_body(&method, &route, &value)?;
+            // In a new object (POST, PUT) a null member is a member not
+            // given, which takes its default; only a merge patch (PATCH)
+            // gives null a meaning of its own (RFC 7396: remove).
+            if method != axum::http::Method::PATCH {
+                drop_nulls(&mut value);
+            }
             Ok(value)
         };
         let value = if large {
@@ -74,6 +80,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             read()?
         };
         Ok(JsonBody(value))
+    }
+}
+
+/// Removes every null member of every object, at any depth.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -105,6 +123,11 @@ pub fn parse_strict(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error
             Ok(v.into())
         }
         fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            // `5.0` is the integer 5 (JSON has one number type, and JSON
+            // Schema calls it an integer), so it fits a whole-number field.
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                return Ok(Value::from(v as i64));
+            }
             Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
         }
         fn visit_str<E>(self, v: &str) -> Result<Value, E> {

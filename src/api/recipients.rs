@@ -63,6 +63,7 @@ fn batch(body: serde_json::Value) -> Result<Vec<DirectoryRecipient>, ApiError> {
 #[utoipa::path(post, path = "/api/v1/recipients", tag = "recipients",
     request_body = DirectoryRecipient,
     responses((status = 201, body = DirectoryRecipient),
+              (status = 409, description = "An address is already in the directory", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(s): State<AppState>,

@@ -115,6 +115,7 @@ pub fn split_host_port(s: &str) -> Option<(super::domain::Host, u16)> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcceptedDomain {
     /// Unique.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// `contoso.com`, or `*.contoso.com` for the domain and its subdomains.
     pub domain_name: DomainPattern,

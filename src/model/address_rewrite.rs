@@ -26,6 +26,7 @@ use super::{check_name, from_json, merge_patch};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddressRewriteEntry {
     /// Unique.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// An address, a domain, or `*.domain` (the domain and its subdomains).
     pub internal_address: String,

@@ -217,6 +217,7 @@ pub struct SenderFilterConfig {
     pub internal_mail_enabled: bool,
     /// Addresses, compared case-insensitively.
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub blocked_senders: Vec<String>,
     /// Senders in exactly these domains.
     #[serde(default)]
@@ -293,6 +294,7 @@ pub struct RecipientFilterConfig {
     pub blocked_list_enabled: bool,
     /// Addresses refused at RCPT (`550 5.7.1 Recipient not authorized`).
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub blocked_recipients: Vec<String>,
     /// Refuse recipients of Authoritative domains that their recipient
     /// directory does not know (`550 5.1.10`).
@@ -363,9 +365,11 @@ pub struct IpListConfig {
     /// Block list only: the reply to a client on a static entry (≤ 240
     /// characters); null for Exchange's default text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_reply_text)]
     pub static_entry_rejection_response: Option<String>,
     /// Block list only: the reply to a client added by a machine (≤ 240).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_reply_text)]
     pub machine_entry_rejection_response: Option<String>,
 }
 
@@ -496,7 +500,7 @@ pub enum ProviderMatch {
         // Named here as well as by `rename_all_fields`, which utoipa does
         // not read: the document must say `ipAddresses` as the server does.
         #[serde(rename = "ipAddresses")]
-        #[schema(value_type = Vec<String>, min_items = 1, inline)]
+        #[schema(schema_with = super::schema::ipv4_addresses)]
         ip_addresses: Vec<Ipv4Addr>,
     },
 }
@@ -524,11 +528,13 @@ impl ProviderMatch {
 pub struct IpListProvider {
     pub list: IpList,
     /// Unique.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// The zone to query: `zen.spamhaus.org` is asked for
     /// `4.3.2.1.zen.spamhaus.org` about 1.2.3.4.
     pub lookup_domain: Domain,
     /// 1 is asked first; the first provider that matches stops the scan.
+    #[schema(minimum = 1)]
     pub priority: u32,
     #[serde(rename = "match")]
     pub match_: ProviderMatch,
@@ -536,6 +542,7 @@ pub struct IpListProvider {
     /// client's IP, `%1` the connector, `%2` the provider's name. Null for
     /// Exchange's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_reply_text)]
     pub rejection_response: Option<String>,
     pub enabled: bool,
     /// Recipients that are accepted even from a listed client (postmaster,
@@ -544,6 +551,7 @@ pub struct IpListProvider {
     pub bypassed_recipients: Vec<String>,
     /// How long a session waits for the list's answer (1–30 s, default
     /// 2 s); no answer in time counts as not listed.
+    #[schema(schema_with = super::schema::timespan_1s_30s)]
     pub lookup_timeout: Timespan,
 }
 

@@ -25,6 +25,7 @@ pub struct AttachmentFilterEntry {
     pub type_: AttachmentFilterType,
     /// A file name pattern (`*.exe`, `invoice?.pdf.js`) or a content type
     /// (`application/x-msdownload`), compared case-insensitively.
+    #[schema(schema_with = super::schema::printable_name)]
     pub name: String,
 }
 
@@ -93,8 +94,10 @@ pub enum AttachmentFilterAction {
 pub struct AttachmentFilterConfig {
     pub action: AttachmentFilterAction,
     /// The reply text of Reject (≤ 240 printable ASCII).
+    #[schema(schema_with = super::schema::reply_text)]
     pub reject_response: String,
     /// The text of the part that replaces a stripped attachment.
+    #[schema(min_length = 1, max_length = 1024)]
     pub admin_message: String,
     /// Receive connectors (by name) whose mail is not filtered.
     #[serde(default)]
@@ -228,14 +231,14 @@ impl AttachmentFilterConfig {
             "must be 1–240 printable ASCII characters",
         );
         e.check(
-            self.admin_message.is_empty() || self.admin_message.len() > 1024,
+            self.admin_message.is_empty() || self.admin_message.chars().count() > 1024,
             "adminMessage",
             "must be 1–1024 characters",
         );
         let mut seen = std::collections::HashSet::new();
         for (i, entry) in self.entries.iter().enumerate() {
             let bad = entry.name.trim().is_empty()
-                || entry.name.len() > 256
+                || entry.name.chars().count() > 256
                 || entry.name.chars().any(|c| c.is_control());
             e.check(
                 bad,

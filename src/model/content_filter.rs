@@ -39,17 +39,21 @@ pub struct ContentFilterConfig {
     pub internal_mail_enabled: bool,
     /// Accept and drop (no NDR) at SCL ≥ `sclDeleteThreshold`.
     pub scl_delete_enabled: bool,
+    #[schema(minimum = 0, maximum = 9)]
     pub scl_delete_threshold: u8,
     /// `550 5.7.1 <rejectionResponse>` at SCL ≥ `sclRejectThreshold`.
     pub scl_reject_enabled: bool,
+    #[schema(minimum = 0, maximum = 9)]
     pub scl_reject_threshold: u8,
     /// Deliver to `quarantineMailbox` instead at SCL ≥
     /// `sclQuarantineThreshold`.
     pub scl_quarantine_enabled: bool,
+    #[schema(minimum = 0, maximum = 9)]
     pub scl_quarantine_threshold: u8,
     #[serde(default)]
     pub quarantine_mailbox: Option<String>,
     /// The reply text of a rejection (≤ 240 printable ASCII).
+    #[schema(schema_with = super::schema::reply_text)]
     pub rejection_response: String,
     /// Mail to these addresses is not filtered.
     #[serde(default)]
@@ -60,16 +64,20 @@ pub struct ContentFilterConfig {
     /// Mail from these domains (`*.contoso.test`: and their subdomains) is
     /// not filtered.
     #[serde(default)]
+    #[schema(schema_with = super::schema::domains_or_wildcards)]
     pub bypassed_sender_domains: Vec<String>,
     /// rspamd's normal worker, `http://host:port` (its `/checkv2`).
+    #[schema(schema_with = super::schema::scanner_url)]
     pub scanner_url: String,
     /// How long the session waits for a verdict (at most 00:05:00).
+    #[schema(schema_with = super::schema::timespan_1s_300s)]
     pub scanner_timeout: Timespan,
     pub scanner_failure_action: ScannerFailureAction,
     /// A Hub files mail whose `X-Ferry-Organization-SCL` is at least this
     /// in the mailbox's Junk folder (Maildir++ `.Junk`), as Exchange's
     /// `Set-OrganizationConfig -SCLJunkThreshold` does; 0–9, default 4.
     #[serde(default = "junk_default")]
+    #[schema(minimum = 0, maximum = 9)]
     pub scl_junk_threshold: u8,
 }
 

@@ -32,10 +32,12 @@ pub enum LoginPrincipal {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credential {
     /// Unique; send connectors refer to smart-host credentials by it.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// Set at creation only.
     pub kind: CredentialKind,
     /// The AUTH identity.
+    #[schema(schema_with = super::schema::user_name)]
     pub user_name: String,
     /// Logins only.
     pub principal: Option<LoginPrincipal>,
@@ -44,9 +46,11 @@ pub struct Credential {
     /// PrimarySmtpAddress). A login made with a user name that is an
     /// address gets it as its primary address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_email_address)]
     pub primary_address: Option<String>,
     /// Logins only: the other addresses it may send as (proxy addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub aliases: Vec<String>,
     /// Logins only, instead of `primaryAddress` and `aliases`: a recipient
     /// of Ferry's directory (`/api/v1/recipients`), by any of its
@@ -147,7 +151,9 @@ impl Credential {
         check_name(&mut e, &self.name, 64);
         let u = &self.user_name;
         e.check(
-            u.is_empty() || u.len() > 256 || u.chars().any(|c| c.is_control() || c == '\0'),
+            u.is_empty()
+                || u.chars().count() > 256
+                || u.chars().any(|c| c.is_control() || c == '\0'),
             "userName",
             "must be 1 to 256 characters without control characters",
         );

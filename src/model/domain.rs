@@ -70,7 +70,9 @@ impl fmt::Display for Domain {
 string_type!(
     Domain,
     "A domain name (RFC 1035), e.g. `mail.contoso.com`.",
-    "mail.contoso.com"
+    "mail.contoso.com",
+    Some(super::schema::domain_pattern()),
+    Some(253)
 );
 
 /// `contoso.com` (that domain) or `*.contoso.com` (that domain and all its
@@ -139,7 +141,9 @@ impl fmt::Display for DomainPattern {
 string_type!(
     DomainPattern,
     "A domain (`contoso.com`) or a domain with all its subdomains (`*.contoso.com`).",
-    "contoso.com"
+    "contoso.com",
+    Some(super::schema::domain_or_wildcard_pattern()),
+    Some(255)
 );
 
 /// A host to connect to: a name resolved through DNS, or an address literal.

@@ -100,6 +100,7 @@ pub struct Predicates {
     /// The SCL is at least this (`SCLOver`); never true of a message
     /// that was not scanned.
     #[serde(default, rename = "sclOver", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1, maximum = 9)]
     pub scl_over: Option<i8>,
     /// The message is larger than this many bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +123,7 @@ pub struct Actions {
     pub remove_header: Option<String>,
     /// −1 to 9.
     #[serde(default, rename = "setScl", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1, maximum = 9)]
     pub set_scl: Option<i8>,
     /// Refuse after DATA: `550 <code> <text>`; code 5.7.1 or 5.7.900–5.7.999.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +155,7 @@ pub struct Actions {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransportRule {
     /// Unique.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// 0 is evaluated first; priorities are 0..n without gaps.
     pub priority: u32,

@@ -391,12 +391,14 @@ impl FromStr for IpRange {
             });
         }
         if let Some((a, b)) = s.split_once('-') {
-            let (start, end) = (parse_ip(a)?, parse_ip(b)?);
+            let (mut start, mut end) = (parse_ip(a)?, parse_ip(b)?);
             if start.is_ipv4() != end.is_ipv4() {
                 return Err(format!("'{s}' mixes IPv4 and IPv6"));
             }
+            // A range is the set between its ends, whichever is written
+            // first: `10.0.0.20-10.0.0.1` is stored as `10.0.0.1-10.0.0.20`.
             if to_u128(start) > to_u128(end) {
-                return Err(format!("'{s}' starts after it ends"));
+                std::mem::swap(&mut start, &mut end);
             }
             return Ok(IpRange {
                 start,
@@ -417,7 +419,9 @@ impl fmt::Display for IpRange {
 string_type!(
     IpRange,
     "A remote IP range: a single address (`10.0.0.11`), a range (`10.0.0.1-10.0.0.20`) or CIDR (`10.0.0.0/24`); IPv4 or IPv6.",
-    "10.0.0.0/24"
+    "10.0.0.0/24",
+    Some(super::schema::ip_range_pattern()),
+    Some(95)
 );
 
 #[cfg(test)]
@@ -436,17 +440,13 @@ mod tests {
         assert_eq!(r("fe80::1%eth0").to_string(), "fe80::1");
         assert_eq!(r("2001:db8::/32").span(), (1u128 << 96) - 1);
         assert_eq!(r("0.0.0.0/0"), IpRange::all_v4());
+        // A range written backwards is the same set.
+        assert_eq!(r("10.0.0.9-10.0.0.1").to_string(), "10.0.0.1-10.0.0.9");
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "10.0.0.300",
-            "10.0.0.9-10.0.0.1",
-            "10.0.0.0/33",
-            "10.0.0.1-::1",
-            "x",
-        ] {
+        for bad in ["10.0.0.300", "10.0.0.0/33", "10.0.0.1-::1", "x"] {
             assert!(bad.parse::<IpRange>().is_err(), "{bad}");
         }
     }

@@ -64,20 +64,7 @@ impl<'de> Deserialize<'de> for Limit {
 
 impl utoipa::PartialSchema for Limit {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(0)),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(["unlimited"])),
-            )
-            .description(Some("A whole number, or \"unlimited\"."))
-            .into()
+        super::schema::limit(0, None)
     }
 }
 impl utoipa::ToSchema for Limit {}

@@ -27,6 +27,7 @@ pub mod limit;
 pub mod permissions;
 pub mod receive_connector;
 pub mod recipient;
+pub mod schema;
 pub mod send_connector;
 pub mod sender_id;
 pub mod timespan;

@@ -57,6 +57,7 @@ pub enum MessageRateSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReceiveConnector {
     /// Unique per server, at most 64 characters.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// Set at creation only.
     pub usage: ReceiveUsage,

@@ -13,8 +13,10 @@ use super::error::{Errors, Invalid};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DirectoryRecipient {
+    #[schema(schema_with = super::schema::email_address)]
     pub primary_address: String,
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub aliases: Vec<String>,
 }
 

@@ -73,6 +73,7 @@ pub enum ErrorPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendConnector {
     /// Unique per organisation.
+    #[schema(schema_with = super::schema::object_name)]
     pub name: String,
     /// Set at creation only.
     pub usage: SendUsage,
@@ -88,6 +89,7 @@ pub struct SendConnector {
     /// Name of the smart-host credential presented with basic auth.
     pub authentication_credential: Option<String>,
     /// Remote port, 1–65535.
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: u16,
     /// Name sent in EHLO/HELO; `null` means the server's FQDN.
     pub fqdn: Option<Domain>,
@@ -115,16 +117,19 @@ pub struct SendConnector {
     /// Mutual TLS with partner domains.
     pub domain_secure_enabled: bool,
     /// Bytes, or `unlimited`; a message larger than this is not routed here.
+    #[schema(schema_with = super::schema::limit_from_0)]
     pub max_message_size: Limit,
+    #[schema(schema_with = super::schema::timespan_1s_1d)]
     pub connection_inactivity_timeout: Timespan,
     /// Messages sent over one connection before it is closed and reopened.
+    #[schema(minimum = 1, maximum = 10000)]
     pub smtp_max_messages_per_connection: u32,
     /// Hub only: the servers that may use this connector.
     pub source_transport_servers: Vec<String>,
     /// Edge only: the local address outbound connections come from.
     #[serde(rename = "sourceIPAddress")]
     #[schema(rename = "sourceIPAddress")]
-    #[schema(value_type = Option<String>, format = "ip")]
+    #[schema(schema_with = super::schema::optional_ip_address)]
     pub source_ip_address: Option<IpAddr>,
     /// Resolve MX through the transport settings' external DNS servers.
     #[serde(rename = "useExternalDNSServersEnabled")]

@@ -52,6 +52,7 @@ pub struct SenderIdConfig {
     pub bypassed_recipients: Vec<String>,
     /// Mail from these domains (`*.domain`: and subdomains) is not checked.
     #[serde(default)]
+    #[schema(schema_with = super::schema::domains_or_wildcards)]
     pub bypassed_sender_domains: Vec<String>,
     /// Forwarders whose mail fails SPF and DMARC by design: checked and
     /// stamped, never refused.
@@ -67,6 +68,7 @@ pub struct SenderIdConfig {
     pub authserv_id: Option<String>,
     /// How long all the DNS lookups of one message may take (1–30 s);
     /// past it the verdicts are `temperror`.
+    #[schema(schema_with = super::schema::timespan_1s_30s)]
     pub dns_timeout: Timespan,
     /// DMARC aggregate reports (RFC 7489 §7.2): the evaluations of inbound
     /// mail are recorded and, once a day (UTC), sent through the queue to

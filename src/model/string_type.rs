@@ -5,6 +5,12 @@
 
 macro_rules! string_type {
     ($ty:ty, $desc:expr, $example:expr) => {
+        string_type!($ty, $desc, $example, None::<String>, None);
+    };
+    // With the pattern and maximum length the document states; the API
+    // checks bodies against the document, so `FromStr` must accept every
+    // string they allow.
+    ($ty:ty, $desc:expr, $example:expr, $pattern:expr, $max:expr) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -21,6 +27,8 @@ macro_rules! string_type {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some($desc))
+                    .pattern($pattern)
+                    .max_length($max)
                     .examples([serde_json::json!($example)])
                     .into()
             }

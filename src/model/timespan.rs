@@ -99,7 +99,9 @@ impl fmt::Display for Timespan {
 string_type!(
     Timespan,
     "A timespan `[d.]hh:mm:ss[.fff]`, as Exchange writes it: `00:05:00` is five minutes, `2.00:00:00` two days.",
-    "00:05:00"
+    "00:05:00",
+    Some(super::schema::timespan_any_pattern()),
+    None
 );
 
 /// Checks that a timespan lies within `[min, max]`, naming the bounds the way

@@ -51,23 +51,34 @@ pub struct TransportSettings {
     /// `postmaster@<default accepted domain>` on a Hub.
     pub external_postmaster_address: Option<String>,
     /// Glitch retries before the transient schedule (4).
+    #[schema(minimum = 0, maximum = 15)]
     pub queue_glitch_retry_count: u32,
+    #[schema(schema_with = super::schema::timespan_1s_1h)]
     pub queue_glitch_retry_interval: Timespan,
     /// 0–15.
+    #[schema(minimum = 0, maximum = 15)]
     pub transient_failure_retry_count: u32,
     /// 1 s–12 h; Hub 5 min, Edge 10 min.
+    #[schema(schema_with = super::schema::timespan_1s_12h)]
     pub transient_failure_retry_interval: Timespan,
     /// 1 s–20 d; Hub 10 min, Edge 30 min.
+    #[schema(schema_with = super::schema::timespan_1s_20d)]
     pub outbound_connection_failure_retry_interval: Timespan,
     /// Retry after a per-message failure, 1 s–1 d.
+    #[schema(schema_with = super::schema::timespan_1s_1d)]
     pub message_retry_interval: Timespan,
     /// Undelivered longer than this → NDR `4.4.7`; 5 s–90 d.
+    #[schema(schema_with = super::schema::timespan_5s_90d)]
     pub message_expiration_timeout: Timespan,
     /// A delay DSN goes out after this; must exceed the transient schedule.
+    #[schema(schema_with = super::schema::timespan_1s_90d)]
     pub delay_notification_timeout: Timespan,
     /// A queue in Retry with no delivery for this long is routed again.
+    #[schema(schema_with = super::schema::timespan_1s_90d)]
     pub max_idle_time_before_resubmit: Timespan,
+    #[schema(schema_with = super::schema::limit_from_1)]
     pub max_outbound_connections: Limit,
+    #[schema(schema_with = super::schema::limit_from_1)]
     pub max_per_domain_outbound_connections: Limit,
     /// DNS servers for send connectors with useExternalDNSServersEnabled.
     #[serde(rename = "externalDNSServers")]
@@ -87,11 +98,12 @@ pub struct TransportSettings {
     /// Address written into Received headers instead of the local one.
     #[serde(rename = "externalIPAddress")]
     #[schema(rename = "externalIPAddress")]
-    #[schema(value_type = Option<String>, format = "ip")]
+    #[schema(schema_with = super::schema::optional_ip_address)]
     pub external_ip_address: Option<IpAddr>,
     pub external_delay_dsn_enabled: bool,
     pub internal_delay_dsn_enabled: bool,
     /// Bytes of original message attached to an NDR; larger → headers only.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub external_dsn_max_message_attach_size: u64,
     /// TLS reports (RFC 8460): outbound TLS sessions to domains with an
     /// MTA-STS policy are counted and, once a day (UTC), reported to the
@@ -104,49 +116,61 @@ pub struct TransportSettings {
     pub message_tracking_log_enabled: bool,
     /// Tracking events older than this are deleted; `00:00:00` keeps them.
     #[serde(default = "thirty_days")]
+    #[schema(schema_with = super::schema::timespan_0_24855d)]
     pub message_tracking_log_max_age: Timespan,
     /// Record the Subject header in tracking events.
     #[serde(default = "yes")]
     pub message_tracking_log_subject_logging_enabled: bool,
     /// Receive protocol log files older than this are deleted; `00:00:00` keeps them.
     #[serde(default = "thirty_days")]
+    #[schema(schema_with = super::schema::timespan_0_24855d)]
     pub receive_protocol_log_max_age: Timespan,
     /// The receive protocol log directory is kept under this many bytes
     /// (oldest files deleted first).
     #[serde(default = "max_directory_size")]
+    #[schema(schema_with = super::schema::limit_from_1kib)]
     pub receive_protocol_log_max_directory_size: Limit,
     /// A receive protocol log file is closed at this size and the next
     /// one (`RECVyyyymmdd-n.log`, n + 1) begun.
     #[serde(default = "max_file_size")]
+    #[schema(schema_with = super::schema::limit_from_1kib)]
     pub receive_protocol_log_max_file_size: Limit,
     #[serde(default = "thirty_days")]
+    #[schema(schema_with = super::schema::timespan_0_24855d)]
     pub send_protocol_log_max_age: Timespan,
     #[serde(default = "max_directory_size")]
+    #[schema(schema_with = super::schema::limit_from_1kib)]
     pub send_protocol_log_max_directory_size: Limit,
     #[serde(default = "max_file_size")]
+    #[schema(schema_with = super::schema::limit_from_1kib)]
     pub send_protocol_log_max_file_size: Limit,
     /// Failed AUTH attempts from one client address, across sessions and
     /// connectors, after which AUTH from that address gets `454 4.7.0`
     /// until the oldest failure leaves the window. 0 turns it off. On top
     /// of each connector's per-session maxLogonFailures.
     #[serde(default = "lockout_threshold")]
+    #[schema(minimum = 0, maximum = 100000)]
     pub auth_failure_lockout_threshold: u32,
     /// How long a failed AUTH counts toward the lockout.
     #[serde(default = "lockout_window")]
+    #[schema(schema_with = super::schema::timespan_1s_1d)]
     pub auth_failure_lockout_window: Timespan,
     /// Shortest password a login of principal `Server` may have: such a
     /// login carries relay rights on the default connectors.
     #[serde(default = "min_server_password")]
+    #[schema(minimum = 1, maximum = 1024)]
     pub min_server_password_length: u32,
     /// Back pressure (Exchange's name): while free space on the file system
     /// of the data directory is below this percentage, new MAIL gets
     /// `452 4.3.1 Insufficient system resources`. 0 turns it off.
     #[serde(default = "min_free_disk")]
+    #[schema(minimum = 0, maximum = 100)]
     pub back_pressure_min_free_disk_percent: u32,
     /// Back pressure on memory: while Ferry's resident memory is above
     /// this many bytes, new MAIL gets `452 4.3.1`. The default is 75% of
     /// the machine's memory at first start; `unlimited` turns it off.
     #[serde(default = "max_memory")]
+    #[schema(schema_with = super::schema::limit_from_1mib)]
     pub back_pressure_max_memory: Limit,
 }
 

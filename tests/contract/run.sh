@@ -4,16 +4,26 @@
 # schemathesis (all checks; examples, coverage, fuzzing and stateful
 # phases) with a fixed seed and a random one, which it prints for replay.
 # A private Hub on 127.248.0.1:8080 (its own temp data directory, stopped
-# by PID) with the AUTH/API lockout off, so generated wrong tokens are
-# answered 401 rather than 429.
+# by PID, in a network namespace with loopback only) with the AUTH/API
+# lockout off, so generated wrong tokens are answered 401 rather than 429,
+# and DNS pointed at a loopback address where nothing answers.
 # Left out: the API tokens' mutations (a generated DELETE or rotate of the
 # token in use would lock the run out) and receive connectors' mutations
 # (generated bindings would listen on other addresses).
-# Usage: tests/contract/run.sh [examples per operation, default 15]
+# Usage: tests/contract/run.sh [examples per operation, default 15] [more schemathesis options]
+# e.g. tests/contract/run.sh 15 --include-path /api/v1/accepted-domains
 # Needs: the venv .ci/run makes, plus `pip install schemathesis` into it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Generated settings name DNS servers, smart hosts and scanners anywhere:
+# the run happens in a network namespace of its own with nothing but
+# loopback, so no generated address can ever be reached.
+if [ -z "${FERRY_CONTRACT_NETNS:-}" ]; then
+  exec env FERRY_CONTRACT_NETNS=1 unshare --user --map-root-user --net -- bash "$0" "$@"
+fi
+ip link set lo up
 N=${1:-15}
+shift || true
 FERRY=${FERRY_BIN:-target/debug/ferry}
 PY=target/ci-venv/bin
 TOKEN=contract-test-token-0123456789
@@ -25,7 +35,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.248.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
 curl -sf -X PATCH -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  http://127.248.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0}' >/dev/null
+  http://127.248.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0, "externalDNSServers": ["127.248.0.53"], "internalDNSServers": ["127.248.0.53"]}' >/dev/null
 curl -sf http://127.248.0.1:8080/api/v1/openapi.json > "$work/openapi.json"
 "$PY/python" -m openapi_spec_validator "$work/openapi.json"
 seed=${SEED:-$RANDOM}
@@ -35,6 +45,6 @@ for s in 1 "$seed"; do
   "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
     --url http://127.248.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \
     --phases examples,coverage,fuzzing,stateful \
-    --exclude-path-regex '^/api/v1/(api-tokens/|receive-connectors)' --no-color || status=1
+    --exclude-path-regex '^/api/v1/(api-tokens/|receive-connectors)' --no-color "$@" || status=1
 done
 exit $status

@@ -34,7 +34,7 @@ async fn create_get_list_patch_delete_and_the_single_default() {
         None,
     )
     .await
-    .assert_problem(422, "default");
+    .assert_problem(409, "default");
     let moved = app
         .patch(
             &format!("{AD}/Fabrikam"),
