@@ -33,17 +33,10 @@ fn view(s: &Stored<AcceptedDomain>) -> AcceptedDomainView {
 }
 
 /// The domain name is unique, and a new default takes the flag from the old one.
-/// The rule that exactly one accepted domain is the default depends on
-/// the others, not on the body: breaking it is a conflict with the current
-/// state (409), like a duplicate domain, not a malformed object (422).
+/// Exactly one accepted domain is the default: a rule about the others,
+/// so breaking it is a conflict (409).
 fn default_conflict(e: crate::model::Invalid) -> ServiceError {
-    match e.0.as_slice() {
-        [only] if only.field == "default" => ServiceError::Conflict {
-            field: Some("default".into()),
-            message: only.message.clone(),
-        },
-        _ => e.into(),
-    }
+    ServiceError::conflict_on("default")(e)
 }
 
 fn change(

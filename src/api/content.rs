@@ -348,7 +348,8 @@ pub async fn create_rule(
     let name = rule.name.clone();
     let d = change_rules(&s, None, |snap, d| {
         check_quarantine(snap, &rule)?;
-        Ok(d.placed(rule, None)?)
+        d.placed(rule, None)
+            .map_err(ServiceError::conflict_on("name"))
     })
     .await?;
     let rule = find_rule(&d.spec, &name)?;
@@ -380,7 +381,8 @@ pub async fn patch_rule(
         let next = find_rule(d, &name)?.patched(&body)?;
         check_quarantine(snap, &next)?;
         new_name = next.name.clone();
-        Ok(d.placed(next, Some(&name))?)
+        d.placed(next, Some(&name))
+            .map_err(ServiceError::conflict_on("name"))
     })
     .await?;
     let rule = find_rule(&d.spec, &new_name)?;

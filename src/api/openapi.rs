@@ -659,8 +659,9 @@ impl Modify for StandardResponses {
 }
 
 /// utoipa writes every unsigned 32-bit field as `int32` from 0 with no
-/// maximum, so a generated 2^32 would be schema-valid and refused: the
-/// maximum is stated. (The narrower u8/u16/i8 fields state their own
+/// maximum, so a generated 2^32 would be schema-valid and refused, and
+/// 2^31 schema-invalid and accepted: such fields become `int64` with the
+/// maximum stated. (The narrower u8/u16/i8 fields state their own
 /// ranges on the model.)
 struct UnsignedBounds;
 
@@ -682,7 +683,18 @@ impl Modify for UnsignedBounds {
                         && non_negative
                         && o.maximum.is_none()
                     {
+                        // `int32` tops out at 2^31 - 1: an unsigned 32-bit
+                        // field is an int64 with its own maximum.
+                        o.format = Some(SchemaFormat::KnownFormat(KnownFormat::Int64));
                         o.maximum = Some(Number::UInt(u32::MAX as usize));
+                    }
+                    // And a u64 field is capped where int64 ends, which
+                    // the validator enforces and the document promises.
+                    if o.format == Some(SchemaFormat::KnownFormat(KnownFormat::Int64))
+                        && non_negative
+                        && o.maximum.is_none()
+                    {
+                        o.maximum = Some(Number::UInt(i64::MAX as usize));
                     }
                     o.properties.values_mut().for_each(walk);
                 }

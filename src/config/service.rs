@@ -49,6 +49,22 @@ pub enum ServiceError {
     Internal(#[from] anyhow::Error),
 }
 
+impl ServiceError {
+    /// A refusal that names only `field`, for a rule about the other
+    /// objects rather than the body (a name already taken, the one
+    /// default): a conflict with the current state (409), not a malformed
+    /// object (422).
+    pub fn conflict_on(field: &'static str) -> impl Fn(Invalid) -> ServiceError {
+        move |e| match e.0.as_slice() {
+            [only] if only.field == field => ServiceError::Conflict {
+                field: Some(field.into()),
+                message: only.message.clone(),
+            },
+            _ => e.into(),
+        }
+    }
+}
+
 /// Runs a whole configuration change (CPU-heavy validation such as 100,000
 /// ranges checked against another connector, the write, the new snapshot's
 /// parse) under `block_in_place`: it takes a worker thread for a moment and

@@ -548,6 +548,7 @@ pub struct IpListProvider {
     /// Recipients that are accepted even from a listed client (postmaster,
     /// abuse…), compared case-insensitively.
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub bypassed_recipients: Vec<String>,
     /// How long a session waits for the list's answer (1–30 s, default
     /// 2 s); no answer in time counts as not listed.

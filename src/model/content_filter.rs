@@ -57,6 +57,7 @@ pub struct ContentFilterConfig {
     pub rejection_response: String,
     /// Mail to these addresses is not filtered.
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub bypassed_recipients: Vec<String>,
     /// Mail from these addresses is not filtered.
     #[serde(default)]

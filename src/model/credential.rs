@@ -57,6 +57,7 @@ pub struct Credential {
     /// addresses, whose primary address and aliases this login sends as —
     /// kept in step with the directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_email_address)]
     pub directory_recipient: Option<String>,
 }
 

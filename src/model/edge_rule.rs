@@ -53,49 +53,63 @@ pub enum FromScope {
 pub struct Predicates {
     /// The envelope sender contains one of these words or phrases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_words)]
     pub from_address_contains_words: Option<Vec<String>>,
     /// The envelope sender matches one of these patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub from_address_matches_patterns: Option<Vec<String>>,
     /// The sender's domain is one of these (or a subdomain of one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_domains)]
     pub sender_domain_is: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_scope: Option<FromScope>,
     /// A recipient is one of these addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_addresses)]
     pub sent_to: Option<Vec<String>>,
     /// A recipient address contains one of these words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_words)]
     pub any_of_recipient_address_contains_words: Option<Vec<String>>,
     /// A recipient address matches one of these patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub any_of_recipient_address_matches_patterns: Option<Vec<String>>,
     /// A recipient's domain is one of these (or a subdomain of one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_domains)]
     pub recipient_domain_is: Option<Vec<String>>,
     /// The header `headerContainsMessageHeader` contains one of
     /// `headerContainsWords`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_contains_message_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_words)]
     pub header_contains_words: Option<Vec<String>>,
     /// The header `headerMatchesMessageHeader` matches one of
     /// `headerMatchesPatterns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_matches_message_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub header_matches_patterns: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_words)]
     pub subject_contains_words: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub subject_matches_patterns: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_words)]
     pub subject_or_body_contains_words: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub subject_or_body_matches_patterns: Option<Vec<String>>,
     /// An attachment's file name matches one of these patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_patterns)]
     pub attachment_name_matches_patterns: Option<Vec<String>>,
     /// The SCL is at least this (`SCLOver`); never true of a message
     /// that was not scanned.
@@ -135,9 +149,11 @@ pub struct Actions {
     pub delete_message: bool,
     /// Deliver to these instead of the recipients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_addresses_100)]
     pub redirect_message_to: Option<Vec<String>>,
     /// Deliver to these as well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rule_addresses_100)]
     pub add_to_recipients: Option<Vec<String>>,
     /// Deliver to the Content Filter's quarantine mailbox instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -215,7 +231,9 @@ impl Predicates {
                 );
                 for (i, w) in v.iter().enumerate() {
                     e.check(
-                        w.trim().is_empty() || w.len() > 256 || w.chars().any(char::is_control),
+                        w.trim().is_empty()
+                            || w.chars().count() > 256
+                            || w.chars().any(char::is_control),
                         &format!("{at}.{f}[{i}]"),
                         "must be 1–256 printable characters",
                     );

@@ -134,6 +134,11 @@ pub fn object_name() -> Object {
 const PORT: &str =
     "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
 
+/// A DNS server as `DnsServer` reads it: `ip`, `ip:port`, `[ipv6]:port`.
+pub fn dns_server_pattern() -> String {
+    format!("^(?:{IPV4}(?::{PORT})?|{IPV6}|\\[{IPV6}\\]:{PORT})$")
+}
+
 /// rspamd's normal worker: `http://host:port`, an optional final slash.
 pub fn scanner_url() -> Object {
     string(false)
@@ -151,6 +156,67 @@ pub fn friendly_name() -> Object {
         .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))
         .max_length(Some(128))
         .build()
+}
+
+/// An organisation's name in a report: 1–255 characters, not only blanks,
+/// no control characters; null for the server's name.
+pub fn org_name() -> Object {
+    string(true)
+        .pattern(Some(
+            "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        ))
+        .max_length(Some(255))
+        .build()
+}
+
+/// A nullable list of `min`–`max` items.
+fn list(item: impl Into<RefOr<Schema>>, min: usize, max: Option<usize>) -> RefOr<Schema> {
+    use utoipa::openapi::schema::OneOfBuilder;
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(
+            ArrayBuilder::new()
+                .items(item.into())
+                .min_items(Some(min))
+                .max_items(max),
+        )
+        .into()
+}
+
+/// A transport rule's words or phrases: 1–100 of them.
+pub fn rule_words() -> RefOr<Schema> {
+    list(printable_name(), 1, Some(100))
+}
+
+/// A transport rule's patterns: 1–100, each 1–1024 characters (and a
+/// regular expression the `regex` crate compiles, which no schema says).
+pub fn rule_patterns() -> RefOr<Schema> {
+    list(
+        string(false).min_length(Some(1)).max_length(Some(1024)),
+        1,
+        Some(100),
+    )
+}
+
+/// A transport rule's domains: at least one.
+pub fn rule_domains() -> RefOr<Schema> {
+    list(
+        string(false)
+            .pattern(Some(domain_pattern()))
+            .max_length(Some(253)),
+        1,
+        None,
+    )
+}
+
+/// A transport rule's addresses: at least one.
+pub fn rule_addresses() -> RefOr<Schema> {
+    list(email_address(), 1, None)
+}
+
+/// A transport rule action's addresses: 1–100.
+pub fn rule_addresses_100() -> RefOr<Schema> {
+    list(email_address(), 1, Some(100))
 }
 
 /// An IPv4 or IPv6 address, without brackets or port.
@@ -345,6 +411,26 @@ limit_between!(limit_from_1, 1, Some(2_147_483_647));
 limit_between!(limit_from_0, 0, Some(2_147_483_647));
 limit_between!(limit_from_1kib, 1024, Some(i64::MAX as u64));
 limit_between!(limit_from_1mib, 1024 * 1024, None);
+
+/// A list of domain names.
+pub fn domains() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(
+            string(false)
+                .pattern(Some(domain_pattern()))
+                .max_length(Some(253)),
+        )
+        .into()
+}
+
+/// The authserv-id of Authentication-Results (RFC 8601): printable ASCII
+/// without blanks or ';', at most 255; null for the server's FQDN.
+pub fn authserv_id() -> Object {
+    string(true)
+        .pattern(Some("^[!-:<-~]+$"))
+        .max_length(Some(255))
+        .build()
+}
 
 /// A list of domains, each may be `*.domain`.
 pub fn domains_or_wildcards() -> RefOr<Schema> {

@@ -49,6 +49,7 @@ pub struct SenderIdConfig {
     pub dmarc_honor_policy: bool,
     /// Mail to these addresses is checked and stamped, never refused.
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub bypassed_recipients: Vec<String>,
     /// Mail from these domains (`*.domain`: and subdomains) is not checked.
     #[serde(default)]
@@ -61,10 +62,12 @@ pub struct SenderIdConfig {
     /// ARC sealers whose passing chain overrides a DMARC failure (a mailing
     /// list or forwarder that verified the mail before changing it).
     #[serde(default)]
+    #[schema(schema_with = super::schema::domains)]
     pub trusted_arc_sealers: Vec<String>,
     /// The `authserv-id` of the Authentication-Results header; the
     /// server's FQDN when null.
     #[serde(default)]
+    #[schema(schema_with = super::schema::authserv_id)]
     pub authserv_id: Option<String>,
     /// How long all the DNS lookups of one message may take (1–30 s);
     /// past it the verdicts are `temperror`.
@@ -79,9 +82,11 @@ pub struct SenderIdConfig {
     /// The From (and MAIL FROM) of the reports; the postmaster address when
     /// null. Reports are DKIM-signed with its domain's active key.
     #[serde(default)]
+    #[schema(schema_with = super::schema::optional_email_address)]
     pub dmarc_report_address: Option<String>,
     /// `org_name` in the reports; the server's FQDN when null.
     #[serde(default)]
+    #[schema(schema_with = super::schema::org_name)]
     pub dmarc_report_org_name: Option<String>,
 }
 
@@ -155,7 +160,7 @@ impl SenderIdConfig {
         }
         if let Some(n) = &self.dmarc_report_org_name {
             e.check(
-                n.trim().is_empty() || n.len() > 255 || n.chars().any(char::is_control),
+                n.trim().is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control),
                 "dmarcReportOrgName",
                 "must be 1 to 255 printable characters",
             );

@@ -39,7 +39,9 @@ impl fmt::Display for DnsServer {
 string_type!(
     DnsServer,
     "A DNS server: `ip`, `ip:port` or `[ipv6]:port` (port 53 by default).",
-    "127.0.0.1:5353"
+    "127.0.0.1:5353",
+    Some(super::schema::dns_server_pattern()),
+    Some(53)
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -49,6 +51,7 @@ pub struct TransportSettings {
     pub server_fqdn: Domain,
     /// Sender of DSNs. `null`: `postmaster@<server FQDN>` on an Edge,
     /// `postmaster@<default accepted domain>` on a Hub.
+    #[schema(schema_with = super::schema::optional_email_address)]
     pub external_postmaster_address: Option<String>,
     /// Glitch retries before the transient schedule (4).
     #[schema(minimum = 0, maximum = 15)]
