@@ -235,7 +235,13 @@ fn collect(e: &jsonschema::ValidationError, root: &Value, errors: &mut Vec<Field
                 .iter()
                 .filter(|x| matches!(x.kind(), ValidationErrorKind::Enum { .. }))
                 .count();
-            (wrong_kind, b.len())
+            // A branch of another type altogether (null, for an object)
+            // is further still.
+            let wrong_type = b.iter().any(|x| {
+                matches!(x.kind(), ValidationErrorKind::Type { .. })
+                    && x.instance_path().as_str() == e.instance_path().as_str()
+            });
+            (wrong_type, wrong_kind, b.len())
         })
     {
         for inner in best {

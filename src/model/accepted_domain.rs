@@ -72,10 +72,13 @@ pub enum RecipientDirectory {
     #[serde(rename_all = "camelCase")]
     Ldap {
         /// `ldap://host:port` or `ldaps://host:port`.
+        #[schema(pattern = "^ldaps?://")]
         url: String,
+        #[schema(pattern = "\\S")]
         base_dn: String,
         /// Default `(|(mail=%s)(proxyAddresses=smtp:%s))`.
         #[serde(default = "ldap_filter")]
+        #[schema(pattern = "^\\(.*%s")]
         filter: String,
         /// A credential (kind SmartHost) whose userName is the bind DN;
         /// none binds anonymously.
