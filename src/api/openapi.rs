@@ -626,13 +626,14 @@ impl Modify for StandardResponses {
                     .flatten()
                     .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
                 let body = op.request_body.is_some();
-                // If-Match takes the strong ETag this server sends: "<version>".
+                // If-Match takes the strong ETag this server sends,
+                // "<version>", or `*` (any current version, RFC 9110).
                 for p in op.parameters.iter_mut().flatten() {
                     if p.name.eq_ignore_ascii_case("If-Match") {
                         p.schema = Some(RefOr::T(Schema::Object(
                             ObjectBuilder::new()
                                 .schema_type(Type::String)
-                                .pattern(Some(r#"^"[0-9]{1,18}"$"#))
+                                .pattern(Some(r#"^(?:\*|"[0-9]{1,18}")$"#))
                                 .build(),
                         )));
                     }

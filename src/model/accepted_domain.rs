@@ -27,9 +27,15 @@ pub enum MailboxDelivery {
     /// A Maildir per recipient under `<data-dir>/mailboxes/<domain>/<local-part>/`.
     Maildir,
     /// An LMTP mail store (RFC 2033), `host:port`.
-    Lmtp { host: String },
+    Lmtp {
+        #[schema(schema_with = super::schema::host_port)]
+        host: String,
+    },
     /// An SMTP mail store, `host:port`.
-    Smtp { host: String },
+    Smtp {
+        #[schema(schema_with = super::schema::host_port)]
+        host: String,
+    },
 }
 
 impl MailboxDelivery {

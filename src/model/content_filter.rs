@@ -51,6 +51,7 @@ pub struct ContentFilterConfig {
     #[schema(minimum = 0, maximum = 9)]
     pub scl_quarantine_threshold: u8,
     #[serde(default)]
+    #[schema(schema_with = super::schema::optional_email_address)]
     pub quarantine_mailbox: Option<String>,
     /// The reply text of a rejection (≤ 240 printable ASCII).
     #[schema(schema_with = super::schema::reply_text)]
@@ -61,6 +62,7 @@ pub struct ContentFilterConfig {
     pub bypassed_recipients: Vec<String>,
     /// Mail from these addresses is not filtered.
     #[serde(default)]
+    #[schema(schema_with = super::schema::email_addresses)]
     pub bypassed_senders: Vec<String>,
     /// Mail from these domains (`*.contoso.test`: and their subdomains) is
     /// not filtered.

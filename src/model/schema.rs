@@ -139,6 +139,19 @@ pub fn dns_server_pattern() -> String {
     format!("^(?:{IPV4}(?::{PORT})?|{IPV6}|\\[{IPV6}\\]:{PORT})$")
 }
 
+/// A mail store's `host:port`: a host name, an IPv4 address or a
+/// bracketed IPv6 address, and a port.
+pub fn host_port() -> Object {
+    string(false)
+        .pattern(Some(format!(
+            "^(?:{LABEL}(?:\\.{LABEL})*|{IPV4}|\\[{IPV6}\\]):{PORT}$"
+        )))
+        .description(Some(
+            "`host:port`, e.g. `127.0.0.1:24` or `store01.contoso.com:2525`.",
+        ))
+        .build()
+}
+
 /// rspamd's normal worker: `http://host:port`, an optional final slash.
 pub fn scanner_url() -> Object {
     string(false)
