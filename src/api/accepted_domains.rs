@@ -33,12 +33,6 @@ fn view(s: &Stored<AcceptedDomain>) -> AcceptedDomainView {
 }
 
 /// The domain name is unique, and a new default takes the flag from the old one.
-/// Exactly one accepted domain is the default: a rule about the others,
-/// so breaking it is a conflict (409).
-fn default_conflict(e: crate::model::Invalid) -> ServiceError {
-    ServiceError::conflict_on("default")(e)
-}
-
 fn change(
     snap: &Snapshot,
     d: AcceptedDomain,
@@ -118,7 +112,7 @@ pub async fn create(
         .config
         .create::<AcceptedDomain>(|snap, _| {
             let d = AcceptedDomain::from_create(&body, &snap.ctx, snap.accepted_domains.is_empty())
-                .map_err(default_conflict)?;
+                .map_err(ServiceError::conflict_on("default"))?;
             change(snap, d, None)
         })
         .await?;
@@ -145,7 +139,7 @@ pub async fn patch(
             let d = current
                 .spec
                 .patched(&body, &snap.ctx)
-                .map_err(default_conflict)?;
+                .map_err(ServiceError::conflict_on("default"))?;
             change(snap, d, Some(current.id))
         })
         .await?;

@@ -24,8 +24,12 @@ use crate::model::{FieldError, Invalid};
 /// from (where an error's schema path is looked up for its description).
 static BODIES: LazyLock<HashMap<(Method, String), (Validator, Value)>> = LazyLock::new(compile);
 
+/// The document both tables are compiled from, serialized once.
+static DOCUMENT: LazyLock<Value> =
+    LazyLock::new(|| serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes"));
+
 fn compile() -> HashMap<(Method, String), (Validator, Value)> {
-    let doc = serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes");
+    let doc = &*DOCUMENT;
     let components = doc["components"].clone();
     let mut out = HashMap::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
@@ -63,7 +67,7 @@ struct QueryParam {
 }
 
 static QUERIES: LazyLock<HashMap<(Method, String), Vec<QueryParam>>> = LazyLock::new(|| {
-    let doc = serde_json::to_value(super::openapi::ApiDoc::openapi()).expect("serializes");
+    let doc = &*DOCUMENT;
     let mut out = HashMap::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
