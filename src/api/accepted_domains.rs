@@ -139,7 +139,11 @@ pub async fn patch(
             let d = current
                 .spec
                 .patched(&body, &snap.ctx)
-                .map_err(ServiceError::conflict_on("default"))?;
+                .map_err(ServiceError::conflict_on("default"))
+                .map_err(|e| match e {
+                    ServiceError::Invalid(i) => ServiceError::against(&body)(i),
+                    e => e,
+                })?;
             change(snap, d, Some(current.id))
         })
         .await?;

@@ -378,7 +378,9 @@ pub async fn patch_rule(
 ) -> Result<Tagged<TransportRuleView>, ApiError> {
     let mut new_name = name.clone();
     let d = change_rules(&s, if_match, |snap, d| {
-        let next = find_rule(d, &name)?.patched(&body)?;
+        let next = find_rule(d, &name)?
+            .patched(&body)
+            .map_err(ServiceError::against(&body))?;
         check_quarantine(snap, &next)?;
         new_name = next.name.clone();
         d.placed(next, Some(&name))

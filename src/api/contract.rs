@@ -151,18 +151,12 @@ pub fn check_query(method: &Method, route: &str, query: &str) -> Result<(), Inva
                     .map(|e| describe(&e, None)),
             };
             if let Some(message) = message {
-                errors.push(FieldError {
-                    field: p.name.clone(),
-                    message,
-                });
+                errors.push(FieldError::new(p.name.clone(), message));
                 break;
             }
         }
         if p.required && !present {
-            errors.push(FieldError {
-                field: p.name.clone(),
-                message: "is required".into(),
-            });
+            errors.push(FieldError::new(p.name.clone(), "is required"));
         }
     }
     if errors.is_empty() {
@@ -230,6 +224,17 @@ pub fn check_body(method: &Method, route: &str, body: &Value) -> Result<(), Inva
 /// matches none of a `oneOf`/`anyOf` (the certificate bodies, chosen by
 /// `source`) is reported by the branch it came closest to.
 fn collect(e: &jsonschema::ValidationError, root: &Value, errors: &mut Vec<FieldError>) {
+    // A rule over several fields (`x-rule` beside its `anyOf`) is reported
+    // in its own words on the object, not by the branch it came nearest.
+    let schema_path = e.schema_path().as_str();
+    let rule = root
+        .pointer(schema_path.rsplit_once('/').map_or("", |(p, _)| p))
+        .and_then(|s| s.get("x-rule"))
+        .and_then(Value::as_str);
+    if let (ValidationErrorKind::AnyOf { .. }, Some(rule)) = (e.kind(), rule) {
+        errors.push(FieldError::new(path_of(e), rule));
+        return;
+    }
     if let ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } =
         e.kind()
         && let Some(best) = context.iter().filter(|b| !b.is_empty()).min_by_key(|b| {
@@ -253,6 +258,38 @@ fn collect(e: &jsonschema::ValidationError, root: &Value, errors: &mut Vec<Field
         }
         return;
     }
+    let field = path_of(e);
+    // A rule that joins fields (`if`/`then` in the document) says in its
+    // own words what it wants of the field at fault.
+    let joint = schema_path
+        .contains("/then/")
+        .then(|| schema_path.rsplit_once('/').map_or("", |(p, _)| p))
+        .and_then(|p| root.pointer(p))
+        .and_then(|s| s.get("description"))
+        .and_then(Value::as_str);
+    let (field, message) = match e.kind() {
+        ValidationErrorKind::Required { property } if joint.is_some() => {
+            let p = property.as_str().unwrap_or_default();
+            (join(&field, p), joint.unwrap_or_default().to_string())
+        }
+        _ if joint.is_some() => (field, joint.unwrap_or_default().to_string()),
+        ValidationErrorKind::Required { property } => {
+            let p = property.as_str().unwrap_or_default();
+            (join(&field, p), "is required".to_string())
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => (
+            join(&field, unexpected.first().map(String::as_str).unwrap_or("")),
+            "is not a field of this object".to_string(),
+        ),
+        _ => (field, describe(e, Some(root))),
+    };
+    if !errors.iter().any(|x| x.field == field) {
+        errors.push(FieldError::new(field, message));
+    }
+}
+
+/// The field an error is about, as the model names it (`entries[3].name`).
+fn path_of(e: &jsonschema::ValidationError) -> String {
     let mut field = String::new();
     for seg in e.instance_path().segments() {
         match seg {
@@ -265,20 +302,7 @@ fn collect(e: &jsonschema::ValidationError, root: &Value, errors: &mut Vec<Field
             LocationSegment::Index(i) => field.push_str(&format!("[{i}]")),
         }
     }
-    let (field, message) = match e.kind() {
-        ValidationErrorKind::Required { property } => {
-            let p = property.as_str().unwrap_or_default();
-            (join(&field, p), "is required".to_string())
-        }
-        ValidationErrorKind::AdditionalProperties { unexpected } => (
-            join(&field, unexpected.first().map(String::as_str).unwrap_or("")),
-            "is not a field of this object".to_string(),
-        ),
-        _ => (field, describe(e, Some(root))),
-    };
-    if !errors.iter().any(|x| x.field == field) {
-        errors.push(FieldError { field, message });
-    }
+    field
 }
 
 fn join(parent: &str, child: &str) -> String {

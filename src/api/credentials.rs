@@ -269,7 +269,10 @@ pub async fn patch(
     let stored = s
         .config
         .update::<Credential>(&id, if_match, |snap, current| {
-            let c = current.spec.patched(&body)?;
+            let c = current
+                .spec
+                .patched(&body)
+                .map_err(ServiceError::against(&body))?;
             unique_login(snap, &c, Some(current.id))?;
             let was_server = current.spec.principal == Some(LoginPrincipal::Server);
             check_server_password(snap, &c, password.as_deref(), was_server)?;

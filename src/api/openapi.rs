@@ -130,7 +130,7 @@ body_schema!(
     model::anti_spam::IpListProvider,
     ["name", "lookupDomain"],
     "A new IP Allow list provider; priority defaults to the end of the list.",
-    without: ["rejectionResponse"]
+    without: ["rejectionResponse", "list"]
 );
 body_schema!(
     IpAllowListProviderPatch,
@@ -143,13 +143,15 @@ body_schema!(
     IpListEntryCreate,
     model::anti_spam::IpListEntry,
     ["ipRange"],
-    "A new IP list entry (the list is the path's)."
+    "A new IP list entry (the list is the path's).",
+    without: ["list"]
 );
 body_schema!(
     IpListProviderCreate,
     model::anti_spam::IpListProvider,
     ["name", "lookupDomain"],
-    "A new IP list provider (the list is the path's); priority defaults to the end of the list."
+    "A new IP list provider (the list is the path's); priority defaults to the end of the list.",
+    without: ["list"]
 );
 body_schema!(
     IpListProviderPatch,
@@ -734,6 +736,276 @@ impl Modify for UnsignedBounds {
     }
 }
 
+/// Rules that join fields, which a property-by-property schema cannot
+/// state, written as JSON Schema `if`/`then` on the request bodies so a
+/// client (and the request check) knows them: a header name with its
+/// words, a login's own addresses or its directory entry, a directory or
+/// mailboxes only on an Authoritative domain. A creation states the whole
+/// object, so a rule's other field is required; a merge patch states only
+/// what changes, so it may leave the other field as stored and may only
+/// not remove it (a break that involves a stored field is answered 409).
+struct JointRules;
+
+/// `if` `field` is given as a `ty` (not null), `then` `other` must be one:
+/// required in a creation, not null in a patch.
+fn needs(field: &str, ty: &str, other: &str, other_ty: &str, create: bool) -> serde_json::Value {
+    let mut then = serde_json::json!({
+        "properties": {other: {"type": other_ty, "description": format!("is required with {field}")}},
+    });
+    if create {
+        then["required"] = serde_json::json!([other]);
+        then["description"] = serde_json::json!(format!("is required with {field}"));
+    }
+    serde_json::json!({
+        "if": {"required": [field], "properties": {field: {"type": ty}}},
+        "then": then,
+    })
+}
+
+/// `if` the condition holds, `then` each of `fields` is absent or null.
+fn left_out(condition: serde_json::Value, fields: &[(&str, &str)]) -> serde_json::Value {
+    let props: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|(f, why)| {
+            let schema = if *f == "aliases" {
+                serde_json::json!({"type": ["null", "array"], "maxItems": 0, "description": why})
+            } else {
+                serde_json::json!({"type": "null", "description": why})
+            };
+            (f.to_string(), schema)
+        })
+        .collect();
+    serde_json::json!({"if": condition, "then": {"properties": props}})
+}
+
+/// The joined rules of a transport rule's conditions (or exceptions) and
+/// actions: each header name with its words or patterns, and back.
+fn rule_joins(create: bool) -> serde_json::Value {
+    let both = |a: &str, a_ty: &str, b: &str, b_ty: &str| {
+        [
+            needs(a, a_ty, b, b_ty, create),
+            needs(b, b_ty, a, a_ty, create),
+        ]
+    };
+    let predicates: Vec<serde_json::Value> = both(
+        "headerContainsWords",
+        "array",
+        "headerContainsMessageHeader",
+        "string",
+    )
+    .into_iter()
+    .chain(both(
+        "headerMatchesPatterns",
+        "array",
+        "headerMatchesMessageHeader",
+        "string",
+    ))
+    .collect();
+    let mut actions: Vec<serde_json::Value> =
+        both("setHeaderName", "string", "setHeaderValue", "string").into();
+    // Rejecting, deleting, quarantining and redirecting exclude one another.
+    let alone = "reject, deleteMessage, quarantine and redirectMessageTo exclude one another";
+    let reject = [
+        ("rejectMessageEnhancedStatusCode", alone),
+        ("rejectMessageReasonText", alone),
+    ];
+    let chosen =
+        |f: &str, v: serde_json::Value| serde_json::json!({"required": [f], "properties": {f: v}});
+    actions.push(left_out(
+        chosen("deleteMessage", serde_json::json!({"const": true})),
+        &[("redirectMessageTo", alone)]
+            .into_iter()
+            .chain(reject)
+            .collect::<Vec<_>>(),
+    ));
+    actions.push(left_out(
+        chosen("quarantine", serde_json::json!({"const": true})),
+        &[("redirectMessageTo", alone)]
+            .into_iter()
+            .chain(reject)
+            .collect::<Vec<_>>(),
+    ));
+    actions.push(serde_json::json!({
+        "if": chosen("deleteMessage", serde_json::json!({"const": true})),
+        "then": {"properties": {"quarantine": {"const": false, "description": alone}}},
+    }));
+    actions.push(left_out(
+        chosen("redirectMessageTo", serde_json::json!({"type": "array"})),
+        &reject,
+    ));
+    if create {
+        // A rule needs an action: some action given, a switch turned on.
+        let given: Vec<serde_json::Value> = [
+            ("prependSubject", "string"),
+            ("setHeaderName", "string"),
+            ("setHeaderValue", "string"),
+            ("removeHeader", "string"),
+            ("setScl", "integer"),
+            ("rejectMessageEnhancedStatusCode", "string"),
+            ("rejectMessageReasonText", "string"),
+            ("redirectMessageTo", "array"),
+            ("addToRecipients", "array"),
+            ("logEventText", "string"),
+        ]
+        .into_iter()
+        .map(|(f, ty)| chosen(f, serde_json::json!({"type": ty})))
+        .chain(
+            ["deleteMessage", "quarantine", "stopRuleProcessing"]
+                .map(|f| chosen(f, serde_json::json!({"const": true}))),
+        )
+        .collect();
+        actions.push(serde_json::json!({"anyOf": given, "x-rule": "a rule needs an action"}));
+    }
+    serde_json::json!({"properties": {
+        "conditions": {"allOf": predicates},
+        "exceptions": {"allOf": predicates},
+        "actions": {"allOf": actions},
+    }})
+}
+
+impl Modify for JointRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use serde_json::json;
+        let not_authoritative = json!({
+            "required": ["domainType"],
+            "properties": {"domainType": {"enum": ["InternalRelay", "ExternalRelay"]}},
+        });
+        let domain = left_out(
+            not_authoritative,
+            &[
+                (
+                    "recipientDirectory",
+                    "only an Authoritative domain has all its recipients here",
+                ),
+                (
+                    "mailboxDelivery",
+                    "only an Authoritative domain has its mailboxes here",
+                ),
+            ],
+        );
+        // Named on directoryRecipient, as the model names it.
+        let from_directory =
+            "takes the addresses from the directory: leave primaryAddress and aliases out";
+        let own_address = left_out(
+            json!({"required": ["primaryAddress"], "properties": {"primaryAddress": {"type": "string"}}}),
+            &[("directoryRecipient", from_directory)],
+        );
+        let own_aliases = left_out(
+            json!({"required": ["aliases"], "properties": {"aliases": {"type": "array", "minItems": 1}}}),
+            &[("directoryRecipient", from_directory)],
+        );
+        let logins_only = "applies to logins only";
+        let smart_host = left_out(
+            json!({"required": ["kind"], "properties": {"kind": {"const": "SmartHost"}}}),
+            &[
+                ("principal", logins_only),
+                ("primaryAddress", logins_only),
+                ("aliases", logins_only),
+                ("directoryRecipient", logins_only),
+            ],
+        );
+        let rules: [(&str, Vec<serde_json::Value>); 6] = [
+            ("AcceptedDomainCreate", vec![domain.clone()]),
+            ("AcceptedDomainPatch", vec![domain]),
+            (
+                "CredentialCreate",
+                vec![own_address.clone(), own_aliases.clone(), smart_host],
+            ),
+            ("CredentialPatch", vec![own_address, own_aliases]),
+            ("TransportRuleCreate", vec![rule_joins(true)]),
+            ("TransportRulePatch", vec![rule_joins(false)]),
+        ];
+        let Some(c) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, all_of) in rules {
+            let Some(RefOr::T(Schema::Object(o))) = c.schemas.get_mut(name) else {
+                panic!("{name} is an object schema of the document");
+            };
+            o.extensions
+                .get_or_insert_with(Default::default)
+                .insert("allOf".into(), serde_json::Value::Array(all_of));
+        }
+    }
+}
+
+/// Links from each creation to the operations on what it created
+/// (OpenAPI 3.1 Link Objects): the new object's `id` (or `name`, or a
+/// recipient's `primaryAddress`) fills the item path's parameter, so a
+/// client, and a stateful tester, can walk from a POST to the GET, PATCH
+/// and DELETE of its object.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        let schemas = openapi
+            .components
+            .as_ref()
+            .map(|c| c.schemas.clone())
+            .unwrap_or_default();
+        let has_field = |r: &utoipa::openapi::Response, field: &str| {
+            let Some(RefOr::Ref(r)) = r
+                .content
+                .get("application/json")
+                .and_then(|c| c.schema.as_ref())
+            else {
+                return false;
+            };
+            let name = r.ref_location.rsplit('/').next().unwrap_or_default();
+            matches!(schemas.get(name), Some(RefOr::T(Schema::Object(o))) if o.properties.contains_key(field))
+        };
+        // (collection path, item path parameter, [(method, operation id)])
+        type Item = (String, String, Vec<(&'static str, String)>);
+        let items: Vec<Item> = openapi
+            .paths
+            .paths
+            .iter()
+            .filter_map(|(path, item)| {
+                let (parent, last) = path.rsplit_once('/')?;
+                let param = last.strip_prefix('{')?.strip_suffix('}')?;
+                let ops = [
+                    ("get", &item.get),
+                    ("patch", &item.patch),
+                    ("delete", &item.delete),
+                ]
+                .into_iter()
+                .filter_map(|(m, op)| Some((m, op.as_ref()?.operation_id.clone()?)))
+                .collect();
+                Some((parent.to_string(), param.to_string(), ops))
+            })
+            .collect();
+        for (parent, param, ops) in items {
+            let Some(created) = openapi
+                .paths
+                .paths
+                .get_mut(&parent)
+                .and_then(|i| i.post.as_mut())
+                .and_then(|op| op.responses.responses.get_mut("201"))
+            else {
+                continue;
+            };
+            let RefOr::T(created) = created else { continue };
+            let field = if param == "address" {
+                "primaryAddress"
+            } else {
+                param.as_str()
+            };
+            if !has_field(created, field) {
+                continue;
+            }
+            for (method, operation_id) in ops {
+                let link = LinkBuilder::new()
+                    .operation_id(operation_id)
+                    .parameter(param.clone(), format!("$response.body#/{field}"))
+                    .description(format!("The {method} of the object this created."))
+                    .build();
+                created.links.insert(method.to_string(), RefOr::T(link));
+            }
+        }
+    }
+}
+
 /// The tracking search's `event` parameter takes a comma-separated list of
 /// the event kinds there are, so its pattern is written from
 /// `EventKind::ALL` rather than by hand.
@@ -776,7 +1048,7 @@ impl Modify for TrackingEvents {
 Every request under /api/v1 needs `Authorization: Bearer <API token>`; each operation's security requirement names the role it needs (`403` otherwise). Errors are RFC 7807 problem JSON naming the field at fault. \
 Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
     ),
-    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds),
+    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &Links),
     paths(
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete,

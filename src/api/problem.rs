@@ -49,10 +49,7 @@ impl ApiError {
     }
 
     pub fn with_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Self {
-        self.errors.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.errors.push(FieldError::new(field, message));
         self
     }
 
@@ -113,6 +110,16 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(i) => i.into(),
+            ServiceError::StoredConflict(i) => {
+                let detail = i.to_string();
+                ApiError {
+                    status: StatusCode::CONFLICT,
+                    kind: "conflict",
+                    title: "The change conflicts with the stored object",
+                    detail,
+                    errors: i.0,
+                }
+            }
             ServiceError::NotFound { .. } => ApiError::not_found(e.to_string()),
             ServiceError::Conflict {
                 ref field,

@@ -31,6 +31,7 @@ pub async fn get(State(s): State<AppState>) -> Tagged<TransportSettingsView> {
     params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
     request_body(content = super::openapi::TransportSettingsPatch, content_type = "application/merge-patch+json"),
     responses((status = 200, body = TransportSettingsView, headers(("ETag" = String))),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 412, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch(
@@ -39,7 +40,12 @@ pub async fn patch(
     JsonBody(body): JsonBody,
 ) -> Result<Tagged<TransportSettingsView>, ApiError> {
     s.config
-        .update_transport_settings(if_match, |snap| Ok(snap.transport.spec.patched(&body)?))
+        .update_transport_settings(if_match, |snap| {
+            snap.transport
+                .spec
+                .patched(&body)
+                .map_err(crate::config::ServiceError::against(&body))
+        })
         .await?;
     let snap = s.config.snapshot();
     Ok(ok(snap.transport.version, view(&snap)))

@@ -45,11 +45,29 @@ pub enum ServiceError {
     PreconditionFailed { kind: &'static str, current: i64 },
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A merge patch valid on its own that breaks a rule joining its
+    /// fields with ones it leaves as stored (RFC 5789 §2.2).
+    #[error("{0}")]
+    StoredConflict(Invalid),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl ServiceError {
+    /// Reads a patched object's refusal against the patch that made it:
+    /// a rule broken only together with the stored fields is a conflict
+    /// with the object's state (409); anything else is the patch's own
+    /// fault (422).
+    pub fn against(patch: &serde_json::Value) -> impl Fn(Invalid) -> ServiceError + '_ {
+        move |e| {
+            if e.only_against_stored(patch) {
+                ServiceError::StoredConflict(e)
+            } else {
+                ServiceError::Invalid(e)
+            }
+        }
+    }
+
     /// A refusal that names only `field`, for a rule about the other
     /// objects rather than the body (a name already taken, the one
     /// default): a conflict with the current state (409), not a malformed

@@ -207,10 +207,13 @@ impl AcceptedDomain {
 
     fn validate_role(&self, ctx: &ServerContext) -> Result<(), Invalid> {
         if self.recipient_directory.is_some() && self.domain_type != DomainType::Authoritative {
-            return Err(Invalid::field(
+            let mut e = Errors::default();
+            e.joint(
                 "recipientDirectory",
+                &["domainType"],
                 "only an Authoritative domain has all its recipients here",
-            ));
+            );
+            return e.finish();
         }
         if let Some(RecipientDirectory::Ldap {
             url,
@@ -246,11 +249,13 @@ impl AcceptedDomain {
             "mailboxDelivery",
             "mailboxes live on a Hub, not on an Edge",
         );
-        e.check(
-            self.domain_type != DomainType::Authoritative,
-            "mailboxDelivery",
-            "only an Authoritative domain has its mailboxes here",
-        );
+        if self.domain_type != DomainType::Authoritative {
+            e.joint(
+                "mailboxDelivery",
+                &["domainType"],
+                "only an Authoritative domain has its mailboxes here",
+            );
+        }
         if let Some(h) = m.host() {
             e.check(
                 split_host_port(h).is_none(),

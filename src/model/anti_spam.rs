@@ -450,8 +450,10 @@ pub struct IpListEntry {
 
 impl IpListEntry {
     pub fn from_create(list: IpList, body: &Value) -> Result<IpListEntry, Invalid> {
-        let mut value = serde_json::json!({ "list": list });
+        let mut value = serde_json::json!({});
         merge_patch(&mut value, body);
+        // The list is the path's, whatever the body says.
+        value["list"] = serde_json::json!(list);
         if !body.get("ipRange").is_some_and(Value::is_string) {
             return Err(Invalid::field(
                 "ipRange",
@@ -568,6 +570,8 @@ impl IpListProvider {
             "lookupTimeout": "00:00:02",
         });
         merge_patch(&mut value, body);
+        // The list is the path's, whatever the body says.
+        value["list"] = serde_json::json!(list);
         let p: IpListProvider = from_json(value)?;
         p.validate()?;
         Ok(p)

@@ -211,11 +211,13 @@ impl Credential {
                 "directoryRecipient",
                 format!("'{d}' is not an address like user@contoso.com"),
             );
-            e.check(
-                self.primary_address.is_some() || !self.aliases.is_empty(),
-                "directoryRecipient",
-                "takes the addresses from the directory: leave primaryAddress and aliases out",
-            );
+            if self.primary_address.is_some() || !self.aliases.is_empty() {
+                e.joint(
+                    "directoryRecipient",
+                    &["primaryAddress", "aliases"],
+                    "takes the addresses from the directory: leave primaryAddress and aliases out",
+                );
+            }
         }
         e.finish()
     }

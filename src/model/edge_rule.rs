@@ -84,6 +84,7 @@ pub struct Predicates {
     /// The header `headerContainsMessageHeader` contains one of
     /// `headerContainsWords`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::header_name)]
     pub header_contains_message_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = super::schema::rule_words)]
@@ -91,6 +92,7 @@ pub struct Predicates {
     /// The header `headerMatchesMessageHeader` matches one of
     /// `headerMatchesPatterns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::header_name)]
     pub header_matches_message_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = super::schema::rule_patterns)]
@@ -127,13 +129,17 @@ pub struct Predicates {
 pub struct Actions {
     /// Put this before the subject (not again when it is there already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::subject_prefix)]
     pub prepend_subject: Option<String>,
     /// Set header `setHeaderName` to `setHeaderValue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::header_name)]
     pub set_header_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::header_value)]
     pub set_header_value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::header_name)]
     pub remove_header: Option<String>,
     /// −1 to 9.
     #[serde(default, rename = "setScl", skip_serializing_if = "Option::is_none")]
@@ -141,8 +147,10 @@ pub struct Actions {
     pub set_scl: Option<i8>,
     /// Refuse after DATA: `550 <code> <text>`; code 5.7.1 or 5.7.900–5.7.999.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::rejection_code)]
     pub reject_message_enhanced_status_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::optional_reply_text)]
     pub reject_message_reason_text: Option<String>,
     /// Accept and drop, without an NDR.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -160,6 +168,7 @@ pub struct Actions {
     pub quarantine: bool,
     /// Record an event with this text (tracking, protocol log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::event_text)]
     pub log_event_text: Option<String>,
     /// No rule after this one is evaluated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -305,14 +314,19 @@ impl Predicates {
                     &format!("{at}.{f}"),
                     "must be a header field name",
                 ),
-                None => e.check(
-                    with,
-                    &format!("{at}.{f}"),
+                None if with => e.joint(
+                    format!("{at}.{f}"),
+                    &[&format!("{at}.{other}")],
                     format!("is required with {other}"),
                 ),
+                None => {}
             }
             if v.is_some() && !with {
-                e.add(format!("{at}.{other}"), format!("is required with {f}"));
+                e.joint(
+                    format!("{at}.{other}"),
+                    &[&format!("{at}.{f}")],
+                    format!("is required with {f}"),
+                );
             }
         };
         header_name(
@@ -369,6 +383,32 @@ impl Predicates {
     }
 }
 
+/// The actions that end a message's way: at most one of them.
+const ENDINGS: &[&str] = &[
+    "actions.rejectMessageEnhancedStatusCode",
+    "actions.rejectMessageReasonText",
+    "actions.deleteMessage",
+    "actions.quarantine",
+    "actions.redirectMessageTo",
+];
+
+/// Every action; a rule takes at least one.
+const ACTIONS: &[&str] = &[
+    "actions.prependSubject",
+    "actions.setHeaderName",
+    "actions.setHeaderValue",
+    "actions.removeHeader",
+    "actions.setScl",
+    "actions.rejectMessageEnhancedStatusCode",
+    "actions.rejectMessageReasonText",
+    "actions.deleteMessage",
+    "actions.redirectMessageTo",
+    "actions.addToRecipients",
+    "actions.quarantine",
+    "actions.logEventText",
+    "actions.stopRuleProcessing",
+];
+
 fn header_name_ok(h: &str) -> bool {
     !h.is_empty() && h.len() <= 128 && h.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
@@ -388,8 +428,16 @@ impl Actions {
                     "must be at most 998 printable characters",
                 );
             }
-            (Some(_), None) => e.add("actions.setHeaderValue", "is required with setHeaderName"),
-            (None, Some(_)) => e.add("actions.setHeaderName", "is required with setHeaderValue"),
+            (Some(_), None) => e.joint(
+                "actions.setHeaderValue",
+                &["actions.setHeaderName"],
+                "is required with setHeaderName",
+            ),
+            (None, Some(_)) => e.joint(
+                "actions.setHeaderName",
+                &["actions.setHeaderValue"],
+                "is required with setHeaderValue",
+            ),
             (None, None) => {}
         }
         if let Some(h) = &self.remove_header {
@@ -472,16 +520,16 @@ impl Actions {
         .iter()
         .filter(|b| **b)
         .count();
-        e.check(
-            ends > 1,
-            "actions",
-            "reject, deleteMessage, quarantine and redirectMessageTo exclude one another",
-        );
-        e.check(
-            self == &Actions::default(),
-            "actions",
-            "a rule needs an action",
-        );
+        if ends > 1 {
+            e.joint(
+                "actions",
+                ENDINGS,
+                "reject, deleteMessage, quarantine and redirectMessageTo exclude one another",
+            );
+        }
+        if self == &Actions::default() {
+            e.joint("actions", ACTIONS, "a rule needs an action");
+        }
     }
 
     fn rejects(&self) -> bool {

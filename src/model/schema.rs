@@ -78,6 +78,55 @@ pub fn optional_reply_text() -> Object {
     reply_text_of(true)
 }
 
+/// A header field name (RFC 5322 §2.2): 1–128 printable ASCII
+/// characters other than ':'.
+pub fn header_name() -> Object {
+    string(true)
+        .pattern(Some("^[!-9;-~]+$"))
+        .max_length(Some(128))
+        .description(Some(
+            "A header field name: 1–128 printable ASCII characters other than ':'.",
+        ))
+        .build()
+}
+
+/// Text without control characters, `min` to `max` long: a header value,
+/// a subject prefix, an event's text.
+fn printable_text(min: usize, max: usize) -> Object {
+    let body = "[^\\u0000-\\u001f\\u007f-\\u009f]";
+    string(true)
+        .pattern(Some(if min == 0 {
+            format!("^{body}*$")
+        } else {
+            format!("^{body}+$")
+        }))
+        .max_length(Some(max))
+        .description(Some(format!(
+            "{min}–{max} characters, none of them a control character."
+        )))
+        .build()
+}
+
+pub fn header_value() -> Object {
+    printable_text(0, 998)
+}
+
+pub fn subject_prefix() -> Object {
+    printable_text(1, 256)
+}
+
+pub fn event_text() -> Object {
+    printable_text(1, 512)
+}
+
+/// The enhanced status code a transport rule rejects with.
+pub fn rejection_code() -> Object {
+    string(true)
+        .pattern(Some("^5\\.7\\.(?:1|9[0-9]{2})$"))
+        .description(Some("5.7.1 or 5.7.900–5.7.999."))
+        .build()
+}
+
 /// A name or word typed by an admin: 1–256 characters, no control
 /// characters, not only spaces.
 pub fn printable_name() -> Object {

@@ -409,14 +409,19 @@ impl TransportSettings {
         );
         let schedule = self.transient_failure_retry_interval.as_secs()
             * self.transient_failure_retry_count as u64;
-        e.check(
-            self.delay_notification_timeout.as_secs() <= schedule,
-            "delayNotificationTimeout",
-            format!(
-                "must exceed transientFailureRetryCount × transientFailureRetryInterval ({})",
-                Timespan::from_secs(schedule)
-            ),
-        );
+        if self.delay_notification_timeout.as_secs() <= schedule {
+            e.joint(
+                "delayNotificationTimeout",
+                &[
+                    "transientFailureRetryCount",
+                    "transientFailureRetryInterval",
+                ],
+                format!(
+                    "must exceed transientFailureRetryCount × transientFailureRetryInterval ({})",
+                    Timespan::from_secs(schedule)
+                ),
+            );
+        }
         check_range(
             &mut e,
             "maxIdleTimeBeforeResubmit",

@@ -372,6 +372,23 @@ async fn bad_settings_are_refused_by_field_and_duplicates_conflict() {
         )
         .await;
     r.assert_problem(422, "rejectionResponse");
+    // The list is the path's: a body naming the other list is refused, and
+    // no Block list provider or entry appears through the Allow list's path
+    // (schemathesis made one).
+    for (path, body) in [
+        (
+            "/api/v1/ip-allow-list-providers",
+            json!({"name": "b", "lookupDomain": "c.test", "list": "Block"}),
+        ),
+        (
+            "/api/v1/ip-allow-list-entries",
+            json!({"ipRange": "198.51.100.7", "list": "Block"}),
+        ),
+    ] {
+        e.app.post(path, body).await.assert_problem(422, "list");
+    }
+    let providers = e.app.get("/api/v1/ip-block-list-providers").await.body;
+    assert!(!providers.to_string().contains("c.test"), "{providers}");
     let r = e
         .app
         .patch(
