@@ -145,15 +145,30 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<List<ApiToken>>, Api
     }))
 }
 
+/// One token. A revoked one is gone (`410`): DELETE revoked it, and what
+/// it was stays on record in the list and the audit log.
 #[utoipa::path(get, path = "/api/v1/api-tokens/{id}", tag = "api-tokens",
     params(("id" = String, Path, description = "Id or name")),
     responses((status = 200, body = ApiToken),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 410, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ApiToken>, ApiError> {
-    Ok(Json(view(find(&s, &id).await?)))
+    let t = find(&s, &id).await?;
+    if let Some(at) = &t.revoked_at {
+        return Err(ApiError::new(
+            axum::http::StatusCode::GONE,
+            "gone",
+            "The API token was revoked",
+            format!(
+                "API token '{}' was revoked at {at}; the list of tokens keeps its record",
+                t.name
+            ),
+        ));
+    }
+    Ok(Json(view(t)))
 }
 
 /// Makes a token. Its secret is in this answer and nowhere else.

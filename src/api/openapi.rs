@@ -938,7 +938,6 @@ struct Links;
 
 impl Modify for Links {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::link::LinkBuilder;
         let schemas = openapi
             .components
             .as_ref()
@@ -994,14 +993,23 @@ impl Modify for Links {
             if !has_field(created, field) {
                 continue;
             }
-            for (method, operation_id) in ops {
-                let link = LinkBuilder::new()
-                    .operation_id(operation_id)
-                    .parameter(param.clone(), format!("$response.body#/{field}"))
-                    .description(format!("The {method} of the object this created."))
-                    .build();
-                created.links.insert(method.to_string(), RefOr::T(link));
-            }
+            // Written as JSON: utoipa 5.5 serializes its Link's operation
+            // id as `operation_id`, which no OpenAPI tool reads.
+            let links: serde_json::Map<String, serde_json::Value> = ops
+                .into_iter()
+                .map(|(method, operation_id)| {
+                    let link = serde_json::json!({
+                        "operationId": operation_id,
+                        "parameters": {param.as_str(): format!("$response.body#/{field}")},
+                        "description": format!("{} the object this created.", method.to_uppercase()),
+                    });
+                    (method.to_string(), link)
+                })
+                .collect();
+            created
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("links".into(), serde_json::Value::Object(links));
         }
     }
 }

@@ -38,10 +38,17 @@ for _ in $(seq 1 100); do curl -sf http://127.248.0.1:8080/healthz >/dev/null &&
 curl -sf -X PATCH -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   http://127.248.0.1:8080/api/v1/transport-settings -d '{"authFailureLockoutThreshold": 0, "externalDNSServers": ["127.248.0.53"], "internalDNSServers": ["127.248.0.53"]}' >/dev/null
 curl -sf http://127.248.0.1:8080/api/v1/openapi.json > "$work/openapi.json"
+# The token the API-token operations act on (schemathesis.toml), so they
+# never revoke or rotate the one the run uses; made again for each seed.
+target_token() {
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    http://127.248.0.1:8080/api/v1/api-tokens -d '{"name": "contract-target", "role": "Operator"}' || true
+}
 "$PY/python" -m openapi_spec_validator "$work/openapi.json"
 seed=${SEED:-$RANDOM}
 status=0
 for s in 1 "$seed"; do
+  target_token
   echo "== schemathesis, seed $s"
   "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
     --url http://127.248.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \

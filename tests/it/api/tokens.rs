@@ -165,9 +165,18 @@ async fn tokens_carry_roles_and_can_expire_be_revoked_and_rotated() {
     let r = app.request_as(o, "GET", "/api/v1/queues", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(r.body["detail"].as_str().unwrap().contains("revoked"));
-    assert_eq!(
-        app.get("/api/v1/api-tokens/night-shift").await.body["state"],
-        "Revoked"
+    // Revoked is gone (410) as an object; the list keeps its record.
+    let gone = app.get("/api/v1/api-tokens/night-shift").await;
+    assert_eq!(gone.status, StatusCode::GONE, "{}", gone.text);
+    assert!(gone.body["detail"].as_str().unwrap().contains("revoked"));
+    let listed = app.get("/api/v1/api-tokens").await.body;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "night-shift" && t["state"] == "Revoked"),
+        "{listed}"
     );
 
     // Expired: 401.

@@ -40,9 +40,10 @@ async fn get_and_patch_with_validation_and_preconditions() {
     app.patch(TS, json!({"transientFailureRetryCount": 16}), None)
         .await
         .assert_problem(422, "transientFailureRetryCount");
+    // Below the stored retry schedule: a conflict with the stored values.
     app.patch(TS, json!({"delayNotificationTimeout": "00:30:00"}), None)
         .await
-        .assert_problem(422, "delayNotificationTimeout");
+        .assert_problem(409, "delayNotificationTimeout");
     app.patch(TS, json!({"externalDNSServers": ["dns.example"]}), None)
         .await
         .assert_problem(422, "externalDNSServers[0]");
