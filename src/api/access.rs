@@ -41,6 +41,7 @@ const OPERATOR_ACTIONS: &[(&str, &str)] = &[
     ("POST", "/api/v1/queues/{id}/suspend"),
     ("POST", "/api/v1/queues/{id}/resume"),
     ("DELETE", "/api/v1/messages/{id}"),
+    ("POST", "/api/v1/messages/bulk"),
     ("POST", "/api/v1/messages/{id}/suspend"),
     ("POST", "/api/v1/messages/{id}/resume"),
     ("POST", "/api/v1/messages/{id}/resubmit"),

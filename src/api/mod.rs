@@ -404,6 +404,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(queues::resume),
         )
         .route("/api/v1/messages", g(queues::messages))
+        .route("/api/v1/messages/bulk", axum::routing::post(queues::bulk))
         .route(
             "/api/v1/messages/{id}",
             g(queues::message).delete(queues::remove),

@@ -1067,7 +1067,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         transport_settings::get, transport_settings::patch,
         queues::list, queues::get, queues::retry, queues::suspend, queues::resume,
         queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
-        queues::resubmit, queues::remove,
+        queues::resubmit, queues::remove, queues::bulk,
         observe::tracking, observe::protocol_logs, observe::metrics,
         recipients::list, recipients::get, recipients::create, recipients::bulk_add, recipients::replace, recipients::delete,
         anti_spam::agents, anti_spam::patch_agent,

@@ -509,3 +509,171 @@ pub async fn remove(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Which messages a bulk action acts on: every criterion given holds. At
+/// least one must be given, so that no request acts on the whole queue by
+/// leaving its filter out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkFilter {
+    /// A queue id, or `Submission`.
+    #[schema(max_length = 64)]
+    pub queue: Option<String>,
+    /// `Ready`, `Active`, `Retry`, `Suspended`, `PendingSuspend` or `PendingRemove`.
+    pub status: Option<ViewStatus>,
+    /// Part of the sender address.
+    #[schema(min_length = 1, max_length = 320)]
+    pub sender: Option<String>,
+    /// Part of a pending recipient's address.
+    #[schema(min_length = 1, max_length = 320)]
+    pub recipient: Option<String>,
+    /// The domain of a pending recipient, whole (`contoso.com`).
+    #[schema(schema_with = crate::model::schema::domain_name)]
+    pub recipient_domain: Option<String>,
+    /// At least this many bytes.
+    #[schema(minimum = 0)]
+    pub min_size: Option<i64>,
+    /// At most this many bytes.
+    #[schema(minimum = 0)]
+    pub max_size: Option<i64>,
+    /// Received at least this long ago.
+    #[schema(schema_with = crate::model::schema::timespan_0_24855d)]
+    pub older_than: Option<crate::model::Timespan>,
+    /// Part of a pending recipient's last error (`4.4.1`, `Connection refused`).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub last_error: Option<String>,
+}
+
+/// The action: Suspend-Message, Resume-Message, Retry, Resubmit or
+/// Remove-Message, with a filter in place of an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub enum BulkVerb {
+    Suspend,
+    Resume,
+    Retry,
+    Resubmit,
+    Remove,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkRequest {
+    pub action: BulkVerb,
+    pub filter: BulkFilter,
+    /// Remove only: send an NDR for the recipients still pending (default
+    /// true, as Exchange's Remove-Message -WithNDR).
+    pub with_ndr: Option<bool>,
+    /// Count what would be acted on, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkResult {
+    pub action: BulkVerb,
+    pub dry_run: bool,
+    /// Messages the filter selected.
+    pub matched: usize,
+    /// Acted on now (0 in a dry run).
+    pub applied: usize,
+    /// In flight: suspended or removed when their attempt ends.
+    pub when_attempt_ends: usize,
+}
+
+/// One action on every message a filter selects, as one operation (the
+/// most-asked queue feature of gateways: remove everything for a domain,
+/// suspend everything stuck on one error). `dryRun` counts first.
+#[utoipa::path(post, path = "/api/v1/messages/bulk", tag = "queues",
+    request_body = BulkRequest,
+    responses((status = 200, body = BulkResult),
+              (status = 404, body = Problem, content_type = "application/problem+json",
+               description = "The queue named by `filter.queue` does not exist"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn bulk(
+    State(s): State<AppState>,
+    super::extract::JsonBody(body): super::extract::JsonBody,
+) -> Result<Json<BulkResult>, ApiError> {
+    let req: BulkRequest = crate::model::from_json(body)?;
+    let f = &req.filter;
+    let given = f.queue.is_some()
+        || f.status.is_some()
+        || f.sender.is_some()
+        || f.recipient.is_some()
+        || f.recipient_domain.is_some()
+        || f.min_size.is_some()
+        || f.max_size.is_some()
+        || f.older_than.is_some()
+        || f.last_error.is_some();
+    if !given {
+        return Err(crate::model::Invalid::field(
+            "filter",
+            "give at least one criterion: a bulk action never acts on the whole queue by default",
+        )
+        .into());
+    }
+    if req.with_ndr.is_some() && req.action != BulkVerb::Remove {
+        return Err(crate::model::Invalid::field("withNdr", "applies to Remove only").into());
+    }
+    let queue = match f.queue.as_deref() {
+        None => None,
+        Some("Submission") => Some(String::new()),
+        Some(id) => Some(find_queue(&s, id).await?.next_hop),
+    };
+    let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let filter = db::BulkFilter {
+        queue,
+        sender: f.sender.clone(),
+        recipient: f.recipient.clone(),
+        recipient_domain: f.recipient_domain.clone(),
+        min_size: f.min_size,
+        max_size: f.max_size,
+        received_before_ms: f.older_than.map(|t| now - t.as_secs() as i64 * 1000),
+        last_error: f.last_error.clone(),
+    };
+    let selected = db::select_messages(s.queue.pool(), &filter)
+        .await
+        .map_err(internal)?;
+    // The status is the queue viewer's: the engine knows what is in
+    // flight and what waits for its attempt to end.
+    let ids: Vec<i64> = selected
+        .into_iter()
+        .filter(|m| {
+            f.status.is_none_or(|want| {
+                let status = match s.delivery.pending_action(m.id) {
+                    Some(Pending::Suspend) => ViewStatus::PendingSuspend,
+                    Some(Pending::Remove { .. }) => ViewStatus::PendingRemove,
+                    None if m.suspended => ViewStatus::Suspended,
+                    None if s.delivery.in_flight(m.id) => ViewStatus::Active,
+                    None if m.retrying => ViewStatus::Retry,
+                    None => ViewStatus::Ready,
+                };
+                status == want
+            })
+        })
+        .map(|m| m.id)
+        .collect();
+    let mut result = BulkResult {
+        action: req.action,
+        dry_run: req.dry_run,
+        matched: ids.len(),
+        applied: 0,
+        when_attempt_ends: 0,
+    };
+    if !req.dry_run {
+        use crate::queue::delivery::BulkAction;
+        let action = match req.action {
+            BulkVerb::Suspend => BulkAction::Suspend,
+            BulkVerb::Resume => BulkAction::Resume,
+            BulkVerb::Retry => BulkAction::Retry,
+            BulkVerb::Resubmit => BulkAction::Resubmit,
+            BulkVerb::Remove => BulkAction::Remove {
+                ndr: req.with_ndr.unwrap_or(true),
+            },
+        };
+        let done = s.delivery.bulk(action, &ids).await.map_err(internal)?;
+        result.applied = done.applied;
+        result.when_attempt_ends = done.when_attempt_ends;
+    }
+    Ok(Json(result))
+}

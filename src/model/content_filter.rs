@@ -274,11 +274,8 @@ impl ContentFilterConfig {
 pub fn scanner_authority(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("http://")?;
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = authority.rsplit_once(':')?;
-    (!host.is_empty()
-        && !authority.contains(['/', '?', '#', '@', ' '])
-        && port.parse::<u16>().is_ok_and(|p| p > 0))
-    .then_some(authority)
+    // A host name, an IPv4 address or a bracketed IPv6 address, and a port.
+    super::accepted_domain::split_host_port(authority).map(|_| authority)
 }
 
 /// The SCL of an rspamd verdict (see the module's documentation).
@@ -366,6 +363,11 @@ mod tests {
         );
         assert_eq!(field(json!({"scannerUrl": "https://x:1"})), "scannerUrl");
         assert_eq!(field(json!({"scannerUrl": "http://x"})), "scannerUrl");
+        // A host is a name, an IPv4 address or a bracketed IPv6 one.
+        assert_eq!(field(json!({"scannerUrl": "http://[:1"})), "scannerUrl");
+        assert_eq!(field(json!({"scannerUrl": "http://a_b:1"})), "scannerUrl");
+        assert!(scanner_authority("http://[::1]:11333").is_some());
+        assert!(scanner_authority("http://rspamd.contoso.test:11333/").is_some());
         assert_eq!(
             field(json!({"scannerTimeout": "00:00:00"})),
             "scannerTimeout"

@@ -159,6 +159,15 @@ pub fn domain_pattern() -> String {
 }
 
 /// `contoso.com` or `*.contoso.com`.
+/// A domain name, whole (`contoso.com`).
+pub fn domain_name() -> Object {
+    string(false)
+        .pattern(Some(domain_pattern()))
+        .max_length(Some(253))
+        .description(Some("A domain, e.g. contoso.com."))
+        .build()
+}
+
 pub fn domain_or_wildcard_pattern() -> String {
     format!("^(?:\\*\\.)?{LABEL}(?:\\.{LABEL})*$")
 }
@@ -205,7 +214,7 @@ pub fn host_port() -> Object {
 pub fn scanner_url() -> Object {
     string(false)
         .pattern(Some(format!(
-            "^http://[^/?#@ :]+(?::[^/?#@ :]+)*:{PORT}/?$"
+            "^http://(?:{LABEL}(?:\\.{LABEL})*|{IPV4}|\\[{IPV6}\\]):{PORT}/?$"
         )))
         .description(Some("rspamd's normal worker, `http://host:port`."))
         .build()

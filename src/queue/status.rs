@@ -109,7 +109,7 @@ impl rusqlite::ToSql for AttemptOutcome {
 
 /// A delivery queue's or a message's state as the queue viewer shows it
 /// (Get-Queue's and Get-Message's Status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 pub enum ViewStatus {
     Active,
     Ready,

@@ -17,6 +17,30 @@ pub enum Applied {
 
 const DELETED: &str = "550 5.3.2 The message was deleted by an administrator";
 
+/// An action on every message a filter selects (Suspend-Message -Filter,
+/// Remove-Message -Filter -WithNDR…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    Suspend,
+    Resume,
+    /// Its pending recipients, and the queues they wait in, try now.
+    Retry,
+    Resubmit,
+    Remove {
+        ndr: bool,
+    },
+}
+
+/// What a bulk action did: applied now, or (in flight) when the attempt ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkDone {
+    pub applied: usize,
+    pub when_attempt_ends: usize,
+}
+
+/// How many messages are read, tracked or removed side by side.
+const BULK_PARALLEL: usize = 16;
+
 impl DeliveryEngine {
     /// Suspend-Message.
     pub async fn suspend_message(&self, message: i64) -> anyhow::Result<Applied> {
@@ -77,6 +101,102 @@ impl DeliveryEngine {
         self.remove(&self.config.snapshot(), message, ndr).await?;
         self.wake();
         Ok(Applied::Now)
+    }
+
+    /// Applies `action` to each of `messages` as one operation: the state
+    /// changes of all of them in one queue transaction (Remove: side by
+    /// side, each with its NDR when asked), each tracked as its own action.
+    pub async fn bulk(&self, action: BulkAction, messages: &[i64]) -> anyhow::Result<BulkDone> {
+        use futures_util::{TryStreamExt, stream};
+        let mut done = BulkDone::default();
+        // The messages acted on now, and how each is tracked (Retry is not
+        // an event of its own, as Retry-Queue is not).
+        let (now, track): (Vec<i64>, Option<(EventKind, &str)>) = match action {
+            BulkAction::Suspend | BulkAction::Remove { .. } => {
+                let pending = match action {
+                    BulkAction::Suspend => Pending::Suspend,
+                    BulkAction::Remove { ndr } => Pending::Remove { ndr },
+                    _ => unreachable!(),
+                };
+                let (later, now): (Vec<i64>, Vec<i64>) = messages
+                    .iter()
+                    .partition(|m| self.defer_action(**m, pending));
+                done.when_attempt_ends = later.len();
+                if action == BulkAction::Suspend {
+                    self.track_all(
+                        &later,
+                        EventKind::Suspend,
+                        "PendingSuspend: applied when the delivery in flight ends",
+                    )
+                    .await?;
+                }
+                // A removal is tracked with its outcome (DELETE).
+                let track = (action == BulkAction::Suspend)
+                    .then_some((EventKind::Suspend, "suspended by an administrator"));
+                (now, track)
+            }
+            BulkAction::Resume => (
+                messages.to_vec(),
+                Some((EventKind::Resume, "resumed by an administrator")),
+            ),
+            BulkAction::Resubmit => (
+                messages.to_vec(),
+                Some((
+                    EventKind::Resubmit,
+                    "resubmitted for routing by an administrator",
+                )),
+            ),
+            BulkAction::Retry => (messages.to_vec(), None),
+        };
+        done.applied = now.len();
+        match action {
+            BulkAction::Remove { ndr } => {
+                let snap = self.config.snapshot();
+                stream::iter(now.iter().map(Ok::<_, anyhow::Error>))
+                    .try_for_each_concurrent(BULK_PARALLEL, |m| {
+                        let snap = &snap;
+                        async move { self.remove(snap, *m, ndr).await }
+                    })
+                    .await?;
+            }
+            _ => {
+                let changes = now
+                    .iter()
+                    .map(|&message| match action {
+                        BulkAction::Suspend => Change::MessageSuspended {
+                            message,
+                            suspended: true,
+                        },
+                        BulkAction::Resume => Change::MessageSuspended {
+                            message,
+                            suspended: false,
+                        },
+                        BulkAction::Resubmit => Change::UnrouteMessage { message },
+                        _ => Change::RetryMessageNow { message },
+                    })
+                    .collect::<Vec<_>>();
+                if !changes.is_empty() {
+                    self.queue.apply(changes).await?;
+                }
+                if let Some((kind, detail)) = track {
+                    self.track_all(&now, kind, detail).await?;
+                }
+            }
+        }
+        self.wake();
+        Ok(done)
+    }
+
+    async fn track_all(
+        &self,
+        messages: &[i64],
+        kind: EventKind,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        use futures_util::{TryStreamExt, stream};
+        stream::iter(messages.iter().map(Ok::<_, anyhow::Error>))
+            .try_for_each_concurrent(BULK_PARALLEL, |m| self.track_action(*m, kind, detail))
+            .await
     }
 
     /// Retry-Queue: a queue in Retry tries now; with `resubmit`, its

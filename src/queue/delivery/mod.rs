@@ -54,7 +54,7 @@ mod mailbox;
 mod outcome;
 mod route;
 
-pub use admin::Applied;
+pub use admin::{Applied, BulkAction, BulkDone};
 use outcome::{Outcome, Remote};
 
 /// An action asked for while a message was being delivered; applied when

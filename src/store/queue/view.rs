@@ -86,17 +86,21 @@ pub async fn list_messages(
         );
     }
     if f.sender.is_some() {
-        clauses.push("m.sender LIKE ?2".into());
+        clauses.push("m.sender LIKE ?2 ESCAPE '\\'".into());
     }
     if f.recipient.is_some() {
         clauses.push(
-            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.address LIKE ?3)"
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.address LIKE ?3 ESCAPE '\\')"
                 .into(),
         );
     }
     let filter = clauses.join(" AND ");
     let bind = |q: &str| {
-        let like = |s: &Option<String>| s.as_ref().map(|v| format!("%{v}%")).unwrap_or_default();
+        let like = |s: &Option<String>| {
+            s.as_ref()
+                .map(|v| format!("%{}%", escape_like(v)))
+                .unwrap_or_default()
+        };
         (
             q.to_string(),
             f.queue.clone().unwrap_or_default(),
@@ -122,6 +126,104 @@ pub async fn list_messages(
         .fetch_one(pool)
         .await?;
     Ok((rows, total))
+}
+
+/// What a bulk action selects: every given criterion holds. Texts match as
+/// parts (`LIKE %x%`, ASCII case-insensitive), a domain as the whole
+/// domain of a pending recipient.
+#[derive(Debug, Default, Clone)]
+pub struct BulkFilter {
+    /// A queue's next hop, or "" for the Submission queue.
+    pub queue: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub recipient_domain: Option<String>,
+    pub min_size: Option<i64>,
+    pub max_size: Option<i64>,
+    /// Received at or before this time (Unix ms).
+    pub received_before_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// A message a bulk filter selected, with what its status is made of.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Selected {
+    pub id: i64,
+    pub suspended: bool,
+    /// Some pending recipient waits for a retry.
+    pub retrying: bool,
+}
+
+/// The messages a bulk action acts on, oldest first.
+pub async fn select_messages(pool: &SqlitePool, f: &BulkFilter) -> anyhow::Result<Vec<Selected>> {
+    let pending = crate::pending_sql!();
+    let mut clauses = vec!["1 = 1".to_string()];
+    if f.queue.is_some() {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN {pending} \
+             AND ((?1 = '' AND r.next_hop IS NULL) OR r.next_hop = ?1))"
+        ));
+    }
+    if f.sender.is_some() {
+        clauses.push("m.sender LIKE ?2 ESCAPE '\\'".into());
+    }
+    if f.recipient.is_some() {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN {pending} AND r.address LIKE ?3 ESCAPE '\\')"
+        ));
+    }
+    if f.recipient_domain.is_some() {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN {pending} AND r.address LIKE ?4 ESCAPE '\\')"
+        ));
+    }
+    if f.min_size.is_some() {
+        clauses.push("m.size >= ?5".into());
+    }
+    if f.max_size.is_some() {
+        clauses.push("m.size <= ?6".into());
+    }
+    if f.received_before_ms.is_some() {
+        clauses.push("m.received_ms <= ?7".into());
+    }
+    if f.last_error.is_some() {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id AND r.status IN {pending} AND r.last_error LIKE ?8 ESCAPE '\\')"
+        ));
+    }
+    let like = |s: &Option<String>| {
+        s.as_ref()
+            .map(|v| format!("%{}%", escape_like(v)))
+            .unwrap_or_default()
+    };
+    let sql = format!(
+        "SELECT m.id, m.suspended, EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id \
+         AND r.status = 'Retry') AS retrying FROM messages m WHERE {} ORDER BY m.id",
+        clauses.join(" AND ")
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(f.queue.clone().unwrap_or_default())
+        .bind(like(&f.sender))
+        .bind(like(&f.recipient))
+        .bind(
+            f.recipient_domain
+                .as_ref()
+                .map(|d| format!("%@{}", escape_like(d)))
+                .unwrap_or_default(),
+        )
+        .bind(f.min_size.unwrap_or(0))
+        .bind(f.max_size.unwrap_or(0))
+        .bind(f.received_before_ms.unwrap_or(0))
+        .bind(like(&f.last_error))
+        .fetch_all(pool)
+        .await?)
+}
+
+/// `%` and `_` in a text matched as a part are themselves.
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -88,6 +88,11 @@ pub enum Change {
     RetryQueueNow {
         hop: HopKey,
     },
+    /// A message's pending recipients, and the queues they wait in, try
+    /// now (a bulk Retry of the messages matching a filter).
+    RetryMessageNow {
+        message: i64,
+    },
     /// A connector changed: its queues try again now with the new settings.
     RetryConnectorQueues {
         connector: uuid::Uuid,
@@ -411,6 +416,17 @@ fn apply(tx: &Connection, change: &Change, now_ms: i64) -> anyhow::Result<u64> {
                     "UPDATE recipients SET next_attempt_ms = 0 WHERE next_hop = ?1 AND status IN {pending}"
                 ))?
                 .execute([hop])?
+        }
+        Change::RetryMessageNow { message } => {
+            tx.prepare_cached(&format!(
+                "UPDATE queues SET next_retry_ms = 0 WHERE next_hop IN \
+                 (SELECT next_hop FROM recipients WHERE message = ?1 AND status IN {pending})"
+            ))?
+            .execute([message])?
+                + tx.prepare_cached(&format!(
+                    "UPDATE recipients SET next_attempt_ms = 0 WHERE message = ?1 AND status IN {pending}"
+                ))?
+                .execute([message])?
         }
         Change::RetryConnectorQueues { connector } => {
             let prefix = HopKey::connector_pattern(connector);

@@ -6,6 +6,7 @@
 pub mod setup;
 
 mod bounces;
+mod bulk;
 mod dane;
 mod dnssec;
 mod dsn;
