@@ -47,10 +47,21 @@ const OPERATOR_ACTIONS: &[(&str, &str)] = &[
     ("POST", "/api/v1/messages/{id}/resubmit"),
 ];
 
+/// POST routes that ask a question and change nothing (a body too rich
+/// for a query string): View-Only may call them, and the audit log, which
+/// records changes, leaves them out.
+const QUESTIONS: &[&str] = &[
+    "/api/v1/receive-connectors/explain",
+    "/api/v1/routing/explain",
+];
+
 /// The role a route needs, by method and path template (`{id}` style).
 pub fn required_role(method: &Method, template: &str) -> ApiRole {
     if template.starts_with("/api/v1/api-tokens") {
         return ApiRole::Administrator;
+    }
+    if method == Method::POST && QUESTIONS.contains(&template) {
+        return ApiRole::ViewOnly;
     }
     if method == Method::GET || method == Method::HEAD {
         // A message's content is the one thing a GET shows that View-Only

@@ -84,6 +84,17 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
+    // What View-Only may call changes nothing (an explain question).
+    let template = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    if super::access::required_role(req.method(), &template)
+        == crate::model::api_token::ApiRole::ViewOnly
+    {
+        return next.run(req).await;
+    }
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };

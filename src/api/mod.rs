@@ -20,6 +20,7 @@ mod problem;
 mod queues;
 mod receive_connectors;
 mod recipients;
+mod routing;
 mod send_connectors;
 mod transport_settings;
 mod views;
@@ -194,6 +195,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/receive-connectors",
             g(receive_connectors::list).post(receive_connectors::create),
+        )
+        .route(
+            "/api/v1/routing/explain",
+            axum::routing::post(routing::explain),
+        )
+        .route(
+            "/api/v1/receive-connectors/explain",
+            axum::routing::post(receive_connectors::explain),
         )
         .route(
             "/api/v1/receive-connectors/{id}",

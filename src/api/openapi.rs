@@ -1059,7 +1059,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
     modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &Links),
     paths(
         healthz, server_info,
-        receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete,
+        receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
         send_connectors::list, send_connectors::get, send_connectors::create, send_connectors::patch, send_connectors::delete,
         accepted_domains::list, accepted_domains::get, accepted_domains::create, accepted_domains::patch, accepted_domains::delete,
         credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
@@ -1112,6 +1112,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
         (name = "send-connectors", description = "How mail leaves (New-SendConnector)"),
+        (name = "routing", description = "Where a recipient's mail goes, and why"),
         (name = "accepted-domains", description = "Domains this organisation receives mail for"),
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),

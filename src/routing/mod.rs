@@ -124,6 +124,15 @@ pub fn accepted_domain<'a>(
 type Specificity = (usize, bool, i32);
 
 fn connector_match(snap: &Snapshot, c: &SendConnector, domain: &Domain) -> Option<Specificity> {
+    best_space(snap, c, domain).map(|(m, _)| m)
+}
+
+/// The connector's address space that matches `domain` best, and how well.
+fn best_space<'a>(
+    snap: &Snapshot,
+    c: &'a SendConnector,
+    domain: &Domain,
+) -> Option<(Specificity, &'a crate::model::address_space::AddressSpace)> {
     c.address_spaces
         .iter()
         .filter_map(|a| {
@@ -144,9 +153,9 @@ fn connector_match(snap: &Snapshot, c: &SendConnector, domain: &Domain) -> Optio
                 }
                 _ => a.specificity(domain)?,
             };
-            Some((spec.0, spec.1, -(a.cost as i32)))
+            Some(((spec.0, spec.1, -(a.cost as i32)), a))
         })
-        .max()
+        .max_by_key(|(m, _)| *m)
 }
 
 /// Whether a connector's sourceTransportServers names this server, by its
@@ -231,6 +240,157 @@ pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
                 NextHop::SmartHosts(c.spec.smart_hosts.clone())
             },
         },
+    }
+}
+
+/// What one send connector makes of a recipient domain.
+#[derive(Debug, Clone)]
+pub struct ConnectorVerdict {
+    pub id: Uuid,
+    pub name: String,
+    /// `Selected`, `Lost`, `Disabled`, `NoAddressSpace`, `NotASource`
+    /// (sourceTransportServers leaves this server out) or `TooSmall`.
+    pub verdict: &'static str,
+    /// The address space that matched best, with its cost.
+    pub address_space: Option<String>,
+    pub reason: String,
+}
+
+/// Every step of routing one recipient domain, and the route itself, which
+/// is `route`'s own answer (the engine's) with the verdict of each send
+/// connector beside it.
+#[derive(Debug, Clone)]
+pub struct RouteExplanation {
+    pub steps: Vec<String>,
+    pub route: Route,
+    pub connectors: Vec<ConnectorVerdict>,
+}
+
+pub fn explain(snap: &Snapshot, domain: &Domain, size: u64) -> RouteExplanation {
+    let route = route(snap, domain, size);
+    let mut steps = vec![];
+    let ad = accepted_domain(snap, domain);
+    match ad {
+        Some(a) => steps.push(format!(
+            "{domain} is in the accepted domain '{}' ({}, {:?})",
+            a.spec.name, a.spec.domain_name, a.spec.domain_type
+        )),
+        None => steps.push(format!("{domain} is in no accepted domain: it is external")),
+    }
+    if let Route::Mailbox { target, .. } = &route {
+        steps.push(format!(
+            "this Hub holds its mailboxes: delivered to them ({})",
+            match target {
+                MailboxDelivery::Maildir => "Maildir".to_string(),
+                other => format!("{other:?}"),
+            }
+        ));
+        return RouteExplanation {
+            steps,
+            route,
+            connectors: vec![],
+        };
+    }
+    let selected = match &route {
+        Route::Connector { id, .. } => Some(*id),
+        _ => None,
+    };
+    let winner = selected.and_then(|id| {
+        snap.send_connectors
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| best_space(snap, &c.spec, domain).map(|(m, a)| (c, m, a)))
+    });
+    let mut connectors: Vec<ConnectorVerdict> = snap
+        .send_connectors
+        .iter()
+        .map(|c| {
+            let space = best_space(snap, &c.spec, domain);
+            let (verdict, reason) = if !c.spec.enabled {
+                ("Disabled", "is disabled".to_string())
+            } else if space.is_none() {
+                (
+                    "NoAddressSpace",
+                    format!("none of its address spaces covers {domain}"),
+                )
+            } else if snap.ctx.role == Role::Hub && !is_source_server(snap, &c.spec) {
+                (
+                    "NotASource",
+                    format!(
+                        "its sourceTransportServers {:?} do not name this server ({} or {})",
+                        c.spec.source_transport_servers,
+                        snap.ctx.server_name,
+                        snap.transport.spec.server_fqdn
+                    ),
+                )
+            } else if !c.spec.max_message_size.allows(size) {
+                (
+                    "TooSmall",
+                    format!(
+                        "its maxMessageSize {} is below the message's {size} bytes",
+                        c.spec.max_message_size
+                    ),
+                )
+            } else if Some(c.id) == selected {
+                ("Selected", "carries the message".to_string())
+            } else {
+                let (m, _) = space.expect("matched");
+                let reason = match winner {
+                    Some((w, wm, wa)) if (wm.0, wm.1) != (m.0, m.1) => {
+                        format!("'{}' has a more specific address space ({wa})", w.spec.name)
+                    }
+                    Some((w, wm, wa)) if wm.2 != m.2 => {
+                        format!("'{}' has a lower cost ({wa})", w.spec.name)
+                    }
+                    Some((w, _, _)) => format!(
+                        "'{}' ties on address space and cost, and comes first by name",
+                        w.spec.name
+                    ),
+                    None => String::new(),
+                };
+                ("Lost", reason)
+            };
+            ConnectorVerdict {
+                id: c.id,
+                name: c.spec.name.clone(),
+                verdict,
+                address_space: space.map(|(_, a)| a.to_string()),
+                reason,
+            }
+        })
+        .collect();
+    let rank = |v: &str| match v {
+        "Selected" => 0,
+        "Lost" => 1,
+        "TooSmall" | "NotASource" => 2,
+        "NoAddressSpace" => 3,
+        _ => 4,
+    };
+    connectors.sort_by_key(|c| rank(c.verdict));
+    match &route {
+        Route::Connector { name, hop, .. } => steps.push(match hop {
+            NextHop::Dns(d) => {
+                format!("send connector '{name}' carries it: next hop the MX hosts of {d}")
+            }
+            NextHop::SmartHosts(h) => format!(
+                "send connector '{name}' carries it: next hop its smart hosts {}",
+                h.iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+        Route::Unreachable { reason } => steps.push(format!("Unreachable: {reason}")),
+        Route::TooLarge => steps.push(format!(
+            "every send connector that covers {domain} is too small for {size} bytes: \
+             the message is returned (NDR 5.3.4)"
+        )),
+        Route::Mailbox { .. } => {}
+    }
+    RouteExplanation {
+        steps,
+        route,
+        connectors,
     }
 }
 

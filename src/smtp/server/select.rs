@@ -3,52 +3,149 @@
 //! client wins; an exact-address binding beats a wildcard one; disabled
 //! connectors are skipped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Snapshot;
 use crate::model::ReceiveConnector;
+use crate::model::binding::Binding;
+use crate::model::ip_range::IpRange;
 use crate::store::Stored;
 
+/// What one connector makes of a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Verdict<'a> {
+    Disabled,
+    /// None of its bindings covers the local address and port.
+    NoBinding,
+    /// None of its remote ranges contains the client.
+    NoRange,
+    /// It could take the connection, by this binding and this range; the
+    /// smallest range wins, then an exact binding, then the name.
+    Candidate {
+        binding: &'a Binding,
+        range: &'a IpRange,
+    },
+}
+
+impl Verdict<'_> {
+    /// The order among candidates: smaller first.
+    fn key(&self) -> Option<(u128, bool)> {
+        match self {
+            Verdict::Candidate { binding, range } => Some((range.span(), binding.is_wildcard())),
+            _ => None,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 client is the IPv4 address it is.
+fn client_ip(remote: SocketAddr) -> IpAddr {
+    match remote.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(remote.ip()),
+        ip => ip,
+    }
+}
+
+/// What `c` makes of a connection to `local` from `remote_ip`.
+pub fn judge<'a>(c: &'a ReceiveConnector, local: SocketAddr, remote_ip: IpAddr) -> Verdict<'a> {
+    if !c.enabled {
+        return Verdict::Disabled;
+    }
+    let Some(binding) = c
+        .bindings
+        .iter()
+        .filter(|b| b.covers(local))
+        .min_by_key(|b| b.is_wildcard())
+    else {
+        return Verdict::NoBinding;
+    };
+    match c
+        .remote_ip_ranges
+        .iter()
+        .filter(|r| r.contains_ip(remote_ip))
+        .min_by_key(|r| r.span())
+    {
+        Some(range) => Verdict::Candidate { binding, range },
+        None => Verdict::NoRange,
+    }
+}
+
+/// The connector that takes a connection, if any.
 pub fn select(
     snap: &Snapshot,
     local: SocketAddr,
     remote: SocketAddr,
 ) -> Option<&Stored<ReceiveConnector>> {
-    let remote_ip = match remote.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(remote.ip()),
-        ip => ip,
-    };
-    snap.receive_connectors
+    explain(snap, local, remote)
+        .selected
+        .map(|i| &snap.receive_connectors[i])
+}
+
+/// Every connector's verdict on a connection, and the one selected (its
+/// index in the snapshot): the engine's own choice, which `select` returns
+/// and the explain endpoint shows.
+pub struct Explanation<'a> {
+    pub verdicts: Vec<(&'a Stored<ReceiveConnector>, Verdict<'a>)>,
+    pub selected: Option<usize>,
+}
+
+pub fn explain(snap: &Snapshot, local: SocketAddr, remote: SocketAddr) -> Explanation<'_> {
+    let ip = client_ip(remote);
+    let verdicts: Vec<_> = snap
+        .receive_connectors
         .iter()
-        .filter(|c| c.spec.enabled)
-        .filter_map(|c| {
-            let binding = c
-                .spec
-                .bindings
-                .iter()
-                .filter(|b| b.covers(local))
-                .min_by_key(|b| b.is_wildcard())?;
-            let span = c
-                .spec
-                .remote_ip_ranges
-                .iter()
-                .filter(|r| r.contains_ip(remote_ip))
-                .map(|r| r.span())
-                .min()?;
-            Some((
-                (
-                    span,
-                    binding.is_wildcard(),
-                    c.spec.name.to_ascii_lowercase(),
-                ),
-                c,
-            ))
-        })
+        .map(|c| (c, judge(&c.spec, local, ip)))
+        .collect();
+    let selected = verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (c, v))| Some(((v.key()?, c.spec.name.to_ascii_lowercase()), i)))
         .min_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|(_, i)| i);
+    Explanation { verdicts, selected }
+}
+
+/// Why `loser` lost to `winner`, both candidates.
+pub fn why_lost(
+    winner: (&ReceiveConnector, Verdict<'_>),
+    loser: (&ReceiveConnector, Verdict<'_>),
+) -> String {
+    let (
+        (
+            w,
+            Verdict::Candidate {
+                binding: wb,
+                range: wr,
+            },
+        ),
+        (
+            _,
+            Verdict::Candidate {
+                binding: lb,
+                range: lr,
+            },
+        ),
+    ) = (winner, loser)
+    else {
+        return String::new();
+    };
+    if lr.span() != wr.span() {
+        format!(
+            "'{}' has a smaller remote range containing the client: {wr} ({} addresses) against {lr} ({})",
+            w.name,
+            wr.span(),
+            lr.span()
+        )
+    } else if lb.is_wildcard() != wb.is_wildcard() {
+        format!(
+            "'{}' binds the local address exactly ({wb}), which beats the wildcard binding {lb}",
+            w.name
+        )
+    } else {
+        format!(
+            "'{}' ties on range ({wr}) and binding, and comes first by name",
+            w.name
+        )
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod auth_and_docs;
 mod certificates;
 mod credentials;
 mod defaults;
+mod explain;
 mod generated_client;
 mod https;
 mod joint_rules;

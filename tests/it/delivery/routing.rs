@@ -107,3 +107,164 @@ async fn unreachable_until_a_connector_exists() {
     })
     .await;
 }
+
+/// Routing explain (issue 20) against the next hop real messages take: for
+/// each recipient of a table, the explain answer's queue and connector are
+/// those of the ROUTE tracking event of a message really sent to it, and an
+/// Unreachable recipient's reason is the queue's last error.
+#[tokio::test]
+async fn the_routing_explanation_is_the_route_real_messages_take() {
+    let Some(e) = env(Role::Hub, &[]).await else {
+        return;
+    };
+    // Nothing listens on the smart hosts: messages wait in their queues.
+    let c = |name: &str, spaces: serde_json::Value, host: u8| json!({"name": name, "addressSpaces": spaces, "smartHosts": [e.ip(host)], "port": 2525});
+    e.connector(c("Star", json!(["*"]), 60)).await;
+    e.connector(c("Fabrikam", json!(["fabrikam.test;3"]), 61))
+        .await;
+    e.connector(c("Fabrikam cheap", json!(["fabrikam.test;1"]), 62))
+        .await;
+    e.connector(
+        json!({"name": "Elsewhere", "addressSpaces": ["northwind.test"], "smartHosts": [e.ip(63)],
+        "port": 2525, "sourceTransportServers": ["hub09"]}),
+    )
+    .await;
+    e.connector(json!({"name": "Tiny", "addressSpaces": ["big.test"], "smartHosts": [e.ip(64)], "port": 2525, "maxMessageSize": 10})).await;
+    let table = [
+        ("ann@contoso.test", "Mailbox"),
+        ("a@fabrikam.test", "Connector"),
+        ("b@sub.fabrikam.test", "Connector"),
+        ("c@big.test", "Connector"),
+    ];
+    for (rcpt, outcome) in table {
+        let x = e
+            .app
+            .post(
+                "/api/v1/routing/explain",
+                json!({"recipient": rcpt, "sender": "bob@contoso.test", "size": 600}),
+            )
+            .await;
+        assert_eq!(x.status, 200, "{}", x.text);
+        let x = x.body;
+        assert_eq!(x["outcome"], outcome, "{rcpt}: {x}");
+        e.submit("bob@contoso.test", &[rcpt], rcpt).await;
+        let route_event = || async {
+            e.app
+                .get(&format!("/api/v1/tracking?event=ROUTE&recipient={rcpt}"))
+                .await
+                .body["items"][0]
+                .clone()
+        };
+        eventually(15, &format!("the ROUTE event for {rcpt}"), || async {
+            !route_event().await.is_null()
+        })
+        .await;
+        let event = route_event().await;
+        assert_eq!(event["nextHop"], x["queue"], "{rcpt}: {event} / {x}");
+        assert_eq!(event["connector"], x["connector"], "{rcpt}: {event} / {x}");
+        assert!(
+            event["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(x["deliveryType"].as_str().unwrap()),
+            "{rcpt}: {event} / {x}"
+        );
+    }
+    // The reasons: cost decides between the two Fabrikam connectors; Tiny
+    // is too small for 600 bytes, so Star carries big.test.
+    let x = e
+        .app
+        .post(
+            "/api/v1/routing/explain",
+            json!({"recipient": "a@fabrikam.test", "size": 600}),
+        )
+        .await
+        .body;
+    assert_eq!(x["connector"], "Fabrikam cheap");
+    let verdict = |x: &serde_json::Value, name: &str| {
+        x["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(verdict(&x, "Fabrikam")["verdict"], "Lost");
+    assert!(
+        verdict(&x, "Fabrikam")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lower cost"),
+        "{x}"
+    );
+    assert!(
+        verdict(&x, "Star")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more specific address space"),
+        "{x}"
+    );
+    assert_eq!(verdict(&x, "Elsewhere")["verdict"], "NoAddressSpace");
+    let big = e
+        .app
+        .post(
+            "/api/v1/routing/explain",
+            json!({"recipient": "c@big.test", "size": 600}),
+        )
+        .await
+        .body;
+    assert_eq!(verdict(&big, "Tiny")["verdict"], "TooSmall");
+    assert_eq!(big["connector"], "Star");
+
+    // Unreachable: with Star off, only Elsewhere covers northwind.test,
+    // and it is not this server's; the reason is the queue's last error.
+    let r = e
+        .app
+        .patch(
+            "/api/v1/send-connectors/Star",
+            json!({"enabled": false}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let x = e
+        .app
+        .post(
+            "/api/v1/routing/explain",
+            json!({"recipient": "d@northwind.test"}),
+        )
+        .await
+        .body;
+    assert_eq!(x["outcome"], "Unreachable", "{x}");
+    assert_eq!(verdict(&x, "Elsewhere")["verdict"], "NotASource");
+    e.submit("bob@contoso.test", &["d@northwind.test"], "nowhere")
+        .await;
+    let reason = x["reason"].as_str().unwrap().to_string();
+    // The recipient's last error in the queue viewer and the ROUTE event
+    // say it in the same words.
+    eventually(
+        15,
+        "the recipient waits in Unreachable, with the reason",
+        || async {
+            let m = e
+                .app
+                .get("/api/v1/messages?recipient=d%40northwind.test")
+                .await
+                .body;
+            let r = &m["items"][0]["recipients"][0];
+            r["queue"] != "Submission" && r["lastError"] == reason.as_str()
+        },
+    )
+    .await;
+    let route = e
+        .app
+        .get("/api/v1/tracking?event=ROUTE&recipient=d@northwind.test")
+        .await
+        .body;
+    assert_eq!(
+        route["items"][0]["detail"],
+        format!("Unreachable: {reason}"),
+        "{route}"
+    );
+}
