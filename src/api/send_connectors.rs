@@ -12,11 +12,8 @@ use crate::config::{Change, ServiceError, Snapshot};
 use crate::model::{CredentialKind, Invalid, SendConnector};
 use crate::store::Stored;
 
-fn view(s: &Stored<SendConnector>) -> SendConnectorView {
-    SendConnectorView {
-        meta: s.into(),
-        connector: s.spec.clone(),
-    }
+fn view(snap: &Snapshot, s: &Stored<SendConnector>) -> SendConnectorView {
+    super::views::send_view(snap, s)
 }
 
 /// The credential and pinned certificate a connector names must exist.
@@ -64,7 +61,11 @@ fn check_references(snap: &Snapshot, c: &SendConnector) -> Result<(), ServiceErr
 pub async fn list(State(s): State<AppState>) -> Json<List<SendConnectorView>> {
     let snap = s.config.snapshot();
     Json(List {
-        items: snap.send_connectors.iter().map(view).collect(),
+        items: snap
+            .send_connectors
+            .iter()
+            .map(|c| view(&snap, c))
+            .collect(),
     })
 }
 
@@ -79,7 +80,7 @@ pub async fn get(
     let snap = s.config.snapshot();
     let c = crate::config::find::<SendConnector>(&snap, &id)
         .ok_or_else(|| ApiError::not_found(format!("send connector '{id}' does not exist")))?;
-    Ok(ok(c.version, view(c)))
+    Ok(ok(c.version, view(&snap, c)))
 }
 
 #[utoipa::path(post, path = "/api/v1/send-connectors", tag = "send-connectors",
@@ -99,7 +100,7 @@ pub async fn create(
             Ok(Change::of(c))
         })
         .await?;
-    Ok(created(stored.version, view(&stored)))
+    Ok(created(stored.version, view(&s.config.snapshot(), &stored)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/send-connectors/{id}", tag = "send-connectors",
@@ -124,7 +125,7 @@ pub async fn patch(
             Ok(Change::of(c))
         })
         .await?;
-    Ok(ok(stored.version, view(&stored)))
+    Ok(ok(stored.version, view(&s.config.snapshot(), &stored)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/send-connectors/{id}", tag = "send-connectors",

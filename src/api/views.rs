@@ -98,6 +98,7 @@ pub fn receive_view(
             ));
         }
     }
+    warnings.extend(captures(snap, s));
     ReceiveConnectorView {
         meta: s.into(),
         effective_rights: c.rights(),
@@ -109,12 +110,78 @@ pub fn receive_view(
     }
 }
 
+/// Beyond this many ranges on either side the capture lint is skipped: it
+/// compares every pair, and a list that long is a block or allow list, not
+/// the handful of Hub or Edge addresses it is about.
+const CAPTURE_LINT_MAX_RANGES: usize = 256;
+
+/// A receive connector that would take clients another connector serves as
+/// Hubs or Edges (ExchangeServers, or ExternalAuthoritative): one of its
+/// ranges lies inside one of theirs on a binding both cover, and the
+/// smaller range wins (spec §2.1). Exchange admins meet this as mail from a
+/// Hub suddenly refused or unauthenticated (spec §4).
+fn captures(snap: &Snapshot, s: &Stored<ReceiveConnector>) -> Vec<String> {
+    use crate::model::{AuthMechanism, PermissionGroup};
+    let c = &s.spec;
+    if !c.enabled || c.remote_ip_ranges.len() > CAPTURE_LINT_MAX_RANGES {
+        return vec![];
+    }
+    let mut out = vec![];
+    for o in &snap.receive_connectors {
+        let oc = &o.spec;
+        let servers = oc.permission_groups.has(PermissionGroup::ExchangeServers)
+            || oc.auth_mechanism.has(AuthMechanism::ExternalAuthoritative);
+        if o.id == s.id
+            || !oc.enabled
+            || !servers
+            || oc.remote_ip_ranges.len() > CAPTURE_LINT_MAX_RANGES
+        {
+            continue;
+        }
+        // A local address both answer on: the same port, and the same
+        // address or a wildcard of its family on either side.
+        let shared = c.bindings.iter().any(|a| {
+            oc.bindings
+                .iter()
+                .any(|b| a.covers(b.socket_addr()) || b.covers(a.socket_addr()))
+        });
+        if !shared {
+            continue;
+        }
+        for mine in &c.remote_ip_ranges {
+            if let Some(theirs) = oc
+                .remote_ip_ranges
+                .iter()
+                .find(|t| t.contains(mine) && t.span() > mine.span())
+            {
+                out.push(format!(
+                    "takes the clients in {mine} that '{}' serves as Hubs or Edges (its range {theirs}): \
+                     the smaller remote range wins, so they would land here instead",
+                    oc.name
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SendConnectorView {
     #[serde(flatten)]
     pub meta: Meta,
     #[serde(flatten)]
     pub connector: SendConnector,
+    /// Things that are allowed but probably not what the admin wants: out
+    /// of scope on this server, an address space another connector takes.
+    pub warnings: Vec<String>,
+}
+
+pub fn send_view(snap: &Snapshot, s: &Stored<SendConnector>) -> SendConnectorView {
+    SendConnectorView {
+        meta: s.into(),
+        connector: s.spec.clone(),
+        warnings: crate::routing::send_connector_lints(snap, s),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -243,6 +243,50 @@ pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
     }
 }
 
+/// Save-time lints of a send connector (shown as `warnings`): it carries
+/// nothing from this server (its sourceTransportServers leave it out, on a
+/// Hub), or another connector takes one of its address spaces (the same
+/// space at a lower cost, or at the same cost and first by name).
+pub fn send_connector_lints(snap: &Snapshot, s: &Stored<SendConnector>) -> Vec<String> {
+    let c = &s.spec;
+    let mut out = vec![];
+    if !c.enabled {
+        return out;
+    }
+    let in_scope = |c: &SendConnector| snap.ctx.role == Role::Edge || is_source_server(snap, c);
+    if !in_scope(c) {
+        out.push(format!(
+            "this server ({} or {}) is not among its sourceTransportServers {:?}: it carries no mail from here",
+            snap.ctx.server_name, snap.transport.spec.server_fqdn, c.source_transport_servers
+        ));
+        return out;
+    }
+    for a in &c.address_spaces {
+        let before = |o: &SendConnector, b: &crate::model::address_space::AddressSpace| {
+            b.cost < a.cost
+                || (b.cost == a.cost && o.name.to_ascii_lowercase() < c.name.to_ascii_lowercase())
+        };
+        if let Some((o, b)) = snap
+            .send_connectors
+            .iter()
+            .filter(|o| o.id != s.id && o.spec.enabled && in_scope(&o.spec))
+            .find_map(|o| {
+                o.spec
+                    .address_spaces
+                    .iter()
+                    .find(|b| b.space == a.space && before(&o.spec, b))
+                    .map(|b| (o, b))
+            })
+        {
+            out.push(format!(
+                "address space {a} is shadowed by '{}' ({b}): mail for it goes there",
+                o.spec.name
+            ));
+        }
+    }
+    out
+}
+
 /// What one send connector makes of a recipient domain.
 #[derive(Debug, Clone)]
 pub struct ConnectorVerdict {

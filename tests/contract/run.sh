@@ -50,7 +50,7 @@ status=0
 for s in 1 "$seed"; do
   target_token
   echo "== schemathesis, seed $s"
-  "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
+  PYTHONPATH=tests/contract SCHEMATHESIS_HOOKS=hooks "$PY/schemathesis" --config-file tests/contract/schemathesis.toml run "$work/openapi.json" \
     --url http://127.248.0.1:8080 -H "Authorization: Bearer $TOKEN" --checks all -n "$N" --seed "$s" \
     --phases examples,coverage,fuzzing,stateful --no-color "$@" || status=1
   # Answers to a token that stopped working (a generated revoke or rotate

@@ -157,3 +157,78 @@ async fn the_receive_explanation_is_the_connector_a_session_lands_on() {
     .await
     .assert_problem(422, "localAddress");
 }
+
+/// Save-time lints: a send connector out of scope on this server or
+/// shadowed by a cheaper one, a receive range that would capture a Hub's
+/// or Edge's clients.
+#[tokio::test]
+async fn lints_name_connectors_that_would_not_do_what_they_seem_to() {
+    let app = TestApp::spawn(Role::Hub).await;
+    let n = app.net;
+    let warnings = |v: &Value| v["warnings"].to_string();
+    let elsewhere = app
+        .create(
+            "/api/v1/send-connectors",
+            json!({"name": "Elsewhere", "addressSpaces": ["northwind.test"], "smartHosts": ["10.0.0.1"],
+                   "sourceTransportServers": ["hub09"]}),
+        )
+        .await;
+    assert!(
+        warnings(&elsewhere).contains("not among its sourceTransportServers"),
+        "{elsewhere}"
+    );
+    let cheap = app
+        .create(
+            "/api/v1/send-connectors",
+            json!({"name": "Cheap", "addressSpaces": ["fabrikam.test;1"], "smartHosts": ["10.0.0.2"]}),
+        )
+        .await;
+    assert_eq!(cheap["warnings"], json!([]));
+    let dear = app
+        .create(
+            "/api/v1/send-connectors",
+            json!({"name": "Dear", "addressSpaces": ["fabrikam.test;5", "tailspin.test"], "smartHosts": ["10.0.0.3"]}),
+        )
+        .await;
+    let w = warnings(&dear);
+    assert!(
+        w.contains("fabrikam.test;5 is shadowed by 'Cheap'") && !w.contains("tailspin"),
+        "{dear}"
+    );
+    // The explain answer agrees.
+    let x = app
+        .post(
+            "/api/v1/routing/explain",
+            json!({"recipient": "a@fabrikam.test"}),
+        )
+        .await
+        .body;
+    assert_eq!(x["connector"], "Cheap", "{x}");
+
+    // A narrower range on the binding of a connector for the Edges.
+    let edges = json!({"name": "From Edges", "usage": "Internal", "bindings": [format!("127.{n}.0.9:2525")],
+                       "remoteIpRanges": [format!("127.{n}.0.0/24")], "permissionGroups": ["ExchangeServers"],
+                       "authMechanism": ["Tls"]});
+    let made = app.create("/api/v1/receive-connectors", edges).await;
+    assert_eq!(made["warnings"].as_array().map(Vec::len), Some(0), "{made}");
+    let narrow = app
+        .create(
+            "/api/v1/receive-connectors",
+            json!({"name": "Scanner", "usage": "Custom", "bindings": [format!("127.{n}.0.9:2525")],
+                   "remoteIpRanges": [format!("127.{n}.0.20")]}),
+        )
+        .await;
+    assert!(
+        warnings(&narrow).contains("serves as Hubs or Edges"),
+        "{narrow}"
+    );
+    // Another port: nothing captured.
+    let apart = app
+        .create(
+            "/api/v1/receive-connectors",
+            json!({"name": "Apart", "usage": "Custom", "bindings": [format!("127.{n}.0.9:2526")],
+                   "remoteIpRanges": [format!("127.{n}.0.20")]}),
+        )
+        .await;
+    assert!(!warnings(&apart).contains("Hubs or Edges"), "{apart}");
+}
