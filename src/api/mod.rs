@@ -24,6 +24,7 @@ mod routing;
 mod send_connectors;
 mod transport_settings;
 mod views;
+mod webhooks;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
@@ -196,6 +197,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/receive-connectors",
             g(receive_connectors::list).post(receive_connectors::create),
         )
+        .route("/api/v1/webhooks", g(webhooks::list).post(webhooks::create))
+        .route(
+            "/api/v1/webhooks/{id}",
+            g(webhooks::get)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/api/v1/webhooks/{id}/deliveries", g(webhooks::deliveries))
         .route(
             "/api/v1/routing/explain",
             axum::routing::post(routing::explain),

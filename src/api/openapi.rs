@@ -140,6 +140,18 @@ body_schema!(
     without: ["rejectionResponse", "list"]
 );
 body_schema!(
+    WebhookCreate,
+    model::webhook::Webhook,
+    ["name", "url"],
+    "A new event webhook: its URL, the event kinds (none: every kind) and an optional filter."
+);
+body_schema!(
+    WebhookPatch,
+    model::webhook::Webhook,
+    [],
+    "A JSON merge patch of an event webhook."
+);
+body_schema!(
     IpListEntryCreate,
     model::anti_spam::IpListEntry,
     ["ipRange"],
@@ -1060,6 +1072,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
     paths(
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
+        webhooks::list, webhooks::get, webhooks::create, webhooks::patch, webhooks::delete, webhooks::deliveries,
         send_connectors::list, send_connectors::get, send_connectors::create, send_connectors::patch, send_connectors::delete,
         accepted_domains::list, accepted_domains::get, accepted_domains::create, accepted_domains::patch, accepted_domains::delete,
         credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
@@ -1104,7 +1117,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         IpAllowListConfigPatch, IpAllowListProviderCreate, IpAllowListProviderPatch,
         SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
         ContentFilterConfigPatch, AddressRewriteEntryCreate, AddressRewriteEntryPatch, TransportRuleCreate, TransportRulePatch,
-        DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch,
+        DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch, WebhookCreate, WebhookPatch,
         model::api_token::ApiToken, model::api_token::ApiRole,
         api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
         audit::AuditPage, crate::store::audit::AuditEntry, crate::config::audit::FieldChange,
@@ -1113,6 +1126,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
         (name = "send-connectors", description = "How mail leaves (New-SendConnector)"),
         (name = "routing", description = "Where a recipient's mail goes, and why"),
+        (name = "webhooks", description = "Tracking events sent as signed JSON to your URLs"),
         (name = "accepted-domains", description = "Domains this organisation receives mail for"),
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),

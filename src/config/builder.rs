@@ -53,6 +53,7 @@ impl SnapshotBuilder {
                 certificate_info: Default::default(),
                 anti_spam: super::AntiSpam::defaults(role),
                 dkim_keys: vec![],
+                webhooks: vec![],
             },
         }
     }

@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub anti_spam: AntiSpam,
     /// DKIM signing keys, by domain then selector.
     pub dkim_keys: Vec<Stored<crate::model::dkim::DkimSigningKey>>,
+    /// Event webhooks, their HMAC keys sealed.
+    pub webhooks: Vec<Stored<crate::model::webhook::Webhook>>,
 }
 
 /// The anti-spam agents' configuration: their order, and Connection
@@ -253,6 +255,17 @@ impl ConfigObject for crate::model::dkim::DkimSigningKey {
     }
     fn all(s: &Snapshot) -> &[Stored<Self>] {
         &s.dkim_keys
+    }
+}
+
+impl ConfigObject for crate::model::webhook::Webhook {
+    const TABLE: Table = Table::Webhooks;
+    const KIND: &'static str = "webhook";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.webhooks
     }
 }
 

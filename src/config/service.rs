@@ -501,5 +501,6 @@ pub(super) async fn load_snapshot(
             });
             keys
         },
+        webhooks: Store::list(tx, Table::Webhooks).await?,
     })
 }

@@ -32,6 +32,7 @@ pub mod send_connector;
 pub mod sender_id;
 pub mod timespan;
 pub mod transport_settings;
+pub mod webhook;
 
 pub use accepted_domain::{AcceptedDomain, DomainType, MailboxDelivery, RecipientDirectory};
 pub use address::Address;

@@ -159,6 +159,27 @@ pub fn domain_pattern() -> String {
 }
 
 /// `contoso.com` or `*.contoso.com`.
+/// Where a webhook POSTs: `http(s)://host[:port][/path]`.
+pub fn webhook_url() -> Object {
+    string(false)
+        .pattern(Some(format!(
+            "^https?://(?:{LABEL}(?:\\.{LABEL})*|{IPV4}|\\[{IPV6}\\])(?::{PORT})?(?:/[!\"$-~]*)?$"
+        )))
+        .max_length(Some(2000))
+        .description(Some(
+            "http:// or https://, a host name or address, an optional port and path (no fragment).",
+        ))
+        .build()
+}
+
+/// A part of an address or name to match, 1–320 characters.
+pub fn filter_text() -> Object {
+    string(true)
+        .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]+$"))
+        .max_length(Some(320))
+        .build()
+}
+
 /// A domain name, whole (`contoso.com`).
 pub fn domain_name() -> Object {
     string(false)

@@ -9,6 +9,7 @@ pub mod periods;
 pub mod protolog;
 pub mod tracking;
 pub mod vocabulary;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,14 +33,21 @@ impl Observer {
         metrics: Arc<metrics::Metrics>,
         life: &Lifecycle,
     ) -> anyhow::Result<Arc<Observer>> {
+        let tracking =
+            tracking::Tracker::open(&data_dir.join("tracking.db"), config.subscribe(), life)
+                .await?;
+        life.spawn(
+            "webhooks",
+            webhooks::run(
+                tracking.pool().clone(),
+                config.subscribe(),
+                config.secrets.clone(),
+                life.token(),
+            ),
+        );
         Ok(Arc::new(Observer {
             metrics,
-            tracking: tracking::Tracker::open(
-                &data_dir.join("tracking.db"),
-                config.subscribe(),
-                life,
-            )
-            .await?,
+            tracking,
             protolog: protolog::ProtocolLog::start(data_dir, config.subscribe(), life)?,
             tls_periods: periods::Periods::default(),
         }))

@@ -65,17 +65,19 @@ impl Tracker {
             .message_tracking_log_enabled
     }
 
-    /// Records an event now. The subject is dropped when subject logging is off.
+    /// Records an event now, for the log and for the webhooks that want
+    /// it. The subject is dropped when subject logging is off.
     pub fn record(&self, mut e: Event) {
-        let (enabled, subjects) = {
+        let (enabled, subjects, hooks) = {
             let snap = self.config.borrow();
             let ts = &snap.transport.spec;
             (
                 ts.message_tracking_log_enabled,
                 ts.message_tracking_log_subject_logging_enabled,
+                snap.webhooks.iter().any(|w| w.spec.enabled),
             )
         };
-        if !enabled {
+        if !enabled && !hooks {
             return;
         }
         if !subjects {
@@ -187,8 +189,31 @@ fn writer(
                 None
             };
         }
-        if !(events.is_empty() && dmarc.is_empty() && tls.is_empty())
-            && let Err(e) = db::insert(&mut conn, &events, &dmarc, &tls)
+        // Each event goes into the log (tracking on) and into the outbox of
+        // every webhook that wants it, in the same transaction.
+        let written: Vec<db::Written<'_>> = {
+            let snap = config.borrow();
+            let log = snap.transport.spec.message_tracking_log_enabled;
+            events
+                .iter()
+                .map(|e| db::Written {
+                    event: e,
+                    log,
+                    webhooks: snap
+                        .webhooks
+                        .iter()
+                        .filter(|w| {
+                            w.spec
+                                .wants(e.event, &e.sender, &e.recipients, e.connector.as_deref())
+                        })
+                        .map(|w| w.id.to_string())
+                        .collect(),
+                })
+                .filter(|w| w.log || !w.webhooks.is_empty())
+                .collect()
+        };
+        if !(written.is_empty() && dmarc.is_empty() && tls.is_empty())
+            && let Err(e) = db::insert(&mut conn, &written, &dmarc, &tls)
         {
             tracing::warn!(error = %format!("{e:#}"), events = events.len(), dmarc = dmarc.len(), "message tracking: events could not be written");
         }

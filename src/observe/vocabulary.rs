@@ -6,7 +6,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What happened to a message (Exchange's EventId).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum EventKind {
     /// Accepted by a receive connector, or a notice queued by Ferry.
     #[default]

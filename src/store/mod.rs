@@ -61,6 +61,7 @@ pub enum Table {
     IpListEntries,
     IpListProviders,
     DkimKeys,
+    Webhooks,
 }
 
 impl Table {
@@ -74,6 +75,7 @@ impl Table {
             Table::IpListEntries => "ip_list_entries",
             Table::IpListProviders => "ip_list_providers",
             Table::DkimKeys => "dkim_keys",
+            Table::Webhooks => "webhooks",
         }
     }
 }

@@ -122,9 +122,36 @@ pub fn open_writer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 /// Inserts events, and counts DMARC evaluations, in one transaction.
+/// An event as written: whether it goes into the log (tracking on), and
+/// the webhooks it is sent to.
+pub struct Written<'a> {
+    pub event: &'a NewEvent,
+    pub log: bool,
+    pub webhooks: Vec<String>,
+}
+
+/// The JSON a webhook receives for an event: the tracking event as the
+/// API shows it (`id` 0 when tracking is off).
+pub fn event_json(e: &NewEvent, id: i64) -> serde_json::Value {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(e.time_ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    serde_json::json!({
+        "id": id, "timeMs": e.time_ms, "time": time, "event": e.event.as_str(), "source": e.source.as_str(),
+        "internalId": e.internal_id, "messageId": e.message_id, "sender": e.sender,
+        "recipients": e.recipients, "size": e.size, "subject": e.subject, "connector": e.connector,
+        "clientIp": e.client_ip, "clientHostname": e.client_hostname, "serverIp": e.server_ip,
+        "serverHostname": e.server_hostname, "nextHop": e.next_hop, "tls": e.tls, "auth": e.auth,
+        "detail": e.detail, "related": e.related, "session": e.session,
+    })
+}
+
 pub fn insert(
     conn: &mut rusqlite::Connection,
-    events: &[NewEvent],
+    events: &[Written<'_>],
     dmarc: &[super::dmarc::Evaluation],
     tls: &[super::tlsrpt::Session],
 ) -> anyhow::Result<()> {
@@ -138,32 +165,48 @@ pub fn insert(
         )?;
         let mut rcpt =
             tx.prepare_cached("INSERT INTO event_recipients (event, address) VALUES (?1, ?2)")?;
-        for e in events {
-            event.execute(params![
-                e.time_ms,
-                e.event,
-                e.source,
-                e.internal_id,
-                e.message_id,
-                e.sender,
-                serde_json::to_string(&e.recipients)?,
-                e.size,
-                e.subject,
-                e.connector,
-                e.client_ip,
-                e.client_hostname,
-                e.server_ip,
-                e.server_hostname,
-                e.next_hop,
-                e.tls,
-                e.auth,
-                e.detail,
-                e.related,
-                e.session,
-            ])?;
-            let id = tx.last_insert_rowid();
-            for r in &e.recipients {
-                rcpt.execute(params![id, r])?;
+        let mut outbox = tx.prepare_cached(
+            "INSERT INTO webhook_outbox (webhook, event, payload, created_ms, next_attempt_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?;
+        for w in events {
+            let e = w.event;
+            let mut id = 0;
+            if w.log {
+                event.execute(params![
+                    e.time_ms,
+                    e.event,
+                    e.source,
+                    e.internal_id,
+                    e.message_id,
+                    e.sender,
+                    serde_json::to_string(&e.recipients)?,
+                    e.size,
+                    e.subject,
+                    e.connector,
+                    e.client_ip,
+                    e.client_hostname,
+                    e.server_ip,
+                    e.server_hostname,
+                    e.next_hop,
+                    e.tls,
+                    e.auth,
+                    e.detail,
+                    e.related,
+                    e.session,
+                ])?;
+                id = tx.last_insert_rowid();
+                for r in &e.recipients {
+                    rcpt.execute(params![id, r])?;
+                }
+            }
+            if !w.webhooks.is_empty() {
+                let payload = event_json(e, id).to_string();
+                let now =
+                    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+                for hook in &w.webhooks {
+                    outbox.execute(params![hook, id, payload, now])?;
+                }
             }
         }
     }

@@ -17,3 +17,4 @@ mod queue_api;
 mod requiretls;
 mod routing;
 mod smarthost;
+mod webhooks;
