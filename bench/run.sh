@@ -18,6 +18,9 @@
 #  10. message authentication's cost: 4 KB x 20 sessions relayed by Ferry plain and with
 #      DKIM signing plus SPF/DKIM/DMARC verification of every message (records served by a
 #      private dnsmasq), and by Postfix plain and with a private OpenDKIM milter signing
+#  11. event webhooks' cost: 4 KB x 20 sessions relayed by Ferry with no webhook, with one
+#      subscribed to every event and its receiver up (a Python HTTP server on loopback), and
+#      with its receiver down for the whole run (every delivery fails and waits in the outbox)
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
@@ -25,6 +28,7 @@
 #        bash bench/run.sh --agents                (only section 8, printed, RESULTS.md untouched)
 #        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
 #        bash bench/run.sh --auth                  (only section 10, printed, RESULTS.md untouched)
+#        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -358,6 +362,58 @@ auth_bench() {
     "Postfix: ${R[au_postfix-off]}/s plain, ${R[au_postfix-on]}/s with OpenDKIM signing ($(ratio "${R[au_postfix-on]}" "${R[au_postfix-off]}")×);" \
     "Ferry/Postfix $(ratio "${R[au_ferry-on]}" "${R[au_postfix-on]}")×"
 }
+# Section 11, also run alone with --webhooks: the relay with no webhook, with
+# one taking every event (receiver up), and with its receiver down, so every
+# delivery fails and is retried from the outbox while mail flows.
+WEBHOOK_PORT=2539
+webhook_receiver() { # the receiver: answers 200 to every POST, counts them
+  python3 - "$WEBHOOK_PORT" "$W/hook-count" <<'PY' &
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port, out = int(sys.argv[1]), sys.argv[2]
+lock, n = threading.Lock(), [0]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+        with lock:
+            n[0] += 1
+            open(out, "w").write(str(n[0]))
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+  HOOK_PID=$!; pids+=("$HOOK_PID"); sleep 0.5
+}
+webhook_round() { # off | up | down, round
+  local n=$N4K
+  rm -rf "$W/ferry-hooks"; start_ferry "$W/ferry-hooks"; configure_relay
+  if [ "$1" != off ]; then
+    api -X POST "$API/webhooks" -d "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$WEBHOOK_PORT/hook\"}" >/dev/null
+  fi
+  [ "$1" = up ] && webhook_receiver
+  start_sink $SINK "$W/h-sink.out"
+  t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN; t1=$(now)
+  wait_sink "$W/h-sink.out" "$n" >/dev/null; t2=$(now)
+  R[wh_$1_$2]=$(rate "$(sink_count "$W/h-sink.out")" "$(elapsed "$t0" "$t2")")
+  local state=""
+  if [ "$1" != off ]; then
+    state=$(api "$API/webhooks/bench/deliveries?limit=1" | jq -c '{pending, delivered, failed}')
+  fi
+  echo "  round $2, webhook $1: accepted $(rate "$n" "$(elapsed "$t0" "$t1")")/s, relayed ${R[wh_$1_$2]}/s $state"
+  kill "$SINK_PID" 2>/dev/null || true
+  if [ "$1" = up ]; then kill "$HOOK_PID" 2>/dev/null || true; wait "$HOOK_PID" 2>/dev/null || true; fi
+  kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+}
+webhooks_bench() {
+  for round in 1 2; do for mode in off up down; do webhook_round "$mode" "$round"; done; done
+  WH_OFF=$(( (${R[wh_off_1]} + ${R[wh_off_2]}) / 2 )); WH_UP=$(( (${R[wh_up_1]} + ${R[wh_up_2]}) / 2 ))
+  WH_DOWN=$(( (${R[wh_down_1]} + ${R[wh_down_2]}) / 2 ))
+  echo "  mean relayed: no webhook ${WH_OFF}/s, receiver up ${WH_UP}/s ($(ratio "$WH_UP" "$WH_OFF")×), receiver down ${WH_DOWN}/s ($(ratio "$WH_DOWN" "$WH_OFF")×)"
+}
+if [ "$QUICK" = --webhooks ]; then
+  declare -A R
+  echo "== 11. event webhooks' cost"; webhooks_bench; exit 0
+fi
 if [ "$QUICK" = --auth ]; then
   declare -A R
   echo "== 10. message authentication's cost"; auth_bench; exit 0
@@ -500,6 +556,8 @@ echo "== 9. the Content Filter's cost"
 content_bench
 echo "== 10. message authentication's cost"
 auth_bench
+echo "== 11. event webhooks' cost"
+webhooks_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -565,5 +623,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 10. Message authentication's cost"
   echo
   echo "4 KB × 20 sessions relayed to smtp-sink. Ferry signs every message with an RSA-2048 DKIM key and verifies it first (SPF, DKIM, DMARC and ARC against a private dnsmasq on loopback): **${R[au_ferry-off]} msg/s plain, ${R[au_ferry-on]} msg/s signing and verifying — $(ratio "${R[au_ferry-on]}" "${R[au_ferry-off]}")×**. Postfix ${R[au_postfix-off]} msg/s plain, ${R[au_postfix-on]} msg/s with a private OpenDKIM milter signing (RSA-2048) — $(ratio "${R[au_postfix-on]}" "${R[au_postfix-off]}")×. With authentication on, Ferry relays **$(ratio "${R[au_ferry-on]}" "${R[au_postfix-on]}")×** Postfix's rate (the authenticated cases are the mean of two rounds)."
+  echo
+  echo "## 11. Event webhooks' cost"
+  echo
+  echo "4 KB × 20 sessions relayed to smtp-sink, alternating, twice each: no webhook **${WH_OFF} msg/s**; a webhook taking every event (about six a message) with its receiver up **${WH_UP} msg/s — $(ratio "$WH_UP" "$WH_OFF")×**; with its receiver down for the whole run, every delivery failing and waiting in the outbox, **${WH_DOWN} msg/s — $(ratio "$WH_DOWN" "$WH_OFF")×**."
 } > "$RESULTS"
 echo "wrote $RESULTS"

@@ -1,10 +1,12 @@
 -- The webhooks' outbox: one row per event and subscription, written in the
 -- same transaction as the event, sent (and retried) by the dispatcher.
+-- `payload` is the event's JSON only when tracking is off (no `events` row
+-- to read it from at sending time).
 CREATE TABLE webhook_outbox (
     id              INTEGER PRIMARY KEY,
     webhook         TEXT NOT NULL,
     event           INTEGER NOT NULL,
-    payload         TEXT NOT NULL,
+    payload         TEXT,
     created_ms      INTEGER NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL,

@@ -5,12 +5,15 @@
 //! touches the mail path: a receiver that is down or slow delays only its
 //! own deliveries.
 //!
-//! Each POST carries `Content-Type: application/json`, `Ferry-Webhook`
-//! (the subscription's name), `Ferry-Delivery` (the delivery's id, the
-//! same on every retry: receivers drop duplicates by it) and
-//! `Ferry-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
-//! under the subscription's key (Stripe's scheme: the timestamp is signed,
-//! so a receiver refuses replays older than its tolerance).
+//! Each POST carries up to 100 events, oldest first, as
+//! `{"webhook": name, "deliveries": [{"deliveryId": n, "event": {...}}]}`
+//! (a delivery's id is the same on every retry: receivers drop duplicates
+//! by it), with `Content-Type: application/json`, `Ferry-Webhook` (the
+//! subscription's name) and `Ferry-Signature: t=<unix seconds>,v1=<hex
+//! HMAC-SHA256 of "<t>.<body>">` under the subscription's key (Stripe's
+//! scheme: the timestamp is signed, so a receiver refuses replays older
+//! than its tolerance). Batches, as SendGrid's event webhook sends, keep a
+//! busy server from making a request per event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +36,16 @@ const PARALLEL: usize = 8;
 const KEEP_DONE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// The wait before retry `n` (1 after the first failure): 2 s, 5 s, 15 s,
-/// 30 s, 1 min, 5 min, 15 min, then every hour.
+/// 30 s, 1 min, 5 min, 15 min, then every hour. `retry_later` writes the
+/// same steps in SQL; a unit test holds them together.
 pub fn backoff_ms(n: i64) -> i64 {
     const STEPS: [i64; 7] = [2, 5, 15, 30, 60, 300, 900];
     1000 * STEPS.get((n.max(1) - 1) as usize).copied().unwrap_or(3600)
 }
+
+/// [`backoff_ms`] of the next attempt, in SQL over the row's `attempts`.
+const BACKOFF_SQL: &str = "CASE attempts WHEN 0 THEN 2000 WHEN 1 THEN 5000 WHEN 2 THEN 15000 \
+     WHEN 3 THEN 30000 WHEN 4 THEN 60000 WHEN 5 THEN 300000 WHEN 6 THEN 900000 ELSE 3600000 END";
 
 /// `t=<t>,v1=<hex>`: HMAC-SHA256 over `"<t>.<body>"`.
 pub fn sign(key: &[u8], t: i64, body: &str) -> String {
@@ -55,9 +63,11 @@ fn now_ms() -> i64 {
 struct Due {
     id: i64,
     webhook: String,
-    payload: String,
-    attempts: i64,
-    created_ms: i64,
+    /// The tracking event's id; 0 when tracking was off.
+    event: i64,
+    /// The event's JSON: stored only when tracking was off, else read
+    /// from the log when sent.
+    payload: Option<String>,
 }
 
 /// Sends what is due until `shutdown`.
@@ -88,17 +98,45 @@ pub async fn run(
     }
 }
 
+/// Events in one POST, at most.
+const BATCH: usize = 100;
+
 async fn round(pool: &SqlitePool, snap: &Snapshot, secrets: &SecretBox) -> anyhow::Result<()> {
     use futures_util::{StreamExt, stream};
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, webhook, payload, attempts, created_ms FROM webhook_outbox \
-         WHERE state = 'Pending' AND next_attempt_ms <= ? ORDER BY id LIMIT 500",
+        "SELECT id, webhook, event, payload FROM webhook_outbox \
+         WHERE state = 'Pending' AND next_attempt_ms <= ? ORDER BY id LIMIT 2000",
     )
     .bind(now_ms())
     .fetch_all(pool)
     .await?;
     if due.is_empty() {
         return Ok(());
+    }
+    // Logged events are read back from the log, all at once.
+    let wanted: Vec<i64> = due
+        .iter()
+        .filter(|d| d.payload.is_none())
+        .map(|d| d.event)
+        .collect();
+    let logged: std::collections::HashMap<i64, String> =
+        crate::store::tracking::events_by_id(pool, &wanted)
+            .await?
+            .iter()
+            .map(|t| {
+                (
+                    t.id,
+                    crate::store::tracking::stored_event_json(t).to_string(),
+                )
+            })
+            .collect();
+    let mut due = due;
+    for d in &mut due {
+        if d.payload.is_none() {
+            // An event pruned from the log before it could be sent (its
+            // retention is shorter than a day of retries) goes as null.
+            d.payload = Some(logged.get(&d.event).cloned().unwrap_or("null".into()));
+        }
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -112,94 +150,138 @@ async fn round(pool: &SqlitePool, snap: &Snapshot, secrets: &SecretBox) -> anyho
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let results: Vec<anyhow::Result<()>> = stream::iter(due)
-        .map(|d| deliver(pool, snap, secrets, &client, d))
+    // By webhook, oldest first: each webhook's batches go one after the
+    // other, the webhooks side by side.
+    let mut by_hook: Vec<(String, Vec<Due>)> = vec![];
+    for d in due {
+        match by_hook.iter_mut().find(|(w, _)| *w == d.webhook) {
+            Some((_, v)) => v.push(d),
+            None => by_hook.push((d.webhook.clone(), vec![d])),
+        }
+    }
+    let results: Vec<anyhow::Result<()>> = stream::iter(by_hook)
+        .map(|(hook, rows)| deliver(pool, snap, secrets, &client, hook, rows))
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
     results.into_iter().collect()
 }
 
+/// The ids of `rows` as a JSON array, for `IN (SELECT value FROM json_each(?))`.
+fn ids(rows: &[Due]) -> String {
+    serde_json::to_string(&rows.iter().map(|d| d.id).collect::<Vec<_>>()).unwrap_or_default()
+}
+
+/// Sends one webhook's due events, in batches of up to [`BATCH`]. At the
+/// first failure the rest wait too (a receiver that is down costs one
+/// request a round, not one per event), each counting an attempt.
 async fn deliver(
     pool: &SqlitePool,
     snap: &Snapshot,
     secrets: &SecretBox,
     client: &reqwest::Client,
-    d: Due,
+    hook_id: String,
+    rows: Vec<Due>,
 ) -> anyhow::Result<()> {
-    let Some(hook) = snap.webhooks.iter().find(|w| w.id.to_string() == d.webhook) else {
-        return finish(pool, d.id, "Failed", Some("the webhook was deleted"), 0).await;
+    let Some(hook) = snap.webhooks.iter().find(|w| w.id.to_string() == hook_id) else {
+        return finish(pool, &rows, "Failed", Some("the webhook was deleted")).await;
     };
     if !hook.spec.enabled {
         // Kept for when it is enabled again, without counting an attempt.
-        sqlx::query("UPDATE webhook_outbox SET next_attempt_ms = ? WHERE id = ?")
-            .bind(now_ms() + 60_000)
-            .bind(d.id)
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "UPDATE webhook_outbox SET next_attempt_ms = ? WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now_ms() + 60_000)
+        .bind(ids(&rows))
+        .execute(pool)
+        .await?;
         return Ok(());
     }
     let key = match hook.secret.as_deref() {
         Some(sealed) => secrets.open(&hook.id.to_string(), sealed)?,
-        None => return finish(pool, d.id, "Failed", Some("the webhook has no key"), 1).await,
+        None => return finish(pool, &rows, "Failed", Some("the webhook has no key")).await,
     };
-    let body = format!(
-        "{{\"deliveryId\":{},\"webhook\":{},\"event\":{}}}",
-        d.id,
-        serde_json::Value::String(hook.spec.name.clone()),
-        d.payload
-    );
-    let t = now_ms() / 1000;
-    let sent = client
-        .post(&hook.spec.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Ferry-Webhook", &hook.spec.name)
-        .header("Ferry-Delivery", d.id.to_string())
-        .header(SIGNATURE_HEADER, sign(&key, t, &body))
-        .body(body)
-        .send()
-        .await;
-    let error = match sent {
-        Ok(r) if r.status().is_success() => None,
-        Ok(r) => Some(format!("HTTP {}", r.status())),
-        Err(e) => Some(format!("{e}")),
-    };
-    match error {
-        None => finish(pool, d.id, "Delivered", None, 1).await,
-        Some(e) if now_ms() - d.created_ms >= GIVE_UP_AFTER_MS => {
-            finish(pool, d.id, "Failed", Some(&e), 1).await
+    let name = serde_json::Value::String(hook.spec.name.clone()).to_string();
+    for (i, batch) in rows.chunks(BATCH).enumerate() {
+        let mut body = format!("{{\"webhook\":{name},\"deliveries\":[");
+        for (j, d) in batch.iter().enumerate() {
+            if j > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                "{{\"deliveryId\":{},\"event\":{}}}",
+                d.id,
+                d.payload.as_deref().unwrap_or("null")
+            ));
         }
-        Some(e) => {
-            sqlx::query(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? \
-                 WHERE id = ?",
-            )
-            .bind(&e)
-            .bind(now_ms() + backoff_ms(d.attempts + 1))
-            .bind(d.id)
-            .execute(pool)
-            .await?;
-            Ok(())
+        body.push_str("]}");
+        let t = now_ms() / 1000;
+        let sent = client
+            .post(&hook.spec.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Ferry-Webhook", &hook.spec.name)
+            .header(SIGNATURE_HEADER, sign(&key, t, &body))
+            .body(body)
+            .send()
+            .await;
+        let error = match sent {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("HTTP {}", r.status())),
+            Err(e) => Some(format!("{e}")),
+        };
+        match error {
+            None => finish(pool, batch, "Delivered", None).await?,
+            Some(e) => {
+                // This batch and every later one wait.
+                let rest = &rows[i * BATCH..];
+                return retry_later(pool, rest, &e).await;
+            }
         }
     }
+    Ok(())
+}
+
+/// Counts a failed attempt for each row: it is tried again after its
+/// backoff, or given up (Failed) a day after it was made.
+async fn retry_later(pool: &SqlitePool, rows: &[Due], error: &str) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? + \
+         {BACKOFF_SQL} WHERE id IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(error)
+    .bind(now)
+    .bind(ids(rows))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE webhook_outbox SET state = 'Failed', done_ms = ? \
+         WHERE id IN (SELECT value FROM json_each(?)) AND created_ms <= ?",
+    )
+    .bind(now)
+    .bind(ids(rows))
+    .bind(now - GIVE_UP_AFTER_MS)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn finish(
     pool: &SqlitePool,
-    id: i64,
+    rows: &[Due],
     state: &str,
     error: Option<&str>,
-    attempt: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE webhook_outbox SET state = ?, last_error = COALESCE(?, last_error), \
-         attempts = attempts + ?, done_ms = ? WHERE id = ?",
+         attempts = attempts + 1, done_ms = ? WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(state)
     .bind(error)
-    .bind(attempt)
     .bind(now_ms())
-    .bind(id)
+    .bind(ids(rows))
     .execute(pool)
     .await?;
     Ok(())
@@ -262,5 +344,20 @@ mod tests {
         );
         assert_eq!(backoff_ms(1), 2000);
         assert_eq!(backoff_ms(8), 3_600_000);
+    }
+
+    #[test]
+    fn the_sql_backoff_is_the_documented_one() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        for attempts in 0..12i64 {
+            let sql: i64 = db
+                .query_row(
+                    &format!("SELECT {}", BACKOFF_SQL.replace("attempts", "?1")),
+                    [attempts],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(sql, backoff_ms(attempts + 1), "after {attempts} attempts");
+        }
     }
 }

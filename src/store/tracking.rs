@@ -130,6 +130,31 @@ pub struct Written<'a> {
     pub webhooks: Vec<String>,
 }
 
+/// The JSON a webhook receives for a logged event, read back from the log.
+pub fn stored_event_json(t: &TrackingEvent) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(t.time_ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    v["time"] = serde_json::json!(time);
+    v
+}
+
+/// Logged events by id, for the webhooks' dispatcher.
+pub async fn events_by_id(pool: &SqlitePool, ids: &[i64]) -> anyhow::Result<Vec<TrackingEvent>> {
+    Ok(sqlx::query_as(
+        "SELECT id, time_ms, event, source, internal_id, message_id, sender, recipients, size, subject, connector, \
+         client_ip, client_hostname, server_ip, server_hostname, next_hop, tls, auth, detail, related, session \
+         FROM events WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(ids)?)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The JSON a webhook receives for an event: the tracking event as the
 /// API shows it (`id` 0 when tracking is off).
 pub fn event_json(e: &NewEvent, id: i64) -> serde_json::Value {
@@ -201,7 +226,9 @@ pub fn insert(
                 }
             }
             if !w.webhooks.is_empty() {
-                let payload = event_json(e, id).to_string();
+                // A logged event is read back when it is sent; only an
+                // unlogged one carries its JSON here.
+                let payload = (!w.log).then(|| event_json(e, id).to_string());
                 let now =
                     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
                 for hook in &w.webhooks {
