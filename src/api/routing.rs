@@ -53,8 +53,8 @@ pub struct RouteAnswer {
     /// The queue's delivery type (`DnsConnectorDelivery`, `SmartHostConnectorDelivery`,
     /// `MailboxDelivery`, `Unreachable`).
     pub delivery_type: Option<String>,
-    /// Why it is Unreachable: the text the queue's last error and the ROUTE
-    /// tracking event carry.
+    /// Why it is Unreachable: the text the recipient's last error and its
+    /// ROUTE tracking event carry.
     pub reason: Option<String>,
     /// Each step of the decision, in words.
     pub steps: Vec<String>,
