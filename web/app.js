@@ -807,7 +807,7 @@ function signInPage() {
   const input = h("input", { id: "token", type: "password", autocomplete: "current-password", required: true });
   const note = h("div", { class: "note" });
   const form = h("form", { class: "card", "aria-label": "Sign in" },
-    h("div", { class: "field" }, h("label", { for: "token" }, "Admin token"), input, h("span", { class: "hint" }, "From <data-dir>/admin-token or FERRY_ADMIN_TOKEN. Kept for this browser session only.")),
+    h("div", { class: "field" }, h("label", { for: "token" }, "API token"), input, h("span", { class: "hint" }, "The admin token (<data-dir>/admin-token or FERRY_ADMIN_TOKEN) or a named API token; what you can change follows its role. Kept for this browser session only.")),
     note, h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

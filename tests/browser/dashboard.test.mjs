@@ -105,10 +105,10 @@ after(async () => {
 
 test("sign in with the admin token", async () => {
   await page.goto(`${BASE}/`);
-  await page.getByLabel("Admin token").fill("not-the-token");
+  await page.getByLabel("API token").fill("not-the-token");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("That token is not accepted.").waitFor();
-  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByLabel("API token").fill(TOKEN);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Overview" }).waitFor();
   await page.locator("dd", { hasText: "hub01.contoso.test" }).waitFor();
