@@ -78,13 +78,26 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     let mut last_prune = 0;
+    // One client (and its connection pool) per configuration: trust
+    // anchors may change with it.
+    let mut client: Option<(u64, reqwest::Client)> = None;
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let snap = config.borrow().clone();
-        if let Err(e) = round(&pool, &snap, &secrets).await {
+        if client.as_ref().is_none_or(|(g, _)| *g != snap.generation) {
+            match http_client(&snap) {
+                Ok(c) => client = Some((snap.generation, c)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "webhooks: no HTTP client");
+                    continue;
+                }
+            }
+        }
+        let Some((_, http)) = &client else { continue };
+        if let Err(e) = round(&pool, &snap, &secrets, http).await {
             tracing::warn!(error = %format!("{e:#}"), "webhooks: a round of deliveries failed");
         }
         if now_ms() - last_prune > 60_000 {
@@ -101,7 +114,27 @@ pub async fn run(
 /// Events in one POST, at most.
 const BATCH: usize = 100;
 
-async fn round(pool: &SqlitePool, snap: &Snapshot, secrets: &SecretBox) -> anyhow::Result<()> {
+fn http_client(snap: &Snapshot) -> anyhow::Result<reqwest::Client> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_root_certificates(crate::tls::roots::trust_roots(snap))
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+async fn round(
+    pool: &SqlitePool,
+    snap: &Snapshot,
+    secrets: &SecretBox,
+    client: &reqwest::Client,
+) -> anyhow::Result<()> {
     use futures_util::{StreamExt, stream};
     let due: Vec<Due> = sqlx::query_as(
         "SELECT id, webhook, event, payload FROM webhook_outbox \
@@ -138,18 +171,6 @@ async fn round(pool: &SqlitePool, snap: &Snapshot, secrets: &SecretBox) -> anyho
             d.payload = Some(logged.get(&d.event).cloned().unwrap_or("null".into()));
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-    .with_root_certificates(crate::tls::roots::trust_roots(snap))
-    .with_no_client_auth();
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5))
-        .build()?;
     // By webhook, oldest first: each webhook's batches go one after the
     // other, the webhooks side by side.
     let mut by_hook: Vec<(String, Vec<Due>)> = vec![];
@@ -160,7 +181,7 @@ async fn round(pool: &SqlitePool, snap: &Snapshot, secrets: &SecretBox) -> anyho
         }
     }
     let results: Vec<anyhow::Result<()>> = stream::iter(by_hook)
-        .map(|(hook, rows)| deliver(pool, snap, secrets, &client, hook, rows))
+        .map(|(hook, rows)| deliver(pool, snap, secrets, client, hook, rows))
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
