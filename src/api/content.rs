@@ -46,6 +46,8 @@ pub async fn get_content_filter(State(s): State<AppState>) -> Tagged<ContentFilt
     params(("If-Match" = Option<String>, Header, description = "ETag from a GET")),
     request_body(content = super::openapi::ContentFilterConfigPatch, content_type = "application/merge-patch+json"),
     responses((status = 200, body = ContentFilterConfigView, headers(("ETag" = String))),
+              (status = 409, body = Problem, content_type = "application/problem+json",
+               description = "A transport rule quarantines mail: the quarantine mailbox cannot be removed"),
               (status = 412, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_content_filter(
