@@ -104,6 +104,11 @@ struct ServeArgs {
     /// passwords must then be set again). Without it, Ferry refuses to start.
     #[arg(long)]
     discard_undecryptable_secrets: bool,
+    /// A directory of secret files (e.g. /run/secrets) that configuration
+    /// documents may name: `{"file": "smarthost-password"}`. Without it,
+    /// documents can give secrets only as `{"env": "FERRY_SECRET_…"}`.
+    #[arg(long, env = "FERRY_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
     /// Log format: `text` (human-readable) or `json` (one object per line,
     /// with the session's or delivery's fields on every line).
     #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -200,6 +205,7 @@ async fn run() -> anyhow::Result<()> {
                 dnssec_trust_anchor: a.dnssec_trust_anchor,
                 metrics_listen: a.metrics_listen,
                 discard_undecryptable_secrets: a.discard_undecryptable_secrets,
+                secrets_dir: a.secrets_dir,
             })
             .await?;
             app.run_until_signalled().await

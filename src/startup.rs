@@ -46,6 +46,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Start with a new secret key although the old one is lost.
     pub discard_undecryptable_secrets: bool,
+    /// Where a configuration document's `{"file": …}` secrets are read.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             dnssec_trust_anchor: None,
             metrics_listen: None,
             discard_undecryptable_secrets: false,
+            secrets_dir: None,
         }
     }
 }
@@ -245,6 +248,7 @@ impl App {
             api_failures: Arc::default(),
             https: settings.api_tls,
             cors_origins: Arc::new(cors_origins),
+            secrets_dir: settings.secrets_dir.clone().map(Arc::new),
         };
         let listener = tokio::net::TcpListener::bind(settings.api_listen)
             .await

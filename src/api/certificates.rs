@@ -118,7 +118,7 @@ impl ToSchema for CertificateCreate {}
 
 /// Certificates travel as PEM re-encoded from their DER, so pasted text with
 /// stray keys or comments is never stored.
-fn to_pem(chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
+pub(super) fn to_pem(chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
     let mut out = String::new();
     for c in chain {
         out.push_str("-----BEGIN CERTIFICATE-----\n");
@@ -132,7 +132,7 @@ fn to_pem(chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
     out
 }
 
-fn check_friendly_name(n: &Option<String>) -> Result<(), Invalid> {
+pub(super) fn check_friendly_name(n: &Option<String>) -> Result<(), Invalid> {
     match n {
         Some(n) if n.chars().count() > 128 || n.chars().any(char::is_control) => {
             Err(Invalid::field(

@@ -294,7 +294,10 @@ pub async fn get_rule(
 }
 
 /// A rule that quarantines needs the Content Filter's quarantine mailbox.
-fn check_quarantine(snap: &crate::config::Snapshot, r: &TransportRule) -> Result<(), ServiceError> {
+pub(super) fn check_quarantine(
+    snap: &crate::config::Snapshot,
+    r: &TransportRule,
+) -> Result<(), ServiceError> {
     if r.actions.quarantine
         && snap
             .anti_spam

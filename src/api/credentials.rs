@@ -98,7 +98,11 @@ fn users_of(snap: &Snapshot, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn unique_login(snap: &Snapshot, c: &Credential, id: Option<Uuid>) -> Result<(), ServiceError> {
+pub(super) fn unique_login(
+    snap: &Snapshot,
+    c: &Credential,
+    id: Option<Uuid>,
+) -> Result<(), ServiceError> {
     if c.kind == CredentialKind::Login
         && snap.credentials.iter().any(|o| {
             Some(o.id) != id
@@ -118,7 +122,7 @@ fn unique_login(snap: &Snapshot, c: &Credential, id: Option<Uuid>) -> Result<(),
 /// connectors: its password must be at least minServerPasswordLength
 /// characters. A login becoming `Server` needs a new password, since only
 /// its hash is kept and the old one's length is unknown.
-fn check_server_password(
+pub(super) fn check_server_password(
     snap: &Snapshot,
     c: &Credential,
     password: Option<&str>,
@@ -182,7 +186,7 @@ fn guessable(snap: &Snapshot, c: &Credential, password: &str) -> Option<String> 
 }
 
 /// Hashing is slow on purpose, so it happens before the writer lock.
-fn login_hash(kind: CredentialKind, password: Option<&str>) -> Option<Vec<u8>> {
+pub(super) fn login_hash(kind: CredentialKind, password: Option<&str>) -> Option<Vec<u8>> {
     match (kind, password) {
         (CredentialKind::Login, Some(p)) => Some(hash_password(p).into_bytes()),
         _ => None,

@@ -8,6 +8,7 @@ mod anti_spam;
 mod api_tokens;
 mod audit;
 mod certificates;
+pub mod config_doc;
 mod content;
 pub mod contract;
 mod credentials;
@@ -61,6 +62,9 @@ pub struct AppState {
     /// Web origins allowed to call the API from a browser (CORS); none by
     /// default, so only the dashboard, served from the API's own origin, can.
     pub cors_origins: Arc<Vec<HeaderValue>>,
+    /// Where a configuration document's `{"file": …}` secrets are read
+    /// (`--secrets-dir`); none: only `{"env": …}` references work.
+    pub secrets_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 /// The server this API manages.
@@ -196,6 +200,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/receive-connectors",
             g(receive_connectors::list).post(receive_connectors::create),
+        )
+        .route(
+            "/api/v1/config",
+            g(config_doc::export).put(config_doc::apply),
         )
         .route("/api/v1/webhooks", g(webhooks::list).post(webhooks::create))
         .route(

@@ -351,6 +351,7 @@ fn singleton(resource: &str) -> bool {
             "dmarc-reports",
             "tls-reports",
             "audit-log",
+            "config",
         ]
         .contains(&resource)
 }
@@ -1073,6 +1074,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
         webhooks::list, webhooks::get, webhooks::create, webhooks::patch, webhooks::delete, webhooks::deliveries,
+        config_doc::export, config_doc::apply,
         send_connectors::list, send_connectors::get, send_connectors::create, send_connectors::patch, send_connectors::delete,
         accepted_domains::list, accepted_domains::get, accepted_domains::create, accepted_domains::patch, accepted_domains::delete,
         credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
@@ -1121,12 +1123,15 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         model::api_token::ApiToken, model::api_token::ApiRole,
         api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
         audit::AuditPage, crate::store::audit::AuditEntry, crate::config::audit::FieldChange,
+        model::CertificateRecord, model::anti_spam::TransportAgents, model::address_rewrite::AddressRewriteEntries, model::edge_rule::TransportRules,
+        config_doc::ConfigDocument, config_doc::ConfigPlan, config_doc::ObjectPlan, config_doc::PlanAction, config_doc::PlanSummary,
     )),
     tags(
         (name = "receive-connectors", description = "Where and from whom mail is accepted (New-ReceiveConnector)"),
         (name = "send-connectors", description = "How mail leaves (New-SendConnector)"),
         (name = "routing", description = "Where a recipient's mail goes, and why"),
         (name = "webhooks", description = "Tracking events sent as signed JSON to your URLs"),
+        (name = "config", description = "The whole configuration as one document: export, plan, apply (configuration as code)"),
         (name = "accepted-domains", description = "Domains this organisation receives mail for"),
         (name = "credentials", description = "AUTH logins and smart-host credentials; passwords are write-only"),
         (name = "certificates", description = "TLS certificates and trust anchors; private keys are never returned"),

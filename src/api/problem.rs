@@ -137,6 +137,12 @@ impl From<ServiceError> for ApiError {
                 "The object was changed by someone else",
                 format!("{e}; read it again and reapply your change"),
             ),
+            ServiceError::ConfigChanged { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The configuration was changed by someone else",
+                format!("{e}; export it again, or plan again, and reapply your document"),
+            ),
             ServiceError::Internal(err) => {
                 tracing::error!(error = %format!("{err:#}"), "internal error");
                 ApiError::new(

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// Rules that involve other objects: binding and range overlaps (spec rule
 /// 5) and a pinned certificate that must exist.
-fn check_references(
+pub(super) fn check_references(
     snap: &Snapshot,
     c: &ReceiveConnector,
     id: Option<Uuid>,

@@ -17,7 +17,7 @@ fn view(snap: &Snapshot, s: &Stored<SendConnector>) -> SendConnectorView {
 }
 
 /// The credential and pinned certificate a connector names must exist.
-fn check_references(snap: &Snapshot, c: &SendConnector) -> Result<(), ServiceError> {
+pub(super) fn check_references(snap: &Snapshot, c: &SendConnector) -> Result<(), ServiceError> {
     if let Some(name) = &c.authentication_credential {
         match snap
             .credentials

@@ -11,10 +11,11 @@ pub mod audit;
 mod bootstrap;
 #[cfg(test)]
 pub(crate) mod builder;
+pub mod document;
 mod service;
 
 pub use bootstrap::{Bootstrap, FirstStart};
-pub use service::{Change, ConfigService, Reconciler, ServiceError};
+pub use service::{Change, ConfigService, Reconciler, Replaced, ServiceError, Write};
 
 use std::collections::HashMap;
 use uuid::Uuid;

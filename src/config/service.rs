@@ -49,8 +49,55 @@ pub enum ServiceError {
     /// fields with ones it leaves as stored (RFC 5789 §2.2).
     #[error("{0}")]
     StoredConflict(Invalid),
+    /// The whole configuration changed since the document's version was read.
+    #[error("the configuration has changed since it was read (now at version {current})")]
+    ConfigChanged { current: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// One write of a whole-configuration change ([`ConfigService::replace`]).
+#[derive(Debug)]
+pub enum Write {
+    Insert {
+        table: Table,
+        id: Uuid,
+        name: String,
+        spec: serde_json::Value,
+        secret: Option<Vec<u8>>,
+    },
+    /// `secret` None keeps the stored one.
+    Update {
+        table: Table,
+        id: Uuid,
+        version: i64,
+        name: String,
+        spec: serde_json::Value,
+        secret: Option<Vec<u8>>,
+    },
+    Delete {
+        table: Table,
+        id: Uuid,
+        version: i64,
+    },
+    /// A singleton document of the `settings` table; version 0 if unwritten.
+    Setting {
+        kind: &'static str,
+        spec: serde_json::Value,
+        version: i64,
+    },
+    Transport {
+        spec: serde_json::Value,
+        version: i64,
+    },
+}
+
+/// What a whole-configuration change made, or would make.
+pub struct Replaced {
+    pub before: Arc<Snapshot>,
+    /// The configuration as it is (committed) or would be (a dry run).
+    pub after: Arc<Snapshot>,
+    pub committed: bool,
 }
 
 impl ServiceError {
@@ -350,6 +397,103 @@ impl ConfigService {
         Ok(get(&snap).clone())
     }
 
+    /// Replaces the whole configuration in one transaction: `prepare` gets
+    /// the current snapshot and answers with the writes, `check` judges the
+    /// configuration they make as a whole (references between objects),
+    /// and the listeners' reconciler may refuse it. A dry run does all of
+    /// that and rolls back. `if_match` is the configuration's version (the
+    /// [`super::document::version`] it was read at).
+    pub async fn replace(
+        &self,
+        if_match: Option<&str>,
+        dry_run: bool,
+        prepare: impl FnOnce(&Snapshot) -> Result<Vec<Write>, ServiceError>,
+        check: impl FnOnce(&Snapshot, &Snapshot) -> Result<(), ServiceError>,
+    ) -> Result<Replaced, ServiceError> {
+        off_worker_async(async {
+            let _guard = self.writer.lock().await;
+            let before = self.snapshot();
+            if let Some(v) = if_match {
+                let current = super::document::version(&before);
+                if v != current {
+                    return Err(ServiceError::ConfigChanged { current });
+                }
+            }
+            let writes = prepare(&before)?;
+            let mut tx = self.store.begin().await?;
+            for w in &writes {
+                match w {
+                    Write::Insert {
+                        table,
+                        id,
+                        name,
+                        spec,
+                        secret,
+                    } => Store::insert(&mut tx, *table, *id, name, spec, secret.as_deref()).await?,
+                    Write::Update {
+                        table,
+                        id,
+                        version,
+                        name,
+                        spec,
+                        secret,
+                    } => {
+                        Store::update(
+                            &mut tx,
+                            *table,
+                            *id,
+                            *version,
+                            name,
+                            spec,
+                            secret.as_deref(),
+                        )
+                        .await?
+                    }
+                    Write::Delete { table, id, version } => {
+                        Store::delete(&mut tx, *table, *id, *version).await?
+                    }
+                    Write::Setting {
+                        kind,
+                        spec,
+                        version,
+                    } => {
+                        Store::put_setting(&mut tx, kind, spec, *version).await?;
+                    }
+                    Write::Transport { spec, version } => {
+                        Store::put_transport_settings(&mut tx, spec, Some(*version)).await?;
+                    }
+                }
+            }
+            if writes.is_empty() {
+                // Nothing to write: the configuration stays as it is.
+                return Ok(Replaced {
+                    after: before.clone(),
+                    before,
+                    committed: !dry_run,
+                });
+            }
+            let started = std::time::Instant::now();
+            let (after, prepared) = self.stage(&mut tx, &before).await?;
+            check(&before, &after)?;
+            if dry_run {
+                drop(tx);
+                return Ok(Replaced {
+                    before,
+                    after,
+                    committed: false,
+                });
+            }
+            self.finish(tx, &before, after.clone(), prepared, started)
+                .await?;
+            Ok(Replaced {
+                before,
+                after,
+                committed: true,
+            })
+        })
+        .await
+    }
+
     /// Re-reads the configuration inside the transaction, commits, and
     /// publishes the result.
     async fn publish(
@@ -358,12 +502,34 @@ impl ConfigService {
         previous: &Snapshot,
     ) -> Result<Arc<Snapshot>, ServiceError> {
         let started = std::time::Instant::now();
-        let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
-        // Dropping `tx` on a refusal rolls the change back.
+        let (snap, prepared) = self.stage(&mut tx, previous).await?;
+        self.finish(tx, previous, snap, prepared, started).await
+    }
+
+    /// The configuration the transaction makes, and what the listeners
+    /// ready for it; a refusal leaves the transaction to roll back.
+    async fn stage(
+        &self,
+        tx: &mut Tx,
+        previous: &Snapshot,
+    ) -> Result<(Arc<Snapshot>, Option<Prepared<'_>>), ServiceError> {
+        let snap = Arc::new(load_snapshot(tx, &self.ctx_base, previous.generation + 1).await?);
         let prepared = match self.reconciler.get() {
             Some(r) => Some((r, r.prepare(previous, &snap)?)),
             None => None,
         };
+        Ok((snap, prepared))
+    }
+
+    /// Commits a staged change and puts it in force.
+    async fn finish(
+        &self,
+        tx: Tx,
+        previous: &Snapshot,
+        snap: Arc<Snapshot>,
+        prepared: Option<Prepared<'_>>,
+        started: std::time::Instant,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
         tx.commit().await.map_err(anyhow::Error::from)?;
         super::audit::note_snapshots(previous, &snap);
         self.tx.send_replace(snap.clone());
@@ -381,6 +547,9 @@ impl ConfigService {
         Ok(snap)
     }
 }
+
+/// The listeners' reconciler and what it readied for a staged change.
+type Prepared<'a> = (&'a Arc<dyn Reconciler>, Box<dyn Any + Send>);
 
 fn check_version<T: ConfigObject>(current: i64, if_match: Option<i64>) -> Result<(), ServiceError> {
     match if_match {

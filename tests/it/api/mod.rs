@@ -5,6 +5,7 @@ mod accepted_domains;
 mod audit;
 mod auth_and_docs;
 mod certificates;
+mod config_doc;
 mod credentials;
 mod defaults;
 mod explain;

@@ -1,0 +1,505 @@
+//! Configuration as code (issue 20): `GET /api/v1/config` exports the whole
+//! configuration as one document, `PUT /api/v1/config` plans (`dryRun`) or
+//! applies one in a single transaction.
+
+use crate::support::app::{Resp, TestApp};
+use crate::support::pki::Ca;
+use ferry::model::Role;
+use serde_json::{Value, json};
+
+/// PUTs a document (JSON, or YAML text with `yaml`).
+pub async fn put_doc(
+    app: &TestApp,
+    body: &str,
+    yaml: bool,
+    dry_run: bool,
+    if_match: Option<&str>,
+) -> Resp {
+    let mut req = app
+        .client
+        .put(format!("{}/api/v1/config?dryRun={dry_run}", app.base))
+        .bearer_auth(&app.token)
+        .header(
+            "Content-Type",
+            if yaml {
+                "application/yaml"
+            } else {
+                "application/json"
+            },
+        )
+        .body(body.to_string());
+    if let Some(v) = if_match {
+        req = req.header("If-Match", v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// The export as text, and its ETag.
+pub async fn export(app: &TestApp, accept: &str) -> (String, String) {
+    let r = app
+        .client
+        .get(format!("{}/api/v1/config", app.base))
+        .bearer_auth(&app.token)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    (r.text().await.unwrap(), tag)
+}
+
+/// The objects a plan does something to: (section/name, action).
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    plan["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["action"] != "Unchanged")
+        .map(|o| {
+            (
+                format!(
+                    "{}/{}",
+                    o["section"].as_str().unwrap(),
+                    o["name"].as_str().unwrap_or("")
+                ),
+                o["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_applied_on_a_fresh_server_exports_the_same_bytes() {
+    let mut a = TestApp::spawn(Role::Edge).await;
+    let ca = Ca::new(a.dir.path());
+    let (crt, key) = ca.issue(&["mail.contoso.test", "edge01.contoso.test"]);
+    let cert = a
+        .create(
+            "/api/v1/certificates",
+            json!({"source": "import", "certificatePem": crt, "privateKeyPem": key, "friendlyName": "mail"}),
+        )
+        .await;
+    a.create(
+        "/api/v1/certificates",
+        json!({"source": "trustAnchor", "certificatePem": ca.cert_pem}),
+    )
+    .await;
+    // The self-signed certificate of first start is this server's own:
+    // its key cannot be exported, so the configuration leaves it out.
+    for c in a.get("/api/v1/certificates").await.body["items"]
+        .as_array()
+        .unwrap()
+    {
+        if c["id"] != cert["id"] && c["kind"] == "Certificate" {
+            let r = a
+                .delete(
+                    &format!("/api/v1/certificates/{}", c["id"].as_str().unwrap()),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 204, "{}", r.text);
+        }
+    }
+    let n = a.net;
+    a.create(
+        "/api/v1/accepted-domains",
+        json!({"domainName": "contoso.test"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/accepted-domains",
+        json!({"name": "Fabrikam", "domainName": "fabrikam.test", "domainType": "InternalRelay"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/credentials",
+        json!({"name": "Hub relay", "kind": "SmartHost", "userName": "edge01", "password": "S3cret-Hub-Relay!"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/send-connectors",
+        json!({"name": "To Hub", "usage": "Internal", "addressSpaces": ["SMTP:--;1"],
+               "smartHosts": [format!("127.{n}.0.9")], "smartHostAuthMechanism": "BasicAuthRequireTLS",
+               "authenticationCredential": "Hub relay"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/receive-connectors",
+        json!({"name": "Partners", "usage": "Partner", "bindings": [format!("127.{n}.0.2:2525")],
+               "remoteIpRanges": [format!("127.{n}.0.40/29")]}),
+    )
+    .await;
+    a.create(
+        "/api/v1/ip-block-list-entries",
+        json!({"ipRange": "127.66.0.0/16", "comment": "spammers"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/ip-block-list-providers",
+        json!({"name": "Zen", "lookupDomain": "zen.dnsbl.test"}),
+    )
+    .await;
+    a.create(
+        "/api/v1/transport-rules",
+        json!({"name": "No exe", "conditions": {"subjectMatchesPatterns": ["invoice"]},
+               "actions": {"setScl": 6}}),
+    )
+    .await;
+    a.create(
+        "/api/v1/address-rewrite-entries",
+        json!({"name": "corp", "internalAddress": "corp.contoso.test", "externalAddress": "contoso.test"}),
+    )
+    .await;
+    let hook = a
+        .create(
+            "/api/v1/webhooks",
+            json!({"name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["DELIVER"]}),
+        )
+        .await;
+    let dkim_pem = openssl(&["genpkey", "-algorithm", "ed25519"]);
+    a.create(
+        "/api/v1/dkim-signing-keys",
+        json!({"domain": "contoso.test", "algorithm": "Ed25519", "selector": "s1", "privateKeyPem": dkim_pem}),
+    )
+    .await;
+    let r = a
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"messageRetryInterval": "00:02:00"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = a
+        .patch(
+            "/api/v1/sender-filter-config",
+            json!({"blockedDomains": ["spam.test"]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let (text, _) = export(&a, "application/json").await;
+    assert!(!text.contains("S3cret-Hub-Relay!") && !text.contains("PRIVATE KEY"));
+    let (yaml, _) = export(&a, "application/yaml").await;
+    let from_yaml: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml, serde_json::from_str::<Value>(&text).unwrap());
+    // The listeners' addresses move with the configuration: A gives way.
+    a.app.take().unwrap().stop().await.unwrap();
+
+    // The secrets, by reference to files in the new server's --secrets-dir.
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("hub-relay"), "S3cret-Hub-Relay!\n").unwrap();
+    std::fs::write(secrets.path().join("mail.key"), &key).unwrap();
+    std::fs::write(secrets.path().join("dkim.pem"), &dkim_pem).unwrap();
+    std::fs::write(
+        secrets.path().join("ops-hook"),
+        hook["secret"].as_str().unwrap(),
+    )
+    .unwrap();
+    let dir = secrets.path().to_path_buf();
+    let b = TestApp::spawn_with(Role::Edge, |s| s.secrets_dir = Some(dir)).await;
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["credentials"]["Hub relay"]["password"] = json!({"file": "hub-relay"});
+    let thumb = cert["sha256Thumbprint"]
+        .as_str()
+        .or(cert["thumbprint"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            doc["certificates"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(_, c)| c["kind"] == "Certificate")
+                .unwrap()
+                .0
+                .clone()
+        });
+    doc["certificates"][&thumb]["privateKey"] = json!({"file": "mail.key"});
+    doc["dkimSigningKeys"]["s1._domainkey.contoso.test"]["privateKey"] =
+        json!({"file": "dkim.pem"});
+    doc["webhooks"]["ops"]["secret"] = json!({"file": "ops-hook"});
+    let body = doc.to_string();
+
+    let plan = put_doc(&b, &body, false, true, None).await;
+    assert_eq!(plan.status, 200, "{}", plan.text);
+    assert_eq!(plan.body["applied"], false);
+    assert!(
+        plan.body["summary"]["create"].as_u64().unwrap() >= 10,
+        "{}",
+        plan.text
+    );
+    assert!(!plan.text.contains("S3cret-Hub-Relay!") && !plan.text.contains("PRIVATE KEY"));
+    let done = put_doc(&b, &body, false, false, None).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["applied"], true);
+    let (again, tag) = export(&b, "application/json").await;
+    assert_eq!(again, text, "the second export is the first, byte for byte");
+    assert_eq!(
+        format!("\"{}\"", done.body["version"].as_str().unwrap()),
+        tag
+    );
+
+    // Applying it twice changes nothing, in JSON or YAML.
+    for (body, yaml) in [(body.as_str(), false), (yaml.as_str(), true)] {
+        let r = put_doc(&b, body, yaml, false, Some(&tag)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["applied"], false, "{}", r.text);
+        assert_eq!(actions(&r.body), vec![], "{}", r.text);
+    }
+    assert_eq!(export(&b, "application/json").await, (text, tag));
+
+    // The secrets arrived: the webhook's key and the credential work.
+    let snap = b.app.as_ref().unwrap().config.snapshot();
+    let cfg = &b.app.as_ref().unwrap().config;
+    let w = snap.webhooks.iter().find(|w| w.spec.name == "ops").unwrap();
+    assert_eq!(
+        hex::encode(
+            cfg.secrets
+                .open(&w.id.to_string(), w.secret.as_ref().unwrap())
+                .unwrap()
+        ),
+        hook["secret"].as_str().unwrap()
+    );
+    let c = snap
+        .credentials
+        .iter()
+        .find(|c| c.spec.name == "Hub relay")
+        .unwrap();
+    assert_eq!(
+        cfg.secrets
+            .open(&c.id.to_string(), c.secret.as_ref().unwrap())
+            .unwrap(),
+        b"S3cret-Hub-Relay!"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dry_run_lists_exactly_the_differences_and_changes_nothing() {
+    let app = TestApp::spawn(Role::Edge).await;
+    app.create(
+        "/api/v1/accepted-domains",
+        json!({"domainName": "contoso.test"}),
+    )
+    .await;
+    app.create(
+        "/api/v1/ip-block-list-entries",
+        json!({"ipRange": "127.66.0.1"}),
+    )
+    .await;
+    let (text, tag) = export(&app, "application/json").await;
+    let base: Value = serde_json::from_str(&text).unwrap();
+    let rc = "Default internal receive connector EDGE01";
+    type Edit = fn(&mut Value);
+    type Row = (Edit, Vec<(&'static str, &'static str)>, Vec<&'static str>);
+    // (edit, the objects it touches, the changed paths)
+    let table: Vec<Row> = vec![
+        (|_| {}, vec![], vec![]),
+        (
+            |d| {
+                d["receiveConnectors"]["Default internal receive connector EDGE01"]["maxRecipientsPerMessage"] =
+                    json!(500)
+            },
+            vec![(
+                "receiveConnectors/Default internal receive connector EDGE01",
+                "Update",
+            )],
+            vec![
+                "/receiveConnectors/Default internal receive connector EDGE01/maxRecipientsPerMessage",
+            ],
+        ),
+        (
+            |d| {
+                d["acceptedDomains"]["Fabrikam"] =
+                    json!({"domainName": "fabrikam.test", "domainType": "InternalRelay"})
+            },
+            vec![("acceptedDomains/Fabrikam", "Create")],
+            vec!["/acceptedDomains/Fabrikam"],
+        ),
+        (
+            |d| d["ipListEntries"] = json!({}),
+            vec![("ipListEntries/Block:127.66.0.1", "Delete")],
+            vec!["/ipListEntries/Block:127.66.0.1"],
+        ),
+        (
+            |d| {
+                d["transportSettings"]["messageRetryInterval"] = json!("00:05:00");
+                d["senderFilterConfig"]["blockedSenders"] = json!(["a@spam.test"]);
+            },
+            vec![
+                ("transportSettings/", "Update"),
+                ("senderFilterConfig/", "Update"),
+            ],
+            vec![
+                "/transportSettings/messageRetryInterval",
+                "/senderFilterConfig/blockedSenders",
+            ],
+        ),
+        (
+            // A section left out leaves its kind alone.
+            |d| {
+                d.as_object_mut().unwrap().remove("ipListEntries");
+                d.as_object_mut().unwrap().remove("receiveConnectors");
+            },
+            vec![],
+            vec![],
+        ),
+    ];
+    for (i, (edit, objects, paths)) in table.into_iter().enumerate() {
+        let mut doc = base.clone();
+        edit(&mut doc);
+        let r = put_doc(&app, &doc.to_string(), false, true, Some(&tag)).await;
+        assert_eq!(r.status, 200, "edit {i}: {}", r.text);
+        let mut got = actions(&r.body);
+        got.sort();
+        let mut want: Vec<(String, String)> = objects
+            .iter()
+            .map(|(o, a)| (o.to_string(), a.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "edit {i}");
+        let mut changed: Vec<String> = r.body["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|o| o["changes"].as_array().unwrap().iter())
+            .map(|c| c["path"].as_str().unwrap().to_string())
+            .collect();
+        changed.sort();
+        let mut paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        paths.sort();
+        assert_eq!(changed, paths, "edit {i}");
+        assert_eq!(r.body["applied"], false);
+        assert_eq!(
+            export(&app, "application/json").await.1,
+            tag,
+            "edit {i} changed nothing"
+        );
+    }
+    // The change is shown with both values.
+    let mut doc = base.clone();
+    doc["receiveConnectors"][rc]["maxRecipientsPerMessage"] = json!(500);
+    let r = put_doc(&app, &doc.to_string(), false, true, None).await;
+    let o = r.body["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["action"] == "Update")
+        .unwrap()
+        .clone();
+    assert_eq!(o["changes"][0]["old"], 200);
+    assert_eq!(o["changes"][0]["new"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_document_changes_nothing_and_names_each_problem_path() {
+    let app = TestApp::spawn(Role::Edge).await;
+    let (text, tag) = export(&app, "application/json").await;
+    let base: Value = serde_json::from_str(&text).unwrap();
+    let rc = "Default internal receive connector EDGE01";
+
+    let mut doc = base.clone();
+    doc["receiveConnectors"][rc]["bindings"] = json!(["not-an-address"]);
+    doc["receiveConnectors"]["Second"] = json!({"usage": "Custom", "bindings": ["127.0.0.1:2525"]});
+    doc["sendConnectors"]["Out"] = json!({"addressSpaces": ["SMTP:*;1"], "smartHosts": ["hub.test"],
+        "smartHostAuthMechanism": "BasicAuth", "authenticationCredential": "missing", "usage": "Internal"});
+    doc["credentials"]["NoPassword"] = json!({"kind": "SmartHost", "userName": "x"});
+    doc["credentials"]["FromEnv"] = json!({"kind": "SmartHost", "userName": "y",
+        "password": {"env": "FERRY_ADMIN_TOKEN"}});
+    doc["credentials"]["Plain"] =
+        json!({"kind": "SmartHost", "userName": "z", "password": "hunter2"});
+    doc["transportSettings"]["messageRetryInterval"] = json!("soon");
+    doc["unknownSection"] = json!({});
+    let r = put_doc(&app, &doc.to_string(), false, false, None).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    r.assert_problem(422, "/unknownSection");
+    doc.as_object_mut().unwrap().remove("unknownSection");
+    let r = put_doc(&app, &doc.to_string(), false, false, None).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    for path in [
+        &format!("/receiveConnectors/{rc}/bindings/0"),
+        "/receiveConnectors/Second/remoteIpRanges",
+        "/credentials/NoPassword/password",
+        "/credentials/FromEnv/password",
+        "/credentials/Plain/password",
+        "/transportSettings/messageRetryInterval",
+    ] {
+        r.assert_problem(422, path);
+    }
+    assert!(!r.text.contains("hunter2"), "a secret is never echoed");
+    // Each object on its own is right; together they are not.
+    let mut doc = base.clone();
+    doc["sendConnectors"]["Out"] = json!({"addressSpaces": ["SMTP:*;1"], "smartHosts": ["hub.test"],
+        "smartHostAuthMechanism": "BasicAuth", "authenticationCredential": "missing", "usage": "Internal"});
+    doc["acceptedDomains"] = json!({"A": {"domainName": "a.test", "default": true},
+                                    "B": {"domainName": "b.test", "default": true}});
+    let r = put_doc(&app, &doc.to_string(), false, false, None).await;
+    r.assert_problem(422, "/sendConnectors/Out/authenticationCredential");
+    r.assert_problem(422, "/acceptedDomains");
+    // Not a document at all.
+    let r = put_doc(&app, "{\"apiVersion\": \"ferry/v2\"}", false, false, None).await;
+    r.assert_problem(422, "/apiVersion");
+    r.assert_problem(422, "/kind");
+    let r = put_doc(&app, "receiveConnectors: [", true, false, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(export(&app, "application/json").await, (text, tag));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_change_makes_the_apply_fail_with_412() {
+    let app = TestApp::spawn(Role::Edge).await;
+    let (text, tag) = export(&app, "application/json").await;
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["acceptedDomains"]["Contoso"] = json!({"domainName": "contoso.test"});
+    let plan = put_doc(&app, &doc.to_string(), false, true, Some(&tag)).await;
+    assert_eq!(plan.status, 200, "{}", plan.text);
+    // Someone else changes the configuration between plan and apply.
+    let r = app
+        .patch(
+            "/api/v1/transport-settings",
+            json!({"messageRetryInterval": "00:03:00"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = put_doc(&app, &doc.to_string(), false, false, Some(&tag)).await;
+    assert_eq!(r.status, 412, "{}", r.text);
+    assert!(app.get("/api/v1/accepted-domains/Contoso").await.status == 404);
+    // A password change alone is a change too.
+    let (_, tag) = export(&app, "application/json").await;
+    app.create(
+        "/api/v1/credentials",
+        json!({"name": "H", "kind": "SmartHost", "userName": "h", "password": "one-password-1"}),
+    )
+    .await;
+    let (_, tag2) = export(&app, "application/json").await;
+    let r = app
+        .patch(
+            "/api/v1/credentials/H",
+            json!({"password": "another-password-2"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let (_, tag3) = export(&app, "application/json").await;
+    assert!(tag != tag2 && tag2 != tag3);
+}
