@@ -125,7 +125,7 @@ fn wants_yaml(headers: &HeaderMap, name: header::HeaderName) -> bool {
                content((ConfigDocument = "application/json"), (ConfigDocument = "application/yaml")))))]
 pub async fn export(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let snap = s.config.snapshot();
-    let doc = document::export(&snap);
+    let doc = Framed::of(document::export(&snap));
     let version = document::version(&snap);
     let mut r = if wants_yaml(&headers, header::ACCEPT) {
         let text = serde_yaml_ng::to_string(&doc).unwrap_or_default();
@@ -153,6 +153,31 @@ pub async fn export(State(s): State<AppState>, headers: HeaderMap) -> Response {
         r.headers_mut().insert(header::ETAG, v);
     }
     r
+}
+
+/// The document as written out: its frame (`apiVersion`, `kind`) first,
+/// then the sections by name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Framed {
+    api_version: Value,
+    kind: Value,
+    #[serde(flatten)]
+    sections: Map<String, Value>,
+}
+
+impl Framed {
+    fn of(doc: Value) -> Framed {
+        let mut sections = match doc {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        Framed {
+            api_version: sections.remove("apiVersion").unwrap_or_default(),
+            kind: sections.remove("kind").unwrap_or_default(),
+            sections,
+        }
+    }
 }
 
 /// Plans (`dryRun=true`) or applies a configuration document (JSON, or
@@ -572,7 +597,10 @@ impl Builder<'_> {
         let a = &snap.anti_spam;
         let role = snap.ctx.role;
         if let Some(v) = doc.get("transportSettings") {
-            match from_json::<TransportSettings>(v.clone()).and_then(|t| t.validate().map(|_| t)) {
+            // Fields left out take their defaults, as on a new server.
+            let defaults =
+                TransportSettings::defaults(role, snap.transport.spec.server_fqdn.clone());
+            match defaults.patched(v) {
                 Ok(t) => {
                     self.ctx.fqdn = t.server_fqdn.clone();
                     let spec = serde_json::to_value(&t).unwrap_or(Value::Null);

@@ -503,3 +503,197 @@ async fn a_concurrent_change_makes_the_apply_fail_with_412() {
     let (_, tag3) = export(&app, "application/json").await;
     assert!(tag != tag2 && tag2 != tag3);
 }
+
+/// A certificate's SHA-256 thumbprint, as Ferry names it.
+fn thumbprint(pem: &str, dir: &std::path::Path) -> String {
+    let f = dir.join("thumb.pem");
+    std::fs::write(&f, pem).unwrap();
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        f.to_str().unwrap(),
+    ]);
+    out.trim()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase()
+}
+
+/// Spec §3's Edge (E1–E4, the Hubs' server login, the accepted domain,
+/// the certificates) for three Edges, as one YAML document whose
+/// `servers` entries give each its own addresses, FQDN and internal
+/// certificate (Exchange's cloned configuration with an answer file).
+#[tokio::test(flavor = "multi_thread")]
+async fn three_edges_from_one_document_pass_the_edge_checks() {
+    use base64::Engine;
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().to_path_buf();
+    let mut edges = vec![];
+    for i in 1..=3 {
+        let d = dir.clone();
+        edges.push(
+            TestApp::spawn_with(Role::Edge, |s| {
+                s.server_name = Some(format!("EDGE0{i}"));
+                s.fqdn = Some(format!("edge0{i}.contoso.test"));
+                s.secrets_dir = Some(d);
+            })
+            .await,
+        );
+    }
+    let ca = Ca::new(&dir);
+    let (mail_crt, mail_key) = ca.issue(&["mail.contoso.test"]);
+    std::fs::write(dir.join("mail.key"), &mail_key).unwrap();
+    std::fs::write(dir.join("hub01-password"), "Hub01-Password-42\n").unwrap();
+    std::fs::write(dir.join("hub-relay"), "Edge-Relay-Password-7\n").unwrap();
+    let indent = |pem: &str| pem.trim_end().replace('\n', "\n      ");
+    let mut servers = String::new();
+    for (i, e) in edges.iter().enumerate() {
+        let n = e.net;
+        let name = format!("edge0{}.corp.contoso.test", i + 1);
+        let (crt, key) = ca.issue(&[&name]);
+        std::fs::write(dir.join(format!("edge0{}.key", i + 1)), &key).unwrap();
+        servers.push_str(&format!(
+            r#"  EDGE0{k}:
+    transportSettings:
+      serverFqdn: {name}
+    certificates:
+      {thumb}:
+        kind: Certificate
+        privateKey: {{file: edge0{k}.key}}
+        chainPem: |
+          {pem}
+    receiveConnectors:
+      From Internet:
+        bindings: ["127.{n}.0.2:2525"]
+      From Hub:
+        bindings: ["127.{n}.0.3:2525"]
+        remoteIpRanges: ["127.{n}.0.11", "127.{n}.0.12"]
+        fqdn: {name}
+    sendConnectors:
+      To Internal Org:
+        smartHosts: ["127.{n}.0.11", "127.{n}.0.12"]
+      To Internet:
+        sourceIPAddress: 127.{n}.0.2
+"#,
+            k = i + 1,
+            thumb = thumbprint(&crt, &dir),
+            pem = crt.trim_end().replace('\n', "\n          "),
+        ));
+    }
+    let doc = format!(
+        r#"apiVersion: ferry/v1
+kind: Configuration
+transportSettings:
+  serverFqdn: edge.contoso.test
+  backPressureMinFreeDiskPercent: 0
+acceptedDomains:
+  contoso.test:
+    domainName: contoso.test
+certificates:
+  {mail_thumb}:
+    kind: Certificate
+    friendlyName: mail
+    privateKey: {{file: mail.key}}
+    chainPem: |
+      {mail_pem}
+credentials:
+  hub01:
+    kind: Login
+    userName: hub01
+    principal: Server
+    password: {{file: hub01-password}}
+  Hub relay:
+    kind: SmartHost
+    userName: edge
+    password: {{file: hub-relay}}
+receiveConnectors:
+  From Internet:
+    usage: Internet
+    bindings: ["0.0.0.0:2525"]
+    fqdn: mail.contoso.test
+    tarpitInterval: "00:00:00"
+    authTarpitInterval: "00:00:00"
+  From Hub:
+    usage: Internal
+    bindings: ["0.0.0.0:2526"]
+    remoteIpRanges: ["10.0.0.11"]
+    authMechanism: [Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer]
+    permissionGroups: [ExchangeServers]
+    tarpitInterval: "00:00:00"
+    authTarpitInterval: "00:00:00"
+sendConnectors:
+  To Internet:
+    usage: Internet
+    addressSpaces: ["SMTP:*;1"]
+    fqdn: mail.contoso.test
+  To Internal Org:
+    usage: Internal
+    addressSpaces: ["SMTP:--;1"]
+    smartHosts: ["10.0.0.11"]
+    smartHostAuthMechanism: BasicAuthRequireTLS
+    authenticationCredential: Hub relay
+servers:
+{servers}"#,
+        mail_thumb = thumbprint(&mail_crt, &dir),
+        mail_pem = indent(&mail_crt),
+    );
+    for (i, e) in edges.iter().enumerate() {
+        let fqdn = format!("edge0{}.corp.contoso.test", i + 1);
+        let r = put_doc(e, &doc, true, false, None).await;
+        assert_eq!(r.status, 200, "EDGE0{}: {}", i + 1, r.text);
+        assert_eq!(r.body["serverOverrides"], true);
+        assert_eq!(r.body["server"], format!("EDGE0{}", i + 1));
+        // The same document again: nothing to do.
+        let again = put_doc(e, &doc, true, true, None).await;
+        assert_eq!(actions(&again.body), vec![], "{}", again.text);
+
+        let ip = |h: u8| format!("127.{}.0.{h}", e.net);
+        let e3 = format!("{}:2525", ip(2));
+        let e4 = format!("{}:2525", ip(3));
+        // Receive selection: the binding decides, then the range.
+        let (c, banner) = crate::support::client::Client::open(&ip(20), &e3).await;
+        assert!(banner.text.starts_with("mail.contoso.test"), "{banner:?}");
+        let mut c = c
+            .starttls("mail.contoso.test", &ca.cert_pem)
+            .await
+            .expect("TLS with the shared certificate");
+        let ehlo = c.cmd("EHLO mta.fabrikam.test").await;
+        assert!(!ehlo.text.contains("AUTH"), "{}", ehlo.text);
+        assert_eq!(c.cmd("MAIL FROM:<a@fabrikam.test>").await.code, 250);
+        let relay = c.cmd("RCPT TO:<x@gmail.test>").await;
+        assert_eq!(relay.code, 550, "relay denial on E3: {relay:?}");
+        assert!(relay.text.starts_with("5.7.1"), "{relay:?}");
+        assert_eq!(c.cmd("RCPT TO:<bob@contoso.test>").await.code, 250);
+        let (_, banner) = crate::support::client::Client::open(&ip(99), &e4).await;
+        assert_eq!(banner.code, 421, "no connector for a stranger on E4");
+        // A Hub: STARTTLS with this Edge's own certificate, then AUTH as
+        // the server login whose password came from a file.
+        let (c, banner) = crate::support::client::Client::open(&ip(11), &e4).await;
+        assert!(banner.text.starts_with(&fqdn), "{banner:?}");
+        let mut c = c
+            .starttls(&fqdn, &ca.cert_pem)
+            .await
+            .expect("TLS as edge0N");
+        c.cmd("EHLO hub01").await;
+        let auth = base64::engine::general_purpose::STANDARD.encode("\0hub01\0Hub01-Password-42");
+        assert_eq!(c.cmd(&format!("AUTH PLAIN {auth}")).await.code, 235);
+        // Routing: the org's mail to the Hubs (`--` beats `*`), the rest out.
+        for (rcpt, connector) in [
+            ("bob@contoso.test", "To Internal Org"),
+            ("carol@fabrikam.test", "To Internet"),
+        ] {
+            let r = e
+                .post("/api/v1/routing/explain", json!({"recipient": rcpt}))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.body["connector"], connector, "{}", r.text);
+        }
+        let sc = e.get("/api/v1/send-connectors/To%20Internet").await;
+        assert_eq!(sc.body["sourceIPAddress"], ip(2));
+    }
+}
