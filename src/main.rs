@@ -1,5 +1,8 @@
 //! The `ferry` command: `ferry serve` runs the appliance, `ferry openapi`
-//! prints the API description.
+//! prints the API description, `ferry config` exports, plans and applies
+//! configuration documents through the API.
+
+mod config_cli;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -26,6 +29,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document.
     Openapi,
+    /// Configuration as code: export, plan and apply one document through the API.
+    #[command(subcommand)]
+    Config(config_cli::ConfigCommand),
     /// Exit 0 if the API at FERRY_API_LISTEN answers /healthz (for container health checks).
     Healthcheck {
         #[arg(long, env = "FERRY_API_LISTEN", default_value = "127.0.0.1:8080")]
@@ -158,6 +164,14 @@ async fn run() -> anyhow::Result<()> {
             api_listen,
             api_tls,
         } => healthcheck(api_listen, api_tls),
+        Command::Config(c) => match config_cli::run(c).await {
+            Ok(0) => Ok(()),
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("ferry config: {e:#}");
+                std::process::exit(1)
+            }
+        },
         Command::Serve(a) => {
             let a = *a;
             let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::config::Snapshot;
 use crate::model::CertificateKind;
 
-fn native() -> &'static [CertificateDer<'static>] {
+pub fn native() -> &'static [CertificateDer<'static>] {
     static NATIVE: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     NATIVE.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }

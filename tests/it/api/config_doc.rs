@@ -697,3 +697,66 @@ servers:
         assert_eq!(sc.body["sourceIPAddress"], ip(2));
     }
 }
+
+/// `ferry config` in a shell script with `set -e`: export, plan and apply
+/// pass; a bad document stops the script with the problem's path.
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_config_plan_fails_a_script_on_a_bad_document() {
+    let app = TestApp::spawn(Role::Edge).await;
+    let work = tempfile::tempdir().unwrap();
+    let script = r#"set -e
+ferry config export -o edge.yaml
+ferry config plan edge.yaml
+echo "plan: unchanged"
+sed 's/maxRecipientsPerMessage: 200/maxRecipientsPerMessage: 300/' edge.yaml > more.yaml
+status=0; ferry config plan --detailed-exitcode more.yaml || status=$?
+echo "detailed: $status"
+ferry config apply more.yaml
+sed 's/maxRecipientsPerMessage: 300/maxRecipientsPerMessage: lots/' more.yaml > bad.yaml
+ferry config plan bad.yaml
+echo "not reached"
+"#;
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ferry"));
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(work.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("FERRY_API_URL", &app.base)
+        .env("FERRY_API_TOKEN", &app.token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("plan: unchanged"), "{stdout}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+    assert!(stdout.contains("detailed: 2"), "{stdout}");
+    assert!(
+        stdout.contains("maxRecipientsPerMessage: 200 → 300"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Applied"), "{stdout}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "/receiveConnectors/Default internal receive connector EDGE01/maxRecipientsPerMessage"
+        ),
+        "{stderr}"
+    );
+    // The apply took effect; the bad plan changed nothing.
+    let rc = app
+        .get("/api/v1/receive-connectors/Default%20internal%20receive%20connector%20EDGE01")
+        .await;
+    assert_eq!(rc.body["maxRecipientsPerMessage"], 300);
+    // No colour codes into a pipe.
+    assert!(!stdout.contains('\x1b'));
+}
