@@ -380,6 +380,56 @@ fn service_errors(base: &str, e: ServiceError) -> Result<Vec<FieldError>, Servic
     }
 }
 
+/// A secret given by reference: an environment variable named
+/// `FERRY_SECRET_…`, or a file in `dir` (`--secrets-dir`).
+fn secret(v: &Value, dir: Option<&Path>) -> Result<String, String> {
+    let refused = || {
+        format!(
+            "must be a reference: {{\"env\": \"{ENV_PREFIX}…\"}} or {{\"file\": \"a file in --secrets-dir\"}}; \
+             a secret is never written in the document itself"
+        )
+    };
+    let Some(o) = v.as_object().filter(|o| o.len() == 1) else {
+        return Err(refused());
+    };
+    if let Some(name) = o.get("env") {
+        let name = name.as_str().ok_or_else(refused)?;
+        if !name.starts_with(ENV_PREFIX) || name.len() == ENV_PREFIX.len() {
+            return Err(format!(
+                "names environment variable {name}: only variables named {ENV_PREFIX}… can be read"
+            ));
+        }
+        return std::env::var(name).map_err(|_| {
+            format!("names environment variable {name}, which the server does not have")
+        });
+    }
+    if let Some(file) = o.get("file") {
+        let file = file.as_str().ok_or_else(refused)?;
+        let Some(dir) = dir else {
+            return Err(format!(
+                "names file {file}, but the server has no --secrets-dir to read it from"
+            ));
+        };
+        let base = dir
+            .canonicalize()
+            .map_err(|e| format!("--secrets-dir {}: {e}", dir.display()))?;
+        let path = base
+            .join(file)
+            .canonicalize()
+            .map_err(|e| format!("names file {file}: {e}"))?;
+        if !path.starts_with(&base) || !path.is_file() {
+            return Err(format!(
+                "names {file}, which is not a file in --secrets-dir"
+            ));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("names file {file}: {e}"))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        return Ok(text.to_string());
+    }
+    Err(refused())
+}
+
 struct Builder<'a> {
     snap: &'a Snapshot,
     secrets: &'a SecretBox,
@@ -400,62 +450,11 @@ impl Builder<'_> {
         self.errors.push(FieldError::new(path, message));
     }
 
-    /// A secret given by reference.
-    fn secret(&self, v: &Value) -> Result<String, String> {
-        let refused = || {
-            format!(
-                "must be a reference: {{\"env\": \"{ENV_PREFIX}…\"}} or {{\"file\": \"a file in --secrets-dir\"}}; \
-                 a secret is never written in the document itself"
-            )
-        };
-        let Some(o) = v.as_object().filter(|o| o.len() == 1) else {
-            return Err(refused());
-        };
-        if let Some(name) = o.get("env") {
-            let name = name.as_str().ok_or_else(refused)?;
-            if !name.starts_with(ENV_PREFIX) || name.len() == ENV_PREFIX.len() {
-                return Err(format!(
-                    "names environment variable {name}: only variables named {ENV_PREFIX}… can be read"
-                ));
-            }
-            return std::env::var(name).map_err(|_| {
-                format!("names environment variable {name}, which the server does not have")
-            });
-        }
-        if let Some(file) = o.get("file") {
-            let file = file.as_str().ok_or_else(refused)?;
-            let Some(dir) = self.dir else {
-                return Err(format!(
-                    "names file {file}, but the server has no --secrets-dir to read it from"
-                ));
-            };
-            let base = dir
-                .canonicalize()
-                .map_err(|e| format!("--secrets-dir {}: {e}", dir.display()))?;
-            let path = base
-                .join(file)
-                .canonicalize()
-                .map_err(|e| format!("names file {file}: {e}"))?;
-            if !path.starts_with(&base) || !path.is_file() {
-                return Err(format!(
-                    "names {file}, which is not a file in --secrets-dir"
-                ));
-            }
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("names file {file}: {e}"))?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            let text = text.strip_suffix('\r').unwrap_or(text);
-            return Ok(text.to_string());
-        }
-        Err(refused())
-    }
-
     /// The secret at `key` of `body` (taken out), resolved.
     fn take_secret(&self, body: &mut Value, key: &str) -> Result<Option<String>, Invalid> {
         match body.as_object_mut().and_then(|o| o.remove(key)) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => self
-                .secret(&v)
+            Some(v) => secret(&v, self.dir)
                 .map(Some)
                 .map_err(|m| Invalid::field(key, m)),
         }
@@ -1206,3 +1205,76 @@ impl utoipa::PartialSchema for ConfigDocument {
 }
 
 impl ToSchema for ConfigDocument {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn model_fields_become_json_pointers_under_the_object() {
+        assert_eq!(
+            under("/receiveConnectors/A", "bindings[0]"),
+            "/receiveConnectors/A/bindings/0"
+        );
+        assert_eq!(
+            under("/webhooks/x~1y", "filter.sender"),
+            "/webhooks/x~1y/filter/sender"
+        );
+        assert_eq!(
+            under("/t", "rules[2].actions.setScl"),
+            "/t/rules/2/actions/setScl"
+        );
+        assert_eq!(under("/t", ""), "/t");
+        assert_eq!(
+            at("ipListEntries", "Block:1.2.3.0/24"),
+            "/ipListEntries/Block:1.2.3.0~124"
+        );
+    }
+
+    #[test]
+    fn secrets_come_only_from_ferry_variables_and_files_inside_the_secrets_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        std::fs::write(
+            dir.path().parent().unwrap().join("outside-secret-test"),
+            "x",
+        )
+        .unwrap();
+        let d = Some(dir.path());
+        assert_eq!(secret(&json!({"file": "pw"}), d).unwrap(), "s3cret");
+        for (v, why) in [
+            (json!({"file": "pw"}), None),
+            (json!({"file": "../outside-secret-test"}), d),
+            (json!({"file": "/etc/hostname"}), d),
+            (json!({"file": "missing"}), d),
+            (json!({"env": "FERRY_ADMIN_TOKEN"}), d),
+            (json!({"env": "PATH"}), d),
+            (json!({"env": "FERRY_SECRET_"}), d),
+            (json!({"env": "FERRY_SECRET_SURELY_UNSET_42"}), d),
+            (json!("plain text"), d),
+            (json!({"env": "FERRY_SECRET_A", "file": "pw"}), d),
+        ] {
+            assert!(secret(&v, why).is_err(), "{v} must be refused");
+        }
+        let _ = std::fs::remove_file(dir.path().parent().unwrap().join("outside-secret-test"));
+    }
+
+    #[test]
+    fn the_frame_is_checked_and_this_servers_entry_folded_in() {
+        let doc = json!({"apiVersion": API_VERSION, "kind": KIND,
+            "transportSettings": {"messageRetryInterval": "00:01:00"},
+            "servers": {"edge02": {"transportSettings": {"serverFqdn": "edge02.test"}},
+                        "EDGE03": {"transportSettings": {"serverFqdn": "edge03.test"}}}});
+        let (d, found) = for_server(doc.clone(), "EDGE02").unwrap();
+        assert!(found);
+        assert_eq!(d["transportSettings"]["serverFqdn"], "edge02.test");
+        assert_eq!(d["transportSettings"]["messageRetryInterval"], "00:01:00");
+        assert!(d.get("servers").is_none());
+        let (d, found) = for_server(doc, "EDGE09").unwrap();
+        assert!(!found);
+        assert!(d["transportSettings"].get("serverFqdn").is_none());
+        let bad = json!({"apiVersion": API_VERSION, "kind": KIND, "servers": {"E": {"kind": "x"}}});
+        assert!(for_server(bad, "E").is_err());
+    }
+}

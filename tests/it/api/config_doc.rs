@@ -759,4 +759,19 @@ echo "not reached"
     assert_eq!(rc.body["maxRecipientsPerMessage"], 300);
     // No colour codes into a pipe.
     assert!(!stdout.contains('\x1b'));
+    // The apply is in the audit log, field by field, as any change is.
+    let log = app.get("/api/v1/audit-log?limit=50").await;
+    let entry = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "PUT" && e["path"] == "/api/v1/config" && e["status"] == 200
+            && !e["changes"].as_array().unwrap().is_empty())
+        .unwrap_or_else(|| panic!("no audit entry for the apply: {}", log.text))
+        .clone();
+    assert_eq!(
+        entry["changes"][0]["path"],
+        "/receiveConnectors/Default internal receive connector EDGE01/maxRecipientsPerMessage"
+    );
+    assert_eq!(entry["changes"][0]["new"], 300);
 }
