@@ -765,8 +765,12 @@ echo "not reached"
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["method"] == "PUT" && e["path"] == "/api/v1/config" && e["status"] == 200
-            && !e["changes"].as_array().unwrap().is_empty())
+        .find(|e| {
+            e["method"] == "PUT"
+                && e["path"] == "/api/v1/config"
+                && e["status"] == 200
+                && !e["changes"].as_array().unwrap().is_empty()
+        })
         .unwrap_or_else(|| panic!("no audit entry for the apply: {}", log.text))
         .clone();
     assert_eq!(
@@ -774,4 +778,118 @@ echo "not reached"
         "/receiveConnectors/Default internal receive connector EDGE01/maxRecipientsPerMessage"
     );
     assert_eq!(entry["changes"][0]["new"], 300);
+}
+
+/// examples/gitops as a CI job runs it: `deploy.sh plan`, then
+/// `deploy.sh apply`, on three Edges — the example's addresses mapped to
+/// each Edge's loopback network, its secrets written to their directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gitops_example_plans_and_applies_on_three_edges() {
+    let secrets = tempfile::tempdir().unwrap();
+    for (f, v) in [
+        ("hub01-password", "Hub01-Password-42-zq\n"),
+        ("hub-relay-password", "Edge-Relay-Password-7\n"),
+        (
+            "ops-webhook-key",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        ),
+    ] {
+        std::fs::write(secrets.path().join(f), v).unwrap();
+    }
+    let mut edges = vec![];
+    for k in 1..=3 {
+        let d = secrets.path().to_path_buf();
+        edges.push(
+            TestApp::spawn_with(Role::Edge, |s| {
+                s.server_name = Some(format!("EDGE0{k}"));
+                s.secrets_dir = Some(d);
+            })
+            .await,
+        );
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops");
+    let work = tempfile::tempdir().unwrap();
+    let mut doc = std::fs::read_to_string(root.join("edge-fleet.yaml")).unwrap();
+    let hubs = edges[0].net;
+    doc = doc
+        .replace("https://ops.contoso.com/", "http://127.0.0.1:9/")
+        .replace("192.0.2.53", "127.0.0.53")
+        .replace("10.0.0.11", &format!("127.{hubs}.0.11"))
+        .replace("10.0.0.12", &format!("127.{hubs}.0.12"));
+    for (k, e) in edges.iter().enumerate() {
+        let n = e.net;
+        doc = doc
+            .replace(
+                &format!("203.0.113.1{}:25", k + 1),
+                &format!("127.{n}.0.2:2525"),
+            )
+            .replace(&format!("203.0.113.1{}", k + 1), &format!("127.{n}.0.2"))
+            .replace(
+                &format!("10.1.1.{}:25", k + 2),
+                &format!("127.{n}.0.3:2525"),
+            );
+    }
+    assert!(!doc.contains("203.0.113.") && !doc.contains("10.1.1."));
+    std::fs::write(work.path().join("edge-fleet.yaml"), doc).unwrap();
+    std::fs::copy(root.join("deploy.sh"), work.path().join("deploy.sh")).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ferry"));
+    let run = |action: &'static str| {
+        let mut c = tokio::process::Command::new("bash");
+        c.arg(work.path().join("deploy.sh")).arg(action).env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+        for (k, e) in edges.iter().enumerate() {
+            c.env(format!("FERRY_API_URL_EDGE0{}", k + 1), &e.base)
+                .env(format!("FERRY_API_TOKEN_EDGE0{}", k + 1), &e.token);
+        }
+        c.output()
+    };
+    for action in ["plan", "apply", "plan"] {
+        let out = run(action).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "deploy.sh {action}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.matches("(with the document's servers.EDGE0").count(),
+            3
+        );
+        if action == "apply" {
+            assert_eq!(stdout.matches("Applied").count(), 3, "{stdout}");
+        }
+    }
+    // Last plan: nothing left to do anywhere.
+    let out = run("plan").await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("No changes")
+            .count(),
+        3
+    );
+    for (k, e) in edges.iter().enumerate() {
+        let (_, banner) = crate::support::client::Client::open(
+            &format!("127.{}.0.20", e.net),
+            &format!("127.{}.0.2:2525", e.net),
+        )
+        .await;
+        assert!(banner.text.starts_with("mail.contoso.com"), "{banner:?}");
+        let (_, banner) = crate::support::client::Client::open(
+            &format!("127.{hubs}.0.11"),
+            &format!("127.{}.0.3:2525", e.net),
+        )
+        .await;
+        assert!(
+            banner
+                .text
+                .starts_with(&format!("edge0{}.corp.contoso.com", k + 1)),
+            "{banner:?}"
+        );
+    }
 }
