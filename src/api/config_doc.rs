@@ -475,7 +475,7 @@ impl Builder<'_> {
         self.collection::<CertificateRecord>(doc, "certificates", false, Self::certificate);
         self.collection::<Credential>(doc, "credentials", true, Self::credential);
         self.collection::<ReceiveConnector>(doc, "receiveConnectors", true, |b, body, _, _| {
-            Ok((ReceiveConnector::from_create(&body, &b.ctx)?, None))
+            Ok((ReceiveConnector::from_document(&body, &b.ctx)?, None))
         });
         self.collection::<SendConnector>(doc, "sendConnectors", true, |b, body, _, _| {
             Ok((SendConnector::from_create(&body, &b.ctx)?, None))

@@ -270,6 +270,18 @@ impl ReceiveConnector {
     /// this role, overlaid with the request's fields (spec §1.4 rules on which
     /// fields a usage requires or forbids at creation).
     pub fn from_create(body: &Value, ctx: &ServerContext) -> Result<Self, Invalid> {
+        Self::build(body, ctx, true)
+    }
+
+    /// Builds a connector as a configuration document states it: as
+    /// [`Self::from_create`], except that an Internet connector may list
+    /// its remote ranges — a document states the connector as it is, and
+    /// New-ReceiveConnector's rule is about creating one, not describing it.
+    pub fn from_document(body: &Value, ctx: &ServerContext) -> Result<Self, Invalid> {
+        Self::build(body, ctx, false)
+    }
+
+    fn build(body: &Value, ctx: &ServerContext, creating: bool) -> Result<Self, Invalid> {
         let obj = body
             .as_object()
             .ok_or_else(|| Invalid::field("", "the body must be a JSON object"))?;
@@ -287,7 +299,7 @@ impl ReceiveConnector {
             );
         }
         let has = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
-        if usage == ReceiveUsage::Internet && has("remoteIpRanges") {
+        if creating && usage == ReceiveUsage::Internet && has("remoteIpRanges") {
             errors.add(
                 "remoteIpRanges",
                 "cannot be given when creating an Internet connector: it serves every remote address \
