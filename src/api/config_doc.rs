@@ -216,6 +216,29 @@ pub async fn apply(
             )
         })?
     };
+    // The document's schema, as the OpenAPI document states it (a YAML
+    // document too, once read).
+    super::contract::check_body(&axum::http::Method::PUT, "/api/v1/config", &doc).map_err(|e| {
+        ApiError::from(Invalid(
+            e.0.into_iter()
+                .map(|f| {
+                    let path = under("", &f.field);
+                    // The validator quotes the value; a secret's is never echoed.
+                    let secret = path
+                        .split('/')
+                        .rev()
+                        .take(2)
+                        .any(|s| ITEM_SCHEMAS.iter().any(|(_, field)| *field == Some(s)));
+                    let message = if secret {
+                        reference_needed()
+                    } else {
+                        f.message
+                    };
+                    FieldError::new(path, message)
+                })
+                .collect(),
+        ))
+    })?;
     let if_match = headers
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -380,15 +403,17 @@ fn service_errors(base: &str, e: ServiceError) -> Result<Vec<FieldError>, Servic
     }
 }
 
+fn reference_needed() -> String {
+    format!(
+        "must be a reference: {{\"env\": \"{ENV_PREFIX}…\"}} or {{\"file\": \"a file in --secrets-dir\"}}; \
+         a secret is never written in the document itself"
+    )
+}
+
 /// A secret given by reference: an environment variable named
 /// `FERRY_SECRET_…`, or a file in `dir` (`--secrets-dir`).
 fn secret(v: &Value, dir: Option<&Path>) -> Result<String, String> {
-    let refused = || {
-        format!(
-            "must be a reference: {{\"env\": \"{ENV_PREFIX}…\"}} or {{\"file\": \"a file in --secrets-dir\"}}; \
-             a secret is never written in the document itself"
-        )
-    };
+    let refused = reference_needed;
     let Some(o) = v.as_object().filter(|o| o.len() == 1) else {
         return Err(refused());
     };
@@ -1122,6 +1147,31 @@ fn plan(before: &Snapshot, after: &Snapshot) -> Vec<ObjectPlan> {
     out
 }
 
+/// The model schemas a document's sections hold, each with the field that
+/// carries its secret by reference; the OpenAPI document states each as
+/// `Config<Name>` (every field optional).
+pub const ITEM_SCHEMAS: &[(&str, Option<&str>)] = &[
+    ("AcceptedDomain", None),
+    ("CertificateRecord", Some("privateKey")),
+    ("Credential", Some("password")),
+    ("ReceiveConnector", None),
+    ("SendConnector", None),
+    ("IpListEntry", None),
+    ("IpListProvider", None),
+    ("DkimSigningKey", Some("privateKey")),
+    ("Webhook", Some("secret")),
+    ("TransportSettings", None),
+    ("TransportAgents", None),
+    ("IpListConfig", None),
+    ("SenderFilterConfig", None),
+    ("RecipientFilterConfig", None),
+    ("AttachmentFilterConfig", None),
+    ("ContentFilterConfig", None),
+    ("SenderIdConfig", None),
+    ("AddressRewriteEntries", None),
+    ("TransportRules", None),
+];
+
 /// The configuration document, for the OpenAPI description: each section
 /// holds objects of one kind by name (or is one document), as the API's
 /// create bodies take them, with secrets by reference.
@@ -1135,7 +1185,7 @@ impl utoipa::PartialSchema for ConfigDocument {
             ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
-                    Ref::from_schema_name(name),
+                    Ref::from_schema_name(format!("Config{name}")),
                 ))))
                 .into()
         };
@@ -1188,8 +1238,11 @@ impl utoipa::PartialSchema for ConfigDocument {
             ("addressRewriteEntries", "AddressRewriteEntries"),
             ("transportRules", "TransportRules"),
         ] {
-            o = o.property(section, Ref::from_schema_name(schema));
+            o = o.property(section, Ref::from_schema_name(format!("Config{schema}")));
         }
+        o = o.additional_properties(Some(
+            AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
+        ));
         o = o.property(
             "servers",
             ObjectBuilder::new()

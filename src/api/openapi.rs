@@ -679,6 +679,72 @@ impl Modify for StandardResponses {
 /// 2^31 schema-invalid and accepted: such fields become `int64` with the
 /// maximum stated. (The narrower u8/u16/i8 fields state their own
 /// ranges on the model.)
+/// The schemas of a configuration document's objects (`ConfigReceiveConnector`…):
+/// each model type as the document states it — every field may be left
+/// out (it takes its default, as on creation) — with its secret, if it has
+/// one, as a [`SecretReference`](super::config_doc).
+struct ConfigSchemas;
+
+impl Modify for ConfigSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(c) = openapi.components.as_mut() else {
+            return;
+        };
+        for (component, secret) in super::config_doc::ITEM_SCHEMAS {
+            let Some(schema) = c.schemas.get(*component) else {
+                continue;
+            };
+            let mut v = serde_json::to_value(schema).expect("schemas serialize");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("required");
+                let about = o
+                    .get("description")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|d| format!("{d}\n\n"))
+                    .unwrap_or_default();
+                o.insert(
+                    "description".into(),
+                    format!(
+                        "{about}As a configuration document states it: a field left out takes its \
+                         default, as on creation; a named object's `name` is its key."
+                    )
+                    .into(),
+                );
+                if let Some(field) = secret
+                    && let Some(props) = o.get_mut("properties").and_then(|p| p.as_object_mut())
+                {
+                    props.insert(
+                        field.to_string(),
+                        serde_json::json!({"$ref": "#/components/schemas/SecretReference"}),
+                    );
+                }
+            }
+            c.schemas.insert(
+                format!("Config{component}"),
+                serde_json::from_value(v).expect("a schema reads back"),
+            );
+        }
+        let secret = serde_json::json!({
+            "description": format!(
+                "A secret by reference, resolved by the server: an environment variable named \
+                 {}… or a file in --secrets-dir. Never the secret itself.",
+                super::config_doc::ENV_PREFIX
+            ),
+            "oneOf": [
+                {"type": "object", "required": ["env"], "additionalProperties": false,
+                 "properties": {"env": {"type": "string",
+                    "pattern": format!("^{}.+$", super::config_doc::ENV_PREFIX)}}},
+                {"type": "object", "required": ["file"], "additionalProperties": false,
+                 "properties": {"file": {"type": "string", "minLength": 1, "maxLength": 255}}}
+            ]
+        });
+        c.schemas.insert(
+            "SecretReference".into(),
+            serde_json::from_value(secret).expect("a schema reads back"),
+        );
+    }
+}
+
 struct UnsignedBounds;
 
 impl Modify for UnsignedBounds {
@@ -1069,7 +1135,7 @@ impl Modify for TrackingEvents {
 Every request under /api/v1 needs `Authorization: Bearer <API token>`; each operation's security requirement names the role it needs (`403` otherwise). Errors are RFC 7807 problem JSON naming the field at fault. \
 Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answer 412 when it is stale."
     ),
-    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &Links),
+    modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &ConfigSchemas, &Links),
     paths(
         healthz, server_info,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
