@@ -323,6 +323,7 @@ pub(crate) async fn queue_report(
                 smtputf8: false,
                 require_tls: false,
                 subject: Some(out.subject.to_string()),
+                arrived_ms: None,
             },
             message,
         )

@@ -12,6 +12,7 @@ pub mod config_doc;
 mod content;
 pub mod contract;
 mod credentials;
+mod drain;
 mod extract;
 pub mod https;
 mod message_auth;
@@ -78,18 +79,22 @@ pub struct ServerInfo {
     pub version: String,
     /// Increases with every configuration change.
     pub config_generation: u64,
+    /// Whether the server is being drained (`POST /api/v1/server/drain`).
+    pub drain: drain::DrainStatus,
 }
 
 #[utoipa::path(get, path = "/api/v1/server", tag = "server", responses((status = 200, body = ServerInfo)))]
-async fn server_info(State(s): State<AppState>) -> Json<ServerInfo> {
+async fn server_info(State(s): State<AppState>) -> Result<Json<ServerInfo>, ApiError> {
     let snap = s.config.snapshot();
-    Json(ServerInfo {
+    let drain = drain::status(&s).await?;
+    Ok(Json(ServerInfo {
         role: snap.ctx.role,
         server_name: snap.ctx.server_name.clone(),
         fqdn: snap.ctx.fqdn.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         config_generation: snap.generation,
-    })
+        drain,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -197,6 +202,8 @@ pub fn router(state: AppState) -> Router {
     use axum::routing::{get as g, patch as p};
     let api = Router::new()
         .route("/api/v1/server", g(server_info))
+        .route("/api/v1/server/drain", axum::routing::post(drain::drain))
+        .route("/api/v1/server/resume", axum::routing::post(drain::resume))
         .route(
             "/api/v1/receive-connectors",
             g(receive_connectors::list).post(receive_connectors::create),

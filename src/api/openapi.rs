@@ -1137,7 +1137,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
     ),
     modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &ConfigSchemas, &Links),
     paths(
-        healthz, server_info,
+        healthz, server_info, drain::drain, drain::resume,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
         webhooks::list, webhooks::get, webhooks::create, webhooks::patch, webhooks::delete, webhooks::deliveries,
         config_doc::export, config_doc::apply,
@@ -1190,6 +1190,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
         audit::AuditPage, crate::store::audit::AuditEntry, crate::config::audit::FieldChange,
         model::CertificateRecord, model::anti_spam::TransportAgents, model::address_rewrite::AddressRewriteEntries, model::edge_rule::TransportRules,
+        drain::DrainRequest, drain::DrainStatus, crate::model::drain::DrainState,
         config_doc::ConfigDocument, config_doc::ConfigPlan, config_doc::ObjectPlan, config_doc::PlanAction, config_doc::PlanSummary,
     )),
     tags(

@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub dkim_keys: Vec<Stored<crate::model::dkim::DkimSigningKey>>,
     /// Event webhooks, their HMAC keys sealed.
     pub webhooks: Vec<Stored<crate::model::webhook::Webhook>>,
+    /// Whether this server is being drained, and where its mail goes.
+    pub drain: Stored<crate::model::drain::DrainState>,
 }
 
 /// The anti-spam agents' configuration: their order, and Connection
@@ -90,6 +92,7 @@ pub mod setting {
     pub const SENDER_ID_CONFIG: &str = "sender-id-config";
     pub const ADDRESS_REWRITE_ENTRIES: &str = "address-rewrite-entries";
     pub const TRANSPORT_RULES: &str = "transport-rules";
+    pub const SERVER_DRAIN: &str = "server-drain";
 }
 
 impl AntiSpam {

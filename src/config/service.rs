@@ -671,5 +671,8 @@ pub(super) async fn load_snapshot(
             keys
         },
         webhooks: Store::list(tx, Table::Webhooks).await?,
+        drain: Store::setting(tx, setting::SERVER_DRAIN)
+            .await?
+            .unwrap_or_else(|| Stored::unwritten(Default::default())),
     })
 }

@@ -20,6 +20,7 @@ pub mod content_filter;
 pub mod credential;
 pub mod dkim;
 pub mod domain;
+pub mod drain;
 pub mod edge_rule;
 pub mod error;
 pub mod ip_range;

@@ -124,6 +124,15 @@ pub struct ReceiveConnector {
     pub enhanced_status_codes_enabled: bool,
     pub pipelining_enabled: bool,
     pub comment: Option<String>,
+    /// Load balancers (addresses or ranges, at most 64) whose connections
+    /// to this connector's bindings begin with a PROXY protocol header
+    /// (HAProxy's v1 or v2). The client the header names is then the
+    /// remote address for connector selection, rights, limits, Connection
+    /// Filtering, tracking and logs. Empty (the default): no header is
+    /// accepted, and a client that sends one is refused.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub proxy_protocol_from: Vec<IpRange>,
 }
 
 const CREATE_ONLY: &[&str] = &["usage"];
@@ -170,6 +179,7 @@ impl ReceiveConnector {
                 .map(|b| b.parse().expect("valid preset"))
                 .collect(),
             remote_ip_ranges: remote,
+            proxy_protocol_from: vec![],
             auth_mechanism: AuthMechanisms::of(&auth),
             permission_groups: PermissionGroups::of(&groups),
             extended_rights: vec![],
@@ -382,6 +392,28 @@ impl ReceiveConnector {
                     format!("{r} is listed twice"),
                 );
             }
+        }
+        e.check(
+            self.proxy_protocol_from.len() > 64,
+            "proxyProtocolFrom",
+            "lists at most 64 load balancers",
+        );
+        for (i, r) in self.proxy_protocol_from.iter().enumerate() {
+            // A PROXY header names any address it likes: trusting it from
+            // the Internet at large would let anyone pass as anyone.
+            e.check(
+                super::ip_range::Coverage::of([r]).is_very_wide(),
+                &format!("proxyProtocolFrom[{i}]"),
+                format!(
+                    "{r} is wider than a load balancer's network (more than a /8, or an IPv6 /32): \
+                     list the balancers' own addresses"
+                ),
+            );
+            e.check(
+                self.proxy_protocol_from[..i].contains(r),
+                &format!("proxyProtocolFrom[{i}]"),
+                format!("{r} is listed twice"),
+            );
         }
         self.auth_mechanism.validate(&mut e, "authMechanism");
         self.permission_groups

@@ -34,4 +34,7 @@ pub struct Envelope {
     /// The Subject header, kept for message tracking (None when subject
     /// logging is off).
     pub subject: Option<String>,
+    /// When the message first arrived in the organization, if another
+    /// server held it before (a transfer from a drained server); None: now.
+    pub arrived_ms: Option<i64>,
 }

@@ -175,8 +175,26 @@ fn is_source_server(snap: &Snapshot, c: &SendConnector) -> bool {
     })
 }
 
+/// The send connector a draining server hands every message to, if any.
+pub fn transfer_connector(snap: &Snapshot) -> Option<&Stored<SendConnector>> {
+    let d = &snap.drain.spec;
+    let name = d.transfer_via.as_deref().filter(|_| d.draining)?;
+    snap.send_connectors
+        .iter()
+        .find(|c| c.spec.enabled && c.spec.name.eq_ignore_ascii_case(name))
+}
+
 /// Routes one recipient domain for a message of `size` bytes.
 pub fn route(snap: &Snapshot, domain: &Domain, size: u64) -> Route {
+    // A server drained with transfer hands everything to the other server,
+    // its own mailboxes' mail too: it is going away.
+    if let Some(c) = transfer_connector(snap) {
+        return Route::Connector {
+            id: c.id,
+            name: c.spec.name.clone(),
+            hop: NextHop::SmartHosts(c.spec.smart_hosts.clone()),
+        };
+    }
     if let Some(ad) = accepted_domain(snap, domain)
         && snap.ctx.role == Role::Hub
         && ad.spec.domain_type == DomainType::Authoritative

@@ -24,6 +24,8 @@ replies! {
     TOO_MANY_CONNECTIONS = 421 "4.3.2" "The maximum number of concurrent server connections has exceeded a limit, closing transmission channel";
     TOO_MANY_FROM_SOURCE = 421 "4.3.2" "The maximum number of concurrent connections has exceeded a limit, closing transmission channel";
     SHUTTING_DOWN = 421 "4.3.2" "Service shutting down";
+    DRAINING = 421 "4.3.2" "Service not available, this server is being drained";
+    PROXY_REFUSED = 554 "5.7.0" "PROXY protocol headers are accepted only from a listed load balancer, closing transmission channel";
     INACTIVITY_TIMEOUT = 451 "4.7.0" "Timeout waiting for client input";
     CONNECTION_TIMEOUT = 421 "4.4.1" "Connection timed out";
     TOO_MANY_ERRORS = 421 "4.7.0" "Too many errors on this connection, closing transmission channel";

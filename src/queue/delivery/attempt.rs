@@ -382,7 +382,15 @@ impl DeliveryEngine {
         if rcpts.is_empty() {
             return Ok(true);
         }
-        let body = db::body(pool, id).await?.unwrap_or_default();
+        let mut body = db::body(pool, id).await?.unwrap_or_default();
+        // Handed to another server as this one drains: the message keeps
+        // its original arrival time there (its expiry and delay notices
+        // count from it).
+        if let HopKey::Connector { id: connector, .. } = hop
+            && crate::routing::transfer_connector(snap).is_some_and(|c| c.id == *connector)
+        {
+            body = with_arrival(body, m.received_ms);
+        }
         let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
         // RFC 8689: a REQUIRETLS message leaves only over TLS validated for
         // the next hop's configured name, to a next hop that offers
@@ -731,6 +739,19 @@ fn tls_result(error: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The message with the header that states its original arrival time.
+fn with_arrival(body: Vec<u8>, received_ms: i64) -> Vec<u8> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(received_ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let header = format!("{}: {t}\r\n", crate::model::drain::ARRIVAL_HEADER);
+    let mut out = Vec::with_capacity(header.len() + body.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 #[cfg(test)]

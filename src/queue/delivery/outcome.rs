@@ -415,6 +415,7 @@ impl DeliveryEngine {
                     smtputf8: false,
                     require_tls: false,
                     subject: subject.clone(),
+                    arrived_ms: None,
                 },
                 report,
             )

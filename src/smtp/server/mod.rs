@@ -12,6 +12,7 @@
 pub mod auth_guard;
 pub mod dot_reader;
 pub mod limits;
+pub mod proxy;
 pub mod select;
 pub mod session;
 
@@ -494,11 +495,41 @@ async fn connection(
 /// The one path from an accepted stream to a session: connector selection
 /// (`421 4.3.2` when none matches), the connection limits, then the
 /// session. The listeners and `serve_stream` (tests, fuzzing) both use it.
-async fn serve<S>(shared: Arc<Shared>, mut stream: S, local: SocketAddr, remote: SocketAddr)
+async fn serve<S>(shared: Arc<Shared>, mut stream: S, local: SocketAddr, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     let snap = shared.config.snapshot();
+    // Behind a listed load balancer the client is the one its PROXY
+    // header names; a balancer that sends none, or a broken one, is cut off.
+    let remote = if proxy::from_balancer(&snap, local, peer.ip()) {
+        match tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => {
+                tracing::debug!(%peer, %client, "PROXY header");
+                client
+            }
+            Ok(Ok(None)) => peer,
+            Ok(Err(why)) => {
+                tracing::info!(%local, %peer, why, "refused: a load balancer sent no valid PROXY header");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%local, %peer, "refused: a load balancer sent no PROXY header in time");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
+    // A server being drained takes no new mail; its sessions in progress end
+    // as they would.
+    if snap.drain.spec.draining {
+        tracing::info!(%local, %remote, "draining: refused a new session");
+        let _ = stream
+            .write_all(replies::DRAINING.to_line(true).as_bytes())
+            .await;
+        return;
+    }
     let Some(connector) = select::select(&snap, local, remote).cloned() else {
         tracing::info!(%local, %remote, "no receive connector matches; refused");
         let _ = stream

@@ -212,7 +212,7 @@ fn insert_messages(
             id,
             e.message_id,
             e.sender,
-            now_ms,
+            e.arrived_ms.unwrap_or(now_ms),
             message_body.len() as i64,
             e.receive_connector,
             e.client_ip,

@@ -103,6 +103,7 @@ async fn stopping_the_app_stops_the_delivery_engine_and_the_queue_writer() {
     let queue = app.app.as_ref().unwrap().queue.clone();
     assert!(!engine.is_stopped());
     let envelope = |id: &str| ferry::queue::Envelope {
+        arrived_ms: None,
         message_id: id.into(),
         sender: ferry::model::Address::parse("a@fabrikam.test").unwrap(),
         recipients: vec![],

@@ -9,6 +9,7 @@ mod bounces;
 mod bulk;
 mod dane;
 mod dnssec;
+mod drain;
 mod dsn;
 mod mailboxes;
 mod mta_sts;

@@ -7,6 +7,7 @@ mod limits;
 mod logs;
 mod peers;
 mod policy;
+mod proxy_protocol;
 mod reload;
 mod selection;
 mod send_as;

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod client;
 pub mod dns;
+pub mod haproxy;
 pub mod net;
 pub mod peers;
 pub mod pki;

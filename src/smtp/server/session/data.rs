@@ -193,6 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             smtputf8: tx.smtputf8,
             require_tls: tx.require_tls,
             subject: subject.clone(),
+            arrived_ms: tx.arrived_ms,
         };
         match self.shared.queue.enqueue(envelope, stamped).await {
             Ok(internal) => {

@@ -80,6 +80,10 @@ pub(crate) struct Transaction {
     chunks: Option<crate::queue::spool::Spool>,
     chunks_size: u64,
     chunking: bool,
+    /// The original arrival time a transferring server stated (header
+    /// `X-Ferry-Organization-OriginalArrivalTime`, from a session holding
+    /// ms-Exch-Accept-Headers-Organization only).
+    arrived_ms: Option<i64>,
 }
 
 pub struct Session<S> {
@@ -478,6 +482,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn command(&mut self, line: Vec<u8>) -> std::io::Result<Next> {
         if let Some(l) = &mut self.plog {
             l.received(&mask_command(&String::from_utf8_lossy(&line)));
+        }
+        // A PROXY header from a client that no connector lists as its load
+        // balancer: it would claim another address. Refused, not parsed.
+        if super::proxy::looks_like_header(&line, &self.inbuf) {
+            tracing::info!(remote = %self.remote, "a PROXY header from an address that is not a listed load balancer; refused");
+            self.write(&replies::PROXY_REFUSED);
+            return Ok(Next::Close);
         }
         // RFC 5321 commands are printable text; a control character (NUL,
         // ESC, BEL…) would travel on into headers, logs and the next hop.

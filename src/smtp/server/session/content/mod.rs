@@ -181,6 +181,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             m.remove(SCL_HEADER);
             m.remove(CONTENT_FILTER_HEADER);
         }
+        // The arrival time a drained server's transfer states: taken from a
+        // session that may set the organization's headers (a server login),
+        // when it is in the past; removed from every message.
+        if let Some(v) = super::data::header_value(headers, crate::model::drain::ARRIVAL_HEADER) {
+            if self.has_right(ExtendedRight::AcceptHeadersOrganization) {
+                let now = time::OffsetDateTime::now_utc();
+                tx.arrived_ms = time::OffsetDateTime::parse(
+                    v.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+                .filter(|t| *t <= now)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+            }
+            let Ok(m) = draft.message() else {
+                return Err(self.reply(replies::QUEUE_FAILED).await);
+            };
+            m.remove(crate::model::drain::ARRIVAL_HEADER);
+        }
         // Nor says what this server verified: Authentication-Results that
         // claim our authserv-id are removed (RFC 8601 §5), whether or not
         // the Sender Id agent runs.
