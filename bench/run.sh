@@ -21,6 +21,10 @@
 #  11. event webhooks' cost: 4 KB x 20 sessions relayed by Ferry with no webhook, with one
 #      subscribed to every event and its receiver up (a Python HTTP server on loopback), and
 #      with its receiver down for the whole run (every delivery fails and waits in the outbox)
+#  12. the ceiling: what this machine does with no MTA at all, measured in the same run —
+#      smtp-source straight into smtp-sink (the pipe's limit, 4 KB x 20 sessions) and the
+#      disk's fsync rate (4 KB written and fsynced, in a loop, on the file system of the
+#      data directories) — and Ferry's relay of the same load as a fraction of the pipe's limit
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
@@ -29,6 +33,7 @@
 #        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
 #        bash bench/run.sh --auth                  (only section 10, printed, RESULTS.md untouched)
 #        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
+#        bash bench/run.sh --ceiling               (only section 12, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -129,6 +134,48 @@ postfix_setup() { # sessions
   pf start
   sleep 1
 }
+
+# Section 12, also run alone with --ceiling: the pipe's limit (smtp-source
+# straight into smtp-sink), the disk's fsync rate, and Ferry's relay of the
+# same load, alternating, twice each.
+fsync_rate() { # fsyncs/s of 4 KB writes on the file system holding $W, for 3 s
+  python3 - "$W/fsync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+block, n, t0 = b"x" * 4096, 0, time.time()
+while time.time() - t0 < 3:
+    os.write(fd, block)
+    os.fsync(fd)
+    n += 1
+os.close(fd)
+os.unlink(sys.argv[1])
+print(f"{n / (time.time() - t0):.0f}")
+PY
+}
+ceiling_round() { # pipe | ferry, round
+  local n=$N4K target=$SINK
+  if [ "$1" = ferry ]; then
+    rm -rf "$W/ferry-ceiling"; start_ferry "$W/ferry-ceiling"; configure_relay; target=$IN
+  fi
+  start_sink $SINK "$W/ceiling-sink.out"
+  t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$target
+  wait_sink "$W/ceiling-sink.out" "$n" >/dev/null; t2=$(now)
+  R[ceil_$1_$2]=$(rate "$(sink_count "$W/ceiling-sink.out")" "$(elapsed "$t0" "$t2")")
+  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s"
+  kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
+  if [ "$1" = ferry ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; fi
+}
+ceiling_bench() {
+  for round in 1 2; do ceiling_round pipe "$round"; ceiling_round ferry "$round"; done
+  CEIL_PIPE=$(( (${R[ceil_pipe_1]} + ${R[ceil_pipe_2]}) / 2 ))
+  CEIL_FERRY=$(( (${R[ceil_ferry_1]} + ${R[ceil_ferry_2]}) / 2 ))
+  CEIL_FSYNC=$(fsync_rate)
+  echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit; the disk: ${CEIL_FSYNC} fsyncs/s"
+}
+if [ "$QUICK" = --ceiling ]; then
+  declare -A R
+  echo "== 12. the ceiling"; ceiling_bench; exit 0
+fi
 
 # Section 7, also run alone with --config.
 config_scale() {
@@ -558,6 +605,8 @@ echo "== 10. message authentication's cost"
 auth_bench
 echo "== 11. event webhooks' cost"
 webhooks_bench
+echo "== 12. the ceiling"
+ceiling_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -627,5 +676,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 11. Event webhooks' cost"
   echo
   echo "4 KB × 20 sessions relayed to smtp-sink, alternating, twice each: no webhook **${WH_OFF} msg/s**; a webhook taking every event (about six a message) with its receiver up **${WH_UP} msg/s — $(ratio "$WH_UP" "$WH_OFF")×**; with its receiver down for the whole run, every delivery failing and waiting in the outbox, **${WH_DOWN} msg/s — $(ratio "$WH_DOWN" "$WH_OFF")×**."
+  echo
+  echo "## 12. The ceiling"
+  echo
+  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
 } > "$RESULTS"
 echo "wrote $RESULTS"

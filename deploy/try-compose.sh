@@ -2,8 +2,8 @@
 # Brings up compose.yaml (Edge + Hub), configures the pair through their
 # APIs as the seed scenario does — the Edge relays the accepted domain to the
 # Hub over STARTTLS + AUTH (BasicAuthRequireTLS, with a test CA made here) —
-# sends a message to the Edge's SMTP port with swaks, and waits for it in the
-# Hub's mailbox store.   Usage: ./try-compose.sh [project]
+# sends a message to the Edge's SMTP port with swaks, and waits for the Hub
+# to record it stored in Bob's mailbox.   Usage: ./try-compose.sh [project]
 # Env: FERRY_IMAGE (default localhost/ferry:latest), EDGE_TOKEN, HUB_TOKEN, and the *_PORT of compose.yaml.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -60,10 +60,12 @@ api "$EDGE_TOKEN" -X POST "$EDGE/send-connectors" -d '{"name":"To Internal Org",
 echo "== a first message, sent to the Edge with swaks"
 subject="compose hello $(date +%s)"
 swaks --server "127.0.0.1:${EDGE_SMTP_PORT:-2525}" --from alice@fabrikam.test --to bob@contoso.test --header "Subject: $subject" --silent 2
-hub=$($ENGINE ps -q --filter "label=com.docker.compose.project=$P" --filter "label=com.docker.compose.service=hub" | head -n 1)
+# The image has no shell to look inside with: the Hub's message tracking
+# says when it stored the message in Bob's mailbox.
 for _ in $(seq 1 150); do
-  if $ENGINE exec "$hub" sh -c 'cat /data/mailboxes/contoso.test/bob/Maildir/new/* 2>/dev/null' | grep -q "$subject"; then
-    echo "== delivered: Bob's mailbox on the Hub holds \"$subject\""
+  if curl_to "$HUB" -sf -H "Authorization: Bearer $HUB_TOKEN" "$HUB/tracking?event=DELIVER&recipient=bob@contoso.test" \
+    | jq -e --arg s "$subject" '.items[] | select(.subject == $s and .connector == "mailbox")' >/dev/null; then
+    echo "== delivered: the Hub stored \"$subject\" in Bob's mailbox"
     echo "   (stop it with: podman-compose -p $P down -v   or   docker compose -p $P down -v)"
     exit 0
   fi
