@@ -199,11 +199,22 @@ pub async fn apply(
 ) -> Result<axum::Json<ConfigPlan>, ApiError> {
     let doc: Value = if wants_yaml(&headers, header::CONTENT_TYPE) {
         serde_yaml_ng::from_slice(&body).map_err(|e| {
+            let text = e.to_string();
+            // Well-formed YAML whose integer no JSON number holds (past 64
+            // bits): the value is at fault, not the syntax.
+            if text.contains("number out of range") {
+                let field = text.split(": ").next().unwrap_or_default();
+                return Invalid::field(
+                    under("", field),
+                    "is a number out of range: integers are at most 64 bits",
+                )
+                .into();
+            }
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed-body",
                 "The body is not YAML",
-                e.to_string(),
+                text,
             )
         })?
     } else {

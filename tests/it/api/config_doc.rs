@@ -492,6 +492,17 @@ async fn an_invalid_document_changes_nothing_and_names_each_problem_path() {
     r.assert_problem(422, "/kind");
     let r = put_doc(&app, "receiveConnectors: [", true, false, None).await;
     assert_eq!(r.status, 400, "{}", r.text);
+    // Well-formed YAML with an integer past 64 bits: the value's fault
+    // (found by schemathesis on seed 9319).
+    let r = put_doc(
+        &app,
+        "apiVersion: ferry/v1\nkind: Configuration\ntransportSettings:\n  maxHopCount: 52440313544308732433709137920\n",
+        true,
+        false,
+        None,
+    )
+    .await;
+    r.assert_problem(422, "/transportSettings/maxHopCount");
     assert_eq!(export(&app, "application/json").await, (text, tag));
 }
 
