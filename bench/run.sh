@@ -25,6 +25,9 @@
 #      smtp-source straight into smtp-sink (the pipe's limit, 4 KB x 20 sessions) and the
 #      disk's fsync rate (4 KB written and fsynced, in a loop, on the file system of the
 #      data directories) — and Ferry's relay of the same load as a fraction of the pipe's limit
+#  13. connections: a fresh session's banner latency (p50/p99 of 200, connect -> 220) with
+#      no other session open, and with ~19,000 idle sessions held open (two loadgens; the
+#      file limit here is 20,000 a process and cannot be raised), and Ferry's RSS then
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
@@ -34,6 +37,7 @@
 #        bash bench/run.sh --auth                  (only section 10, printed, RESULTS.md untouched)
 #        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
 #        bash bench/run.sh --ceiling               (only section 12, printed, RESULTS.md untouched)
+#        bash bench/run.sh --connections           (only section 13, printed, RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -172,6 +176,47 @@ ceiling_bench() {
   CEIL_FSYNC=$(fsync_rate)
   echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit; the disk: ${CEIL_FSYNC} fsyncs/s"
 }
+# Section 13, also run alone with --connections.
+banner_latency() { # addr n -> {"p50_ms":…,"p99_ms":…} of connect -> 220
+  python3 - "$1" "$2" <<'PY'
+import json, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+samples = []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    s = socket.create_connection((host, int(port)), timeout=10)
+    f = s.makefile("rb")
+    line = f.readline()
+    samples.append((time.perf_counter() - t0) * 1000)
+    assert line.startswith(b"220"), line
+    s.sendall(b"QUIT\r\n"); f.readline(); s.close()
+samples.sort()
+pick = lambda q: round(samples[min(len(samples) - 1, int(q * len(samples)))], 2)
+print(json.dumps({"p50_ms": pick(0.50), "p99_ms": pick(0.99)}))
+PY
+}
+connections_bench() {
+  local each=9500
+  rm -rf "$W/ferry-conn"; start_ferry "$W/ferry-conn"; configure_relay
+  CONN_IDLE_LAT=$(banner_latency 127.0.0.1:$IN 200)
+  CONN_RSS0=$(awk '/VmRSS/ {print $2}' "/proc/$FERRY_PID/status")
+  "$LOADGEN" idle 127.0.0.1:$IN "$each" 60 > "$W/conn-a.out" 2>"$W/conn-a.err" & local la=$!
+  "$LOADGEN" idle 127.0.0.1:$IN "$each" 60 > "$W/conn-b.out" 2>"$W/conn-b.err" & local lb=$!
+  pids+=("$la" "$lb")
+  for _ in $(seq 1 600); do
+    grep -q open "$W/conn-a.out" 2>/dev/null && grep -q open "$W/conn-b.out" 2>/dev/null && break; sleep 0.1
+  done
+  CONN_OPEN=$(( $(jq .open "$W/conn-a.out") + $(jq .open "$W/conn-b.out") ))
+  CONN_BUSY_LAT=$(banner_latency 127.0.0.1:$IN 200)
+  CONN_RSS1=$(awk '/VmRSS/ {print $2}' "/proc/$FERRY_PID/status")
+  kill "$la" "$lb" 2>/dev/null || true; wait "$la" "$lb" 2>/dev/null || true
+  kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+  echo "  a fresh session's banner: $(echo "$CONN_IDLE_LAT" | jq -c .) alone; $(echo "$CONN_BUSY_LAT" | jq -c .) with $CONN_OPEN idle sessions open; RSS ${CONN_RSS0} KB -> ${CONN_RSS1} KB"
+}
+if [ "$QUICK" = --connections ]; then
+  declare -A R
+  echo "== 13. connections"; connections_bench; exit 0
+fi
 if [ "$QUICK" = --ceiling ]; then
   declare -A R
   echo "== 12. the ceiling"; ceiling_bench; exit 0
@@ -607,6 +652,8 @@ echo "== 11. event webhooks' cost"
 webhooks_bench
 echo "== 12. the ceiling"
 ceiling_bench
+echo "== 13. connections"
+connections_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -680,5 +727,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 12. The ceiling"
   echo
   echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
+  echo
+  echo "## 13. Connections"
+  echo
+  echo "A fresh session's banner (connect → 220, 200 in a row): p50 $(j "$CONN_IDLE_LAT" .p50_ms) ms, p99 $(j "$CONN_IDLE_LAT" .p99_ms) ms alone; p50 $(j "$CONN_BUSY_LAT" .p50_ms) ms, p99 $(j "$CONN_BUSY_LAT" .p99_ms) ms with **${CONN_OPEN} idle sessions** held open (two loadgens: the file limit here is 20,000 a process and cannot be raised, so 20,000 is out of reach). Ferry's RSS: ${CONN_RSS0} KB alone, ${CONN_RSS1} KB with them."
 } > "$RESULTS"
 echo "wrote $RESULTS"
