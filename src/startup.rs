@@ -237,7 +237,10 @@ impl App {
             directory.clone(),
             life.clone(),
         );
+        let acme = crate::tls::acme::Acme::new(config.clone());
+        life.spawn("acme", acme.clone().run(life.token()));
         let state = AppState {
+            acme,
             directory,
             config: config.clone(),
             smtp: smtp.clone(),

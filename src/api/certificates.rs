@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -116,21 +115,7 @@ impl utoipa::PartialSchema for CertificateCreate {
 }
 impl ToSchema for CertificateCreate {}
 
-/// Certificates travel as PEM re-encoded from their DER, so pasted text with
-/// stray keys or comments is never stored.
-pub(super) fn to_pem(chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
-    let mut out = String::new();
-    for c in chain {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
-}
+pub(super) use crate::tls::certs::to_pem;
 
 pub(super) fn check_friendly_name(n: &Option<String>) -> Result<(), Invalid> {
     match n {
@@ -165,6 +150,7 @@ fn prepare(body: Value) -> Result<(CertificateRecord, Option<String>), Invalid> 
                 kind: CertificateKind::Certificate,
                 friendly_name: r.friendly_name,
                 chain_pem: to_pem(&chain),
+                acme: None,
             };
             Ok((record, Some(r.private_key_pem)))
         }
@@ -196,6 +182,7 @@ fn prepare(body: Value) -> Result<(CertificateRecord, Option<String>), Invalid> 
                     kind: CertificateKind::Certificate,
                     friendly_name: r.friendly_name,
                     chain_pem: chain,
+                    acme: None,
                 },
                 Some(key),
             ))
@@ -216,6 +203,7 @@ fn prepare(body: Value) -> Result<(CertificateRecord, Option<String>), Invalid> 
                     kind: CertificateKind::TrustAnchor,
                     friendly_name: r.friendly_name,
                     chain_pem: to_pem(&chain),
+                    acme: None,
                 },
                 None,
             ))

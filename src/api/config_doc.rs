@@ -30,6 +30,7 @@ use super::problem::{ApiError, Problem};
 use crate::config::audit::{FieldChange, diff, pointer_token};
 use crate::config::document::{self, API_VERSION, COLLECTIONS, KIND, SINGLETONS};
 use crate::config::{ConfigObject, ServiceError, Snapshot, Write, setting};
+use crate::model::acme::AcmeCertificate;
 use crate::model::anti_spam::{
     IpList, IpListConfig, IpListEntry, IpListProvider, RecipientFilterConfig, SenderFilterConfig,
     TransportAgents,
@@ -528,6 +529,10 @@ impl Builder<'_> {
         });
         self.collection::<DkimSigningKey>(doc, "dkimSigningKeys", false, Self::dkim_key);
         self.collection::<Webhook>(doc, "webhooks", true, Self::webhook);
+        // The account key stays (or is registered at the first order).
+        self.collection::<AcmeCertificate>(doc, "acmeCertificates", true, |_, body, _, _| {
+            Ok((AcmeCertificate::from_create(&body)?, None))
+        });
     }
 
     /// A section of many objects: each is built (`build` gets the body,
@@ -580,6 +585,7 @@ impl Builder<'_> {
             }
             let existing = T::all(self.snap)
                 .iter()
+                .filter(|o| !o.spec.managed())
                 .find(|o| o.spec.name().eq_ignore_ascii_case(key));
             let id = existing.map_or_else(Uuid::new_v4, |o| o.id);
             let (spec, secret) = match build(self, body, existing, id) {
@@ -616,7 +622,7 @@ impl Builder<'_> {
                 }),
             }
         }
-        for o in T::all(self.snap) {
+        for o in T::all(self.snap).iter().filter(|o| !o.spec.managed()) {
             if !seen.contains(&o.spec.name().to_lowercase()) {
                 self.deletes.push(Write::Delete {
                     table: T::TABLE,
@@ -848,6 +854,13 @@ impl Builder<'_> {
     ) -> Result<Built<CertificateRecord>, Invalid> {
         let key = self.take_secret(&mut body, "privateKey")?;
         let mut rec: CertificateRecord = from_json(body)?;
+        if rec.acme.is_some() {
+            return Err(Invalid::field(
+                "acme",
+                "is Ferry's own: a certificate an ACME certificate issued is not part of a \
+                 document (the ACME certificate is)",
+            ));
+        }
         super::certificates::check_friendly_name(&rec.friendly_name)?;
         let chain = crate::tls::certs::parse_chain(&rec.chain_pem)
             .map_err(|e| Invalid::field("chainPem", e))?;
@@ -1171,6 +1184,7 @@ pub const ITEM_SCHEMAS: &[(&str, Option<&str>)] = &[
     ("IpListProvider", None),
     ("DkimSigningKey", Some("privateKey")),
     ("Webhook", Some("secret")),
+    ("AcmeCertificate", None),
     ("TransportSettings", None),
     ("TransportAgents", None),
     ("IpListConfig", None),
@@ -1233,6 +1247,7 @@ impl utoipa::PartialSchema for ConfigDocument {
             ("ipListProviders", "IpListProvider"),
             ("dkimSigningKeys", "DkimSigningKey"),
             ("webhooks", "Webhook"),
+            ("acmeCertificates", "AcmeCertificate"),
         ] {
             o = o.property(section, of(schema));
         }

@@ -4,6 +4,7 @@
 
 mod accepted_domains;
 pub mod access;
+mod acme;
 mod anti_spam;
 mod api_tokens;
 mod audit;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// Where a configuration document's `{"file": …}` secrets are read
     /// (`--secrets-dir`); none: only `{"env": …}` references work.
     pub secrets_dir: Option<Arc<std::path::PathBuf>>,
+    /// The ACME certificates' orders and renewals.
+    pub acme: Arc<crate::tls::acme::Acme>,
 }
 
 /// The server this API manages.
@@ -267,6 +270,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/certificates",
             g(certificates::list).post(certificates::create),
+        )
+        .route(
+            "/api/v1/acme-certificates",
+            g(acme::list).post(acme::create),
+        )
+        .route(
+            "/api/v1/acme-certificates/{id}",
+            g(acme::get).patch(acme::patch).delete(acme::delete),
+        )
+        .route(
+            "/api/v1/acme-certificates/{id}/renew",
+            axum::routing::post(acme::renew),
         )
         .route(
             "/api/v1/certificates/{id}",

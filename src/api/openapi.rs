@@ -140,6 +140,18 @@ body_schema!(
     without: ["rejectionResponse", "list"]
 );
 body_schema!(
+    AcmeCertificateCreate,
+    model::acme::AcmeCertificate,
+    ["name", "directoryUrl", "subjectNames"],
+    "A new ACME certificate: the CA's directory and the names; the first order starts at once."
+);
+body_schema!(
+    AcmeCertificatePatch,
+    model::acme::AcmeCertificate,
+    [],
+    "A JSON merge patch of an ACME certificate."
+);
+body_schema!(
     WebhookCreate,
     model::webhook::Webhook,
     ["name", "url"],
@@ -1145,6 +1157,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         accepted_domains::list, accepted_domains::get, accepted_domains::create, accepted_domains::patch, accepted_domains::delete,
         credentials::list, credentials::get, credentials::create, credentials::patch, credentials::delete,
         certificates::list, certificates::get, certificates::create, certificates::patch, certificates::delete,
+        acme::list, acme::get, acme::create, acme::patch, acme::delete, acme::renew,
         transport_settings::get, transport_settings::patch,
         queues::list, queues::get, queues::retry, queues::suspend, queues::resume,
         queues::messages, queues::message, queues::raw, queues::suspend_message, queues::resume_message,
@@ -1186,6 +1199,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
         SenderFilterConfigPatch, RecipientFilterConfigPatch, IpListEntriesBulk, AttachmentFilterConfigPatch,
         ContentFilterConfigPatch, AddressRewriteEntryCreate, AddressRewriteEntryPatch, TransportRuleCreate, TransportRulePatch,
         DkimSigningKeyCreate, DkimSigningKeyPatch, SenderIdConfigPatch, WebhookCreate, WebhookPatch,
+        AcmeCertificateCreate, AcmeCertificatePatch,
         model::api_token::ApiToken, model::api_token::ApiRole,
         api_tokens::ApiTokenCreate, api_tokens::ApiTokenRotate, api_tokens::ApiTokenSecret,
         audit::AuditPage, crate::store::audit::AuditEntry, crate::config::audit::FieldChange,

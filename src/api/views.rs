@@ -229,6 +229,9 @@ pub struct CertificateView {
     pub meta: Meta,
     pub kind: CertificateKind,
     pub friendly_name: Option<String>,
+    /// The ACME certificate (`/api/v1/acme-certificates`) that issued and
+    /// renews it, if any.
+    pub acme: Option<String>,
     #[serde(flatten)]
     pub info: CertificateInfo,
     /// The chain in PEM (public); the private key is never returned.
@@ -287,6 +290,7 @@ pub fn certificate_view(snap: &Snapshot, s: &Stored<CertificateRecord>) -> Certi
         meta: s.into(),
         kind: s.spec.kind,
         friendly_name: s.spec.friendly_name.clone(),
+        acme: s.spec.acme.clone(),
         expired: info.not_after < now,
         info,
         certificate_pem: s.spec.chain_pem.clone(),

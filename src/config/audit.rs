@@ -276,6 +276,10 @@ pub fn document(s: &Snapshot, seen: &mut std::collections::HashMap<Vec<u8>, usiz
             by_name(&s.dkim_keys, |o| o.spec.name(), seen),
         ),
         ("webhooks", by_name(&s.webhooks, |o| o.spec.name(), seen)),
+        (
+            "acmeCertificates",
+            by_name(&s.acme_certificates, |o| o.spec.name(), seen),
+        ),
         ("serverDrain", object(&s.drain, seen)),
     ] {
         doc.insert(k.into(), v);

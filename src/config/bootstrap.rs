@@ -170,6 +170,7 @@ impl Bootstrap {
             kind: CertificateKind::Certificate,
             friendly_name: Some("Ferry self-signed certificate".into()),
             chain_pem,
+            acme: None,
         };
         let id = Uuid::new_v4();
         let sealed = secrets.seal(&id.to_string(), key_pem.as_bytes());

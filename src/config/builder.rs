@@ -54,6 +54,7 @@ impl SnapshotBuilder {
                 anti_spam: super::AntiSpam::defaults(role),
                 dkim_keys: vec![],
                 webhooks: vec![],
+                acme_certificates: vec![],
                 drain: Stored::unwritten(Default::default()),
             },
         }

@@ -28,6 +28,7 @@ pub const COLLECTIONS: &[&str] = &[
     "ipListProviders",
     "dkimSigningKeys",
     "webhooks",
+    "acmeCertificates",
 ];
 
 /// The sections holding one document each.
@@ -58,6 +59,7 @@ fn by_name<T: ConfigObject>(items: &[Stored<T>], drop_name: bool) -> Value {
     Value::Object(
         items
             .iter()
+            .filter(|o| !o.spec.managed())
             .map(|o| (o.spec.name(), spec(&o.spec, drop_name)))
             .collect(),
     )
@@ -88,6 +90,10 @@ pub fn export(s: &Snapshot) -> Value {
     );
     doc.insert("dkimSigningKeys".into(), by_name(&s.dkim_keys, false));
     doc.insert("webhooks".into(), by_name(&s.webhooks, true));
+    doc.insert(
+        "acmeCertificates".into(),
+        by_name(&s.acme_certificates, true),
+    );
     for (k, v) in [
         ("transportSettings", spec(&s.transport.spec, false)),
         ("transportAgents", spec(&a.agents.spec, false)),
@@ -129,12 +135,14 @@ pub fn export(s: &Snapshot) -> Value {
 
 /// The configuration's version, for `ETag` and `If-Match`: a digest of
 /// the exported document and of every sealed secret, so any change — a new
-/// password too — gives a new version, and a restart keeps it.
+/// password too — gives a new version, and a restart keeps it. What Ferry
+/// makes itself is not part of it: ACME-issued certificates and ACME
+/// account keys change without anyone changing the configuration.
 pub fn version(s: &Snapshot) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&export(s)).unwrap_or_default());
-    fn secrets<T>(h: &mut Sha256, items: &[Stored<T>]) {
-        for o in items {
+    fn secrets<T: ConfigObject>(h: &mut Sha256, items: &[Stored<T>]) {
+        for o in items.iter().filter(|o| !o.spec.managed()) {
             if let Some(secret) = &o.secret {
                 h.update(o.id.as_bytes());
                 h.update(secret);

@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub dkim_keys: Vec<Stored<crate::model::dkim::DkimSigningKey>>,
     /// Event webhooks, their HMAC keys sealed.
     pub webhooks: Vec<Stored<crate::model::webhook::Webhook>>,
+    /// Certificates Ferry keeps issued by an ACME CA, each with its
+    /// account's credentials sealed.
+    pub acme_certificates: Vec<Stored<crate::model::acme::AcmeCertificate>>,
     /// Whether this server is being drained, and where its mail goes.
     pub drain: Stored<crate::model::drain::DrainState>,
 }
@@ -169,6 +172,11 @@ pub trait ConfigObject:
     /// The unique name stored beside the object.
     fn name(&self) -> String;
     fn all(s: &Snapshot) -> &[Stored<Self>];
+    /// Made and replaced by Ferry itself (an ACME-issued certificate):
+    /// a configuration document neither carries nor deletes it.
+    fn managed(&self) -> bool {
+        false
+    }
 }
 
 impl ConfigObject for ReceiveConnector {
@@ -227,6 +235,9 @@ impl ConfigObject for CertificateRecord {
     fn all(s: &Snapshot) -> &[Stored<Self>] {
         &s.certificates
     }
+    fn managed(&self) -> bool {
+        self.acme.is_some()
+    }
 }
 
 impl ConfigObject for IpListEntry {
@@ -259,6 +270,17 @@ impl ConfigObject for crate::model::dkim::DkimSigningKey {
     }
     fn all(s: &Snapshot) -> &[Stored<Self>] {
         &s.dkim_keys
+    }
+}
+
+impl ConfigObject for crate::model::acme::AcmeCertificate {
+    const TABLE: Table = Table::AcmeCertificates;
+    const KIND: &'static str = "ACME certificate";
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn all(s: &Snapshot) -> &[Stored<Self>] {
+        &s.acme_certificates
     }
 }
 

@@ -671,6 +671,7 @@ pub(super) async fn load_snapshot(
             keys
         },
         webhooks: Store::list(tx, Table::Webhooks).await?,
+        acme_certificates: Store::list(tx, Table::AcmeCertificates).await?,
         drain: Store::setting(tx, setting::SERVER_DRAIN)
             .await?
             .unwrap_or_else(|| Stored::unwritten(Default::default())),

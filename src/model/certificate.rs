@@ -19,4 +19,9 @@ pub struct CertificateRecord {
     pub friendly_name: Option<String>,
     /// The end-entity certificate first, then its chain, in PEM.
     pub chain_pem: String,
+    /// The ACME certificate (`/api/v1/acme-certificates`) that issued it:
+    /// Ferry renews it, and removes it once its successor is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub acme: Option<String>,
 }

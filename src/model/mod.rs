@@ -7,6 +7,7 @@
 #[macro_use]
 mod string_type;
 pub mod accepted_domain;
+pub mod acme;
 pub mod address;
 pub mod address_rewrite;
 pub mod address_space;

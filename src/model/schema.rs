@@ -58,6 +58,27 @@ pub fn email_addresses() -> RefOr<Schema> {
     ArrayBuilder::new().items(email_address()).into()
 }
 
+/// An ACME account's contact addresses: at most 8.
+pub fn acme_contacts() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(email_address())
+        .max_items(Some(8))
+        .into()
+}
+
+/// An ACME directory: `https://host[:port][/path]`.
+pub fn acme_directory_url() -> Object {
+    string(false)
+        .pattern(Some(format!(
+            "^https://(?:{LABEL}(?:\\.{LABEL})*|{IPV4}|\\[{IPV6}\\])(?::{PORT})?(?:/[!\"$-~]*)?$"
+        )))
+        .max_length(Some(2000))
+        .description(Some(
+            "https://, a host name or address, an optional port and path (no fragment).",
+        ))
+        .build()
+}
+
 /// The text of an SMTP reply: printable ASCII on one line, 1–240.
 fn reply_text_of(nullable: bool) -> Object {
     string(nullable)

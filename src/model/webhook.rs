@@ -118,7 +118,7 @@ impl Webhook {
 
 /// `http(s)://host[:port][/path]`: a host name, an IPv4 address or a
 /// bracketed IPv6 address; a path of printable ASCII without `#`.
-fn url_ok(url: &str) -> bool {
+pub(super) fn url_ok(url: &str) -> bool {
     let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))

@@ -62,6 +62,7 @@ pub enum Table {
     IpListProviders,
     DkimKeys,
     Webhooks,
+    AcmeCertificates,
 }
 
 impl Table {
@@ -76,6 +77,7 @@ impl Table {
             Table::IpListProviders => "ip_list_providers",
             Table::DkimKeys => "dkim_keys",
             Table::Webhooks => "webhooks",
+            Table::AcmeCertificates => "acme_certificates",
         }
     }
 }

@@ -32,6 +32,22 @@ pub struct CertificateInfo {
     pub chain_length: usize,
 }
 
+/// Certificates travel as PEM re-encoded from their DER, so pasted text with
+/// stray keys or comments is never stored.
+pub fn to_pem(chain: &[CertificateDer<'_>]) -> String {
+    let mut out = String::new();
+    for c in chain {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 /// Parses a PEM chain; the first certificate is the end-entity one.
 pub fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())

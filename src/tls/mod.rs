@@ -7,6 +7,7 @@
 //! `smtp/client/policy.rs` and runs it in `smtp/client/tls.rs`. `any` is
 //! the verifier that accepts any certificate, on either side.
 
+pub mod acme;
 pub mod any;
 pub mod certs;
 pub mod roots;

@@ -2,6 +2,7 @@
 //! directory, driven over HTTP.
 
 mod accepted_domains;
+mod acme;
 mod audit;
 mod auth_and_docs;
 mod certificates;

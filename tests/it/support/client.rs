@@ -149,7 +149,17 @@ impl Client {
     }
 
     /// STARTTLS, verifying the certificate for `server_name` against `ca_pem`.
-    pub async fn starttls(mut self, server_name: &str, ca_pem: &str) -> Result<Client, String> {
+    pub async fn starttls(self, server_name: &str, ca_pem: &str) -> Result<Client, String> {
+        Ok(self.starttls_thumbprint(server_name, ca_pem).await?.0)
+    }
+
+    /// STARTTLS as [`Client::starttls`], with the SHA-256 thumbprint (hex)
+    /// of the certificate the server presented.
+    pub async fn starttls_thumbprint(
+        mut self,
+        server_name: &str,
+        ca_pem: &str,
+    ) -> Result<(Client, String), String> {
         let r = self.cmd("STARTTLS").await;
         if r.code != 220 {
             return Err(format!("STARTTLS refused: {}", r.line()));
@@ -171,9 +181,22 @@ impl Client {
             .connect(name, self.stream)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Client {
-            stream: Box::new(tls),
-            buf: vec![],
-        })
+        let thumbprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(c.as_ref()))
+            })
+            .unwrap_or_default();
+        Ok((
+            Client {
+                stream: Box::new(tls),
+                buf: vec![],
+            },
+            thumbprint,
+        ))
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod dns;
 pub mod haproxy;
 pub mod net;
+pub mod pebble;
 pub mod peers;
 pub mod pki;
 pub mod python;
