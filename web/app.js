@@ -236,11 +236,11 @@ async function editPage(kind, id) {
 // ----- certificates --------------------------------------------------------------------
 
 async function certificatesPage() {
-  const r = await api("GET", "/certificates");
+  const [r, acme] = await Promise.all([api("GET", "/certificates"), api("GET", "/acme-certificates"), loadSchema()]);
   const soon = Date.now() + 30 * 86400e3;
   const rows = r.data.items.map((c) => h("tr", {},
     h("td", { "data-label": "Subject" }, c.subject, c.friendlyName ? h("div", { class: "muted" }, c.friendlyName) : null),
-    h("td", { "data-label": "Kind" }, c.kind),
+    h("td", { "data-label": "Kind" }, c.kind, c.acme ? h("div", { class: "muted" }, `ACME: ${c.acme}`) : null),
     h("td", { "data-label": "Names" }, c.subjectAlternativeNames.join(", ")),
     h("td", { "data-label": "Expires" }, fmtDate(c.notAfter), new Date(c.notAfter) < soon ? h("div", { class: "error" }, "expires soon") : null),
     h("td", { "data-label": "Used by" }, c.usedBy.map((u) => `${u.connector} (${u.how})`).join(", ")),
@@ -271,7 +271,41 @@ async function certificatesPage() {
     });
     return card;
   };
+  // ACME: what Ferry keeps issued, each with its order state and last failure.
+  const acmeRows = acme.data.items.map((a) => h("tr", {},
+    h("td", { "data-label": "Name" }, a.name, h("div", { class: "muted" }, a.directoryUrl)),
+    h("td", { "data-label": "Names" }, a.subjectNames.join(", "), h("div", { class: "muted" }, `${a.challenge} on ${a.challengeBinding || (a.challenge === "http-01" ? "0.0.0.0:80" : "0.0.0.0:443")}`)),
+    h("td", { "data-label": "State" }, tag(a.state.status),
+      a.state.lastError ? h("div", { class: "error" }, a.state.lastError) : null,
+      a.state.nextAttempt && a.state.status === "Failed" ? h("div", { class: "muted" }, `retried ${fmtDate(a.state.nextAttempt)}`) : null),
+    h("td", { "data-label": "Expires" }, fmtDate(a.state.notAfter), a.state.renewAt ? h("div", { class: "muted" }, `renews ${fmtDate(a.state.renewAt)}`) : null),
+    h("td", {},
+      h("button", { type: "button", class: "secondary", "aria-label": `Renew ${a.name} now`, onclick: async () => {
+        const d = await api("POST", `/acme-certificates/${encodeURIComponent(a.name)}/renew`);
+        if (!d.ok) return alert(d.data.detail);
+        route();
+      } }, "Renew now"), " ",
+      h("button", { type: "button", class: "danger", "aria-label": `Delete ACME certificate ${a.name}`, onclick: async () => {
+        if (!confirm(`Stop keeping ${a.name}? The certificates it issued stay until deleted.`)) return;
+        const d = await api("DELETE", `/acme-certificates/${encodeURIComponent(a.name)}`);
+        if (!d.ok) return alert(d.data.detail);
+        route();
+      } }, "Delete"))));
+  const acmeTable = acme.data.items.length
+    ? h("table", { class: "responsive", "aria-label": "ACME certificates" }, h("thead", {}, h("tr", {}, ["Name", "Names", "State", "Expires", ""].map((x) => h("th", {}, x)))), h("tbody", {}, acmeRows))
+    : h("p", { class: "muted" }, "None: add one below to have a CA issue and renew a certificate.");
+  const acmeForm = buildForm("AcmeCertificateCreate", {}, { only: ["name", "directoryUrl", "contact", "subjectNames", "challenge", "challengeBinding", "renewBeforeDays"], prefix: "acme-" });
+  const acmeCard = h("form", { class: "card", "aria-label": "Order from an ACME CA" }, h("h2", {}, "Order from an ACME CA"),
+    h("p", { class: "muted" }, "Ferry orders at once, answers the challenge on its binding while the CA validates, and renews before expiry. Adding one agrees to the CA's terms of service; a private CA's root goes in as a trust anchor first."),
+    h("div", { class: "note" }), acmeForm.element, h("div", { class: "actions" }, h("button", { type: "submit" }, "Order")));
+  acmeCard.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await api("POST", "/acme-certificates", formValues(acmeForm));
+    if (!res.ok) return showProblem(acmeCard, acmeForm, res.data, res.status);
+    route();
+  });
   page("Certificates", h("div", { class: "card" }, table),
+    h("div", { class: "card" }, h("h2", {}, "ACME certificates"), acmeTable), acmeCard,
     add("Import a certificate", "import", [["certificatePem", "pem", "PEM chain, end-entity first"], ["privateKeyPem", "pem", "Never shown again"], ["friendlyName", "text"]]),
     add("Generate a self-signed certificate", "selfSigned", [["subjectNames", "list", "One DNS name per line"], ["friendlyName", "text"]]),
     add("Add a trust anchor", "trustAnchor", [["certificatePem", "pem", "A peer's or CA's certificate"], ["friendlyName", "text"]]));

@@ -39,29 +39,31 @@ impl AcmeChallenge {
 pub struct AcmeCertificate {
     #[schema(schema_with = super::schema::object_name)]
     pub name: String,
-    /// The CA's ACME directory, `https://` (Let's Encrypt's is
-    /// `https://acme-v02.api.letsencrypt.org/directory`). Its TLS is
-    /// validated against the system's roots and Ferry's trust anchors.
+    /// The CA's ACME directory URL, `https://`.
+    /// Let's Encrypt's is `https://acme-v02.api.letsencrypt.org/directory`.
+    /// Its TLS is validated against the system's roots and Ferry's trust
+    /// anchors.
     #[schema(schema_with = super::schema::acme_directory_url)]
     pub directory_url: String,
     /// Addresses the CA may write to about the account (expiry notices).
     #[serde(default)]
     #[schema(schema_with = super::schema::acme_contacts)]
     pub contact: Vec<String>,
-    /// The DNS names of the certificate, the first its subject. The server
-    /// FQDN and the connectors' FQDNs are what STARTTLS needs.
+    /// The DNS names of the certificate, the first its subject.
+    /// STARTTLS needs the server's and the connectors' FQDNs.
     #[schema(min_items = 1, max_items = 100)]
     pub subject_names: Vec<Domain>,
     #[serde(default = "http01")]
     pub challenge: AcmeChallenge,
-    /// Where Ferry answers the challenge while an order is being validated
-    /// (and only then): default `0.0.0.0:80` for http-01, `0.0.0.0:443`
-    /// for tls-alpn-01. The CA connects to those ports of the names'
-    /// addresses; a port forward or balancer may map them elsewhere.
+    /// Where Ferry answers the challenge, only while an order is validated.
+    /// Default `0.0.0.0:80` for http-01, `0.0.0.0:443` for tls-alpn-01:
+    /// the CA connects to those ports of the names' addresses (a port
+    /// forward or balancer may map them elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_binding: Option<Binding>,
-    /// Renew when fewer days than this remain (default 30), or when a third
-    /// of the certificate's lifetime remains, whichever comes first.
+    /// Renew when fewer days than this remain (default 30).
+    /// A certificate that lives less than twice as long renews at half its
+    /// lifetime.
     #[serde(default = "thirty")]
     #[schema(minimum = 1, maximum = 365)]
     pub renew_before_days: u32,

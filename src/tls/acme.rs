@@ -567,27 +567,31 @@ impl HttpClient for Http {
         let client = self.0.clone();
         Box::pin(async move {
             use http_body_util::BodyExt;
-            let other = |e: Box<dyn std::error::Error + Send + Sync>| instant_acme::Error::Other(e);
+            // reqwest's own message names only the URL: the causes say why.
+            let other = |e: &dyn std::error::Error| {
+                let mut text = e.to_string();
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    text = format!("{text}: {c}");
+                    cause = c.source();
+                }
+                instant_acme::Error::Other(text.into())
+            };
             let (parts, body) = req.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| other(Box::new(e)))?
-                .to_bytes();
-            let url =
-                reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| other(Box::new(e)))?;
+            let body = body.collect().await.map_err(|e| other(&e))?.to_bytes();
+            let url = reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| other(&e))?;
             let rsp = client
                 .request(parts.method, url)
                 .headers(parts.headers)
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| other(Box::new(e)))?;
+                .map_err(|e| other(&e))?;
             let mut head = http::Response::builder().status(rsp.status());
             for (k, v) in rsp.headers() {
                 head = head.header(k, v);
             }
-            let bytes = rsp.bytes().await.map_err(|e| other(Box::new(e)))?;
+            let bytes = rsp.bytes().await.map_err(|e| other(&e))?;
             let (parts, ()) = head
                 .body(())
                 .map_err(instant_acme::Error::Http)?

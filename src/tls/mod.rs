@@ -5,7 +5,8 @@
 //! validates against (`roots`, cached per trust-anchor set). The SMTP
 //! client chooses its TLS policy from a send connector in
 //! `smtp/client/policy.rs` and runs it in `smtp/client/tls.rs`. `any` is
-//! the verifier that accepts any certificate, on either side.
+//! the verifier that accepts any certificate, on either side. `acme` orders
+//! and renews certificates from an ACME CA into the store.
 
 pub mod acme;
 pub mod any;

@@ -174,6 +174,37 @@ test("import a certificate and see its names and expiry", async () => {
   assert.match(await row.textContent(), /expires soon/, "a 20-day certificate is flagged");
 });
 
+test("order an ACME certificate and see its failure, then renew it by hand", async () => {
+  await go("#/certificates");
+  const form = page.getByRole("form", { name: "Order from an ACME CA" });
+  // A field problem first: a plain-HTTP directory is refused by the API.
+  await form.getByLabel("Name", { exact: true }).fill("edge");
+  await form.getByLabel("Directory Url").fill("http://127.81.0.1/dir");
+  await form.getByLabel("Subject Names").fill("edge01.contoso.test");
+  await form.getByRole("button", { name: "Order" }).click();
+  await eventually(async () => (await page.locator("#acme-err-directoryUrl").textContent()).includes("directoryUrl"), "the field error");
+  // Nothing listens on port 1: the order fails, and the page says why.
+  await form.getByLabel("Directory Url").fill(`https://${NET}.1:1/dir`);
+  await form.getByLabel("Challenge Binding").fill(`${NET}.1:5080`);
+  await form.getByRole("button", { name: "Order" }).click();
+  const table = page.getByRole("table", { name: "ACME certificates" });
+  await table.waitFor();
+  await eventually(async () => (await api("GET", "/acme-certificates/edge")).data.state.status === "Failed", "the order to fail");
+  await go("#/certificates");
+  const row = page.getByRole("table", { name: "ACME certificates" }).locator("tr", { hasText: "edge01.contoso.test" });
+  await row.getByText("Failed").waitFor();
+  assert.match(await row.textContent(), /http-01 on 127\.81\.0\.1:5080/);
+  assert.match(await row.textContent(), /registering an account with the CA: .*Connection refused/, "the reason is shown");
+  const before = (await api("GET", "/acme-certificates/edge")).data.state.lastAttempt;
+  await row.getByRole("button", { name: "Renew edge now" }).click();
+  await eventually(async () => {
+    const s = (await api("GET", "/acme-certificates/edge")).data.state;
+    return s.status === "Failed" && s.failures === 2 && s.lastAttempt !== before;
+  }, "a second, forced attempt");
+  await page.screenshot({ path: join(SHOTS, "certificates-acme-desktop.png"), fullPage: true });
+  assert.equal((await api("DELETE", "/acme-certificates/edge")).status, 204);
+});
+
 test("suspend and resume a queue that holds a message, and remove a message with an NDR", async () => {
   const reply = await smtp(`${NET}.1`, 2626, ["EHLO client", "MAIL FROM:<bob@contoso.test>", "RCPT TO:<carol@fabrikam.test>", "DATA",
     "Subject: held\r\n\r\nwaiting\r\n.", "QUIT"], `${NET}.30`);

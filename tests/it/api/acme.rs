@@ -268,3 +268,77 @@ async fn pebble_issues_starttls_presents_and_a_forced_renewal_swaps_without_a_re
         StatusCode::NOT_FOUND
     );
 }
+
+/// Renewal before expiry with nobody asking: Pebble issues 30-second
+/// certificates, so the second half of each one's life is the renewal
+/// window (a certificate shorter-lived than twice `renewBeforeDays`
+/// renews at half its life).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_renewed_before_it_expires_without_a_restart() {
+    if !peers::require(&["pebble", "dnsmasq"]) {
+        return;
+    }
+    let app = TestApp::spawn(Role::Edge).await;
+    let edge_ip = app.bind(1, 1).rsplit_once(':').unwrap().0.to_string();
+    let pebble_ip = app.bind(20, 1).rsplit_once(':').unwrap().0.to_string();
+    let dns_ip = app.bind(53, 1).rsplit_once(':').unwrap().0.to_string();
+    let client_ip = app.bind(9, 1).rsplit_once(':').unwrap().0.to_string();
+    let dns = Dnsmasq::start(
+        &dns_ip,
+        &[format!("--host-record=edge01.contoso.test,{edge_ip}")],
+    )
+    .await;
+    let pebble = Pebble::start_with_validity(&pebble_ip, &dns.server, 5002, 5001, Some(30)).await;
+    app.create(
+        "/api/v1/certificates",
+        json!({"source": "trustAnchor", "certificatePem": pebble.https_ca}),
+    )
+    .await;
+    app.create(
+        "/api/v1/acme-certificates",
+        json!({"name": "edge", "directoryUrl": pebble.directory,
+               "subjectNames": ["edge01.contoso.test"],
+               "challengeBinding": format!("{edge_ip}:5002")}),
+    )
+    .await;
+    let first = until(&app, "edge", |v| status(v) == "Valid").await;
+    let thumbprint = first["state"]["certificate"].as_str().unwrap().to_string();
+    let renew_at = time::OffsetDateTime::parse(
+        first["state"]["renewAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let not_after = time::OffsetDateTime::parse(
+        first["state"]["notAfter"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(renew_at < not_after, "{first:#}");
+
+    // No request: the next certificate arrives before the first expires.
+    let mut next = Value::Null;
+    for _ in 0..400 {
+        next = app.get("/api/v1/acme-certificates/edge").await.body;
+        if status(&next) == "Valid" && next["state"]["certificate"] != thumbprint.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let renewed = next["state"]["certificate"].as_str().unwrap().to_string();
+    assert_ne!(renewed, thumbprint, "renewed by itself: {next:#}");
+    assert!(
+        time::OffsetDateTime::now_utc() < not_after,
+        "renewed before the first certificate expired"
+    );
+    let root = pebble.issuing_root();
+    let mut c = Client::connect(&client_ip, &app.bind(1, 2525))
+        .await
+        .unwrap();
+    c.reply().await.expect("a banner");
+    c.cmd("EHLO client.test").await;
+    let (_, presented) = c
+        .starttls_thumbprint("edge01.contoso.test", &root)
+        .await
+        .unwrap();
+    assert_eq!(presented, renewed);
+}

@@ -29,13 +29,25 @@ impl Pebble {
     /// Pebble on `ip`, validating http-01 on `http_port` and tls-alpn-01 on
     /// `tls_port` of the addresses `dns` (ip:port) gives.
     pub async fn start(ip: &str, dns: &str, http_port: u16, tls_port: u16) -> Pebble {
+        Self::start_with_validity(ip, dns, http_port, tls_port, None).await
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `validity`
+    /// seconds (Pebble's default is five years).
+    pub async fn start_with_validity(
+        ip: &str,
+        dns: &str,
+        http_port: u16,
+        tls_port: u16,
+        validity: Option<u64>,
+    ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new(dir.path());
         let (cert, key) = ca.issue(&[ip]);
         std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
         std::fs::write(dir.path().join("key.pem"), key).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-        let config = serde_json::json!({"pebble": {
+        let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("{ip}:14000"),
             "managementListenAddress": format!("{ip}:15000"),
             "certificate": dir.path().join("cert.pem"),
@@ -45,6 +57,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        if let Some(seconds) = validity {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         let file = dir.path().join("pebble.json");
         std::fs::write(&file, config.to_string()).unwrap();
         let child = Command::new("pebble")
