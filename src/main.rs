@@ -115,6 +115,13 @@ struct ServeArgs {
     /// documents can give secrets only as `{"env": "FERRY_SECRET_…"}`.
     #[arg(long, env = "FERRY_SECRETS_DIR")]
     secrets_dir: Option<PathBuf>,
+    /// A fleet's shared configuration: `postgres://user:password@host/db`.
+    /// Every server of the fleet names the same database and is given the
+    /// same FERRY_SECRET_KEY; each keeps running on its own copy while
+    /// PostgreSQL is away. Without it, the configuration is this server's
+    /// SQLite alone.
+    #[arg(long, env = "FERRY_CONFIG_STORE")]
+    config_store: Option<String>,
     /// Log format: `text` (human-readable) or `json` (one object per line,
     /// with the session's or delivery's fields on every line).
     #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -220,6 +227,7 @@ async fn run() -> anyhow::Result<()> {
                 metrics_listen: a.metrics_listen,
                 discard_undecryptable_secrets: a.discard_undecryptable_secrets,
                 secrets_dir: a.secrets_dir,
+                config_store: a.config_store,
             })
             .await?;
             app.run_until_signalled().await

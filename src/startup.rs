@@ -6,6 +6,7 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::shutdown::{Lifecycle, Shutdown};
 
@@ -48,6 +49,9 @@ pub struct Settings {
     pub discard_undecryptable_secrets: bool,
     /// Where a configuration document's `{"file": …}` secrets are read.
     pub secrets_dir: Option<PathBuf>,
+    /// The fleet's shared configuration (`postgres://…`); None: this
+    /// server's own SQLite alone.
+    pub config_store: Option<String>,
 }
 
 impl Settings {
@@ -71,6 +75,7 @@ impl Settings {
             metrics_listen: None,
             discard_undecryptable_secrets: false,
             secrets_dir: None,
+            config_store: None,
         }
     }
 }
@@ -227,6 +232,35 @@ impl App {
             life.clone(),
         );
         config.set_reconciler(smtp.clone());
+        let fleet = match &settings.config_store {
+            Some(url) => {
+                let fleet = crate::config::fleet::Fleet::open(url, &config).await?;
+                config.set_fleet(fleet.clone());
+                // A joining server takes the fleet's configuration before it
+                // serves; without PostgreSQL it starts on its own copy.
+                match tokio::time::timeout(Duration::from_secs(10), fleet.first_sync(&config)).await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!(
+                            revision = fleet.revision(),
+                            "joined the fleet's configuration"
+                        )
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the fleet's PostgreSQL is unreachable: starting on this server's copy of the configuration")
+                    }
+                    Err(_) => tracing::warn!(
+                        "the fleet's PostgreSQL did not answer: starting on this server's copy of the configuration"
+                    ),
+                }
+                life.spawn(
+                    "fleet",
+                    fleet.clone().run(Arc::downgrade(&config), life.token()),
+                );
+                Some(fleet)
+            }
+            None => None,
+        };
         let delivery = DeliveryEngine::start(
             config.clone(),
             queue.clone(),
@@ -257,6 +291,35 @@ impl App {
             .await
             .with_context(|| format!("binding the API to {}", settings.api_listen))?;
         let api_addr = listener.local_addr()?;
+        if let Some(fleet) = &fleet {
+            let (fleet, config, queue) = (fleet.clone(), config.clone(), queue.clone());
+            let started_at = time::OffsetDateTime::now_utc();
+            let mut stop = life.token();
+            life.spawn("fleet-heartbeat", async move {
+                loop {
+                    let snap = config.snapshot();
+                    let messages = queue.count().await.unwrap_or(-1);
+                    let entry = crate::store::fleet::ServerEntry {
+                        name: snap.ctx.server_name.clone(),
+                        role: snap.ctx.role.as_str().to_string(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        fqdn: snap.ctx.fqdn.to_string(),
+                        api: api_addr.to_string(),
+                        revision: fleet.revision(),
+                        started_at,
+                        heartbeat_at: time::OffsetDateTime::now_utc(),
+                        queue: serde_json::json!({ "messages": messages }).to_string(),
+                    };
+                    if let Err(e) = fleet.journal().heartbeat(&entry).await {
+                        tracing::debug!(error = %format!("{e:#}"), "fleet heartbeat failed");
+                    }
+                    tokio::select! {
+                        _ = stop.recv() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            });
+        }
         tracing::info!(
             %api_addr, role = snap.ctx.role.as_str(), server = %snap.ctx.server_name, fqdn = %snap.ctx.fqdn,
             "Ferry API listening"

@@ -15,6 +15,7 @@ pub mod contract;
 mod credentials;
 mod drain;
 mod extract;
+mod fleet;
 pub mod https;
 mod message_auth;
 pub mod observe;
@@ -205,6 +206,7 @@ pub fn router(state: AppState) -> Router {
     use axum::routing::{get as g, patch as p};
     let api = Router::new()
         .route("/api/v1/server", g(server_info))
+        .route("/api/v1/servers", g(fleet::list))
         .route("/api/v1/server/drain", axum::routing::post(drain::drain))
         .route("/api/v1/server/resume", axum::routing::post(drain::resume))
         .route(

@@ -1149,7 +1149,7 @@ Objects carry a version, sent as ETag; PATCH and DELETE honour If-Match and answ
     ),
     modifiers(&Security, &OperationIds, &StandardResponses, &FlattenViews, &TrackingEvents, &UnsignedBounds, &JointRules, &ConfigSchemas, &Links),
     paths(
-        healthz, server_info, drain::drain, drain::resume,
+        healthz, server_info, fleet::list, drain::drain, drain::resume,
         receive_connectors::list, receive_connectors::get, receive_connectors::create, receive_connectors::patch, receive_connectors::delete, receive_connectors::explain, routing::explain,
         webhooks::list, webhooks::get, webhooks::create, webhooks::patch, webhooks::delete, webhooks::deliveries,
         config_doc::export, config_doc::apply,

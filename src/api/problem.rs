@@ -143,6 +143,12 @@ impl From<ServiceError> for ApiError {
                 "The configuration was changed by someone else",
                 format!("{e}; export it again, or plan again, and reapply your document"),
             ),
+            ServiceError::Unavailable(message) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The shared configuration store is unavailable",
+                message,
+            ),
             ServiceError::Internal(err) => {
                 tracing::error!(error = %format!("{err:#}"), "internal error");
                 ApiError::new(

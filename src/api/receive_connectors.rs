@@ -242,7 +242,7 @@ pub async fn explain(
                     format!(
                         "no binding covers {local} (it binds {})",
                         c.spec
-                            .bindings
+                            .bindings_on(&snap.ctx.server_name)
                             .iter()
                             .map(|b| b.to_string())
                             .collect::<Vec<_>>()

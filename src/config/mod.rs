@@ -12,6 +12,7 @@ mod bootstrap;
 #[cfg(test)]
 pub(crate) mod builder;
 pub mod document;
+pub mod fleet;
 mod service;
 
 pub use bootstrap::{Bootstrap, FirstStart};

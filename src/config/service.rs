@@ -52,6 +52,9 @@ pub enum ServiceError {
     /// The whole configuration changed since the document's version was read.
     #[error("the configuration has changed since it was read (now at version {current})")]
     ConfigChanged { current: String },
+    /// The fleet's shared store (PostgreSQL) cannot take the change now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -150,6 +153,10 @@ async fn off_worker_async<F: std::future::Future>(f: F) -> F::Output {
 /// then), `activate` applies what `prepare` readied.
 pub trait Reconciler: Send + Sync {
     fn prepare(&self, old: &Snapshot, new: &Snapshot) -> Result<Box<dyn Any + Send>, Invalid>;
+    /// As `prepare`, for a configuration another server of the fleet has
+    /// already put in force: what cannot be done here (a binding taken) is
+    /// logged and left out, never refused.
+    fn prepare_anyway(&self, new: &Snapshot) -> Box<dyn Any + Send>;
     fn activate(&self, prepared: Box<dyn Any + Send>, new: &Snapshot);
 }
 
@@ -163,6 +170,8 @@ pub struct ConfigService {
     tx: watch::Sender<Arc<Snapshot>>,
     reconciler: OnceLock<Arc<dyn Reconciler>>,
     metrics: OnceLock<Arc<crate::observe::metrics::Metrics>>,
+    /// The fleet's shared configuration (`--config-store postgres://…`).
+    fleet: OnceLock<Arc<super::fleet::Fleet>>,
 }
 
 impl ConfigService {
@@ -183,7 +192,52 @@ impl ConfigService {
             tx: sender,
             reconciler: OnceLock::new(),
             metrics: OnceLock::new(),
+            fleet: OnceLock::new(),
         })
+    }
+
+    /// Joins a fleet (once): from now on every change goes to PostgreSQL
+    /// first.
+    pub fn set_fleet(&self, f: Arc<super::fleet::Fleet>) {
+        let _ = self.fleet.set(f);
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<super::fleet::Fleet>> {
+        self.fleet.get()
+    }
+
+    /// Writes what the fleet changed into this server's copy and puts it in
+    /// force. `full`: `rows` are all the fleet's rows (joining).
+    pub async fn apply_fleet(
+        &self,
+        rows: &[crate::store::fleet::FleetRow],
+        full: bool,
+        revision: i64,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let started = std::time::Instant::now();
+        let previous = self.snapshot();
+        let mut tx = self.store.begin().await?;
+        crate::store::fleet::apply_rows(&mut tx, rows, full).await?;
+        crate::store::fleet::set_local_revision(&mut tx, revision).await?;
+        let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
+        let prepared = self.reconciler.get().map(|r| (r, r.prepare_anyway(&snap)));
+        self.commit_and_publish(tx, &previous, snap, prepared, started)
+            .await
+    }
+
+    /// Pushes this server's shared rows as the fleet's first revision, or
+    /// as what changed on it while it could not reach PostgreSQL… never: a
+    /// change is refused then. Used when the fleet is empty.
+    pub async fn seed_fleet(&self) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let Some(fleet) = self.fleet.get() else {
+            return Ok(());
+        };
+        let mut tx = self.store.begin().await?;
+        fleet.push(&mut tx).await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(())
     }
 
     /// Registers the listener supervisor (once).
@@ -521,8 +575,25 @@ impl ConfigService {
         Ok((snap, prepared))
     }
 
-    /// Commits a staged change and puts it in force.
+    /// Commits a staged change and puts it in force. In a fleet the
+    /// change goes to PostgreSQL first: refused there, it is not made here
+    /// either.
     async fn finish(
+        &self,
+        mut tx: Tx,
+        previous: &Snapshot,
+        snap: Arc<Snapshot>,
+        prepared: Option<Prepared<'_>>,
+        started: std::time::Instant,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        if let Some(fleet) = self.fleet.get() {
+            fleet.push(&mut tx).await?;
+        }
+        self.commit_and_publish(tx, previous, snap, prepared, started)
+            .await
+    }
+
+    async fn commit_and_publish(
         &self,
         tx: Tx,
         previous: &Snapshot,

@@ -133,6 +133,11 @@ pub struct ReceiveConnector {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub proxy_protocol_from: Vec<IpRange>,
+    /// In a fleet (`--config-store`), the bindings this connector listens
+    /// on instead of `bindings` on the servers named (server name → its
+    /// bindings): a server's own addresses. Other servers use `bindings`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub server_bindings: std::collections::BTreeMap<String, Vec<Binding>>,
 }
 
 const CREATE_ONLY: &[&str] = &["usage"];
@@ -180,6 +185,7 @@ impl ReceiveConnector {
                 .collect(),
             remote_ip_ranges: remote,
             proxy_protocol_from: vec![],
+            server_bindings: Default::default(),
             auth_mechanism: AuthMechanisms::of(&auth),
             permission_groups: PermissionGroups::of(&groups),
             extended_rights: vec![],
@@ -362,6 +368,15 @@ impl ReceiveConnector {
         )
     }
 
+    /// The bindings it listens on on `server` (its `serverBindings` entry,
+    /// else `bindings`).
+    pub fn bindings_on(&self, server: &str) -> &[Binding] {
+        self.server_bindings
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(server))
+            .map_or(&self.bindings, |(_, b)| b)
+    }
+
     /// Every rule of spec §1.3 that concerns this connector alone.
     pub fn validate(&self, ctx: &ServerContext) -> Result<(), Invalid> {
         let mut e = Errors::default();
@@ -414,6 +429,31 @@ impl ReceiveConnector {
                 &format!("proxyProtocolFrom[{i}]"),
                 format!("{r} is listed twice"),
             );
+        }
+        e.check(
+            self.server_bindings.len() > 256,
+            "serverBindings",
+            "names at most 256 servers",
+        );
+        for (server, bindings) in &self.server_bindings {
+            let at = format!("serverBindings.{server}");
+            e.check(
+                server.is_empty()
+                    || server.len() > 64
+                    || !server
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                &at,
+                "must be keyed by a server name: 1–64 letters, digits, '-' or '_'",
+            );
+            e.check(bindings.is_empty(), &at, "needs at least one binding");
+            for (i, b) in bindings.iter().enumerate() {
+                e.check(
+                    bindings[..i].contains(b),
+                    &format!("{at}[{i}]"),
+                    format!("{b} is listed twice"),
+                );
+            }
         }
         self.auth_mechanism.validate(&mut e, "authMechanism");
         self.permission_groups

@@ -19,6 +19,7 @@ pub mod api_tokens;
 pub mod audit;
 mod directory;
 pub mod dmarc;
+pub mod fleet;
 pub mod queue;
 pub mod tlsrpt;
 pub mod tracking;

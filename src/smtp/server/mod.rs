@@ -100,7 +100,7 @@ pub fn wanted(snap: &Snapshot) -> BTreeSet<SocketAddr> {
         .receive_connectors
         .iter()
         .filter(|c| c.spec.enabled)
-        .flat_map(|c| c.spec.bindings.iter().copied())
+        .flat_map(|c| c.spec.bindings_on(&snap.ctx.server_name).iter().copied())
         .collect();
     let covered = |b: &Binding| {
         !b.is_wildcard()
@@ -235,7 +235,7 @@ impl SmtpServer {
         };
         let l = self.listeners.lock().expect("not poisoned");
         connector
-            .bindings
+            .bindings_on(&snap.ctx.server_name)
             .iter()
             .map(|b| {
                 let addr = b.socket_addr();
@@ -414,7 +414,7 @@ fn binding_error(snap: &Snapshot, addr: SocketAddr, e: &std::io::Error) -> Inval
         .iter()
         .find_map(|c| {
             c.spec
-                .bindings
+                .bindings_on(&snap.ctx.server_name)
                 .iter()
                 .position(|b| b.socket_addr() == addr)
                 .map(|i| format!("bindings[{i}]"))
@@ -426,6 +426,17 @@ fn binding_error(snap: &Snapshot, addr: SocketAddr, e: &std::io::Error) -> Inval
 impl Reconciler for SmtpServer {
     fn prepare(&self, old: &Snapshot, new: &Snapshot) -> Result<Box<dyn Any + Send>, Invalid> {
         Ok(Box::new(self.bind_missing(new, Some(old))?))
+    }
+
+    fn prepare_anyway(&self, new: &Snapshot) -> Box<dyn Any + Send> {
+        match self.bind_missing(new, None) {
+            Ok(p) => Box::new(p),
+            // Not strict: every failure is in `failed`, never an error.
+            Err(e) => {
+                tracing::error!(error = %e, "listeners for the fleet's configuration");
+                Box::new(())
+            }
+        }
     }
 
     fn activate(&self, prepared: Box<dyn Any + Send>, new: &Snapshot) {

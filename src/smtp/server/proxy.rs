@@ -28,7 +28,10 @@ pub fn from_balancer(snap: &Snapshot, local: SocketAddr, peer: IpAddr) -> bool {
     snap.receive_connectors.iter().any(|c| {
         c.spec.enabled
             && !c.spec.proxy_protocol_from.is_empty()
-            && c.spec.bindings.iter().any(|b| b.covers(local))
+            && c.spec
+                .bindings_on(&snap.ctx.server_name)
+                .iter()
+                .any(|b| b.covers(local))
             && c.spec
                 .proxy_protocol_from
                 .iter()

@@ -46,12 +46,17 @@ fn client_ip(remote: SocketAddr) -> IpAddr {
 }
 
 /// What `c` makes of a connection to `local` from `remote_ip`.
-pub fn judge<'a>(c: &'a ReceiveConnector, local: SocketAddr, remote_ip: IpAddr) -> Verdict<'a> {
+pub fn judge<'a>(
+    c: &'a ReceiveConnector,
+    server: &str,
+    local: SocketAddr,
+    remote_ip: IpAddr,
+) -> Verdict<'a> {
     if !c.enabled {
         return Verdict::Disabled;
     }
     let Some(binding) = c
-        .bindings
+        .bindings_on(server)
         .iter()
         .filter(|b| b.covers(local))
         .min_by_key(|b| b.is_wildcard())
@@ -93,7 +98,7 @@ pub fn explain(snap: &Snapshot, local: SocketAddr, remote: SocketAddr) -> Explan
     let verdicts: Vec<_> = snap
         .receive_connectors
         .iter()
-        .map(|c| (c, judge(&c.spec, local, ip)))
+        .map(|c| (c, judge(&c.spec, &snap.ctx.server_name, local, ip)))
         .collect();
     let selected = verdicts
         .iter()

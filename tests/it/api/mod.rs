@@ -10,6 +10,7 @@ mod config_doc;
 mod credentials;
 mod defaults;
 mod explain;
+mod fleet;
 mod generated_client;
 mod https;
 mod joint_rules;

@@ -11,6 +11,7 @@ pub mod net;
 pub mod pebble;
 pub mod peers;
 pub mod pki;
+pub mod postgres;
 pub mod python;
 pub mod rspamd;
 pub mod scenario;

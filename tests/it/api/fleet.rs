@@ -1,0 +1,219 @@
+//! A fleet sharing one configuration in PostgreSQL (issue 21 part 1):
+//! three servers in this process, each with its own SQLite copy, following
+//! one private PostgreSQL. A receive connector created through one answers
+//! on the two others; with PostgreSQL stopped every server keeps accepting
+//! mail and refuses changes with 503; when it returns they converge.
+
+use std::time::{Duration, Instant};
+
+use crate::support::app::TestApp;
+use crate::support::client::Client;
+use crate::support::postgres::Postgres;
+use ferry::model::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const KEY: &str = "c2hhcmVkLWZsZWV0LXNlY3JldC1rZXktMzItYnl0ZXM=";
+
+async fn node(name: &str, url: &str) -> TestApp {
+    let (name, url) = (name.to_string(), url.to_string());
+    TestApp::spawn_with(Role::Edge, move |s| {
+        s.fqdn = Some(format!("{}.contoso.test", name.to_lowercase()));
+        s.server_name = Some(name);
+        s.config_store = Some(url);
+        // Every server of a fleet is given the same key.
+        s.secret_key = Some(KEY.into());
+    })
+    .await
+}
+
+fn ip(app: &TestApp, host: u8) -> String {
+    app.bind(host, 1).rsplit_once(':').unwrap().0.to_string()
+}
+
+/// Waits for an SMTP banner at `addr` (from `from`); how long it took.
+async fn banner_within(from: &str, addr: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = Client::connect(from, addr).await
+            && let Some(r) = c.reply().await
+            && r.code == 220
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no banner at {addr} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends one message to `rcpt` through `addr`; the final reply code.
+async fn send(from_ip: &str, addr: &str, rcpt: &str) -> u16 {
+    let mut c = Client::connect(from_ip, addr).await.unwrap();
+    c.reply().await.expect("a banner");
+    assert_eq!(c.cmd("EHLO client.test").await.code, 250);
+    c.send_mail(
+        "alice@partner.test",
+        &[rcpt],
+        "Subject: fleet\r\n\r\nhello\r\n",
+    )
+    .await
+    .code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_postgres() {
+    let pg_net = crate::support::net::next();
+    let Some(pg) = Postgres::start(&format!("127.{pg_net}.0.5"), 5432) else {
+        return;
+    };
+    let a = node("EDGE01", &pg.url).await;
+    let b = node("EDGE02", &pg.url).await;
+    let c = node("EDGE03", &pg.url).await;
+
+    // The registry: three servers, alive, at the same revision.
+    let mut servers = Value::Null;
+    eventually(
+        "three servers in the registry",
+        Duration::from_secs(10),
+        async || {
+            servers = a.get("/api/v1/servers").await.body;
+            servers["items"].as_array().is_some_and(|i| i.len() == 3)
+        },
+    )
+    .await;
+    assert_eq!(servers["configStore"], "postgres");
+    assert_eq!(servers["connected"], true);
+    let names: Vec<&str> = servers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["EDGE01", "EDGE02", "EDGE03"]);
+    assert!(
+        servers["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["alive"] == true && s["role"] == "Edge")
+    );
+
+    // The fleet's accepted domain, created through B, is on A and C.
+    b.create(
+        "/api/v1/accepted-domains",
+        json!({"name": "Contoso", "domainName": "contoso.test"}),
+    )
+    .await;
+    for n in [&a, &c] {
+        eventually(
+            "the accepted domain everywhere",
+            Duration::from_secs(5),
+            async || n.get("/api/v1/accepted-domains/Contoso").await.status == StatusCode::OK,
+        )
+        .await;
+    }
+
+    // A receive connector created through A, with each server's own
+    // address: it answers on B and C.
+    let (ab, bb, cb) = (a.bind(1, 2600), b.bind(1, 2600), c.bind(1, 2600));
+    let client = ip(&a, 9);
+    let r = a
+        .post(
+            "/api/v1/receive-connectors",
+            json!({"name": "Partners", "usage": "Custom", "permissionGroups": ["AnonymousUsers"], "bindings": [ab],
+                   "serverBindings": {"EDGE02": [bb], "EDGE03": [cb]},
+                   "remoteIpRanges": ["127.0.0.0/8"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let on_b = banner_within(&client, &bb, Duration::from_secs(5)).await;
+    let on_c = banner_within(&client, &cb, Duration::from_secs(5)).await;
+    eprintln!("the new connector answered on EDGE02 after {on_b:?} and on EDGE03 after {on_c:?}");
+    banner_within(&client, &ab, Duration::from_secs(1)).await;
+    let seen = b.get("/api/v1/receive-connectors/Partners").await.body;
+    assert_eq!(seen["serverBindings"]["EDGE03"], json!([cb]));
+
+    // PostgreSQL stops: every server keeps accepting mail on the
+    // configuration in force, and refuses changes with 503.
+    pg.stop();
+    for addr in [&ab, &bb, &cb] {
+        assert_eq!(send(&client, addr, "bob@contoso.test").await, 250, "{addr}");
+    }
+    let r = c
+        .post(
+            "/api/v1/accepted-domains",
+            json!({"name": "Fabrikam", "domainName": "fabrikam.test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("PostgreSQL"), "{}", r.text);
+    assert_eq!(
+        c.get("/api/v1/accepted-domains/Fabrikam").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get("/api/v1/servers").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // It returns: they reconnect, and a change through C reaches A and B.
+    pg.restart();
+    let mut r = c
+        .post(
+            "/api/v1/accepted-domains",
+            json!({"name": "Fabrikam", "domainName": "fabrikam.test"}),
+        )
+        .await;
+    let start = Instant::now();
+    while r.status == StatusCode::SERVICE_UNAVAILABLE && start.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r = c
+            .post(
+                "/api/v1/accepted-domains",
+                json!({"name": "Fabrikam", "domainName": "fabrikam.test"}),
+            )
+            .await;
+    }
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for n in [&a, &b] {
+        eventually(
+            "the change made after PostgreSQL returned everywhere",
+            Duration::from_secs(10),
+            async || n.get("/api/v1/accepted-domains/Fabrikam").await.status == StatusCode::OK,
+        )
+        .await;
+    }
+    // All at one revision, and the same configuration.
+    eventually(
+        "one revision everywhere",
+        Duration::from_secs(10),
+        async || {
+            let s = a.get("/api/v1/servers").await.body;
+            s["items"]
+                .as_array()
+                .is_some_and(|i| i.len() == 3 && i.iter().all(|x| x["revision"] == s["revision"]))
+        },
+    )
+    .await;
+    let shared = |v: Value| {
+        let mut v = v;
+        v.as_object_mut().unwrap().retain(|k, _| {
+            !["certificates", "transportSettings", "acmeCertificates"].contains(&k.as_str())
+        });
+        v
+    };
+    let doc_a = shared(a.get("/api/v1/config").await.body);
+    assert_eq!(doc_a, shared(b.get("/api/v1/config").await.body));
+    assert_eq!(doc_a, shared(c.get("/api/v1/config").await.body));
+}
