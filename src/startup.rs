@@ -299,6 +299,7 @@ impl App {
                 loop {
                     let snap = config.snapshot();
                     let messages = queue.count().await.unwrap_or(-1);
+                    let queues = crate::api::queue_views(&queue).await.unwrap_or_default();
                     let entry = crate::store::fleet::ServerEntry {
                         name: snap.ctx.server_name.clone(),
                         role: snap.ctx.role.as_str().to_string(),
@@ -308,7 +309,8 @@ impl App {
                         revision: fleet.revision(),
                         started_at,
                         heartbeat_at: time::OffsetDateTime::now_utc(),
-                        queue: serde_json::json!({ "messages": messages }).to_string(),
+                        queue: serde_json::json!({ "messages": messages, "queues": queues })
+                            .to_string(),
                     };
                     if let Err(e) = fleet.journal().heartbeat(&entry).await {
                         tracing::debug!(error = %format!("{e:#}"), "fleet heartbeat failed");

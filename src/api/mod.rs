@@ -16,6 +16,7 @@ mod credentials;
 mod drain;
 mod extract;
 mod fleet;
+pub use queues::local_views as queue_views;
 pub mod https;
 mod message_auth;
 pub mod observe;

@@ -34,9 +34,15 @@ fn internal(e: anyhow::Error) -> ApiError {
 }
 
 /// A delivery queue (one per next hop and connector), or the Submission queue.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueView {
+    /// The server whose queue it is (asked with `server`, in a fleet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// When that server last reported it (its heartbeat); none: read now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
     /// A number, or `Submission`.
     pub id: String,
     /// The domain for DNS routing, the smart hosts, or the mailbox domain.
@@ -64,6 +70,8 @@ fn queue_view(q: &db::QueueRow) -> QueueView {
         ViewStatus::Ready
     };
     QueueView {
+        server: None,
+        as_of: None,
         id: q.id.to_string(),
         next_hop_domain: q.display.clone(),
         delivery_type: q.delivery_type.clone(),
@@ -83,27 +91,106 @@ pub struct QueueList {
     pub items: Vec<QueueView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
-pub async fn list(State(s): State<AppState>) -> Result<Json<QueueList>, ApiError> {
-    let pool = s.queue.pool();
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct QueueListQuery {
+    /// In a fleet: a server's name for its queues, or `all` for every
+    /// server's (as each last reported them, every few seconds). Without
+    /// it, this server's, read now.
+    pub server: Option<String>,
+}
+
+/// This server's queues, as the queue viewer lists them.
+pub async fn local_views(queue: &crate::queue::Queue) -> anyhow::Result<Vec<QueueView>> {
+    let pool = queue.pool();
     let mut items = vec![QueueView {
+        server: None,
+        as_of: None,
         id: "Submission".into(),
         next_hop_domain: "Submission".into(),
         delivery_type: "Submission".into(),
         connector: None,
         status: ViewStatus::Ready.as_str().into(),
-        message_count: db::submission_count(pool).await.map_err(internal)?,
+        message_count: db::submission_count(pool).await?,
         last_error: None,
         next_retry_time: None,
         failures: 0,
     }];
-    items.extend(
-        db::queues(pool)
-            .await
-            .map_err(internal)?
-            .iter()
-            .map(queue_view),
-    );
+    items.extend(db::queues(pool).await?.iter().map(queue_view));
+    Ok(items)
+}
+
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", params(QueueListQuery),
+    responses((status = 200, body = QueueList),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<QueueListQuery>,
+) -> Result<Json<QueueList>, ApiError> {
+    let own = s.config.snapshot().ctx.server_name.clone();
+    let wanted = match q.server.as_deref() {
+        None => {
+            return Ok(Json(QueueList {
+                items: local_views(&s.queue).await.map_err(internal)?,
+            }));
+        }
+        Some(w) if w.eq_ignore_ascii_case(&own) => {
+            let mut items = local_views(&s.queue).await.map_err(internal)?;
+            for i in &mut items {
+                i.server = Some(own.clone());
+            }
+            return Ok(Json(QueueList { items }));
+        }
+        Some(w) => w.to_string(),
+    };
+    let Some(fleet) = s.config.fleet() else {
+        return Err(ApiError::not_found(format!(
+            "server '{wanted}' is not this one, and this server is in no fleet"
+        )));
+    };
+    let servers = fleet.servers().await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The shared configuration store is unavailable",
+            format!("the fleet's PostgreSQL is unreachable: {e:#}"),
+        )
+    })?;
+    let all = wanted.eq_ignore_ascii_case("all");
+    if !all && !servers.iter().any(|e| e.name.eq_ignore_ascii_case(&wanted)) {
+        return Err(ApiError::not_found(format!(
+            "no server '{wanted}' in the fleet"
+        )));
+    }
+    let mut items = vec![];
+    for e in servers {
+        if e.name.eq_ignore_ascii_case(&own) {
+            if all {
+                let mut mine = local_views(&s.queue).await.map_err(internal)?;
+                for i in &mut mine {
+                    i.server = Some(own.clone());
+                }
+                items.extend(mine);
+            }
+            continue;
+        }
+        if !all && !e.name.eq_ignore_ascii_case(&wanted) {
+            continue;
+        }
+        let reported: Vec<QueueView> = serde_json::from_str::<serde_json::Value>(&e.queue)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["queues"].clone()).ok())
+            .unwrap_or_default();
+        let as_of = e
+            .heartbeat_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok();
+        items.extend(reported.into_iter().map(|mut v| {
+            v.server = Some(e.name.clone());
+            v.as_of = as_of.clone();
+            v
+        }));
+    }
     Ok(Json(QueueList { items }))
 }
 

@@ -132,7 +132,7 @@ impl Fleet {
     async fn catch_up(&self, config: &ConfigService) -> anyhow::Result<()> {
         let head = self.journal.head().await?;
         let local = self.revision();
-        if head == local {
+        if head == local && head > 0 {
             return Ok(());
         }
         if head == 0 {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::app::TestApp;
 use crate::support::client::Client;
 use crate::support::postgres::Postgres;
+use crate::support::sink::{Sink, SinkOptions};
 use ferry::model::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -144,12 +145,62 @@ async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_pos
     let seen = b.get("/api/v1/receive-connectors/Partners").await.body;
     assert_eq!(seen["serverBindings"]["EDGE03"], json!([cb]));
 
-    // PostgreSQL stops: every server keeps accepting mail on the
-    // configuration in force, and refuses changes with 503.
+    // The fleet's next hop for its domains, created through C.
+    let sink = Sink::start(&a.bind(11, 2525), SinkOptions::default()).await;
+    let r = c
+        .post(
+            "/api/v1/send-connectors",
+            json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [ip(&a, 11)], "port": 2525}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for n in [&a, &b] {
+        eventually(
+            "the send connector everywhere",
+            Duration::from_secs(5),
+            async || n.get("/api/v1/send-connectors/To Hub").await.status == StatusCode::OK,
+        )
+        .await;
+    }
+
+    // The queue viewer for one server, or all of them, from any server.
+    let q = a.get("/api/v1/queues?server=EDGE02").await;
+    assert_eq!(q.status, StatusCode::OK, "{}", q.text);
+    let items = q.body["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|i| i["server"] == "EDGE02" && i["asOf"].is_string()),
+        "{}",
+        q.text
+    );
+    let all = a.get("/api/v1/queues?server=all").await.body;
+    let mut seen: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["server"].as_str().unwrap())
+        .collect();
+    seen.dedup();
+    assert_eq!(seen, ["EDGE01", "EDGE02", "EDGE03"]);
+    assert_eq!(
+        a.get("/api/v1/queues?server=EDGE09").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // PostgreSQL stops: every server keeps accepting and delivering mail
+    // on the configuration in force, and refuses changes with 503.
     pg.stop();
     for addr in [&ab, &bb, &cb] {
         assert_eq!(send(&client, addr, "bob@contoso.test").await, 250, "{addr}");
     }
+    eventually(
+        "three messages delivered without PostgreSQL",
+        Duration::from_secs(20),
+        async || sink.messages().len() == 3,
+    )
+    .await;
     let r = c
         .post(
             "/api/v1/accepted-domains",
