@@ -133,7 +133,13 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
     let mut script = String::from("set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
     for (i, b) in runnable.iter().enumerate() {
         // `cargo run --release --` in any block is the binary built here.
-        let code = local(&b.code).replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"));
+        // The repository's scripts, run from its root in the README.
+        let code = local(&b.code)
+            .replace("cargo run --release --", env!("CARGO_BIN_EXE_ferry"))
+            .replace(
+                "bash tests/peers/",
+                concat!("bash ", env!("CARGO_MANIFEST_DIR"), "/tests/peers/"),
+            );
         script.push_str(&format!("echo '@@@ block {i}'\n{code}\necho\n"));
     }
     script.push_str("echo '@@@ end'\n");
