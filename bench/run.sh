@@ -28,6 +28,9 @@
 #  13. connections: a fresh session's banner latency (p50/p99 of 200, connect -> 220) with
 #      no other session open, and with ~19,000 idle sessions held open (two loadgens; the
 #      file limit here is 20,000 a process and cannot be raised), and Ferry's RSS then
+#  14. a fleet: three servers sharing one private PostgreSQL (--config-store); 30 receive
+#      connectors created through the first, each with the two others' own bindings: the time
+#      from the POST returning to a banner on both others (p50, p95, max)
 # Writes bench/RESULTS.md. Everything talks to 127.0.0.1 only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
@@ -38,6 +41,8 @@
 #        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
 #        bash bench/run.sh --ceiling               (only section 12, printed, RESULTS.md untouched)
 #        bash bench/run.sh --connections           (only section 13, printed, RESULTS.md untouched)
+#        bash bench/run.sh --fleet                 (only section 14, printed, and written into
+#                                                   RESULTS.md's section 14, dated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -70,6 +75,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   pkill -f "ferry serve --data-dir $W" 2>/dev/null || true
+  bash "$REPO/tests/peers/postgres-private.sh" "$W/fleet-pg" remove 2>/dev/null || true
   pf stop 2>/dev/null || true
   bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" stop 2>/dev/null || true
   bash "$REPO/tests/peers/opendkim-private.sh" "$W/opendkim" stop 2>/dev/null || true
@@ -213,6 +219,82 @@ connections_bench() {
   kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
   echo "  a fresh session's banner: $(echo "$CONN_IDLE_LAT" | jq -c .) alone; $(echo "$CONN_BUSY_LAT" | jq -c .) with $CONN_OPEN idle sessions open; RSS ${CONN_RSS0} KB -> ${CONN_RSS1} KB"
 }
+# Section 14, also run alone with --fleet.
+fleet_bench() {
+  bash tests/peers/postgres-private.sh fetch >/dev/null
+  local pg n; pg=$(bash tests/peers/postgres-private.sh "$W/fleet-pg" start 127.0.0.1 18790)
+  local key; key=$(openssl rand -base64 32)
+  local fleet_pids=()
+  for n in 1 2 3; do
+    # One at a time: the first seeds the fleet, the others join it.
+    FERRY_SECRET_KEY=$key FERRY_ADMIN_TOKEN=$TOKEN FERRY_LOG=warn "$FERRY" serve --data-dir "$W/fleet-$n" \
+      --server-name "EDGE0$n" --fqdn "edge0$n.bench.test" --config-store "$pg" \
+      --api-listen "127.0.0.1:1871$n" --default-smtp-bind "127.0.0.1:1872$n" >>"$W/fleet.log" 2>&1 &
+    fleet_pids+=("$!"); pids+=("$!")
+    for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:1871$n/healthz" >/dev/null && break; sleep 0.05; done
+  done
+  FLEET=$(python3 - "$TOKEN" <<'PY'
+import json, socket, sys, threading, time, urllib.request
+token = sys.argv[1]
+def post(body):
+    req = urllib.request.Request("http://127.0.0.1:18711/api/v1/receive-connectors",
+        data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+def banner_after(port, t0, out, key):
+    while time.perf_counter() - t0 < 10:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            line = s.makefile("rb").readline()
+            s.close()
+            if line.startswith(b"220"):
+                out[key] = (time.perf_counter() - t0) * 1000
+                return
+        except OSError:
+            pass
+        time.sleep(0.0002)
+lat = []
+for i in range(30):
+    a, b, c = 19100 + i, 19200 + i, 19300 + i
+    post({"name": f"fleet {i}", "usage": "Custom", "permissionGroups": ["AnonymousUsers"],
+          "bindings": [f"127.0.0.1:{a}"], "remoteIpRanges": ["127.0.0.1"],
+          "serverBindings": {"EDGE02": [f"127.0.0.1:{b}"], "EDGE03": [f"127.0.0.1:{c}"]}})
+    t0 = time.perf_counter()
+    out = {}
+    ts = [threading.Thread(target=banner_after, args=(p, t0, out, k)) for k, p in (("b", b), ("c", c))]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert len(out) == 2, f"change {i}: no banner on {set('bc') - set(out)} within 10 s"
+    lat.append(max(out.values()))
+    time.sleep(0.05)
+lat.sort()
+pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)
+print(json.dumps({"changes": len(lat), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(lat[-1], 2)}))
+PY
+)
+  for p in "${fleet_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  bash tests/peers/postgres-private.sh "$W/fleet-pg" remove
+  echo "  a change through EDGE01 answering on EDGE02 and EDGE03: $(echo "$FLEET" | jq -c .)"
+}
+fleet_section() {
+  echo "## 14. A fleet (shared configuration in PostgreSQL)"
+  echo
+  echo "Three Ferrys sharing one private PostgreSQL 15 on loopback (\`--config-store\`), each with its own SQLite copy. $(echo "$FLEET" | jq .changes) receive connectors created one after another through EDGE01, each with EDGE02's and EDGE03's own bindings (\`serverBindings\`); the time from the POST returning to an SMTP banner on both other servers: **p50 $(echo "$FLEET" | jq .p50_ms) ms, p95 $(echo "$FLEET" | jq .p95_ms) ms, max $(echo "$FLEET" | jq .max_ms) ms** (target: within 50 ms). The path: the change is in PostgreSQL before the POST returns; NOTIFY wakes the others, which read the changed rows, write them into their copy and bind."
+}
+if [ "$QUICK" = --fleet ]; then
+  declare -A R
+  echo "== 14. a fleet"; fleet_bench
+  # Written into RESULTS.md in place of the section of an earlier run.
+  python3 - "$RESULTS" "$(fleet_section)" "$(date -u +%Y-%m-%d)" "$(nproc)" <<'PY'
+import re, sys
+path, section, day, cpus = sys.argv[1:]
+text = open(path).read()
+section += f" Run alone (`bash bench/run.sh --fleet`) on {day}, on this machine ({cpus} cores).\n"
+text = re.sub(r"\n## 14\. .*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+PY
+  echo "wrote section 14 of $RESULTS"; exit 0
+fi
 if [ "$QUICK" = --connections ]; then
   declare -A R
   echo "== 13. connections"; connections_bench; exit 0
@@ -654,6 +736,8 @@ echo "== 12. the ceiling"
 ceiling_bench
 echo "== 13. connections"
 connections_bench
+echo "== 14. a fleet"
+fleet_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
@@ -731,5 +815,7 @@ j() { echo "$1" | jq -r "$2"; }
   echo "## 13. Connections"
   echo
   echo "A fresh session's banner (connect → 220, 200 in a row): p50 $(j "$CONN_IDLE_LAT" .p50_ms) ms, p99 $(j "$CONN_IDLE_LAT" .p99_ms) ms alone; p50 $(j "$CONN_BUSY_LAT" .p50_ms) ms, p99 $(j "$CONN_BUSY_LAT" .p99_ms) ms with **${CONN_OPEN} idle sessions** held open (two loadgens: the file limit here is 20,000 a process and cannot be raised, so 20,000 is out of reach). Ferry's RSS: ${CONN_RSS0} KB alone, ${CONN_RSS1} KB with them."
+  echo
+  fleet_section
 } > "$RESULTS"
 echo "wrote $RESULTS"

@@ -83,7 +83,8 @@ pub async fn create(
         .config
         .create::<AcmeCertificate>(|_, _| Ok(Change::of(a)))
         .await?;
-    s.acme.renew(stored.id);
+    // The new snapshot wakes the ACME task, which finds it due (asking it
+    // to renew as well would order twice).
     let snap = s.config.snapshot();
     Ok(created(stored.version, view(&s, &snap, &stored)))
 }

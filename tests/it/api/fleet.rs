@@ -127,7 +127,7 @@ async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_pos
 
     // A receive connector created through A, with each server's own
     // address: it answers on B and C.
-    let (ab, bb, cb) = (a.bind(1, 2600), b.bind(1, 2600), c.bind(1, 2600));
+    let (ab, bb, cb) = (a.bind(1, 2690), b.bind(1, 2690), c.bind(1, 2690));
     let client = ip(&a, 9);
     let r = a
         .post(
