@@ -4,7 +4,9 @@
 # from a secret file, SMTP on the default receive connector, a restart on
 # the same volume keeping configuration and queued mail, and `podman stop`
 # finishing within its timeout. Then brings up deploy/compose.yaml (Edge +
-# Hub) and sends a message through it. Containers are removed whatever happens.
+# Hub) and sends a message through it, and deploy/fleet.yaml (PostgreSQL, two
+# Edges sharing their configuration behind HAProxy, a Hub) and sends mail
+# through both Edges. Containers are removed whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -48,6 +50,9 @@ cleanup() {
   (cd deploy && EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 HUB_API_PORT=18582 \
     podman-compose -p "ferry-ci-$run" down -v >/dev/null 2>&1) || true
   podman network rm -f "ferry-ci-${run}_backbone" >/dev/null 2>&1 || true
+  (cd deploy && EDGE1_API_PORT=18591 EDGE2_API_PORT=18592 FLEET_HUB_API_PORT=18593 FLEET_SMTP_PORT=12527 \
+    podman-compose -f fleet.yaml -p "ferry-ci-fleet-$run" down -v >/dev/null 2>&1) || true
+  podman network rm -f "ferry-ci-fleet-${run}_backbone" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -117,5 +122,14 @@ echo "== compose: Edge + Hub"
 check "a message sent to the Edge reached the Hub's mailbox (deploy/try-compose.sh)" \
   env FERRY_IMAGE=localhost/ferry:ci EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 \
   HUB_API_PORT=18582 bash deploy/try-compose.sh "ferry-ci-$run"
+
+echo "== compose: a fleet (PostgreSQL, two Edges behind HAProxy, a Hub)"
+# The images of PostgreSQL and HAProxy are built from Debian's packages on
+# the local debian:bookworm-slim (no registry is reachable here).
+podman build --pull=never --format docker -t localhost/ferry-postgres:latest deploy/postgres >/dev/null
+podman build --pull=never --format docker -t localhost/ferry-haproxy:latest deploy/haproxy >/dev/null
+check "mail through HAProxy reached both Edges of one fleet, then the Hub (deploy/try-fleet.sh)" \
+  env FERRY_IMAGE=localhost/ferry:ci EDGE1_API_PORT=18591 EDGE2_API_PORT=18592 FLEET_HUB_API_PORT=18593 \
+  FLEET_SMTP_PORT=12527 bash deploy/try-fleet.sh "ferry-ci-fleet-$run"
 
 echo "$pass passed, 0 failed"
