@@ -1,7 +1,9 @@
 //! Loopback networks for tests: each test app plays its hosts on its own
 //! 127.N.0.0/24, so tests running in parallel never fight over an address.
 //! The networks that fixed tests use (their own processes on known ports)
-//! are never handed out.
+//! are never handed out. A wildcard binding (`0.0.0.0`) takes its port on
+//! every network: `smtp::selection` binds 2600 and 2620–2669 that way, so no
+//! other test or README block listens on those ports on any address.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
