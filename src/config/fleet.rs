@@ -150,27 +150,32 @@ impl Fleet {
         let from = if local > head { 0 } else { local };
         let (head, rows) = self.journal.since(from).await?;
         let full = from == 0;
-        config
+        let applied = config
             .apply_fleet(&rows, full, head)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        {
-            let mut mirror = self.mirror.lock().expect("not poisoned");
-            if full {
-                mirror.clear();
-            }
-            for r in &rows {
-                let k = (r.tbl.clone(), r.key.clone());
-                if r.deleted {
-                    mirror.remove(&k);
-                } else {
-                    mirror.insert(k, r.version);
-                }
+        if applied.is_some() {
+            tracing::info!(server = %self.server, from, to = head, rows = rows.len(), "configuration from the fleet applied");
+        }
+        Ok(())
+    }
+
+    /// Records rows from the fleet as written into this server's copy (the
+    /// configuration service calls it with its writer lock held).
+    pub(super) fn applied(&self, rows: &[FleetRow], full: bool, revision: i64) {
+        let mut mirror = self.mirror.lock().expect("not poisoned");
+        if full {
+            mirror.clear();
+        }
+        for r in rows {
+            let k = (r.tbl.clone(), r.key.clone());
+            if r.deleted {
+                mirror.remove(&k);
+            } else {
+                mirror.insert(k, r.version);
             }
         }
-        self.revision.store(head, Ordering::SeqCst);
-        tracing::info!(server = %self.server, from, to = head, rows = rows.len(), "configuration from the fleet applied");
-        Ok(())
+        self.revision.store(revision, Ordering::SeqCst);
     }
 
     /// Follows the fleet until Ferry stops: LISTEN, catch up on every

@@ -207,14 +207,22 @@ impl ConfigService {
     }
 
     /// Writes what the fleet changed into this server's copy and puts it in
-    /// force. `full`: `rows` are all the fleet's rows (joining).
+    /// force. `full`: `rows` are all the fleet's rows (joining). Rows read
+    /// before a change this server has since made are stale: nothing is
+    /// done (None), and the next round reads again.
     pub async fn apply_fleet(
         &self,
         rows: &[crate::store::fleet::FleetRow],
         full: bool,
         revision: i64,
-    ) -> Result<Arc<Snapshot>, ServiceError> {
+    ) -> Result<Option<Arc<Snapshot>>, ServiceError> {
         let _guard = self.writer.lock().await;
+        let Some(fleet) = self.fleet.get() else {
+            return Ok(None);
+        };
+        if !full && fleet.revision() >= revision {
+            return Ok(None);
+        }
         let started = std::time::Instant::now();
         let previous = self.snapshot();
         let mut tx = self.store.begin().await?;
@@ -222,8 +230,12 @@ impl ConfigService {
         crate::store::fleet::set_local_revision(&mut tx, revision).await?;
         let snap = Arc::new(load_snapshot(&mut tx, &self.ctx_base, previous.generation + 1).await?);
         let prepared = self.reconciler.get().map(|r| (r, r.prepare_anyway(&snap)));
-        self.commit_and_publish(tx, &previous, snap, prepared, started)
-            .await
+        let snap = self
+            .commit_and_publish(tx, &previous, snap, prepared, started)
+            .await?;
+        // Under the writer lock still: the next change diffs against this.
+        fleet.applied(rows, full, revision);
+        Ok(Some(snap))
     }
 
     /// Pushes this server's shared rows as the fleet's first revision, or
