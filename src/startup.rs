@@ -257,6 +257,25 @@ impl App {
                     "fleet",
                     fleet.clone().run(Arc::downgrade(&config), life.token()),
                 );
+                // The fleet's API tokens arrive with its configuration: the
+                // tokens in force are read again after every new snapshot.
+                let (tokens, mut changes, mut stop) =
+                    (tokens.clone(), config.subscribe(), life.token());
+                life.spawn("fleet-tokens", async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.recv() => return,
+                            r = changes.changed() => {
+                                if r.is_err() {
+                                    return;
+                                }
+                                if let Err(e) = tokens.reload().await {
+                                    tracing::warn!(error = %format!("{e:#}"), "reading the API tokens again");
+                                }
+                            }
+                        }
+                    }
+                });
                 Some(fleet)
             }
             None => None,

@@ -200,6 +200,7 @@ pub async fn create(
         })
         .transpose()?;
     let secret = format!("ferry_{}", generate_token());
+    s.config.fleet_gate().await?;
     let id = s
         .tokens
         .store()
@@ -220,6 +221,7 @@ pub async fn create(
             .with_field("name", "taken")
         })?;
     s.tokens.reload().await.map_err(internal)?;
+    s.config.push_fleet().await;
     let row = find(&s, &id.to_string()).await?;
     note(
         &row.name,
@@ -255,6 +257,7 @@ pub async fn revoke(
     if row.revoked_at.is_some() {
         return Ok(StatusCode::NO_CONTENT);
     }
+    s.config.fleet_gate().await?;
     if !s
         .tokens
         .store()
@@ -268,6 +271,7 @@ pub async fn revoke(
         )));
     }
     s.tokens.reload().await.map_err(internal)?;
+    s.config.push_fleet().await;
     note(
         &row.name,
         "add",
@@ -308,6 +312,7 @@ pub async fn rotate(
     }
     let expires = check_expiry(&req.expires_at)?;
     let secret = format!("ferry_{}", generate_token());
+    s.config.fleet_gate().await?;
     s.tokens
         .store()
         .rotate_api_token(
@@ -318,6 +323,7 @@ pub async fn rotate(
         .await
         .map_err(internal)?;
     s.tokens.reload().await.map_err(internal)?;
+    s.config.push_fleet().await;
     let old_expiry = row.expires_at.clone();
     let row = find(&s, &row.id).await?;
     let mask = || Some(serde_json::Value::from(audit::MASK));

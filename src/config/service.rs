@@ -238,6 +238,40 @@ impl ConfigService {
         Ok(Some(snap))
     }
 
+    /// In a fleet, refuses a change made outside the configuration's own
+    /// transactions (an API token) while PostgreSQL is unreachable, with the
+    /// same 503 as any change, before anything is written.
+    pub async fn fleet_gate(&self) -> Result<(), ServiceError> {
+        match self.fleet.get() {
+            Some(f) if !f.journal().ping().await => Err(ServiceError::Unavailable(
+                "the fleet's shared configuration (PostgreSQL) is unreachable: changes are \
+                 refused until it is back"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// In a fleet, sends what changed outside the configuration's own
+    /// transactions (an API token) to the others. Should PostgreSQL fail
+    /// between the gate and here, the change stays on this server and goes
+    /// with the next one (it is logged).
+    pub async fn push_fleet(&self) {
+        let Some(fleet) = self.fleet.get() else {
+            return;
+        };
+        let _guard = self.writer.lock().await;
+        let done = async {
+            let mut tx = self.store.begin().await?;
+            fleet.push(&mut tx).await?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            Ok::<(), ServiceError>(())
+        };
+        if let Err(e) = done.await {
+            tracing::warn!(error = %e, "an API token change was not sent to the fleet yet; it goes with the next change");
+        }
+    }
+
     /// Pushes this server's shared rows as the fleet's first revision, or
     /// as what changed on it while it could not reach PostgreSQL… never: a
     /// change is refused then. Used when the fleet is empty.

@@ -13,10 +13,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-/// The object tables every node of a fleet shares. Certificates (a
-/// server's own keys), ACME certificates, the transport settings (the
-/// server's FQDN and limits, Set-TransportServer's) and the drain state
-/// stay with each server, as Exchange keeps them per server.
+/// The object tables every node of a fleet shares (and, besides them, the
+/// singleton settings and the named API tokens). Certificates (a server's
+/// own keys), ACME certificates, the transport settings (the server's FQDN
+/// and limits, Set-TransportServer's), the drain state, the bootstrap admin
+/// token and the recipient directory stay with each server, as Exchange
+/// keeps them per server.
 pub const SHARED_TABLES: &[&str] = &[
     "receive_connectors",
     "send_connectors",
@@ -33,6 +35,21 @@ const LOCAL_SETTINGS: &[&str] = &[crate::config::setting::SERVER_DRAIN];
 
 /// `tbl` of a `settings` row.
 const SETTINGS: &str = "settings";
+
+/// `tbl` of an API token: named tokens are the fleet's (the bootstrap
+/// admin token is each server's own, and so is each token's last use).
+const API_TOKENS: &str = "api_tokens";
+
+/// A named API token as the fleet carries it.
+#[derive(Debug, Serialize, serde::Deserialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct SharedToken {
+    role: String,
+    token_sha256: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    client_certificate_sha256: Option<String>,
+}
 
 /// One row of a shared table, or a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -74,6 +91,68 @@ pub async fn local_rows(conn: &mut SqliteConnection) -> anyhow::Result<Vec<Fleet
             .into_iter()
             .filter(|r| !LOCAL_SETTINGS.contains(&r.key.as_str())),
     );
+    let tokens: Vec<(String, String, String, SharedToken)> = sqlx::query_as::<
+        _,
+        (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+    >(
+        "SELECT id, name, created_at, role, token_sha256, expires_at, revoked_at, \
+         client_certificate_sha256 FROM api_tokens WHERE bootstrap = 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(
+        |(
+            id,
+            name,
+            created,
+            role,
+            token_sha256,
+            expires_at,
+            revoked_at,
+            client_certificate_sha256,
+        )| {
+            (
+                id,
+                name,
+                created,
+                SharedToken {
+                    role,
+                    token_sha256,
+                    expires_at,
+                    revoked_at,
+                    client_certificate_sha256,
+                },
+            )
+        },
+    )
+    .collect();
+    for (id, name, created_at, t) in tokens {
+        let spec = serde_json::to_string(&t)?;
+        // Tokens have no version: the digest of what the fleet carries.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(spec.as_bytes());
+        let version = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) & i64::MAX;
+        out.push(FleetRow {
+            tbl: API_TOKENS.into(),
+            key: id,
+            name: Some(name),
+            version,
+            spec,
+            secret: None,
+            updated_at: created_at.clone(),
+            created_at,
+            deleted: false,
+        });
+    }
     Ok(out)
 }
 
@@ -99,9 +178,17 @@ pub async fn apply_rows(
         }
         q.push(")");
         q.build().execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM api_tokens WHERE bootstrap = 0")
+            .execute(&mut *conn)
+            .await?;
     }
     for r in rows.iter().filter(|r| r.deleted) {
-        if r.tbl == SETTINGS {
+        if r.tbl == API_TOKENS {
+            sqlx::query("DELETE FROM api_tokens WHERE id = ? AND bootstrap = 0")
+                .bind(&r.key)
+                .execute(&mut *conn)
+                .await?;
+        } else if r.tbl == SETTINGS {
             sqlx::query("DELETE FROM settings WHERE kind = ?")
                 .bind(&r.key)
                 .execute(&mut *conn)
@@ -114,7 +201,28 @@ pub async fn apply_rows(
         }
     }
     for r in rows.iter().filter(|r| !r.deleted) {
-        if r.tbl == SETTINGS {
+        if r.tbl == API_TOKENS {
+            let t: SharedToken = serde_json::from_str(&r.spec)?;
+            // This server's record of the token's last use stays.
+            sqlx::query(
+                "INSERT INTO api_tokens (id, name, role, token_sha256, bootstrap, created_at, \
+                 expires_at, revoked_at, client_certificate_sha256) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+                 token_sha256 = excluded.token_sha256, expires_at = excluded.expires_at, \
+                 revoked_at = excluded.revoked_at, \
+                 client_certificate_sha256 = excluded.client_certificate_sha256",
+            )
+            .bind(&r.key)
+            .bind(&r.name)
+            .bind(&t.role)
+            .bind(&t.token_sha256)
+            .bind(&r.created_at)
+            .bind(&t.expires_at)
+            .bind(&t.revoked_at)
+            .bind(&t.client_certificate_sha256)
+            .execute(&mut *conn)
+            .await?;
+        } else if r.tbl == SETTINGS {
             if LOCAL_SETTINGS.contains(&r.key.as_str()) {
                 continue;
             }

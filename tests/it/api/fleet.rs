@@ -110,6 +110,42 @@ async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_pos
             .all(|s| s["alive"] == true && s["role"] == "Edge")
     );
 
+    // A named API token made through A works on B and C; revoked through
+    // C, it stops working on A.
+    let ops = a
+        .create(
+            "/api/v1/api-tokens",
+            json!({"name": "ops", "role": "View-Only"}),
+        )
+        .await;
+    let secret = ops["secret"].as_str().unwrap().to_string();
+    for n in [&b, &c] {
+        eventually("the token everywhere", Duration::from_secs(5), async || {
+            n.request_as(Some(&secret), "GET", "/api/v1/accepted-domains", None, None)
+                .await
+                .status
+                == StatusCode::OK
+        })
+        .await;
+    }
+    assert_eq!(
+        c.request("DELETE", "/api/v1/api-tokens/ops", None, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    eventually(
+        "the revocation everywhere",
+        Duration::from_secs(5),
+        async || {
+            a.request_as(Some(&secret), "GET", "/api/v1/accepted-domains", None, None)
+                .await
+                .status
+                == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+
     // The fleet's accepted domain, created through B, is on A and C.
     b.create(
         "/api/v1/accepted-domains",
@@ -216,6 +252,17 @@ async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_pos
     assert_eq!(
         c.get("/api/v1/servers").await.status,
         StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = b
+        .post(
+            "/api/v1/api-tokens",
+            json!({"name": "late", "role": "View-Only"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(
+        b.get("/api/v1/api-tokens/late").await.status,
+        StatusCode::NOT_FOUND
     );
 
     // It returns: they reconnect, and a change through C reaches A and B.
