@@ -315,3 +315,56 @@ async fn three_servers_follow_one_configuration_and_keep_taking_mail_without_pos
     assert_eq!(doc_a, shared(b.get("/api/v1/config").await.body));
     assert_eq!(doc_a, shared(c.get("/api/v1/config").await.body));
 }
+
+/// Changes sent through two servers at once: each is either made (201) or
+/// refused because the other server wrote first (409, nothing made); in
+/// the end both servers hold exactly the changes that were made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_through_two_servers_end_in_one_configuration() {
+    let pg_net = crate::support::net::next();
+    let Some(pg) = Postgres::start(&format!("127.{pg_net}.0.5"), 5432) else {
+        return;
+    };
+    let a = node("EDGE01", &pg.url).await;
+    let b = node("EDGE02", &pg.url).await;
+    async fn post(app: &TestApp, i: usize, who: &str) -> StatusCode {
+        let body =
+            json!({"name": format!("{who}{i}"), "domainName": format!("{who}{i}.contoso.test")});
+        app.post("/api/v1/accepted-domains", body).await.status
+    }
+    let mut made = std::collections::BTreeSet::new();
+    let (mut created, mut conflicts) = (0, 0);
+    for i in 0..30 {
+        let (ra, rb) = tokio::join!(post(&a, i, "a"), post(&b, i, "b"));
+        for (who, status) in [("a", ra), ("b", rb)] {
+            match status {
+                StatusCode::CREATED => {
+                    created += 1;
+                    made.insert(format!("{who}{i}"));
+                }
+                StatusCode::CONFLICT => conflicts += 1,
+                other => panic!("{who}{i}: {other}"),
+            }
+        }
+    }
+    eprintln!("{created} made, {conflicts} refused with 409");
+    assert!(created >= 30, "at least one of each pair is made");
+    for n in [&a, &b] {
+        let mut names = std::collections::BTreeSet::new();
+        eventually(
+            "one configuration on both",
+            Duration::from_secs(10),
+            async || {
+                names = n.get("/api/v1/accepted-domains").await.body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["name"].as_str().unwrap().to_string())
+                    .collect();
+                names == made
+            },
+        )
+        .await;
+    }
+    drop(pg);
+}
