@@ -7,7 +7,9 @@
 //!     Message-ID of every message acknowledged with 250 (crash rounds).
 //!     With LOADGEN_RATE=R in the environment the load is paced: message n
 //!     is not started before n/R seconds, so two servers can be compared at
-//!     the same offered rate rather than at the same concurrency.
+//!     the same offered rate rather than at the same concurrency. With
+//!     LOADGEN_SECONDS=S no message is started after S seconds (a slow
+//!     server is measured on what it did in that time).
 //!   loadgen idle  ADDR SESSIONS SECONDS
 //!     opens SESSIONS sessions, reads their banners, holds them SECONDS.
 //!
@@ -21,17 +23,25 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-async fn reply<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Option<u16> {
+/// A reply's code, its lines appended to `text`; None when the server
+/// closes or says nothing for 60 seconds (the load never hangs).
+async fn reply_text<R: AsyncBufReadExt + Unpin>(r: &mut R, text: &mut String) -> Option<u16> {
     let mut line = String::new();
     loop {
         line.clear();
-        if r.read_line(&mut line).await.ok()? == 0 {
+        let read = tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut line)).await;
+        if read.ok()?.ok()? == 0 {
             return None;
         }
+        text.push_str(&line);
         if line.len() >= 4 && line.as_bytes()[3] == b' ' {
             return line[..3].parse().ok();
         }
     }
+}
+
+async fn reply<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Option<u16> {
+    reply_text(r, &mut String::new()).await
 }
 
 #[tokio::main]
@@ -73,6 +83,10 @@ async fn main() {
                 .ok()
                 .and_then(|r| r.parse().ok())
                 .filter(|r: &f64| *r > 0.0);
+            let budget: Option<Duration> = std::env::var("LOADGEN_SECONDS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .map(Duration::from_secs_f64);
             let next = Arc::new(AtomicU64::new(0));
             let failed = Arc::new(AtomicU64::new(0));
             let latencies = Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
@@ -98,12 +112,16 @@ async fn main() {
                         return;
                     }
                     let _ = w.write_all(b"EHLO loadgen.test\r\n").await;
-                    if reply(&mut r).await != Some(250) {
+                    let mut ehlo = String::new();
+                    if reply_text(&mut r, &mut ehlo).await != Some(250) {
                         return;
                     }
+                    // The envelope is pipelined where the server offers it
+                    // (as smtp-source does), else sent a command at a time.
+                    let pipelining = ehlo.to_ascii_uppercase().contains("PIPELINING");
                     loop {
                         let n = next.fetch_add(1, Ordering::SeqCst);
-                        if n >= messages {
+                        if n >= messages || budget.is_some_and(|b| started.elapsed() > b) {
                             break;
                         }
                         if let Some(rate) = rate {
@@ -117,13 +135,17 @@ async fn main() {
                             data.push_str("\r\n");
                         }
                         data.push_str(".\r\n");
-                        // Pipelined envelope, as smtp-source does.
-                        let env = "MAIL FROM:<bench@source.test>\r\nRCPT TO:<rcpt@remote.test>\r\nDATA\r\n";
-                        if w.write_all(env.as_bytes()).await.is_err() {
-                            failed.fetch_add(1, Ordering::SeqCst);
-                            return;
+                        let env = ["MAIL FROM:<bench@source.test>\r\n", "RCPT TO:<rcpt@remote.test>\r\n", "DATA\r\n"];
+                        let mut ok = true;
+                        if pipelining {
+                            ok = w.write_all(env.concat().as_bytes()).await.is_ok();
                         }
-                        let ok = reply(&mut r).await == Some(250) && reply(&mut r).await == Some(250) && reply(&mut r).await == Some(354);
+                        for (cmd, code) in env.iter().zip([250, 250, 354]) {
+                            if ok && !pipelining {
+                                ok = w.write_all(cmd.as_bytes()).await.is_ok();
+                            }
+                            ok = ok && reply(&mut r).await == Some(code);
+                        }
                         if !ok {
                             failed.fetch_add(1, Ordering::SeqCst);
                             return;
