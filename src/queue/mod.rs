@@ -77,6 +77,8 @@ pub struct Queue {
     pub health: Arc<health::QueueHealth>,
     /// Where messages being received spill past their first 256 KiB.
     spool_dir: Arc<std::path::PathBuf>,
+    /// The database's file: large bodies are read from it a chunk at a time.
+    db_path: Arc<std::path::PathBuf>,
 }
 
 /// The most messages one transaction commits.
@@ -108,10 +110,16 @@ impl Queue {
             committed,
             health,
             spool_dir: Arc::new(spool_dir),
+            db_path: Arc::new(path.to_path_buf()),
         })
     }
 
     /// Stores a message durably; returns its internal id once it is on disk.
+    /// The queue database's file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
     /// A spool for a message about to be received.
     pub fn spool(&self) -> spool::Spool {
         spool::Spool::new(&self.spool_dir)

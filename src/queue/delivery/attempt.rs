@@ -382,15 +382,36 @@ impl DeliveryEngine {
         if rcpts.is_empty() {
             return Ok(true);
         }
-        let mut body = db::body(pool, id).await?.unwrap_or_default();
         // Handed to another server as this one drains: the message keeps
         // its original arrival time there (its expiry and delay notices
         // count from it).
-        if let HopKey::Connector { id: connector, .. } = hop
-            && crate::routing::transfer_connector(snap).is_some_and(|c| c.id == *connector)
-        {
-            body = with_arrival(body, m.received_ms);
-        }
+        let transfer = matches!(hop, HopKey::Connector { id: connector, .. }
+            if crate::routing::transfer_connector(snap).is_some_and(|c| c.id == *connector));
+        let prefix = if transfer {
+            arrival_header(m.received_ms).into_bytes()
+        } else {
+            vec![]
+        };
+        // A large body goes out from its BLOB a chunk at a time: delivery's
+        // memory does not grow with the message.
+        let stored_len = db::body_len(pool, id).await?.unwrap_or(0);
+        let (bytes, streamed);
+        let content = if stored_len > db::STREAM_ABOVE {
+            let ascii = stored_is_ascii(self.queue.db_path(), id).await?;
+            let path = self.queue.db_path().to_path_buf();
+            streamed = crate::smtp::client::StreamedBody {
+                len: prefix.len() as u64 + stored_len as u64,
+                prefix,
+                ascii,
+                open: Box::new(move || db::body_chunks(&path, id)),
+            };
+            crate::smtp::client::Content::Stream(&streamed)
+        } else {
+            let mut body = prefix;
+            body.extend_from_slice(&db::body(pool, id).await?.unwrap_or_default());
+            bytes = body;
+            crate::smtp::client::Content::Bytes(&bytes)
+        };
         let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
         // RFC 8689: a REQUIRETLS message leaves only over TLS validated for
         // the next hop's configured name, to a next hop that offers
@@ -440,7 +461,7 @@ impl DeliveryEngine {
                 .map(|r| (r.notify as u64, r.orcpt.clone()))
                 .collect(),
         };
-        let sent = client.send(&m.sender, &addresses, &body, &request).await;
+        let sent = client.send(&m.sender, &addresses, content, &request).await;
         // NOTIFY=SUCCESS: a mailbox store (LMTP) is final delivery; a next
         // hop without DSN takes the request no further, so the notice is
         // ours to send ("relayed", RFC 3461 §5.2.2); one with DSN was
@@ -742,16 +763,24 @@ fn tls_result(error: &str) -> Option<&'static str> {
 }
 
 /// The message with the header that states its original arrival time.
-fn with_arrival(body: Vec<u8>, received_ms: i64) -> Vec<u8> {
+fn arrival_header(received_ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(received_ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let header = format!("{}: {t}\r\n", crate::model::drain::ARRIVAL_HEADER);
-    let mut out = Vec::with_capacity(header.len() + body.len());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&body);
-    out
+    format!("{}: {t}\r\n", crate::model::drain::ARRIVAL_HEADER)
+}
+
+/// Whether a stored body is all 7-bit, read a chunk at a time (MAIL's
+/// BODY=8BITMIME must be known before DATA).
+async fn stored_is_ascii(db_path: &std::path::Path, id: i64) -> anyhow::Result<bool> {
+    let mut chunks = db::body_chunks(db_path, id);
+    while let Some(chunk) = chunks.recv().await {
+        if !chunk?.is_ascii() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

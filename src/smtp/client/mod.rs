@@ -381,7 +381,7 @@ impl SmtpClient {
         &mut self,
         from: &Address,
         recipients: &[Address],
-        body: &[u8],
+        body: Content<'_>,
         dsn: &MailOptions,
     ) -> Result<Delivery, ClientError> {
         let mut mail = format!("MAIL FROM:{}", from.path());
@@ -396,7 +396,7 @@ impl SmtpClient {
             }
         };
         if let Some(max) = self.extensions.size {
-            if body.len() as u64 > max {
+            if body.len() > max {
                 let r = Reply {
                     code: 552,
                     text: format!(
@@ -462,7 +462,7 @@ impl SmtpClient {
                     .collect(),
             });
         }
-        self.write(&dot_stuff(body)).await?;
+        self.write_content(body).await?;
         if self.lmtp {
             // RFC 2033: one reply per accepted recipient.
             let mut out = vec![];
@@ -488,7 +488,7 @@ impl SmtpClient {
         &mut self,
         mail: &str,
         recipients: &[Address],
-        body: &[u8],
+        body: Content<'_>,
         dsn: &MailOptions,
     ) -> Result<Delivery, ClientError> {
         let mut batch = format!("{mail}\r\n");
@@ -546,7 +546,7 @@ impl SmtpClient {
                 recipients: results.into_iter().map(Option::unwrap).collect(),
             });
         }
-        self.write(&dot_stuff(body)).await?;
+        self.write_content(body).await?;
         let end = self.reply().await?;
         Ok(Delivery {
             recipients: results
@@ -578,6 +578,39 @@ impl SmtpClient {
     pub async fn quit(mut self) {
         let _ = self.command("QUIT").await;
         let _ = self.stream.shutdown().await;
+    }
+
+    /// DATA's content, dot-stuffed and ended with `.`: at once from memory,
+    /// or a chunk at a time from the queue (never whole in memory).
+    async fn write_content(&mut self, body: Content<'_>) -> Result<(), ClientError> {
+        let streamed = match body {
+            Content::Bytes(b) => return self.write(&dot_stuff(b)).await,
+            Content::Stream(s) => s,
+        };
+        let mut stuffer = DotStuffer::default();
+        let mut out = Vec::with_capacity(streamed.prefix.len() + 2 * STREAM_CHUNK);
+        stuffer.push(&streamed.prefix, &mut out);
+        let mut sent = streamed.prefix.len() as u64;
+        let mut chunks = (streamed.open)();
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.map_err(|e| {
+                ClientError::transient(format!("451 4.3.0 reading the message from the queue: {e}"))
+            })?;
+            sent += chunk.len() as u64;
+            stuffer.push(&chunk, &mut out);
+            self.write(&out).await?;
+            out.clear();
+        }
+        if sent != streamed.len {
+            // Never end a DATA with less than the message: the connection
+            // is dropped and the message tried again.
+            return Err(ClientError::transient(format!(
+                "451 4.3.0 the message read from the queue is {sent} bytes, not {}",
+                streamed.len
+            )));
+        }
+        stuffer.finish(&mut out);
+        self.write(&out).await
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
@@ -623,19 +656,93 @@ impl SmtpClient {
 /// CRLF-normalised already (the receiver made sure of it).
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut stuffer = DotStuffer::default();
+    stuffer.push(body, &mut out);
+    stuffer.finish(&mut out);
     out
+}
+
+/// Dot-stuffing (RFC 5321 §4.5.2) of a body that comes in pieces: the same
+/// bytes as `dot_stuff` of the whole, wherever the pieces are cut.
+#[derive(Debug)]
+pub struct DotStuffer {
+    line_start: bool,
+    /// The last two bytes seen (the end must be CRLF before the dot).
+    last: [u8; 2],
+    seen: u64,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            line_start: true,
+            last: [0; 2],
+            seen: 0,
+        }
+    }
+}
+
+impl DotStuffer {
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        for &b in piece {
+            if self.line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            self.line_start = b == b'\n';
+            self.last = [self.last[1], b];
+        }
+        self.seen += piece.len() as u64;
+    }
+
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.seen > 0 && (self.seen < 2 || self.last != *b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The chunk a streamed body is read and written in.
+pub const STREAM_CHUNK: usize = 256 * 1024;
+
+/// A body sent from the queue a chunk at a time.
+pub struct StreamedBody {
+    /// Bytes sent before the stored body (a header added on the way out).
+    pub prefix: Vec<u8>,
+    /// The whole length: the prefix and the stored body.
+    pub len: u64,
+    /// Whether every byte is 7-bit (else BODY=8BITMIME where offered).
+    pub ascii: bool,
+    /// Starts reading the stored body; called once per transaction.
+    pub open: Box<dyn Fn() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> + Send + Sync>,
+}
+
+/// What a transaction's DATA carries.
+#[derive(Clone, Copy)]
+pub enum Content<'a> {
+    Bytes(&'a [u8]),
+    Stream(&'a StreamedBody),
+}
+
+impl Content<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Stream(s) => s.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_ascii(&self) -> bool {
+        match self {
+            Content::Bytes(b) => b.is_ascii(),
+            Content::Stream(s) => s.ascii,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -647,6 +754,56 @@ mod tests {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b"\n"), b"\n\r\n.\r\n");
+    }
+
+    /// Pieces cut anywhere (between CR and LF, before a dot) give the same
+    /// bytes as the whole.
+    #[test]
+    fn dot_stuffing_in_pieces_matches_the_whole() {
+        let bodies: [&[u8]; 6] = [
+            b".a\r\nb\r\n.\r\n..x\r\n",
+            b"no newline",
+            b"",
+            b"\r\n.\r\n.",
+            b"ends\r",
+            b"x\r\n",
+        ];
+        for body in bodies {
+            for cut in 0..=body.len() {
+                for cut2 in cut..=body.len() {
+                    let mut s = DotStuffer::default();
+                    let mut out = vec![];
+                    s.push(&body[..cut], &mut out);
+                    s.push(&body[cut..cut2], &mut out);
+                    s.push(&body[cut2..], &mut out);
+                    s.finish(&mut out);
+                    assert_eq!(
+                        out,
+                        dot_stuff_reference(body),
+                        "{body:?} cut at {cut}, {cut2}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The rule as RFC 5321 states it, on the whole body at once.
+    fn dot_stuff_reference(body: &[u8]) -> Vec<u8> {
+        let mut out = vec![];
+        let mut line_start = true;
+        for &b in body {
+            if line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            line_start = b == b'\n';
+        }
+        if !body.is_empty() && !body.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
     }
 
     #[test]

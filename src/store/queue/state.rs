@@ -101,6 +101,62 @@ pub async fn message(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<Stored
     )
 }
 
+/// Bodies larger than this are sent to the next hop from their BLOB a
+/// chunk at a time (`body_chunks`), never whole in memory.
+pub const STREAM_ABOVE: i64 = 1024 * 1024;
+
+/// The size of one chunk of a streamed body.
+pub const CHUNK: usize = 256 * 1024;
+
+/// A body's length, without reading it (SQLite's `length()` of a BLOB reads
+/// only its header).
+pub async fn body_len(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT length(body) FROM bodies WHERE message = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// A body read from its BLOB in `CHUNK`s, in order, by a blocking thread
+/// with its own read-only connection (SQLite's incremental BLOB I/O); the
+/// channel holds two chunks, so at most three are in memory at once. The
+/// stream ends early with an error if the message is gone.
+pub fn body_chunks(
+    db: &std::path::Path,
+    id: i64,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let db = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let read = || -> anyhow::Result<()> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            let blob = conn.blob_open(rusqlite::DatabaseName::Main, "bodies", "body", id, true)?;
+            let len = blob.len();
+            let mut at = 0;
+            while at < len {
+                let mut chunk = vec![0; CHUNK.min(len - at)];
+                blob.read_at_exact(&mut chunk, at)?;
+                at += chunk.len();
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    return Ok(()); // the reader went away
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+        }
+    });
+    rx
+}
+
 pub async fn body(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar("SELECT body FROM bodies WHERE message = ?")

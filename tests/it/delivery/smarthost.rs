@@ -242,3 +242,66 @@ async fn an_unresolvable_smart_host_is_a_transient_failure_with_counted_attempts
         "{m}"
     );
 }
+
+/// A message past the streaming threshold (1 MiB) goes out from its BLOB a
+/// chunk at a time: the next hop gets every byte as received (dot-stuffing
+/// right wherever a chunk ends: lines of every length, many starting with a
+/// dot), `SIZE=` its exact length, and `BODY=8BITMIME` for its 8-bit text
+/// (found by reading the stored body before MAIL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_message_goes_out_byte_for_byte_a_chunk_at_a_time() {
+    let Some(e) = env(Role::Edge, &[]).await else {
+        return;
+    };
+    let sink = Sink::start(&format!("{}:2525", e.ip(11)), SinkOptions::default()).await;
+    e.connector(
+        json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [e.ip(11)], "port": 2525}),
+    )
+    .await;
+    let mut body = String::from("From: <alice@fabrikam.test>\r\nSubject: large\r\n\r\n");
+    let mut n = 0usize;
+    while body.len() < 3 * 1024 * 1024 {
+        let len = n * 7 % 97;
+        let lead = match n % 4 {
+            0 => ".",
+            1 => "..",
+            2 => "é",
+            _ => "",
+        };
+        body.push_str(lead);
+        body.push_str(&"x".repeat(len));
+        body.push_str("\r\n");
+        n += 1;
+    }
+    body.push_str(".\r\nthe end\r\n");
+    let (mut c, _) = crate::support::client::Client::open(&e.ip(30), &e.app.bind(5, 2525)).await;
+    c.cmd("EHLO client.test").await;
+    // The test client stuffs a dot only after CRLF; none opens the body.
+    let r = c
+        .send_mail("alice@fabrikam.test", &["bob@contoso.test"], &body)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    eventually(30, "the large message reached the next hop", || async {
+        !sink.messages().is_empty()
+    })
+    .await;
+    let (_, rcpts, data) = sink.messages().remove(0);
+    assert_eq!(rcpts, vec!["bob@contoso.test".to_string()]);
+    assert!(
+        data.ends_with(&body),
+        "the body arrived changed ({} bytes of {})",
+        data.len(),
+        body.len()
+    );
+    let mail = sink
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL FROM:"))
+        .unwrap();
+    assert!(
+        mail.contains(&format!(" SIZE={}", data.len())),
+        "{mail} for {} bytes",
+        data.len()
+    );
+    assert!(mail.contains(" BODY=8BITMIME"), "{mail}");
+}
