@@ -334,11 +334,11 @@ pub struct MessageDetail {
 }
 
 async fn queue_ids(s: &AppState) -> Result<HashMap<String, String>, ApiError> {
-    Ok(db::queues(s.queue.pool())
+    Ok(db::queue_hops(s.queue.pool())
         .await
         .map_err(internal)?
         .into_iter()
-        .map(|q| (q.next_hop, q.id.to_string()))
+        .map(|(id, next_hop)| (next_hop, id.to_string()))
         .collect())
 }
 

@@ -41,6 +41,9 @@ impl RecipientStatus {
         RecipientStatus::Removed,
     ];
 
+    /// The pending statuses (`pending_sql!()`), one by one.
+    pub const PENDING: [RecipientStatus; 2] = [RecipientStatus::Ready, RecipientStatus::Retry];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             RecipientStatus::Ready => "Ready",
@@ -148,6 +151,11 @@ mod tests {
                 .join(",")
         );
         assert_eq!(pending_sql!(), from_enum);
+        let pending: Vec<_> = RecipientStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_pending())
+            .collect();
+        assert_eq!(RecipientStatus::PENDING.to_vec(), pending);
         for s in RecipientStatus::ALL {
             assert_eq!(s.as_str().parse::<RecipientStatus>().unwrap(), s);
         }

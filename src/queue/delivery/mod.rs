@@ -67,7 +67,14 @@ pub enum Pending {
 
 #[derive(Default)]
 struct State {
-    in_flight: HashSet<i64>,
+    /// How many attempts under way carry each message: one per queue at
+    /// most, so a message for many next hops goes to all of them at once.
+    in_flight: HashMap<i64, u32>,
+    /// The (message, queue) pairs those attempts carry.
+    carried: HashSet<(i64, HopKey)>,
+    /// A message's outcomes are finished (NDR, deletion) one at a time:
+    /// two queues' attempts may end together.
+    finishing: HashMap<i64, Arc<tokio::sync::Mutex<()>>>,
     per_hop: HashMap<HopKey, u64>,
     total: u64,
     pending: HashMap<i64, Pending>,
@@ -153,13 +160,28 @@ impl DeliveryEngine {
             .lock()
             .expect("not poisoned")
             .in_flight
-            .contains(&message)
+            .contains_key(&message)
+    }
+
+    /// Held while a message's finished recipients are settled (`finish`).
+    fn finish_lock(&self, message: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut s = self.state.lock().expect("not poisoned");
+        s.finishing.entry(message).or_default().clone()
+    }
+
+    /// Drops a message's finish lock once no one else holds or waits on it.
+    fn finish_unlock(&self, message: i64, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut s = self.state.lock().expect("not poisoned");
+        // The map's reference and this one: nobody else is waiting.
+        if Arc::strong_count(&lock) == 2 {
+            s.finishing.remove(&message);
+        }
     }
 
     /// Records an action for a message in flight; false if it is not in flight.
     fn defer_action(&self, message: i64, action: Pending) -> bool {
         let mut s = self.state.lock().expect("not poisoned");
-        if s.in_flight.contains(&message) {
+        if s.in_flight.contains_key(&message) {
             s.pending.insert(message, action);
             true
         } else {
@@ -255,7 +277,7 @@ impl DeliveryEngine {
             let mut msgs: Vec<i64> = {
                 let s = self.state.lock().expect("not poisoned");
                 msgs.into_iter()
-                    .filter(|m| !s.in_flight.contains(m))
+                    .filter(|m| !s.carried.contains(&(*m, hop.clone())))
                     .collect()
             };
             while !msgs.is_empty() {
@@ -270,7 +292,10 @@ impl DeliveryEngine {
                     let free = (per_hop_max - active).min(total_max - s.total).max(1) as usize;
                     let n = batch_size.min(msgs.len().div_ceil(free)).max(1);
                     let batch: Vec<i64> = msgs.drain(..n).collect();
-                    s.in_flight.extend(batch.iter().copied());
+                    for m in &batch {
+                        *s.in_flight.entry(*m).or_default() += 1;
+                        s.carried.insert((*m, hop.clone()));
+                    }
                     *s.per_hop.entry(hop.clone()).or_default() += 1;
                     s.total += 1;
                     batch
@@ -284,18 +309,29 @@ impl DeliveryEngine {
                         if let Err(e) = engine.deliver(&snap, &hop, &batch).await {
                             tracing::error!(next_hop = %hop, error = %format!("{e:#}"), "delivery failed");
                         }
-                        {
+                        // An action asked for while a message was carried is
+                        // applied once no attempt carries it.
+                        let done: Vec<i64> = {
                             let mut s = engine.state.lock().expect("not poisoned");
+                            let mut done = vec![];
                             for m in &batch {
-                                s.in_flight.remove(m);
+                                s.carried.remove(&(*m, hop.clone()));
+                                if let Some(n) = s.in_flight.get_mut(m) {
+                                    *n -= 1;
+                                    if *n == 0 {
+                                        s.in_flight.remove(m);
+                                        done.push(*m);
+                                    }
+                                }
                             }
                             if let Some(n) = s.per_hop.get_mut(&hop) {
                                 *n = n.saturating_sub(1);
                             }
                             s.total = s.total.saturating_sub(1);
-                        }
-                        for m in &batch {
-                            let _ = engine.apply_pending(&snap, *m).await;
+                            done
+                        };
+                        for m in done {
+                            let _ = engine.apply_pending(&snap, m).await;
                         }
                         engine.wake();
                     },

@@ -306,6 +306,17 @@ impl DeliveryEngine {
     /// After an attempt: NDR for newly failed recipients (never to <>),
     /// and the message is deleted once nothing is pending.
     pub(super) async fn finish(&self, snap: &Snapshot, id: i64) -> anyhow::Result<()> {
+        // Attempts on two queues may end together: one finishes at a time,
+        // and the second reads what the first settled (no NDR twice).
+        let lock = self.finish_lock(id);
+        let guard = lock.lock().await;
+        let r = self.finish_locked(snap, id).await;
+        drop(guard);
+        self.finish_unlock(id, lock);
+        r
+    }
+
+    async fn finish_locked(&self, snap: &Snapshot, id: i64) -> anyhow::Result<()> {
         let pool = self.queue.pool();
         let Some(m) = db::message(pool, id).await? else {
             return Ok(());

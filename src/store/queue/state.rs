@@ -2,6 +2,7 @@
 //! its body and recipients, and what has grown old.
 
 use sqlx::SqlitePool;
+use std::collections::HashSet;
 
 use crate::model::Address;
 use crate::queue::status::RecipientStatus;
@@ -32,23 +33,54 @@ pub async fn unrouted(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Unrou
     .await?)
 }
 
-/// (next hop, message) pairs due at `now_ms`, oldest due first, so
+/// (next hop, message) pairs due at `now_ms`: of each queue not waiting
+/// for a retry or suspended, at most `limit` messages, oldest due first, so
 /// retries never starve fresh mail and the reverse.
+///
+/// Its cost does not grow with the queue: the queues come first (a few
+/// rows), then each queue's due recipients are read in order from the index
+/// (next_hop, status, next_attempt_ms), one status at a time, and the read
+/// stops at the limit. A queue in Retry with a million messages costs one
+/// row here.
 pub async fn due(pool: &SqlitePool, now_ms: i64, limit: i64) -> anyhow::Result<Vec<(HopKey, i64)>> {
-    Ok(sqlx::query_as(concat!(
-        "SELECT r.next_hop, r.message FROM recipients r \
-         JOIN messages m ON m.id = r.message JOIN queues q ON q.next_hop = r.next_hop \
-         WHERE r.status IN ",
-        crate::pending_sql!(),
-        " AND r.next_attempt_ms <= ?1 AND m.suspended = 0 \
-           AND q.suspended = 0 AND q.next_retry_ms <= ?1 AND r.next_hop <> ?3 \
-         GROUP BY r.next_hop, r.message ORDER BY MIN(r.next_attempt_ms), r.message LIMIT ?2"
-    ))
+    let hops: Vec<HopKey> = sqlx::query_scalar(
+        "SELECT next_hop FROM queues WHERE suspended = 0 AND next_retry_ms <= ?1 AND next_hop <> ?2",
+    )
     .bind(now_ms)
-    .bind(limit)
     .bind(HopKey::Unreachable)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    let mut due = vec![];
+    for hop in hops {
+        let mut rows: Vec<(i64, i64)> = vec![];
+        for status in RecipientStatus::PENDING {
+            rows.extend(
+                sqlx::query_as::<_, (i64, i64)>(
+                    "SELECT r.next_attempt_ms, r.message FROM recipients r \
+                     JOIN messages m ON m.id = r.message \
+                     WHERE r.next_hop = ?1 AND r.status = ?2 AND r.next_attempt_ms <= ?3 \
+                       AND m.suspended = 0 \
+                     ORDER BY r.next_attempt_ms, r.message LIMIT ?4",
+                )
+                .bind(&hop)
+                .bind(status.as_str())
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
+            );
+        }
+        rows.sort_unstable();
+        let mut seen = HashSet::new();
+        due.extend(
+            rows.into_iter()
+                .filter(|(_, m)| seen.insert(*m))
+                .take(limit as usize)
+                .map(|(at, m)| (at, hop.clone(), m)),
+        );
+    }
+    due.sort_by_key(|(at, _, m)| (*at, *m));
+    Ok(due.into_iter().map(|(_, hop, m)| (hop, m)).collect())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -5,10 +5,18 @@ use sqlx::SqlitePool;
 use super::state::{MESSAGE_COLS, StoredMessage};
 use crate::queue::status::ViewStatus;
 
-/// Messages in the queue (all states).
+/// Messages in the queue (all states), as the database keeps the count
+/// (triggers on `messages`): no count of a million rows.
 pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+    Ok(sqlx::query_scalar("SELECT n FROM message_count")
         .fetch_one(pool)
+        .await?)
+}
+
+/// Each delivery queue's id and next hop, without counting its messages.
+pub async fn queue_hops(pool: &SqlitePool) -> anyhow::Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as("SELECT rowid, next_hop FROM queues")
+        .fetch_all(pool)
         .await?)
 }
 
@@ -119,12 +127,16 @@ pub async fn list_messages(
         .bind(f.offset)
         .fetch_all(pool)
         .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM messages m WHERE {filter}"))
-        .bind(&a)
-        .bind(&b)
-        .bind(&c)
-        .fetch_one(pool)
-        .await?;
+    let total: i64 = if clauses.len() == 1 {
+        count(pool).await?
+    } else {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM messages m WHERE {filter}"))
+            .bind(&a)
+            .bind(&b)
+            .bind(&c)
+            .fetch_one(pool)
+            .await?
+    };
     Ok((rows, total))
 }
 

@@ -382,12 +382,14 @@ fn apply(tx: &Connection, change: &Change, now_ms: i64) -> anyhow::Result<u64> {
                  last_success_ms = ?1 WHERE next_hop = ?2",
             )?
             .execute(params![now_ms, hop])?,
+        // Not while a recipient is Failed: its NDR is still to be sent (by
+        // another queue's attempt finishing the same message right now).
         Change::DeleteIfFinished { message } => tx
             .prepare_cached(&format!(
                 "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS \
-                 (SELECT 1 FROM recipients WHERE message = ?1 AND status IN {pending})"
+                 (SELECT 1 FROM recipients WHERE message = ?1 AND (status IN {pending} OR status = ?2))"
             ))?
-            .execute([message])?,
+            .execute(params![message, RecipientStatus::Failed])?,
         Change::DelayNotified { message } => tx
             .prepare_cached("UPDATE messages SET delay_notified = 1 WHERE id = ?1")?
             .execute([message])?,

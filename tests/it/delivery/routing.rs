@@ -268,3 +268,89 @@ async fn the_routing_explanation_is_the_route_real_messages_take() {
         "{route}"
     );
 }
+
+/// A message for several next hops is carried to all of them at once: a
+/// next hop that hangs (accepts the connection, never greets) does not hold
+/// back the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_goes_to_all_its_next_hops_at_once() {
+    let Some(e) = env(Role::Edge, &[]).await else {
+        return;
+    };
+    let hang = tokio::net::TcpListener::bind(format!("{}:2525", e.ip(12)))
+        .await
+        .unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let h = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = hang.accept().await {
+            h.lock().unwrap().push(s); // never a banner
+        }
+    });
+    let sink = Sink::start(&format!("{}:2525", e.ip(11)), SinkOptions::default()).await;
+    e.connector(json!({"name": "To A", "addressSpaces": ["a.test"], "smartHosts": [e.ip(12)], "port": 2525}))
+        .await;
+    e.connector(json!({"name": "To B", "addressSpaces": ["b.test"], "smartHosts": [e.ip(11)], "port": 2525}))
+        .await;
+    e.submit("alice@fabrikam.test", &["x@a.test", "y@b.test"], "two hops")
+        .await;
+    eventually(
+        10,
+        "b.test's recipient delivered while a.test's hop hangs",
+        || async {
+            sink.messages()
+                .iter()
+                .any(|m| m.1 == vec!["y@b.test".to_string()])
+        },
+    )
+    .await;
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "a.test's hop was being tried meanwhile"
+    );
+}
+
+/// Two next hops refusing their recipients at the same moment: each
+/// recipient is in exactly one NDR (a message's outcomes are finished one
+/// at a time), and the message leaves the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_from_two_hops_at_once_give_each_recipient_one_ndr() {
+    let Some(e) = env(Role::Edge, &[]).await else {
+        return;
+    };
+    let inbox = crate::delivery::setup::fabrikam_inbox(&e.app, &e.ip(13)).await;
+    let mut hops = vec![];
+    for (i, d) in [(11u8, "a.test"), (12, "b.test")] {
+        hops.push(Sink::start(&format!("{}:2525", e.ip(i)), SinkOptions::default()).await);
+        e.connector(json!({"name": format!("To {d}"), "addressSpaces": [d], "smartHosts": [e.ip(i)], "port": 2525}))
+            .await;
+    }
+    for n in 0..10 {
+        e.submit(
+            "alice@fabrikam.test",
+            &["reject-1@a.test", "reject-2@b.test", "reject-3@a.test"],
+            &format!("refused {n}"),
+        )
+        .await;
+    }
+    eventually(30, "every message has left the queue", || async {
+        e.messages().await.is_empty()
+    })
+    .await;
+    for n in 0..10 {
+        let title = format!("Subject: Undeliverable: refused {n}\r\n");
+        let ndrs: Vec<String> = inbox
+            .messages()
+            .into_iter()
+            .map(|m| m.2)
+            .filter(|m| m.contains(&title))
+            .collect();
+        for r in ["reject-1@a.test", "reject-2@b.test", "reject-3@a.test"] {
+            let about = ndrs
+                .iter()
+                .filter(|m| m.contains(&format!("Final-Recipient: rfc822; {r}")))
+                .count();
+            assert_eq!(about, 1, "{r} of message {n} in {about} NDRs: {ndrs:?}");
+        }
+    }
+}
