@@ -43,6 +43,7 @@
 # Writes bench/RESULTS.md. Everything talks to loopback only; every loop is bounded.
 # Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
+#        bash bench/run.sh --peers                 (only sections 1–2, every case, written into RESULTS.md)
 #        bash bench/run.sh --config                (only section 7, printed, RESULTS.md untouched)
 #        bash bench/run.sh --agents                (only section 8, printed, RESULTS.md untouched)
 #        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
@@ -50,11 +51,10 @@
 #        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
 #        bash bench/run.sh --ceiling               (only section 12, printed, RESULTS.md untouched)
 #        bash bench/run.sh --connections           (only section 13, printed, RESULTS.md untouched)
-#        bash bench/run.sh --fleet                 (only section 14, printed, and written into
-#                                                   RESULTS.md's section 14, dated)
-#        bash bench/run.sh --depth                 (only section 15, printed, RESULTS.md untouched)
-#        bash bench/run.sh --fanout                (only section 16, printed, RESULTS.md untouched)
-#        bash bench/run.sh --size                  (only section 17, printed, RESULTS.md untouched)
+#        bash bench/run.sh --fleet                 (only section 14, written into RESULTS.md, dated)
+#        bash bench/run.sh --depth                 (only section 15, written into RESULTS.md, dated)
+#        bash bench/run.sh --fanout                (only section 16, written into RESULTS.md, dated)
+#        bash bench/run.sh --size                  (only section 17, written into RESULTS.md, dated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -64,6 +64,7 @@ DEPTHS="100000 500000 1000000"; DEPTH_WINDOW=20000; FANOUT_MESSAGES=20; SIZES_MB
 if [ "$QUICK" = --quick ]; then N4K=1000; N100K=200; ROUNDS=3; IDLE=1000; RELAY_BUDGET=15; LAT_BUDGET=8; DEPTHS="20000 100000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"; fi
 SIZES="4096 102400"; SESSIONS="20 200"
 if [ "$QUICK" = --relay ]; then SIZES=${2:?size}; SESSIONS=${3:?sessions}; fi
+# --peers: sections 1-2 in full (every size and session count), written into RESULTS.md.
 W=$(mktemp -d /tmp/ferry-bench.XXXX)
 chmod 0755 "$W"   # smtp-sink runs as postfix and writes its dumps in here
 RESULTS=$REPO/bench/RESULTS.md
@@ -206,6 +207,23 @@ relay_case() { # name size sessions n -> R[acc_name_key], R[rel_name_key]
   R[rel_${m}_$key]=$(rate "$(sink_count "$W/relay-sink.out")" "$(elapsed "$t0" "$t2")")
 }
 
+# A section of a standalone run (--peers, --fleet, --depth, --fanout,
+# --size) written into RESULTS.md in place of the same section of an
+# earlier run, dated; sections stay in numeric order.
+write_sections() { # text-with-"## N." headings, the flag
+  python3 - "$RESULTS" "$1" "$(date -u +%Y-%m-%d)" "$(nproc)" "$2" <<'PY'
+import re, sys
+path, new, day, cpus, flag = sys.argv[1:]
+text = open(path).read()
+head, *rest = re.split(r"(?m)^(?=## \d+\. )", text)
+sections = {int(re.match(r"## (\d+)\.", s).group(1)): s.rstrip("\n") for s in rest}
+for s in re.split(r"(?m)^(?=## \d+\. )", new)[1:]:
+    n = int(re.match(r"## (\d+)\.", s).group(1))
+    sections[n] = s.rstrip("\n") + f"\n\nRun alone (`bash bench/run.sh {flag}`) on {day}, on this machine ({cpus} cores)."
+open(path, "w").write(head.rstrip("\n") + "\n\n" + "\n\n".join(sections[n] for n in sorted(sections)) + "\n")
+PY
+  echo "wrote $(echo "$1" | grep -c '^## [0-9]*\. ') section(s) of $RESULTS"
+}
 # Section 12, also run alone with --ceiling: the pipe's limit (smtp-source
 # straight into smtp-sink), the disk's fsync rate, and Ferry's relay of the
 # same load, alternating, twice each.
@@ -352,7 +370,7 @@ depth_section() {
 if [ "$QUICK" = --depth ]; then
   declare -A R
   j() { echo "$1" | jq -r "$2"; }
-  echo "== 15. queue depth"; depth_bench; depth_section; exit 0
+  echo "== 15. queue depth"; depth_bench; write_sections "$(depth_section)" --depth; exit 0
 fi
 # Section 16, also run alone with --fanout: one message to 1,000 recipients
 # in 50 domains, each domain a send connector to its own smart host (an
@@ -414,7 +432,7 @@ fanout_section() {
 if [ "$QUICK" = --fanout ]; then
   declare -A R
   j() { echo "$1" | jq -r "$2"; }
-  echo "== 16. recipients"; fanout_bench; fanout_section; exit 0
+  echo "== 16. recipients"; fanout_bench; write_sections "$(fanout_section)" --fanout; exit 0
 fi
 # Section 17, also run alone with --size: message size. Messages of 1, 10
 # and 50 MB relayed one session at a time, by a fresh Ferry for each size:
@@ -457,7 +475,7 @@ size_section() {
 }
 if [ "$QUICK" = --size ]; then
   declare -A R
-  echo "== 17. message size"; size_bench; size_section; exit 0
+  echo "== 17. message size"; size_bench; write_sections "$(size_section)" --size; exit 0
 fi
 # Section 14, also run alone with --fleet.
 fleet_bench() {
@@ -524,16 +542,7 @@ fleet_section() {
 if [ "$QUICK" = --fleet ]; then
   declare -A R
   echo "== 14. a fleet"; fleet_bench
-  # Written into RESULTS.md in place of the section of an earlier run.
-  python3 - "$RESULTS" "$(fleet_section)" "$(date -u +%Y-%m-%d)" "$(nproc)" <<'PY'
-import re, sys
-path, section, day, cpus = sys.argv[1:]
-text = open(path).read()
-section += f" Run alone (`bash bench/run.sh --fleet`) on {day}, on this machine ({cpus} cores).\n"
-text = re.sub(r"\n## 14\. .*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-PY
-  echo "wrote section 14 of $RESULTS"; exit 0
+  write_sections "$(fleet_section)" --fleet; exit 0
 fi
 if [ "$QUICK" = --connections ]; then
   declare -A R
@@ -841,6 +850,64 @@ if [ "$QUICK" = --agents ]; then
   echo "== 8. the anti-spam agents' cost"; agents_bench; exit 0
 fi
 
+# Sections 1-2's text (the full run's, or --peers's alone).
+relay_sections() {
+  j() { echo "$1" | jq -r "$2"; }
+  echo "## 1. Relay throughput (smtp-source, messages/s)"
+  echo
+  echo "Every MTA relays to \`smtp-sink\` on 127.0.0.1 as a private instance on loopback, with its queue on disk (\`tests/peers/postfix-private.sh\`, \`tests/peers/mta-private.sh\`): Postfix $(postconf -d -h mail_version 2>/dev/null) as in \`shared/tools/postfix-relay-baseline.sh\`; Exim $(dpkg-deb -f target/peers/mta/exim/debs/exim4-daemon-light_*.deb Version 2>/dev/null) (Debian's exim4-daemon-light, a manualroute smart host); OpenSMTPD $(dpkg-deb -f target/peers/mta/opensmtpd/debs/opensmtpd_*.deb Version 2>/dev/null) (\`action relay host\`); Haraka $(jq -r .version target/peers/mta/haraka/node_modules/Haraka/package.json 2>/dev/null) on Node.js $(node --version 2>/dev/null) (the relay plugin, its outbound queue on disk, \`queue/smtp_forward\` naming the next hop, a worker per core). Ferry runs as an Edge with a relay receive connector and a smart-host send connector."
+  echo
+  echo "Durability before \`250\`, as seen under \`strace -f\` on one message each: Ferry commits to SQLite with synchronous=FULL (fsync); Postfix fsyncs the queue file; Exim fsyncs its spool's data and header files; Haraka writes its outbound queue file with fsync; **OpenSMTPD does not fsync** (no fsync or fdatasync in any of its processes; its figures are shown anyway)."
+  echo
+  echo "smtp-source sends each message in a session of its own, for at most ${RELAY_BUDGET} s (a slower MTA is measured on what it accepted by then: relayed plus still queued). *Best peer* is the fastest of the four others; the ratio is Ferry's rate over it (target ≥ 2×)."
+  echo
+  for what in acc rel; do
+    [ $what = acc ] && echo "Accepted:" || echo "Relayed (accepted and delivered to the sink):"
+    echo
+    echo "| size | sessions | Postfix | Exim | OpenSMTPD | Haraka | Ferry | Ferry ÷ best peer |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
+      best=0; for m in $PEERS; do [ "${R[${what}_${m}_$k]}" -gt "$best" ] && best=${R[${what}_${m}_$k]}; done
+      echo "| $((size / 1024)) KB | $s | ${R[${what}_postfix_$k]} | ${R[${what}_exim_$k]} | ${R[${what}_opensmtpd_$k]} | ${R[${what}_haraka_$k]} | ${R[${what}_ferry_$k]} | **$(ratio "${R[${what}_ferry_$k]}" "$best")×** |"
+    done; done
+    echo
+  done
+  echo "Exim 4.96 answers \`QUIT\` with its \`221\` held back by TCP_CORK while it waits up to 200 ms for the client to close first (visible under strace: \`poll(…, 200)\`); smtp-source waits for that \`221\`, so Exim's rate here is bounded near sessions ÷ 0.2 s. Its figures at the same concurrency below, over reused sessions, do not pay it. OpenSMTPD's relay leg neither pipelines nor sets TCP_NODELAY: each message's final segment waits for the sink's delayed ACK (~40 ms, seen under strace), one message at a time per connection."
+  echo
+  echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
+  echo
+  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session waiting 60 s for a reply) (target ≤ 0.5×)."
+  echo
+  echo "| size | sessions | Postfix p50 / p99 (msg/s) | Exim | OpenSMTPD | Haraka | Ferry |"
+  echo "|---|---|---|---|---|---|---|"
+  for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
+    row="| $((size / 1024)) KB | $s |"
+    for m in $PEERS ferry; do row+=" $(j "${R[lat_${m}_$k]}" .p50_ms) / $(j "${R[lat_${m}_$k]}" .p99_ms) ($(j "${R[lat_${m}_$k]}" .msgs_per_s)) |"; done
+    echo "$row"
+  done; done
+  echo
+  echo "| size | sessions | same rate | Postfix p50 / p99 | Exim | OpenSMTPD | Haraka | Ferry | Ferry's p99 ÷ best peer's |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
+    row="| $((size / 1024)) KB | $s | ${R[rate_$k]}/s |"; bestp99=
+    for m in $PEERS ferry; do
+      local_rate=$(j "${R[rlat_${m}_$k]}" .msgs_per_s); local_failed=$(j "${R[rlat_${m}_$k]}" .failed)
+      if [ "$local_failed" = 0 ] && [ "$(( local_rate * 100 ))" -ge "$(( ${R[rate_$k]} * 95 ))" ]; then
+        row+=" $(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms) |"
+        if [ "$m" != ferry ]; then
+          p=$(j "${R[rlat_${m}_$k]}" .p99_ms)
+          bestp99=$(python3 -c "import sys; a=sys.argv[1]; print(min(float(a), float(sys.argv[2])) if a else sys.argv[2])" "$bestp99" "$p")
+        fi
+      else
+        # It did not keep up: its end-of-DATA latency says nothing of the
+        # wait, so it is not a best peer for the ratio.
+        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions timed out ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
+      fi
+    done
+    echo "$row **$(ratio "$(j "${R[rlat_ferry_$k]}" .p99_ms)" "${bestp99:-0}")×** |"
+  done; done
+  echo
+}
 declare -A R
 echo "== 1. relay throughput, and 2. acceptance latency: ${PEERS// /, } and Ferry"
 for p in $PEERS; do [ "$p" = postfix ] || bash tests/peers/mta-private.sh fetch "$p"; done
@@ -874,6 +941,7 @@ for size in $SIZES; do
 done
 
 [ "$QUICK" = --relay ] && exit 0
+if [ "$QUICK" = --peers ]; then write_sections "$(relay_sections)" --peers; exit 0; fi
 
 echo "== 3. memory per idle session"
 rm -rf "$W/ferry-mem"; start_ferry "$W/ferry-mem"; configure_relay
@@ -988,60 +1056,7 @@ j() { echo "$1" | jq -r "$2"; }
   echo "# Ferry benchmarks"
   echo
   echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
-  echo "Every MTA relays to \`smtp-sink\` on 127.0.0.1 as a private instance on loopback, with its queue on disk (\`tests/peers/postfix-private.sh\`, \`tests/peers/mta-private.sh\`): Postfix $(postconf -d -h mail_version 2>/dev/null) as in \`shared/tools/postfix-relay-baseline.sh\`; Exim $(dpkg-deb -f target/peers/mta/exim/debs/exim4-daemon-light_*.deb Version 2>/dev/null) (Debian's exim4-daemon-light, a manualroute smart host); OpenSMTPD $(dpkg-deb -f target/peers/mta/opensmtpd/debs/opensmtpd_*.deb Version 2>/dev/null) (\`action relay host\`); Haraka $(jq -r .version target/peers/mta/haraka/node_modules/Haraka/package.json 2>/dev/null) on Node.js $(node --version 2>/dev/null) (the relay plugin, its outbound queue on disk, \`queue/smtp_forward\` naming the next hop, a worker per core). Ferry runs as an Edge with a relay receive connector and a smart-host send connector."
-  echo
-  echo "Durability before \`250\`, as seen under \`strace -f\` on one message each: Ferry commits to SQLite with synchronous=FULL (fsync); Postfix fsyncs the queue file; Exim fsyncs its spool's data and header files; Haraka writes its outbound queue file with fsync; **OpenSMTPD does not fsync** (no fsync or fdatasync in any of its processes; its figures are shown anyway)."
-  echo
-  echo "## 1. Relay throughput (smtp-source, messages/s)"
-  echo
-  echo "smtp-source sends each message in a session of its own, for at most ${RELAY_BUDGET} s (a slower MTA is measured on what it accepted by then: relayed plus still queued). *Best peer* is the fastest of the four others; the ratio is Ferry's rate over it (target ≥ 2×)."
-  echo
-  for what in acc rel; do
-    [ $what = acc ] && echo "Accepted:" || echo "Relayed (accepted and delivered to the sink):"
-    echo
-    echo "| size | sessions | Postfix | Exim | OpenSMTPD | Haraka | Ferry | Ferry ÷ best peer |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
-      best=0; for m in $PEERS; do [ "${R[${what}_${m}_$k]}" -gt "$best" ] && best=${R[${what}_${m}_$k]}; done
-      echo "| $((size / 1024)) KB | $s | ${R[${what}_postfix_$k]} | ${R[${what}_exim_$k]} | ${R[${what}_opensmtpd_$k]} | ${R[${what}_haraka_$k]} | ${R[${what}_ferry_$k]} | **$(ratio "${R[${what}_ferry_$k]}" "$best")×** |"
-    done; done
-    echo
-  done
-  echo "Exim 4.96 answers \`QUIT\` with its \`221\` held back by TCP_CORK while it waits up to 200 ms for the client to close first (visible under strace: \`poll(…, 200)\`); smtp-source waits for that \`221\`, so Exim's rate here is bounded near sessions ÷ 0.2 s. Its figures at the same concurrency below, over reused sessions, do not pay it. OpenSMTPD's relay leg neither pipelines nor sets TCP_NODELAY: each message's final segment waits for the sink's delayed ACK (~40 ms, seen under strace), one message at a time per connection."
-  echo
-  echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
-  echo
-  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session waiting 60 s for a reply) (target ≤ 0.5×)."
-  echo
-  echo "| size | sessions | Postfix p50 / p99 (msg/s) | Exim | OpenSMTPD | Haraka | Ferry |"
-  echo "|---|---|---|---|---|---|---|"
-  for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
-    row="| $((size / 1024)) KB | $s |"
-    for m in $PEERS ferry; do row+=" $(j "${R[lat_${m}_$k]}" .p50_ms) / $(j "${R[lat_${m}_$k]}" .p99_ms) ($(j "${R[lat_${m}_$k]}" .msgs_per_s)) |"; done
-    echo "$row"
-  done; done
-  echo
-  echo "| size | sessions | same rate | Postfix p50 / p99 | Exim | OpenSMTPD | Haraka | Ferry | Ferry's p99 ÷ best peer's |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  for size in $SIZES; do for s in $SESSIONS; do k="${size}_${s}"
-    row="| $((size / 1024)) KB | $s | ${R[rate_$k]}/s |"; bestp99=
-    for m in $PEERS ferry; do
-      local_rate=$(j "${R[rlat_${m}_$k]}" .msgs_per_s); local_failed=$(j "${R[rlat_${m}_$k]}" .failed)
-      if [ "$local_failed" = 0 ] && [ "$(( local_rate * 100 ))" -ge "$(( ${R[rate_$k]} * 95 ))" ]; then
-        row+=" $(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms) |"
-        if [ "$m" != ferry ]; then
-          p=$(j "${R[rlat_${m}_$k]}" .p99_ms)
-          bestp99=$(python3 -c "import sys; a=sys.argv[1]; print(min(float(a), float(sys.argv[2])) if a else sys.argv[2])" "$bestp99" "$p")
-        fi
-      else
-        # It did not keep up: its end-of-DATA latency says nothing of the
-        # wait, so it is not a best peer for the ratio.
-        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions timed out ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
-      fi
-    done
-    echo "$row **$(ratio "$(j "${R[rlat_ferry_$k]}" .p99_ms)" "${bestp99:-0}")×** |"
-  done; done
-  echo
+  relay_sections
   echo "## 3. Memory"
   echo
   echo "Idle RSS: ${idle_kb} KB. With ${opened} idle SMTP sessions open: ${held_kb} KB — **${per_session} KB per idle session** (target ≤ 64 KB)."
