@@ -876,7 +876,7 @@ relay_sections() {
   echo
   echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
   echo
-  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session waiting 60 s for a reply) (target ≤ 0.5×)."
+  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session ended early) (target ≤ 0.5×)."
   echo
   echo "| size | sessions | Postfix p50 / p99 (msg/s) | Exim | OpenSMTPD | Haraka | Ferry |"
   echo "|---|---|---|---|---|---|---|"
@@ -901,7 +901,7 @@ relay_sections() {
       else
         # It did not keep up: its end-of-DATA latency says nothing of the
         # wait, so it is not a best peer for the ratio.
-        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions timed out ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
+        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions ended early: a reply not given in 60 s, or the session closed ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
       fi
     done
     echo "$row **$(ratio "$(j "${R[rlat_ferry_$k]}" .p99_ms)" "${bestp99:-0}")×** |"
