@@ -38,6 +38,8 @@
 #      own smtp-sink (127.0.1.1-50): acceptance, and the time from 250 to the 50th hop
 #  17. message size: 1, 10 and 50 MB messages relayed; MB/s against the pipe's own, and
 #      Ferry's peak RSS growth
+#  18. where the CPU goes: perf on Ferry relaying 4 KB x 20 sessions, a flame graph
+#      (bench/flamegraph.svg) and the share of samples in SQLite, fsync, TCP, futex, ...
 # Sections 1-2 run Postfix, Exim, OpenSMTPD and Haraka beside Ferry, each as a private
 # instance (tests/peers/postfix-private.sh, tests/peers/mta-private.sh).
 # Writes bench/RESULTS.md. Everything talks to loopback only; every loop is bounded.
@@ -49,12 +51,13 @@
 #        bash bench/run.sh --content               (only section 9, printed, RESULTS.md untouched)
 #        bash bench/run.sh --auth                  (only section 10, printed, RESULTS.md untouched)
 #        bash bench/run.sh --webhooks              (only section 11, printed, RESULTS.md untouched)
-#        bash bench/run.sh --ceiling               (only section 12, printed, RESULTS.md untouched)
-#        bash bench/run.sh --connections           (only section 13, printed, RESULTS.md untouched)
+#        bash bench/run.sh --ceiling               (only section 12, written into RESULTS.md, dated)
+#        bash bench/run.sh --connections           (only section 13, written into RESULTS.md, dated)
 #        bash bench/run.sh --fleet                 (only section 14, written into RESULTS.md, dated)
 #        bash bench/run.sh --depth                 (only section 15, written into RESULTS.md, dated)
 #        bash bench/run.sh --fanout                (only section 16, written into RESULTS.md, dated)
 #        bash bench/run.sh --size                  (only section 17, written into RESULTS.md, dated)
+#        bash bench/run.sh --profile               (only section 18 and bench/flamegraph.svg, written, dated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -98,6 +101,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+j() { echo "$1" | jq -r "$2"; }
 api() { curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 
 start_ferry() { # data-dir
@@ -241,16 +245,30 @@ os.unlink(sys.argv[1])
 print(f"{n / (time.time() - t0):.0f}")
 PY
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in 1/100 s
+cpu_of() { # command... : runs it; its CPU seconds (user + system) go to stderr's last line
+  python3 -c 'import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:]).returncode
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.ru_utime + r.ru_stime, file=sys.stderr)
+sys.exit(rc)' "$@"
+}
 ceiling_round() { # pipe | ferry, round
   local n=$N4K target=$SINK
   if [ "$1" = ferry ]; then
     rm -rf "$W/ferry-ceiling"; start_ferry "$W/ferry-ceiling"; configure_relay; target=$IN
   fi
   start_sink $SINK "$W/ceiling-sink.out"
-  t0=$(now); smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$target
+  local f0=0; [ "$1" = ferry ] && f0=$(cpu_ticks "$FERRY_PID")
+  t0=$(now); cpu_of smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$target 2>"$W/source-cpu"
   wait_sink "$W/ceiling-sink.out" "$n" >/dev/null; t2=$(now)
   R[ceil_$1_$2]=$(rate "$(sink_count "$W/ceiling-sink.out")" "$(elapsed "$t0" "$t2")")
-  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s"
+  # CPU time per message, in microseconds: the pipe's two ends, and Ferry.
+  local ends; ends=$(python3 -c "import sys; print(round((float(sys.argv[1]) + int(sys.argv[2]) / 100) * 1e6 / int(sys.argv[3])))" \
+    "$(tail -n 1 "$W/source-cpu")" "$(cpu_ticks "$SINK_PID")" "$n")
+  R[ceil_ends_$1_$2]=$ends; R[ceil_mta_$1_$2]=0
+  [ "$1" = ferry ] && R[ceil_mta_$1_$2]=$(( ($(cpu_ticks "$FERRY_PID") - f0) * 10000 / n ))
+  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs"
   kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
   if [ "$1" = ferry ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; fi
 }
@@ -259,7 +277,18 @@ ceiling_bench() {
   CEIL_PIPE=$(( (${R[ceil_pipe_1]} + ${R[ceil_pipe_2]}) / 2 ))
   CEIL_FERRY=$(( (${R[ceil_ferry_1]} + ${R[ceil_ferry_2]}) / 2 ))
   CEIL_FSYNC=$(fsync_rate)
+  CEIL_ENDS_PIPE=$(( (${R[ceil_ends_pipe_1]} + ${R[ceil_ends_pipe_2]}) / 2 ))
+  CEIL_ENDS_FERRY=$(( (${R[ceil_ends_ferry_1]} + ${R[ceil_ends_ferry_2]}) / 2 ))
+  CEIL_CPU_FERRY=$(( (${R[ceil_mta_ferry_1]} + ${R[ceil_mta_ferry_2]}) / 2 ))
+  # At the pipe's limit both cores are busy (its rate × its CPU per message
+  # ≈ cores): the most any relay between the same two ends could do is
+  # cores ÷ (the ends' CPU + the relay's own CPU) per message.
+  CEIL_CORES=$(nproc)
+  CEIL_BUSY=$(python3 -c "import sys; print(f'{int(sys.argv[1]) * int(sys.argv[2]) / 1e6:.2f}')" "$CEIL_PIPE" "$CEIL_ENDS_PIPE")
+  # Half the pipe's rate on these cores leaves Ferry this much CPU a message.
+  CEIL_BUDGET=$(python3 -c "import sys; c,p,e=map(int,sys.argv[1:]); print(max(0, round(c * 1e6 / (p / 2) - e)))" "$CEIL_CORES" "$CEIL_PIPE" "$CEIL_ENDS_FERRY")
   echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit; the disk: ${CEIL_FSYNC} fsyncs/s"
+  echo "  CPU per message: the pipe's ends ${CEIL_ENDS_PIPE} µs (${CEIL_BUSY} of ${CEIL_CORES} cores busy at its limit); with Ferry between them the ends ${CEIL_ENDS_FERRY} µs and Ferry ${CEIL_CPU_FERRY} µs; half the pipe's rate would leave Ferry ${CEIL_BUDGET} µs"
 }
 # Section 13, also run alone with --connections.
 banner_latency() { # addr n -> {"p50_ms":…,"p99_ms":…} of connect -> 220
@@ -544,13 +573,108 @@ if [ "$QUICK" = --fleet ]; then
   echo "== 14. a fleet"; fleet_bench
   write_sections "$(fleet_section)" --fleet; exit 0
 fi
+ceiling_section() {
+  echo "## 12. The ceiling"
+  echo
+  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
+  echo
+  echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs**. A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message."
+}
+connections_section() {
+  echo "## 13. Connections"
+  echo
+  echo "A fresh session's banner (connect → 220, 200 in a row): p50 $(j "$CONN_IDLE_LAT" .p50_ms) ms, p99 $(j "$CONN_IDLE_LAT" .p99_ms) ms alone; p50 $(j "$CONN_BUSY_LAT" .p50_ms) ms, p99 $(j "$CONN_BUSY_LAT" .p99_ms) ms with **${CONN_OPEN} idle sessions** held open (two loadgens: the file limit here is 20,000 a process and cannot be raised, so 20,000 is out of reach). Ferry's RSS: ${CONN_RSS0} KB alone, ${CONN_RSS1} KB with them."
+}
 if [ "$QUICK" = --connections ]; then
   declare -A R
-  echo "== 13. connections"; connections_bench; exit 0
+  echo "== 13. connections"; connections_bench
+  write_sections "$(connections_section)" --connections; exit 0
 fi
 if [ "$QUICK" = --ceiling ]; then
   declare -A R
-  echo "== 12. the ceiling"; ceiling_bench; exit 0
+  echo "== 12. the ceiling"; ceiling_bench
+  write_sections "$(ceiling_section)" --ceiling; exit 0
+fi
+# Section 18, also run alone with --profile: where Ferry's CPU goes while it
+# relays 4 KB x 20 sessions (perf, cpu-clock samples with DWARF call graphs,
+# of the release build with its symbols: Cargo's `profiling` profile), as a
+# flame graph (bench/flamegraph.svg) and a table of shares.
+profile_bench() {
+  cargo build --profile profiling --locked -q
+  if ! command -v perf >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null; fi
+  if ! command -v inferno-flamegraph >/dev/null; then cargo install inferno --locked -q --version 0.12.8; fi
+  local release=$FERRY
+  FERRY=$REPO/target/profiling/ferry
+  rm -rf "$W/ferry-prof"; start_ferry "$W/ferry-prof"; configure_relay
+  FERRY=$release
+  start_sink $SINK "$W/prof-sink.out"
+  # A first load, unprofiled, so the profile sees a warm process.
+  smtp-source -s 20 -m 1000 -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN
+  wait_sink "$W/prof-sink.out" 1000 >/dev/null
+  perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$FERRY_PID" -o "$W/perf.data" 2>"$W/perf.err" &
+  local perf=$!; sleep 1
+  local t0 t2; t0=$(now)
+  smtp-source -s 20 -m "$N4K" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$IN
+  wait_sink "$W/prof-sink.out" $((N4K + 1000)) >/dev/null; t2=$(now)
+  kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+  PROF_RATE=$(rate "$N4K" "$(elapsed "$t0" "$t2")")
+  perf script -i "$W/perf.data" 2>/dev/null | inferno-collapse-perf --all > "$W/folded"
+  inferno-flamegraph --title "Ferry relaying 4 KB x 20 sessions: CPU (perf cpu-clock, $(date -u +%Y-%m-%d))" \
+    < "$W/folded" > "$REPO/bench/flamegraph.svg"
+  PROFILE=$(python3 - "$W/folded" <<'PY'
+import json, re, sys
+# Each line: "thread;frame;...;leaf count". A sample counts once per
+# category whose pattern is somewhere in its stack (shares overlap).
+cats = [
+    ("SMTP server sessions (ferry::smtp::server)", r"ferry::smtp::server"),
+    ("delivery engine (ferry::queue::delivery)", r"ferry::queue::delivery"),
+    ("SMTP client (ferry::smtp::client)", r"ferry::smtp::client"),
+    ("the queue writer thread", r"^queue-writer"),
+    ("SQLite, any thread", r"sqlite3"),
+    ("sqlx's SQLite worker threads", r"^sqlx-sqlite"),
+    ("fsync/fdatasync", r"fsync|fdatasync"),
+    ("TCP send and receive in the kernel", r"tcp_sendmsg|tcp_recvmsg"),
+    ("futex (thread wake-ups and waits)", r"futex"),
+    ("the kernel's scheduler (context switches)", r"\b__schedule\b|\bschedule\b"),
+    ("epoll", r"epoll"),
+    ("memory copies (memcpy/memmove)", r"memcpy|memmove"),
+    ("allocation (malloc/free)", r"malloc|free|realloc|cfree"),
+    ("message tracking and logs (ferry::observe)", r"ferry::observe"),
+]
+total, counts, threads = 0, {c: 0 for c, _ in cats}, {}
+for line in open(sys.argv[1]):
+    stack, _, n = line.rstrip().rpartition(" ")
+    n = int(n)
+    total += n
+    t = re.sub(r"[-_ ]?\d+$", "", stack.split(";", 1)[0])
+    threads[t] = threads.get(t, 0) + n
+    for c, pat in cats:
+        if re.search(pat, stack):
+            counts[c] += n
+print(json.dumps({"samples": total,
+                  "shares": [[c, round(100 * counts[c] / max(1, total), 1)] for c, _ in cats],
+                  "threads": sorted([[t, round(100 * n / max(1, total), 1)] for t, n in threads.items()], key=lambda x: -x[1])[:8]}))
+PY
+)
+  kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
+  kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+  echo "  relayed $N4K at ${PROF_RATE} msg/s under perf; $(echo "$PROFILE" | jq -c .)"
+}
+profile_section() {
+  echo "## 18. Where the CPU goes"
+  echo
+  echo "\`perf record -e cpu-clock --call-graph dwarf\` on Ferry (the release build with its symbols, Cargo's \`profiling\` profile) while it relayed ${N4K} messages of 4 KB over 20 sessions to smtp-sink (${PROF_RATE} msg/s under the profiler; $(echo "$PROFILE" | jq .samples) samples). The flame graph is [\`bench/flamegraph.svg\`](flamegraph.svg). Share of Ferry's samples with each in the stack (they overlap):"
+  echo
+  echo "| where | share |"
+  echo "|---|---|"
+  echo "$PROFILE" | jq -r '.shares[] | "| \(.[0]) | \(.[1]) % |"'
+  echo
+  echo "By thread: $(echo "$PROFILE" | jq -r '[.threads[] | "\(.[0]) \(.[1]) %"] | join(", ")')."
+}
+if [ "$QUICK" = --profile ]; then
+  declare -A R
+  echo "== 18. where the CPU goes"; profile_bench
+  write_sections "$(profile_section)" --profile; exit 0
 fi
 
 # Section 7, also run alone with --config.
@@ -1048,10 +1172,11 @@ echo "== 16. recipients"
 fanout_bench
 echo "== 17. message size"
 size_bench
+echo "== 18. where the CPU goes"
+profile_bench
 echo "  $scale"
 
 # ---- RESULTS.md ---------------------------------------------------------------
-j() { echo "$1" | jq -r "$2"; }
 {
   echo "# Ferry benchmarks"
   echo
@@ -1093,13 +1218,9 @@ j() { echo "$1" | jq -r "$2"; }
   echo
   echo "4 KB × 20 sessions relayed to smtp-sink, alternating, twice each: no webhook **${WH_OFF} msg/s**; a webhook taking every event (about six a message) with its receiver up **${WH_UP} msg/s — $(ratio "$WH_UP" "$WH_OFF")×**; with its receiver down for the whole run, every delivery failing and waiting in the outbox, **${WH_DOWN} msg/s — $(ratio "$WH_DOWN" "$WH_OFF")×**."
   echo
-  echo "## 12. The ceiling"
+  ceiling_section
   echo
-  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
-  echo
-  echo "## 13. Connections"
-  echo
-  echo "A fresh session's banner (connect → 220, 200 in a row): p50 $(j "$CONN_IDLE_LAT" .p50_ms) ms, p99 $(j "$CONN_IDLE_LAT" .p99_ms) ms alone; p50 $(j "$CONN_BUSY_LAT" .p50_ms) ms, p99 $(j "$CONN_BUSY_LAT" .p99_ms) ms with **${CONN_OPEN} idle sessions** held open (two loadgens: the file limit here is 20,000 a process and cannot be raised, so 20,000 is out of reach). Ferry's RSS: ${CONN_RSS0} KB alone, ${CONN_RSS1} KB with them."
+  connections_section
   echo
   fleet_section
   echo
@@ -1108,5 +1229,7 @@ j() { echo "$1" | jq -r "$2"; }
   fanout_section
   echo
   size_section
+  echo
+  profile_section
 } > "$RESULTS"
 echo "wrote $RESULTS"

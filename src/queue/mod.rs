@@ -19,6 +19,7 @@ pub use db::Change;
 pub mod delivery;
 pub mod dsn;
 pub mod envelope;
+pub mod handoff;
 pub mod health;
 mod mailbox;
 pub mod schedule;
@@ -79,6 +80,8 @@ pub struct Queue {
     spool_dir: Arc<std::path::PathBuf>,
     /// The database's file: large bodies are read from it a chunk at a time.
     db_path: Arc<std::path::PathBuf>,
+    /// Committed messages kept for the delivery engine (`handoff.rs`).
+    handoff: handoff::Handoff,
 }
 
 /// The most messages one transaction commits.
@@ -103,7 +106,9 @@ impl Queue {
         let notify = committed.clone();
         let health = Arc::new(health::QueueHealth::default());
         let h = health.clone();
-        life.spawn_thread("queue-writer", move || writer(conn, rx, notify, h))?;
+        let handoff = handoff::Handoff::default();
+        let kept = handoff.clone();
+        life.spawn_thread("queue-writer", move || writer(conn, rx, notify, h, kept))?;
         Ok(Queue {
             jobs,
             pool,
@@ -111,7 +116,13 @@ impl Queue {
             health,
             spool_dir: Arc::new(spool_dir),
             db_path: Arc::new(path.to_path_buf()),
+            handoff,
         })
+    }
+
+    /// Committed messages held in memory for delivery.
+    pub fn handoff(&self) -> &handoff::Handoff {
+        &self.handoff
     }
 
     /// Stores a message durably; returns its internal id once it is on disk.
@@ -249,6 +260,7 @@ fn writer(
     mut rx: mpsc::Receiver<Work>,
     committed: Arc<Notify>,
     health: Arc<health::QueueHealth>,
+    handoff: handoff::Handoff,
 ) {
     let mut synchronous_full = true;
     let mut stopping = false;
@@ -287,19 +299,13 @@ fn writer(
             }
         }
         let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
-        let result = db::write::commit_batch(
-            &mut conn,
-            &mut synchronous_full,
-            want_full,
-            schedule::now_ms(),
-            &batch,
-        );
+        let now_ms = schedule::now_ms();
+        let result =
+            db::write::commit_batch(&mut conn, &mut synchronous_full, want_full, now_ms, &batch);
         drop(batch);
         match result {
             Ok(done) => {
-                if wakes {
-                    committed.notify_one();
-                }
+                handoff.remove(&done.deleted);
                 let (mut ids, mut bounces, mut changes) = (
                     done.ids.into_iter(),
                     done.bounces.into_iter(),
@@ -308,7 +314,16 @@ fn writer(
                 for w in work {
                     match w {
                         Work::Enqueue(j) => {
-                            let _ = j.done.send(ids.next().ok_or_else(lost));
+                            let id = ids.next();
+                            let Job {
+                                envelope,
+                                body,
+                                done,
+                            } = *j;
+                            if let Some(id) = id {
+                                hand_off(&handoff, id, now_ms, envelope, body);
+                            }
+                            let _ = done.send(id.ok_or_else(lost));
                         }
                         Work::Complete(c) => {
                             let _ = c.done.send(bounces.next().ok_or_else(lost));
@@ -321,6 +336,10 @@ fn writer(
                         }
                         Work::Stop => {}
                     }
+                }
+                // After the hand-off, so delivery finds what was committed.
+                if wakes {
+                    committed.notify_one();
                 }
             }
             Err(e) => {
@@ -347,6 +366,40 @@ fn writer(
             }
         }
     }
+}
+
+/// Keeps a committed message for the delivery engine: its row as written
+/// (`insert_messages`) and its body, moved, not copied. A body that spilled
+/// to a file is not kept.
+fn hand_off(
+    handoff: &handoff::Handoff,
+    id: i64,
+    now_ms: i64,
+    envelope: Envelope,
+    body: spool::MessageBody,
+) {
+    if body.rest.is_some() || body.head.len() > handoff::MAX_BODY {
+        return;
+    }
+    let e = envelope;
+    handoff.put(handoff::Committed {
+        message: db::StoredMessage {
+            id,
+            message_id: e.message_id,
+            sender: e.sender,
+            received_ms: e.arrived_ms.unwrap_or(now_ms),
+            size: body.head.len() as i64,
+            receive_connector: e.receive_connector,
+            client_ip: e.client_ip,
+            suspended: false,
+            delay_notified: false,
+            subject: e.subject,
+            env_id: e.env_id,
+            ret: e.ret,
+            require_tls: e.require_tls,
+        },
+        body: body.head,
+    });
 }
 
 /// A commit answered fewer items than it was given (a bug, never expected).

@@ -279,6 +279,25 @@ impl DeliveryEngine {
         batch: &[i64],
         hold: &TlsHold,
     ) -> anyhow::Result<()> {
+        // A connection kept open by the last attempt to this queue goes on,
+        // if it still answers RSET (as Postfix checks a cached connection)
+        // and has room under the connector's messages per connection.
+        let max_messages = hop
+            .connector(snap)
+            .map(|c| u64::from(c.spec.smtp_max_messages_per_connection))
+            .unwrap_or(20);
+        if let Some(mut idle) = self.take_idle(hop) {
+            if idle.sent + batch.len() as u64 <= max_messages && idle.client.rset_positive().await {
+                tracing::debug!(next_hop = %hop.next_hop(), remote = %idle.remote.display, "connection reused");
+                let kept = self
+                    .send_batch(snap, hop, &mut idle.client, &idle.remote, batch)
+                    .await?;
+                idle.sent += batch.len() as u64;
+                self.keep_or_quit(hop, idle, kept, max_messages);
+                return Ok(());
+            }
+            quit_later(idle.client);
+        }
         let sts = hold.sts.as_ref();
         let mut last_error = String::from("no host to connect to");
         for target in targets {
@@ -306,7 +325,11 @@ impl DeliveryEngine {
                 }
                 None => cfg,
             };
-            for ip in &target.addresses {
+            for (n, ip) in target.addresses.iter().enumerate() {
+                // Only a connection to the first choice is kept for the next
+                // batch: one made after a failover is closed, so mail goes
+                // back to the preferred host as soon as it answers.
+                let first_choice = n == 0 && std::ptr::eq(target, &targets[0]);
                 let addr = SocketAddr::new(*ip, port);
                 let mut opened = SmtpClient::open(addr, &target.name, cfg).await;
                 if let Some(to) = &reported {
@@ -335,12 +358,16 @@ impl DeliveryEngine {
                         self.connected(hop).await?;
                         let remote = Remote::of(&client, &target.name);
                         tracing::debug!(next_hop = %hop.next_hop(), remote = %remote.display, session = %client.session, "connected");
-                        for m in batch {
-                            if !self.send_one(snap, hop, &mut client, &remote, *m).await? {
-                                break;
-                            }
-                        }
-                        client.quit().await;
+                        let kept = self
+                            .send_batch(snap, hop, &mut client, &remote, batch)
+                            .await?;
+                        let idle = Idle {
+                            client,
+                            remote,
+                            sent: batch.len() as u64,
+                            since: std::time::Instant::now(),
+                        };
+                        self.keep_or_quit(hop, idle, kept && first_choice, max_messages);
                         return Ok(());
                     }
                     Err(e) => {
@@ -362,6 +389,126 @@ impl DeliveryEngine {
         self.connection_failed(snap, hop, batch, &error).await
     }
 
+    /// Sends a batch over an open connection, a window at a time: what the
+    /// writer handed off in memory, the rest read in one query each
+    /// (messages, recipients, small bodies). False when the connection was
+    /// lost on the way.
+    async fn send_batch(
+        &self,
+        snap: &Snapshot,
+        hop: &HopKey,
+        client: &mut SmtpClient,
+        remote: &Remote,
+        batch: &[i64],
+    ) -> anyhow::Result<bool> {
+        for window in batch.chunks(LOAD_WINDOW) {
+            let loaded = self.load(hop, window).await?;
+            for m in window {
+                if !self
+                    .send_one(snap, hop, client, remote, *m, &loaded)
+                    .await?
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// An idle connection to this queue's next hop, if one is kept.
+    fn take_idle(&self, hop: &HopKey) -> Option<Idle> {
+        let mut s = self.state.lock().expect("not poisoned");
+        let idle = s.idle.get_mut(hop)?;
+        let taken = idle.pop();
+        if idle.is_empty() {
+            s.idle.remove(hop);
+        }
+        taken
+    }
+
+    /// After a batch: the connection is kept open for the queue's next
+    /// batch, or closed with QUIT when it is not to be kept (lost, or made
+    /// after a failover), has carried the connector's messages per
+    /// connection, or the engine is stopping.
+    fn keep_or_quit(&self, hop: &HopKey, idle: Idle, keep: bool, max_messages: u64) {
+        if !keep || idle.sent >= max_messages || self.life.token().is_shutdown() {
+            quit_later(idle.client);
+            return;
+        }
+        let idle = Idle {
+            since: std::time::Instant::now(),
+            ..idle
+        };
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .idle
+            .entry(hop.clone())
+            .or_default()
+            .push(idle);
+    }
+
+    /// Closes (QUIT) kept connections idle for longer than `IDLE_FOR`, or
+    /// all of them (a configuration change, shutdown).
+    pub(super) fn close_idle(&self, all: bool) {
+        let closing: Vec<Idle> = {
+            let mut s = self.state.lock().expect("not poisoned");
+            let mut closing = vec![];
+            s.idle.retain(|_, conns| {
+                let (old, young): (Vec<Idle>, Vec<Idle>) = std::mem::take(conns)
+                    .into_iter()
+                    .partition(|c| all || c.since.elapsed() >= IDLE_FOR);
+                closing.extend(old);
+                *conns = young;
+                !conns.is_empty()
+            });
+            closing
+        };
+        for c in closing {
+            quit_later(c.client);
+        }
+    }
+
+    /// What a window of a batch needs to be sent: each message handed off
+    /// in memory by the queue's writer, else read, and every pending
+    /// recipient in this queue; a query each for what was not handed off.
+    async fn load(&self, hop: &HopKey, ids: &[i64]) -> anyhow::Result<Loaded> {
+        let pool = self.queue.pool();
+        let mut loaded = Loaded::default();
+        let mut missing = vec![];
+        for id in ids {
+            match self.queue.handoff().get(*id) {
+                Some(held) => {
+                    loaded.messages.insert(*id, Stored::Held(held));
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let mut bodies: HashMap<i64, (i64, Option<Vec<u8>>)> =
+                db::bodies(pool, &missing, BODY_WITH_BATCH)
+                    .await?
+                    .into_iter()
+                    .map(|(id, len, body)| (id, (len, body)))
+                    .collect();
+            for message in db::messages(pool, &missing).await? {
+                let (len, body) = bodies.remove(&message.id).unwrap_or((0, Some(vec![])));
+                loaded.messages.insert(
+                    message.id,
+                    Stored::Read {
+                        message: Box::new(message),
+                        len,
+                        body,
+                    },
+                );
+            }
+        }
+        for r in db::pending_for_batch(pool, ids, hop).await? {
+            loaded.recipients.entry(r.message).or_default().push(r);
+        }
+        Ok(loaded)
+    }
+
     /// Sends one message over an open connection; false when the connection is lost.
     async fn send_one(
         &self,
@@ -370,18 +517,19 @@ impl DeliveryEngine {
         client: &mut SmtpClient,
         remote: &Remote,
         id: i64,
+        loaded: &Loaded,
     ) -> anyhow::Result<bool> {
         let pool = self.queue.pool();
         if self.pending_action(id).is_some() {
             return Ok(true);
         }
-        let Some(m) = db::message(pool, id).await? else {
+        let Some(stored) = loaded.messages.get(&id) else {
             return Ok(true);
         };
-        let rcpts = db::pending_for_hop(pool, id, hop).await?;
-        if rcpts.is_empty() {
+        let m = stored.message();
+        let Some(rcpts) = loaded.recipients.get(&id) else {
             return Ok(true);
-        }
+        };
         // Handed to another server as this one drains: the message keeps
         // its original arrival time there (its expiry and delay notices
         // count from it).
@@ -394,8 +542,8 @@ impl DeliveryEngine {
         };
         // A large body goes out from its BLOB a chunk at a time: delivery's
         // memory does not grow with the message.
-        let stored_len = db::body_len(pool, id).await?.unwrap_or(0);
-        let (bytes, streamed);
+        let stored_len = stored.len();
+        let (bytes, streamed, read);
         let content = if stored_len > db::STREAM_ABOVE {
             let ascii = stored_is_ascii(self.queue.db_path(), id).await?;
             let path = self.queue.db_path().to_path_buf();
@@ -407,9 +555,23 @@ impl DeliveryEngine {
             };
             crate::smtp::client::Content::Stream(&streamed)
         } else {
-            let mut body = prefix;
-            body.extend_from_slice(&db::body(pool, id).await?.unwrap_or_default());
-            bytes = body;
+            // Handed off or read with the batch: sent as it is, unless the
+            // arrival header goes in front.
+            let body: &[u8] = match stored {
+                Stored::Held(held) => &held.body,
+                Stored::Read { body: Some(b), .. } => b,
+                Stored::Read { body: None, .. } => {
+                    read = db::body(pool, id).await?.unwrap_or_default();
+                    &read
+                }
+            };
+            bytes = if prefix.is_empty() {
+                std::borrow::Cow::Borrowed(body)
+            } else {
+                let mut whole = prefix;
+                whole.extend_from_slice(body);
+                std::borrow::Cow::Owned(whole)
+            };
             crate::smtp::client::Content::Bytes(&bytes)
         };
         let addresses: Vec<Address> = rcpts.iter().map(|r| r.address.clone()).collect();
@@ -445,7 +607,7 @@ impl DeliveryEngine {
                         attempt: Some(AttemptOutcome::Fail),
                         metered: true,
                         results,
-                        ..Outcome::new(&m, Source::Smtp)
+                        ..Outcome::new(m, Source::Smtp)
                     },
                 )
                 .await?;
@@ -479,7 +641,7 @@ impl DeliveryEngine {
             connector: Some(hop.connector_name(snap)),
             remote: Some(remote),
             metered: true,
-            ..Outcome::new(&m, Source::Smtp)
+            ..Outcome::new(m, Source::Smtp)
         };
         let connected = match sent {
             Ok(result) => {
@@ -763,6 +925,69 @@ fn tls_result(error: &str) -> Option<&'static str> {
 }
 
 /// The message with the header that states its original arrival time.
+/// How long a connection is kept open for the next batch to its queue
+/// (Postfix's smtp_connection_cache_time_limit is 2 s too).
+pub(super) const IDLE_FOR: Duration = Duration::from_secs(2);
+
+/// A connection kept open between batches to one queue.
+pub(super) struct Idle {
+    client: SmtpClient,
+    remote: Remote,
+    /// Messages it has carried.
+    sent: u64,
+    /// When it was last left idle.
+    since: std::time::Instant,
+}
+
+/// QUIT in the background, bounded: nobody waits on a closing connection.
+fn quit_later(client: SmtpClient) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.quit()).await;
+    });
+}
+
+/// How many messages of a batch are read from the queue at once.
+const LOAD_WINDOW: usize = 64;
+
+/// A body up to this size is read with its window's messages (at most
+/// 4 MiB a window); a larger one on its own, or streamed.
+const BODY_WITH_BATCH: i64 = 64 * 1024;
+
+/// A window of a batch, ready to send.
+#[derive(Default)]
+pub(super) struct Loaded {
+    messages: HashMap<i64, Stored>,
+    /// Pending recipients in this queue, by message, in index order.
+    recipients: HashMap<i64, Vec<db::StoredRecipient>>,
+}
+
+/// A message to send: handed off by the writer, or read from the queue
+/// (its body's length, and the body when it is small).
+pub(super) enum Stored {
+    Held(Arc<crate::queue::handoff::Committed>),
+    Read {
+        message: Box<db::StoredMessage>,
+        len: i64,
+        body: Option<Vec<u8>>,
+    },
+}
+
+impl Stored {
+    fn message(&self) -> &db::StoredMessage {
+        match self {
+            Stored::Held(held) => &held.message,
+            Stored::Read { message, .. } => message,
+        }
+    }
+
+    fn len(&self) -> i64 {
+        match self {
+            Stored::Held(held) => held.body.len() as i64,
+            Stored::Read { len, .. } => *len,
+        }
+    }
+}
+
 fn arrival_header(received_ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(received_ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)

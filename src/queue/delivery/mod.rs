@@ -81,6 +81,8 @@ struct State {
     /// When each queue last recorded a successful connection; the row is
     /// written at most once a second per queue, not once per connection.
     connected: HashMap<HopKey, std::time::Instant>,
+    /// Connections kept open between batches, by queue (`attempt.rs`).
+    idle: HashMap<HopKey, Vec<attempt::Idle>>,
 }
 
 pub struct DeliveryEngine {
@@ -200,6 +202,7 @@ impl DeliveryEngine {
 
     async fn run(self: Arc<Self>, shutdown: Shutdown) {
         self.schedule(shutdown).await;
+        self.close_idle(true);
         self.running
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
@@ -230,6 +233,8 @@ impl DeliveryEngine {
                     // configuration change; a send connector that changed
                     // gets another try at once.
                     let current = self.config.snapshot();
+                    // Connections kept open were made under the old rules.
+                    self.close_idle(true);
                     let mut changes = vec![Change::UnrouteQueue { hop: HopKey::Unreachable }];
                     for c in &current.send_connectors {
                         let before = previous.send_connectors.iter().find(|p| p.id == c.id).map(|p| p.version);
@@ -247,6 +252,7 @@ impl DeliveryEngine {
     }
 
     async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.close_idle(false);
         let snap = self.config.snapshot();
         self.route_pending(&snap).await?;
         self.expire_and_notify(&snap).await?;

@@ -575,6 +575,13 @@ impl SmtpClient {
         self.command("RSET").await.map(|_| ())
     }
 
+    /// Whether the server still answers: RSET and a 2xx reply, within 10 s
+    /// (a connection kept open between transactions is checked so).
+    pub async fn rset_positive(&mut self) -> bool {
+        let reset = tokio::time::timeout(Duration::from_secs(10), self.command("RSET"));
+        matches!(reset.await, Ok(Ok(reply)) if reply.is_positive())
+    }
+
     pub async fn quit(mut self) {
         let _ = self.command("QUIT").await;
         let _ = self.stream.shutdown().await;
@@ -684,14 +691,33 @@ impl Default for DotStuffer {
 
 impl DotStuffer {
     pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
-        for &b in piece {
-            if self.line_start && b == b'.' {
+        let Some(&end) = piece.last() else {
+            return;
+        };
+        out.reserve(piece.len() + 8);
+        // Line by line (memchr finds each LF), a line copied at once.
+        let mut rest = piece;
+        while !rest.is_empty() {
+            if self.line_start && rest[0] == b'.' {
                 out.push(b'.');
             }
-            out.push(b);
-            self.line_start = b == b'\n';
-            self.last = [self.last[1], b];
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    out.extend_from_slice(&rest[..=i]);
+                    rest = &rest[i + 1..];
+                    self.line_start = true;
+                }
+                None => {
+                    out.extend_from_slice(rest);
+                    rest = &[];
+                    self.line_start = false;
+                }
+            }
         }
+        self.last = match piece.len() {
+            1 => [self.last[1], end],
+            n => [piece[n - 2], end],
+        };
         self.seen += piece.len() as u64;
     }
 

@@ -61,7 +61,25 @@ impl DotReader {
     /// Consumes input; returns how many bytes were used and whether the end
     /// marker was reached (the rest of the input belongs to the next command).
     pub fn feed(&mut self, input: &[u8]) -> (usize, bool) {
-        for (i, &b) in input.iter().enumerate() {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            // Inside a line, a run of bytes up to the next CR or LF goes
+            // to the body at once; only line ends and line starts are
+            // looked at a byte at a time.
+            let plain = match self.state {
+                State::Line => true,
+                State::LineStart => b != b'.',
+                _ => false,
+            };
+            if plain && b != b'\r' && b != b'\n' {
+                let run = memchr::memchr2(b'\r', b'\n', &input[i..]).unwrap_or(input.len() - i);
+                self.emit(&input[i..i + run]);
+                self.state = State::Line;
+                i += run;
+                continue;
+            }
+            i += 1;
             self.state = match (self.state, b) {
                 (State::LineStart, b'.') => State::Dot,
                 (State::LineStart | State::Line, b'\r') => State::Cr,
@@ -86,7 +104,7 @@ impl DotReader {
                 }
                 (State::DotCr, b'\n') => {
                     self.state = State::LineStart;
-                    return (i + 1, true);
+                    return (i, true);
                 }
                 (State::DotCr, b'\r') => {
                     self.emit(b".\r\n");
@@ -170,6 +188,88 @@ mod tests {
             let (_, d2) = r.feed(&input[split..]);
             assert!(d2);
             assert_eq!(r.body.head(), b"From: a\r\n\r\n.x\r\nbare\r\nline\r\n");
+        }
+    }
+
+    /// The state machine a byte at a time, as `feed` was before it took
+    /// runs of line content at once: the two must agree on everything.
+    fn reference(input: &[u8]) -> (Vec<u8>, Option<usize>) {
+        let (mut state, mut out) = (State::LineStart, vec![]);
+        for (i, &b) in input.iter().enumerate() {
+            state = match (state, b) {
+                (State::LineStart, b'.') => State::Dot,
+                (State::LineStart | State::Line, b'\r') => State::Cr,
+                (State::LineStart | State::Line, b'\n') => {
+                    out.extend_from_slice(b"\r\n");
+                    State::Line
+                }
+                (State::LineStart | State::Line, c) => {
+                    out.push(c);
+                    State::Line
+                }
+                (State::Dot, b'\r') => State::DotCr,
+                (State::Dot, b'\n') => {
+                    out.extend_from_slice(b".\r\n");
+                    State::Line
+                }
+                (State::Dot, c) => {
+                    out.push(c);
+                    State::Line
+                }
+                (State::DotCr, b'\n') => return (out, Some(i + 1)),
+                (State::DotCr, b'\r') => {
+                    out.extend_from_slice(b".\r\n");
+                    State::Cr
+                }
+                (State::DotCr, c) => {
+                    out.extend_from_slice(b".\r\n");
+                    out.push(c);
+                    State::Line
+                }
+                (State::Cr, b'\n') => {
+                    out.extend_from_slice(b"\r\n");
+                    State::LineStart
+                }
+                (State::Cr, b'\r') => {
+                    out.extend_from_slice(b"\r\n");
+                    State::Cr
+                }
+                (State::Cr, c) => {
+                    out.extend_from_slice(b"\r\n");
+                    out.push(c);
+                    State::Line
+                }
+            };
+        }
+        (out, None)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_decode_as_the_byte_machine_does(
+            input in proptest::collection::vec(proptest::sample::select(b"..\r\n\nab".to_vec()), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..4),
+        ) {
+            let (want, end) = reference(&input);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.sort_unstable();
+            cuts.push(input.len());
+            let mut r = DotReader::new(1 << 20);
+            let (mut at, mut ended) = (0, None);
+            for cut in cuts {
+                if cut < at || ended.is_some() {
+                    continue;
+                }
+                let (used, done) = r.feed(&input[at..cut]);
+                if done {
+                    ended = Some(at + used);
+                } else {
+                    proptest::prop_assert_eq!(used, cut - at);
+                }
+                at = cut;
+            }
+            proptest::prop_assert_eq!(ended, end);
+            proptest::prop_assert_eq!(r.body.head(), &want[..]);
         }
     }
 

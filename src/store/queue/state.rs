@@ -263,6 +263,58 @@ pub async fn pending_for_hop(
     .await?)
 }
 
+/// The messages of a delivery batch, in one query (ids as a JSON array
+/// for `json_each`): the delivery engine reads a batch at a time, not a
+/// message at a time.
+pub async fn messages(pool: &SqlitePool, ids: &[i64]) -> anyhow::Result<Vec<StoredMessage>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE id IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(serde_json::to_string(ids)?)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The pending recipients of a batch's messages in one queue, in one
+/// query, in (message, index) order.
+pub async fn pending_for_batch(
+    pool: &SqlitePool,
+    ids: &[i64],
+    hop: &HopKey,
+) -> anyhow::Result<Vec<StoredRecipient>> {
+    Ok(sqlx::query_as(&format!(
+        concat!(
+            "SELECT {} FROM recipients WHERE message IN (SELECT value FROM json_each(?)) \
+             AND next_hop = ? AND status IN ",
+            crate::pending_sql!(),
+            " ORDER BY message, idx"
+        ),
+        RCPT_COLS
+    ))
+    .bind(serde_json::to_string(ids)?)
+    .bind(hop)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The bodies of a batch's messages in one query: each one's length, and
+/// the body itself when it is at most `whole_up_to` bytes (a larger one is
+/// read on its own, or streamed).
+pub async fn bodies(
+    pool: &SqlitePool,
+    ids: &[i64],
+    whole_up_to: i64,
+) -> anyhow::Result<Vec<(i64, i64, Option<Vec<u8>>)>> {
+    Ok(sqlx::query_as(
+        "SELECT message, length(body), CASE WHEN length(body) <= ?2 THEN body END \
+         FROM bodies WHERE message IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(serde_json::to_string(ids)?)
+    .bind(whole_up_to)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// How many connection failures in a row the queue has had.
 pub async fn queue_failures(pool: &SqlitePool, hop: &HopKey) -> anyhow::Result<i64> {
     Ok(

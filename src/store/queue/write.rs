@@ -117,6 +117,8 @@ pub(crate) struct Committed {
     pub bounces: Vec<bool>,
     /// Per list of changes: the rows it touched, or why it was not applied.
     pub changes: Vec<anyhow::Result<u64>>,
+    /// Messages deleted because a completed transaction finished them.
+    pub deleted: Vec<i64>,
 }
 
 /// One transaction for everything waiting: new messages in, routing
@@ -153,8 +155,13 @@ pub(crate) fn commit_batch(
         record_routes(&tx, routes)?;
     }
     let mut bounces = Vec::with_capacity(batch.completed.len());
+    let mut deleted = vec![];
     for c in &batch.completed {
-        bounces.push(record_transaction(&tx, c, now_ms)?);
+        let (failed, gone) = record_transaction(&tx, c, now_ms)?;
+        bounces.push(failed);
+        if gone {
+            deleted.push(c.message);
+        }
     }
     let mut changes = Vec::with_capacity(batch.changes.len());
     for list in &batch.changes {
@@ -178,6 +185,7 @@ pub(crate) fn commit_batch(
         ids,
         bounces,
         changes,
+        deleted,
     })
 }
 
@@ -273,8 +281,30 @@ fn record_routes(tx: &Connection, routes: &[(i64, i64, QueueKey)]) -> anyhow::Re
 
 /// A finished outbound transaction: each recipient's result, an attempt
 /// row, and the message deleted when nothing is pending or failed.
-/// Returns whether failed recipients are left to bounce.
-fn record_transaction(tx: &Connection, c: &Completed, now_ms: i64) -> anyhow::Result<bool> {
+/// Returns whether failed recipients are left to bounce, and whether the
+/// message was deleted.
+fn record_transaction(tx: &Connection, c: &Completed, now_ms: i64) -> anyhow::Result<(bool, bool)> {
+    // Every recipient delivered and none other left pending or failed: the
+    // message goes at once. Its recipients' rows and an attempt row would
+    // be written only to be deleted with it in this same transaction.
+    if c.results.iter().all(|r| r.1 == RecipientStatus::Delivered) {
+        let idxs = serde_json::to_string(&c.results.iter().map(|r| r.0).collect::<Vec<i64>>())?;
+        let others: i64 = tx
+            .prepare_cached(concat!(
+                "SELECT COUNT(*) FROM recipients WHERE message = ?1 \
+                 AND idx NOT IN (SELECT value FROM json_each(?2)) AND (status IN ",
+                crate::pending_sql!(),
+                " OR status = ?3)"
+            ))?
+            .query_row(params![c.message, idxs, RecipientStatus::Failed], |r| {
+                r.get(0)
+            })?;
+        if others == 0 {
+            tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                .execute([c.message])?;
+            return Ok((false, true));
+        }
+    }
     let mut update = tx.prepare_cached(
         "UPDATE recipients SET status = ?1, last_error = ?2, remote_host = ?3, next_attempt_ms = ?4, \
          attempts = attempts + 1, updated_ms = ?5 WHERE message = ?6 AND idx = ?7",
@@ -304,11 +334,12 @@ fn record_transaction(tx: &Connection, c: &Completed, now_ms: i64) -> anyhow::Re
         .query_row(params![c.message, RecipientStatus::Failed], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    if pending == 0 && failed == 0 {
+    let delete = pending == 0 && failed == 0;
+    if delete {
         tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
             .execute([c.message])?;
     }
-    Ok(failed > 0)
+    Ok((failed > 0, delete))
 }
 
 /// Applies one change; returns the rows it touched.

@@ -226,7 +226,18 @@ async fn tracking_and_metrics_follow_delivered_deferred_and_bounced_mail() {
         .assert_problem(400, "limit");
 
     // The SEND event names the outbound session; its Verbose log is there.
+    // The connection is kept open for a next batch, then closed when idle:
+    // the log is whole once it has its end.
     let session = send["session"].as_str().unwrap();
+    let path = format!("/api/v1/protocol-logs?session={session}");
+    eventually(10, "the outbound session is closed", || async {
+        let log = e.app.get(&path).await;
+        log.body["lines"]
+            .as_array()
+            .and_then(|l| l.last())
+            .is_some_and(|l| l["event"] == "-")
+    })
+    .await;
     let log = e
         .app
         .get(&format!("/api/v1/protocol-logs?session={session}"))

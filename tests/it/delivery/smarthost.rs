@@ -250,14 +250,9 @@ async fn an_unresolvable_smart_host_is_a_transient_failure_with_counted_attempts
 /// (found by reading the stored body before MAIL).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_message_goes_out_byte_for_byte_a_chunk_at_a_time() {
-    let Some(e) = env(Role::Edge, &[]).await else {
+    let Some((e, sink)) = edge_to_sink(SinkOptions::default()).await else {
         return;
     };
-    let sink = Sink::start(&format!("{}:2525", e.ip(11)), SinkOptions::default()).await;
-    e.connector(
-        json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [e.ip(11)], "port": 2525}),
-    )
-    .await;
     let mut body = String::from("From: <alice@fabrikam.test>\r\nSubject: large\r\n\r\n");
     let mut n = 0usize;
     while body.len() < 3 * 1024 * 1024 {
@@ -304,4 +299,81 @@ async fn a_large_message_goes_out_byte_for_byte_a_chunk_at_a_time() {
         data.len()
     );
     assert!(mail.contains(" BODY=8BITMIME"), "{mail}");
+}
+
+/// An Edge whose send connector for its accepted domain leads to a sink.
+async fn edge_to_sink(opts: SinkOptions) -> Option<(crate::delivery::setup::Env, Sink)> {
+    let e = env(Role::Edge, &[]).await?;
+    let sink = Sink::start(&format!("{}:2525", e.ip(11)), opts).await;
+    e.connector(
+        json!({"name": "To Hub", "addressSpaces": ["--"], "smartHosts": [e.ip(11)], "port": 2525}),
+    )
+    .await;
+    Some((e, sink))
+}
+
+/// Sends one message through the Edge and waits for the sink to hold `n`.
+async fn relay_one(e: &crate::delivery::setup::Env, sink: &Sink, n: usize) {
+    let (mut c, _) = crate::support::client::Client::open(&e.ip(30), &e.app.bind(5, 2525)).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail(
+            "alice@fabrikam.test",
+            &["bob@contoso.test"],
+            &format!("Subject: {n}\r\n\r\nmessage {n}\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    eventually(20, "the message reached the next hop", || async {
+        sink.messages().len() >= n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_is_kept_open_for_the_next_batch_then_closed_when_idle() {
+    let Some((e, sink)) = edge_to_sink(SinkOptions::default()).await else {
+        return;
+    };
+    relay_one(&e, &sink, 1).await;
+    relay_one(&e, &sink, 2).await;
+    let commands = sink.commands();
+    assert_eq!(
+        sink.rec.lock().unwrap().connections,
+        1,
+        "both messages over one connection: {commands:?}"
+    );
+    // Checked with RSET before it carried the second message.
+    let second_mail = commands
+        .iter()
+        .rposition(|c| c.starts_with("MAIL FROM:"))
+        .unwrap();
+    assert_eq!(commands[second_mail - 1], "RSET", "{commands:?}");
+    assert!(!commands.iter().any(|c| c == "QUIT"), "{commands:?}");
+    // Idle for over two seconds: closed with QUIT.
+    eventually(10, "the idle connection is closed with QUIT", || async {
+        sink.commands().iter().any(|c| c == "QUIT")
+    })
+    .await;
+    // The next message opens a new one.
+    relay_one(&e, &sink, 3).await;
+    assert_eq!(sink.rec.lock().unwrap().connections, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_connection_the_next_hop_closed_is_replaced_not_a_deferral() {
+    let opts = SinkOptions {
+        close_after_message: true,
+        ..SinkOptions::default()
+    };
+    let Some((e, sink)) = edge_to_sink(opts).await else {
+        return;
+    };
+    relay_one(&e, &sink, 1).await;
+    relay_one(&e, &sink, 2).await;
+    // The second went out on a new connection at once: RSET on the kept
+    // one failed, so it was not used, and nothing was deferred.
+    assert_eq!(sink.rec.lock().unwrap().connections, 2);
+    let queued = e.app.get("/api/v1/messages").await;
+    assert_eq!(queued.body["total"], 0, "{}", queued.text);
 }

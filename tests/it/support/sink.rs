@@ -15,6 +15,9 @@ pub struct SinkOptions {
     pub offer_auth: bool,
     /// Defer `defer…` recipients this many times, then accept them.
     pub deferrals: usize,
+    /// Close the connection (no QUIT asked) after each accepted message,
+    /// as a server ending an idle session does.
+    pub close_after_message: bool,
 }
 
 #[derive(Default)]
@@ -140,6 +143,10 @@ async fn session(stream: tokio::net::TcpStream, rec: Arc<Mutex<Recorded>>, opts:
                 rcpts.clone(),
                 String::from_utf8_lossy(&data).into_owned(),
             ));
+            if opts.close_after_message {
+                let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
+                return;
+            }
             if opts.lmtp {
                 let replies: String = rcpts.iter().map(|_| "250 2.0.0 delivered\r\n").collect();
                 replies
