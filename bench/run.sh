@@ -629,7 +629,8 @@ cats = [
     ("SMTP server sessions (ferry::smtp::server)", r"ferry::smtp::server"),
     ("delivery engine (ferry::queue::delivery)", r"ferry::queue::delivery"),
     ("SMTP client (ferry::smtp::client)", r"ferry::smtp::client"),
-    ("the queue writer thread", r"^queue-writer"),
+    ("the queue writer thread", r"^ferry-queue-wri"),
+    ("the message tracking writer thread", r"^ferry-tracking-"),
     ("SQLite, any thread", r"sqlite3"),
     ("sqlx's SQLite worker threads", r"^sqlx-sqlite"),
     ("fsync/fdatasync", r"fsync|fdatasync"),
@@ -663,7 +664,7 @@ PY
 profile_section() {
   echo "## 18. Where the CPU goes"
   echo
-  echo "\`perf record -e cpu-clock --call-graph dwarf\` on Ferry (the release build with its symbols, Cargo's \`profiling\` profile) while it relayed ${N4K} messages of 4 KB over 20 sessions to smtp-sink (${PROF_RATE} msg/s under the profiler; $(echo "$PROFILE" | jq .samples) samples). The flame graph is [\`bench/flamegraph.svg\`](flamegraph.svg). Share of Ferry's samples with each in the stack (they overlap):"
+  echo "\`perf record -e cpu-clock --call-graph dwarf\` on Ferry (the release build with its symbols, Cargo's \`profiling\` profile) while it relayed ${N4K} messages of 4 KB over 20 sessions to smtp-sink (${PROF_RATE} msg/s under the profiler; $(echo "$PROFILE" | jq '.samples / 1e7 | round / 100') s of CPU sampled). The flame graph is [\`bench/flamegraph.svg\`](flamegraph.svg). Share of Ferry's samples with each in the stack (they overlap):"
   echo
   echo "| where | share |"
   echo "|---|---|"
@@ -1181,6 +1182,7 @@ echo "  $scale"
   echo "# Ferry benchmarks"
   echo
   echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
+  echo
   relay_sections
   echo "## 3. Memory"
   echo
