@@ -43,7 +43,9 @@
 # Sections 1-2 run Postfix, Exim, OpenSMTPD and Haraka beside Ferry, each as a private
 # instance (tests/peers/postfix-private.sh, tests/peers/mta-private.sh).
 # Writes bench/RESULTS.md. Everything talks to loopback only; every loop is bounded.
-# Usage: bash bench/run.sh [--quick]     (--quick: fewer messages and rounds)
+# Usage: bash bench/run.sh [--quick]     (--quick: fewer messages, rounds and shorter budgets, under
+#                                         10 minutes once built; written to target/RESULTS-quick.md,
+#                                         bench/RESULTS.md untouched)
 #        bash bench/run.sh --relay SIZE SESSIONS   (only sections 1–2 for one case, printed, RESULTS.md untouched)
 #        bash bench/run.sh --peers                 (only sections 1–2, every case, written into RESULTS.md)
 #        bash bench/run.sh --config                (only section 7, printed, RESULTS.md untouched)
@@ -64,13 +66,24 @@ REPO=$(pwd)
 QUICK=${1:-}
 N4K=5000; N100K=1000; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
 DEPTHS="100000 500000 1000000"; DEPTH_WINDOW=20000; FANOUT_MESSAGES=20; SIZES_MB="1 10 50"
-if [ "$QUICK" = --quick ]; then N4K=1000; N100K=200; ROUNDS=3; IDLE=1000; RELAY_BUDGET=15; LAT_BUDGET=8; DEPTHS="20000 100000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"; fi
+# How long a load waits for a reply, and for the sink to receive what was
+# accepted: a slow peer is measured on what it did by then.
+REPLY_WAIT=60; SINK_WAIT=180
+# Latency samples per load: enough that p99 is not one unlucky message.
+LAT_SAMPLES=1500
+RESULTS=$REPO/bench/RESULTS.md
+if [ "$QUICK" = --quick ]; then
+  N4K=600; N100K=150; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
+  DEPTHS="20000 50000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"
+  mkdir -p "$REPO/target"; RESULTS=$REPO/target/RESULTS-quick.md
+fi
+FLAMEGRAPH=$REPO/bench/flamegraph.svg; [ "$QUICK" = --quick ] && FLAMEGRAPH=$REPO/target/flamegraph-quick.svg
+export LOADGEN_REPLY_SECONDS=$REPLY_WAIT
 SIZES="4096 102400"; SESSIONS="20 200"
 if [ "$QUICK" = --relay ]; then SIZES=${2:?size}; SESSIONS=${3:?sessions}; fi
 # --peers: sections 1-2 in full (every size and session count), written into RESULTS.md.
 W=$(mktemp -d /tmp/ferry-bench.XXXX)
 chmod 0755 "$W"   # smtp-sink runs as postfix and writes its dumps in here
-RESULTS=$REPO/bench/RESULTS.md
 TOKEN=bench-admin-token-0123456789
 API=http://127.0.0.1:18700/api/v1
 IN=2531; SINK=2532; PF_IN=2526; PF_SINK=2527
@@ -85,6 +98,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release --locked -q
 cargo build --release --locked -q --example loadgen
+case $QUICK in ""|--quick|--profile) cargo build --profile profiling --locked -q ;; esac
+SECONDS=0   # the run's own time, after the builds: "[N s]" before each section
 FERRY=$REPO/target/release/ferry
 LOADGEN=$REPO/target/release/examples/loadgen
 
@@ -133,9 +148,9 @@ start_sink() { # port out-file [dump-dir]
   SINK_PID=$!; pids+=("$SINK_PID"); sleep 0.3
 }
 sink_count() { grep -o 'mesg=[0-9]*' "$1" 2>/dev/null | tail -n 1 | cut -d= -f2; }
-wait_sink() { # file n -> seconds waited (max 180)
+wait_sink() { # file n -> seconds waited (max SINK_WAIT)
   local t0; t0=$(date +%s.%N)
-  for _ in $(seq 1 3600); do [ "$(sink_count "$1")" -ge "$2" ] 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 1 $(( SINK_WAIT * 20 ))); do [ "$(sink_count "$1")" -ge "$2" ] 2>/dev/null && break; sleep 0.05; done
   python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.3f}')" "$t0"
 }
 rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/float(sys.argv[2]):.0f}')" "$1" "$2"; }
@@ -399,7 +414,7 @@ depth_section() {
 if [ "$QUICK" = --depth ]; then
   declare -A R
   j() { echo "$1" | jq -r "$2"; }
-  echo "== 15. queue depth"; depth_bench; write_sections "$(depth_section)" --depth; exit 0
+  echo "[${SECONDS} s] == 15. queue depth"; depth_bench; write_sections "$(depth_section)" --depth; exit 0
 fi
 # Section 16, also run alone with --fanout: one message to 1,000 recipients
 # in 50 domains, each domain a send connector to its own smart host (an
@@ -461,7 +476,7 @@ fanout_section() {
 if [ "$QUICK" = --fanout ]; then
   declare -A R
   j() { echo "$1" | jq -r "$2"; }
-  echo "== 16. recipients"; fanout_bench; write_sections "$(fanout_section)" --fanout; exit 0
+  echo "[${SECONDS} s] == 16. recipients"; fanout_bench; write_sections "$(fanout_section)" --fanout; exit 0
 fi
 # Section 17, also run alone with --size: message size. Messages of 1, 10
 # and 50 MB relayed one session at a time, by a fresh Ferry for each size:
@@ -504,7 +519,7 @@ size_section() {
 }
 if [ "$QUICK" = --size ]; then
   declare -A R
-  echo "== 17. message size"; size_bench; write_sections "$(size_section)" --size; exit 0
+  echo "[${SECONDS} s] == 17. message size"; size_bench; write_sections "$(size_section)" --size; exit 0
 fi
 # Section 14, also run alone with --fleet.
 fleet_bench() {
@@ -570,7 +585,7 @@ fleet_section() {
 }
 if [ "$QUICK" = --fleet ]; then
   declare -A R
-  echo "== 14. a fleet"; fleet_bench
+  echo "[${SECONDS} s] == 14. a fleet"; fleet_bench
   write_sections "$(fleet_section)" --fleet; exit 0
 fi
 ceiling_section() {
@@ -587,12 +602,12 @@ connections_section() {
 }
 if [ "$QUICK" = --connections ]; then
   declare -A R
-  echo "== 13. connections"; connections_bench
+  echo "[${SECONDS} s] == 13. connections"; connections_bench
   write_sections "$(connections_section)" --connections; exit 0
 fi
 if [ "$QUICK" = --ceiling ]; then
   declare -A R
-  echo "== 12. the ceiling"; ceiling_bench
+  echo "[${SECONDS} s] == 12. the ceiling"; ceiling_bench
   write_sections "$(ceiling_section)" --ceiling; exit 0
 fi
 # Section 18, also run alone with --profile: where Ferry's CPU goes while it
@@ -600,7 +615,6 @@ fi
 # of the release build with its symbols: Cargo's `profiling` profile), as a
 # flame graph (bench/flamegraph.svg) and a table of shares.
 profile_bench() {
-  cargo build --profile profiling --locked -q
   if ! command -v perf >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null; fi
   if ! command -v inferno-flamegraph >/dev/null; then cargo install inferno --locked -q --version 0.12.8; fi
   local release=$FERRY
@@ -620,7 +634,7 @@ profile_bench() {
   PROF_RATE=$(rate "$N4K" "$(elapsed "$t0" "$t2")")
   perf script -i "$W/perf.data" 2>/dev/null | inferno-collapse-perf --all > "$W/folded"
   inferno-flamegraph --title "Ferry relaying 4 KB x 20 sessions: CPU (perf cpu-clock, $(date -u +%Y-%m-%d))" \
-    < "$W/folded" > "$REPO/bench/flamegraph.svg"
+    < "$W/folded" > "$FLAMEGRAPH"
   PROFILE=$(python3 - "$W/folded" <<'PY'
 import json, re, sys
 # Each line: "thread;frame;...;leaf count". A sample counts once per
@@ -674,7 +688,7 @@ profile_section() {
 }
 if [ "$QUICK" = --profile ]; then
   declare -A R
-  echo "== 18. where the CPU goes"; profile_bench
+  echo "[${SECONDS} s] == 18. where the CPU goes"; profile_bench
   write_sections "$(profile_section)" --profile; exit 0
 fi
 
@@ -745,7 +759,7 @@ PY
   kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
 }
 if [ "$QUICK" = --config ]; then
-  echo "== 7. configuration at scale"; config_scale; exit 0
+  echo "[${SECONDS} s] == 7. configuration at scale"; config_scale; exit 0
 fi
 
 # Section 8, also run alone with --agents: the same relay with the agents
@@ -960,19 +974,19 @@ webhooks_bench() {
 }
 if [ "$QUICK" = --webhooks ]; then
   declare -A R
-  echo "== 11. event webhooks' cost"; webhooks_bench; exit 0
+  echo "[${SECONDS} s] == 11. event webhooks' cost"; webhooks_bench; exit 0
 fi
 if [ "$QUICK" = --auth ]; then
   declare -A R
-  echo "== 10. message authentication's cost"; auth_bench; exit 0
+  echo "[${SECONDS} s] == 10. message authentication's cost"; auth_bench; exit 0
 fi
 if [ "$QUICK" = --content ]; then
   declare -A R
-  echo "== 9. the Content Filter's cost"; content_bench; exit 0
+  echo "[${SECONDS} s] == 9. the Content Filter's cost"; content_bench; exit 0
 fi
 if [ "$QUICK" = --agents ]; then
   declare -A R
-  echo "== 8. the anti-spam agents' cost"; agents_bench; exit 0
+  echo "[${SECONDS} s] == 8. the anti-spam agents' cost"; agents_bench; exit 0
 fi
 
 # Sections 1-2's text (the full run's, or --peers's alone).
@@ -1026,7 +1040,7 @@ relay_sections() {
       else
         # It did not keep up: its end-of-DATA latency says nothing of the
         # wait, so it is not a best peer for the ratio.
-        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions ended early: a reply not given in 60 s, or the session closed ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
+        row+=" fell behind: ${local_rate} msg/s, ${local_failed} sessions ended early: a reply not given in ${REPLY_WAIT} s, or the session closed ($(j "${R[rlat_${m}_$k]}" .p50_ms) / $(j "${R[rlat_${m}_$k]}" .p99_ms)) |"
       fi
     done
     echo "$row **$(ratio "$(j "${R[rlat_ferry_$k]}" .p99_ms)" "${bestp99:-0}")×** |"
@@ -1034,14 +1048,13 @@ relay_sections() {
   echo
 }
 declare -A R
-echo "== 1. relay throughput, and 2. acceptance latency: ${PEERS// /, } and Ferry"
+echo "[${SECONDS} s] == 1. relay throughput, and 2. acceptance latency: ${PEERS// /, } and Ferry"
 for p in $PEERS; do [ "$p" = postfix ] || bash tests/peers/mta-private.sh fetch "$p"; done
 for size in $SIZES; do
   n=$N4K; [ "$size" = 102400 ] && n=$N100K
   for s in $SESSIONS; do
     key="${size}_${s}"
-    # Latency samples: enough that p99 is not one unlucky message.
-    nl=$(( n / 2 )); [ "$nl" -lt 1500 ] && nl=1500
+    nl=$(( n / 2 )); [ "$nl" -lt "$LAT_SAMPLES" ] && nl=$LAT_SAMPLES
     for m in $PEERS ferry; do
       mta_start "$m" "$s"
       relay_case "$m" "$size" "$s" "$n"
@@ -1068,7 +1081,7 @@ done
 [ "$QUICK" = --relay ] && exit 0
 if [ "$QUICK" = --peers ]; then write_sections "$(relay_sections)" --peers; exit 0; fi
 
-echo "== 3. memory per idle session"
+echo "[${SECONDS} s] == 3. memory per idle session"
 rm -rf "$W/ferry-mem"; start_ferry "$W/ferry-mem"; configure_relay
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$FERRY_PID/status"; }
@@ -1083,7 +1096,7 @@ wait "$LG" || true
 per_session=$(python3 -c "import sys; print(f'{(int(sys.argv[2])-int(sys.argv[1]))/max(1,int(sys.argv[3])):.1f}')" "$idle_kb" "$held_kb" "$opened")
 echo "  idle RSS ${idle_kb} KB; with $opened sessions ${held_kb} KB; ${per_session} KB per session"
 
-echo "== 4. hot reload under relay load"
+echo "[${SECONDS} s] == 4. hot reload under relay load"
 start_sink $SINK "$W/reload-sink.out"
 "$LOADGEN" send 127.0.0.1:$IN 20 30000 4096 > "$W/reload-load.out" &
 LG=$!
@@ -1115,7 +1128,7 @@ load=$(cat "$W/reload-load.out")
 kill "$SINK_PID" 2>/dev/null || true
 echo "  $reload; relay load during the changes: $load (still running when the changes ended: $still_running)"
 
-echo "== 5. API: listing 200 receive connectors"
+echo "[${SECONDS} s] == 5. API: listing 200 receive connectors"
 for i in $(seq 100 199); do
   api -X POST "$API/receive-connectors" -d "{\"name\":\"api $i\",\"usage\":\"Custom\",\"bindings\":[\"127.0.0.1:$((3100 + i))\"],\"remoteIpRanges\":[\"127.0.0.1\"]}" >/dev/null
 done
@@ -1125,7 +1138,7 @@ api_rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
 echo "  $count connectors listed at $api_rps requests/s"
 kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
 
-echo "== 6. crash durability: $ROUNDS rounds of kill -9 under load"
+echo "[${SECONDS} s] == 6. crash durability: $ROUNDS rounds of kill -9 under load"
 rm -rf "$W/ferry-crash" "$W/dump"; : > "$W/acked"
 start_sink $SINK "$W/crash-sink.out" "$W/dump"
 start_ferry "$W/ferry-crash"; configure_relay
@@ -1151,29 +1164,29 @@ kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
 # Its sink (which keeps every message) frees the port for the sections after.
 kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
 
-echo "== 7. configuration at scale"
+echo "[${SECONDS} s] == 7. configuration at scale"
 scale=$(config_scale)
-echo "== 8. the anti-spam agents' cost"
+echo "[${SECONDS} s] == 8. the anti-spam agents' cost"
 agents_bench
-echo "== 9. the Content Filter's cost"
+echo "[${SECONDS} s] == 9. the Content Filter's cost"
 content_bench
-echo "== 10. message authentication's cost"
+echo "[${SECONDS} s] == 10. message authentication's cost"
 auth_bench
-echo "== 11. event webhooks' cost"
+echo "[${SECONDS} s] == 11. event webhooks' cost"
 webhooks_bench
-echo "== 12. the ceiling"
+echo "[${SECONDS} s] == 12. the ceiling"
 ceiling_bench
-echo "== 13. connections"
+echo "[${SECONDS} s] == 13. connections"
 connections_bench
-echo "== 14. a fleet"
+echo "[${SECONDS} s] == 14. a fleet"
 fleet_bench
-echo "== 15. queue depth"
+echo "[${SECONDS} s] == 15. queue depth"
 depth_bench
-echo "== 16. recipients"
+echo "[${SECONDS} s] == 16. recipients"
 fanout_bench
-echo "== 17. message size"
+echo "[${SECONDS} s] == 17. message size"
 size_bench
-echo "== 18. where the CPU goes"
+echo "[${SECONDS} s] == 18. where the CPU goes"
 profile_bench
 echo "  $scale"
 
@@ -1181,7 +1194,7 @@ echo "  $scale"
 {
   echo "# Ferry benchmarks"
   echo
-  echo "Run: \`bash bench/run.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
+  echo "Run: \`bash bench/run.sh${QUICK:+ $QUICK}\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(postconf -d -h mail_version 2>/dev/null | sed 's/^/Postfix /'), ferry $(git rev-parse --short HEAD 2>/dev/null)."
   echo
   relay_sections
   echo "## 3. Memory"
@@ -1234,4 +1247,4 @@ echo "  $scale"
   echo
   profile_section
 } > "$RESULTS"
-echo "wrote $RESULTS"
+echo "[${SECONDS} s] wrote $RESULTS"

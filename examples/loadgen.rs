@@ -9,7 +9,8 @@
 //!     is not started before n/R seconds, so two servers can be compared at
 //!     the same offered rate rather than at the same concurrency. With
 //!     LOADGEN_SECONDS=S no message is started after S seconds (a slow
-//!     server is measured on what it did in that time).
+//!     server is measured on what it did in that time). A session waits
+//!     LOADGEN_REPLY_SECONDS (default 60) for a reply before it gives up.
 //!   loadgen idle  ADDR SESSIONS SECONDS
 //!     opens SESSIONS sessions, reads their banners, holds them SECONDS.
 //!
@@ -23,13 +24,26 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+/// How long a session waits for a reply: `LOADGEN_REPLY_SECONDS`, 60 s
+/// unless set.
+fn reply_wait() -> Duration {
+    static WAIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *WAIT.get_or_init(|| {
+        std::env::var("LOADGEN_REPLY_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(60))
+    })
+}
+
 /// A reply's code, its lines appended to `text`; None when the server
-/// closes or says nothing for 60 seconds (the load never hangs).
+/// closes or says nothing within `reply_wait()` (the load never hangs).
 async fn reply_text<R: AsyncBufReadExt + Unpin>(r: &mut R, text: &mut String) -> Option<u16> {
     let mut line = String::new();
     loop {
         line.clear();
-        let read = tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut line)).await;
+        let read = tokio::time::timeout(reply_wait(), r.read_line(&mut line)).await;
         if read.ok()?.ok()? == 0 {
             return None;
         }

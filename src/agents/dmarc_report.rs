@@ -304,6 +304,7 @@ pub(crate) async fn queue_report(
                 address: Address::parse(a.as_str()).map_err(|e| anyhow::anyhow!(e))?,
                 orcpt: None,
                 notify: 0,
+                route: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -3,6 +3,7 @@
 //! builds it, and it imports neither.
 
 use crate::model::Address;
+use crate::routing::QueueKey;
 
 /// One recipient of an accepted message.
 #[derive(Debug, Clone)]
@@ -12,6 +13,10 @@ pub struct Recipient {
     pub orcpt: Option<String>,
     /// RFC 3461 NOTIFY flags (smtp-proto's RCPT_NOTIFY_* bits).
     pub notify: u64,
+    /// Its delivery queue, when the session routed it at acceptance: it is
+    /// written with the message, in the same commit, and the categorizer
+    /// has nothing left to do for it. None: routed by the categorizer.
+    pub route: Option<QueueKey>,
 }
 
 /// Everything known about a message when it is accepted.

@@ -189,7 +189,8 @@ pub fn insert(
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
         )?;
         let mut rcpt =
-            tx.prepare_cached("INSERT INTO event_recipients (event, address) VALUES (?1, ?2)")?;
+            // One row per distinct address (the key is case-insensitive).
+            tx.prepare_cached("INSERT OR IGNORE INTO event_recipients (event, address) VALUES (?1, ?2)")?;
         let mut outbox = tx.prepare_cached(
             "INSERT INTO webhook_outbox (webhook, event, payload, created_ms, next_attempt_ms) \
              VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -243,13 +244,14 @@ pub fn insert(
     Ok(())
 }
 
+const PRUNE_RECIPIENTS: &str = "DELETE FROM event_recipients WHERE (address, event) IN \
+     (SELECT r.value, e.id FROM events e, json_each(e.recipients) r WHERE e.time_ms < ?1)";
+
 /// Deletes events older than `before_ms`; returns how many.
 pub fn prune(conn: &mut rusqlite::Connection, before_ms: i64) -> anyhow::Result<usize> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "DELETE FROM event_recipients WHERE event IN (SELECT id FROM events WHERE time_ms < ?1)",
-        [before_ms],
-    )?;
+    // By key: each expired event's own recipient list names its rows.
+    tx.execute(PRUNE_RECIPIENTS, [before_ms])?;
     let n = tx.execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?;
     super::dmarc::prune(&tx, before_ms)?;
     super::tlsrpt::prune(&tx, before_ms)?;
@@ -310,4 +312,77 @@ pub async fn count(pool: &SqlitePool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
         .fetch_one(pool)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(time_ms: i64, recipients: &[&str]) -> NewEvent {
+        NewEvent {
+            time_ms,
+            message_id: format!("<{time_ms}@test>"),
+            sender: "s@test".into(),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// An event's recipients are kept once per address (case-insensitive),
+    /// found by address, and pruned with their event by key, never by
+    /// scanning every recipient row.
+    #[tokio::test]
+    async fn recipients_are_searched_and_pruned_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracking.db");
+        let pool = open(&path).await.unwrap();
+        let mut conn = open_writer(&path).unwrap();
+        let (old, new) = (
+            event(1_000, &["A@x.test", "b@x.test", "a@x.test"]),
+            event(5_000, &["a@x.test"]),
+        );
+        let written = |e| Written {
+            event: e,
+            log: true,
+            webhooks: vec![],
+        };
+        insert(&mut conn, &[written(&old), written(&new)], &[], &[]).unwrap();
+        let rows = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM event_recipients")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(rows().await, 3);
+        let by = |r: &str| Filter {
+            recipient: Some(r.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(search(&pool, &by("a@X.test")).await.unwrap().len(), 2);
+
+        assert_eq!(prune(&mut conn, 3_000).unwrap(), 1);
+        assert_eq!(rows().await, 1);
+        let left = search(&pool, &by("A@x.test")).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].time_ms, 5_000);
+        assert!(search(&pool, &by("b@x.test")).await.unwrap().is_empty());
+
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {PRUNE_RECIPIENTS}"))
+            .unwrap()
+            .query_map([0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            !plan.iter().any(|l| l.starts_with("SCAN event_recipients")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("event_recipients USING PRIMARY KEY")),
+            "{plan:?}"
+        );
+    }
 }

@@ -53,6 +53,7 @@ mod expiry;
 mod mailbox;
 mod outcome;
 mod route;
+pub(crate) use route::{Routed, route_at_acceptance, routed_at_acceptance};
 
 pub use admin::{Applied, BulkAction, BulkDone};
 use outcome::{Outcome, Remote};

@@ -415,6 +415,7 @@ impl DeliveryEngine {
                         address: m.sender.clone(),
                         orcpt: None,
                         notify: 0,
+                        route: None,
                     }],
                     receive_connector: "Ferry DSN".into(),
                     client_ip: "127.0.0.1".into(),

@@ -212,8 +212,10 @@ fn insert_messages(
     let mut body =
         tx.prepare_cached("INSERT INTO bodies (message, body) VALUES (?1, zeroblob(?2))")?;
     let mut rcpt = tx.prepare_cached(
-        "INSERT INTO recipients (message, idx, address, orcpt, notify) VALUES (?1,?2,?3,?4,?5)",
+        "INSERT INTO recipients (message, idx, address, orcpt, notify, next_hop, last_error) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7)",
     )?;
+    let mut queues = Queues::new(tx)?;
     for (e, message_body) in messages {
         id += 1;
         message.execute(params![
@@ -242,39 +244,73 @@ fn insert_messages(
             .context("writing the message body into the queue")?;
         drop(blob);
         for (i, r) in e.recipients.iter().enumerate() {
-            rcpt.execute(params![id, i as i64, r.address, r.orcpt, r.notify as i64])?;
+            // Routed at acceptance: in its queue from this commit on.
+            if let Some(key) = &r.route {
+                queues.ensure(key)?;
+            }
+            let key = r.route.as_ref();
+            rcpt.execute(params![
+                id,
+                i as i64,
+                r.address,
+                r.orcpt,
+                r.notify as i64,
+                key.map(|k| &k.key),
+                key.and_then(|k| k.reason.as_deref()),
+            ])?;
         }
         ids.push(id);
     }
     Ok(ids)
 }
 
-/// The categorizer's decisions: each recipient's delivery queue (created
-/// on first use) and, for Unreachable, why.
-fn record_routes(tx: &Connection, routes: &[(i64, i64, QueueKey)]) -> anyhow::Result<()> {
-    let mut queue = tx.prepare_cached(
-        "INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?1,?2,?3,?4)",
-    )?;
-    let mut route = tx.prepare_cached(
-        "UPDATE recipients SET next_hop = ?1, last_error = COALESCE(?4, last_error) \
-         WHERE message = ?2 AND idx = ?3",
-    )?;
-    let mut why = tx.prepare_cached("UPDATE queues SET last_error = ?1 WHERE next_hop = ?2")?;
-    let mut queues_seen: Vec<&HopKey> = vec![];
-    for (message, idx, key) in routes {
-        if !queues_seen.contains(&&key.key) {
-            queues_seen.push(&key.key);
-            queue.execute(params![
+/// The delivery queues a group commit puts recipients in: each created on
+/// first use, and for Unreachable, why its recipients are there.
+struct Queues<'c> {
+    create: rusqlite::CachedStatement<'c>,
+    why: rusqlite::CachedStatement<'c>,
+    seen: Vec<HopKey>,
+}
+
+impl<'c> Queues<'c> {
+    fn new(tx: &'c Connection) -> anyhow::Result<Self> {
+        Ok(Queues {
+            create: tx.prepare_cached(
+                "INSERT OR IGNORE INTO queues (next_hop, delivery_type, display, connector) VALUES (?1,?2,?3,?4)",
+            )?,
+            why: tx.prepare_cached("UPDATE queues SET last_error = ?1 WHERE next_hop = ?2")?,
+            seen: vec![],
+        })
+    }
+
+    fn ensure(&mut self, key: &QueueKey) -> anyhow::Result<()> {
+        if !self.seen.contains(&key.key) {
+            self.seen.push(key.key.clone());
+            self.create.execute(params![
                 key.key,
                 key.delivery_type,
                 key.display,
                 key.connector
             ])?;
         }
-        route.execute(params![key.key, message, idx, key.reason])?;
         if let Some(reason) = &key.reason {
-            why.execute(params![reason, key.key])?;
+            self.why.execute(params![reason, key.key])?;
         }
+        Ok(())
+    }
+}
+
+/// The categorizer's decisions: each recipient's delivery queue (created
+/// on first use) and, for Unreachable, why.
+fn record_routes(tx: &Connection, routes: &[(i64, i64, QueueKey)]) -> anyhow::Result<()> {
+    let mut queues = Queues::new(tx)?;
+    let mut route = tx.prepare_cached(
+        "UPDATE recipients SET next_hop = ?1, last_error = COALESCE(?4, last_error) \
+         WHERE message = ?2 AND idx = ?3",
+    )?;
+    for (message, idx, key) in routes {
+        queues.ensure(key)?;
+        route.execute(params![key.key, message, idx, key.reason])?;
     }
     Ok(())
 }
@@ -472,4 +508,93 @@ fn apply(tx: &Connection, change: &Change, now_ms: i64) -> anyhow::Result<u64> {
         }
     };
     Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Address;
+    use crate::queue::Recipient;
+
+    /// A recipient routed at acceptance is in its delivery queue from the
+    /// commit that accepts it (the queue created on first use); one that
+    /// is not waits for the categorizer with no next hop.
+    #[tokio::test]
+    async fn a_recipient_routed_at_acceptance_is_queued_in_the_same_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let pool = super::super::open(&path).await.unwrap();
+        let mut conn = super::super::open_writer(&path).unwrap();
+        let key = QueueKey {
+            key: HopKey::Connector {
+                id: uuid::Uuid::nil(),
+                next_hop: "smart.test".into(),
+            },
+            delivery_type: "SmartHostConnectorDelivery",
+            display: "smart.test".into(),
+            connector: Some("Out".into()),
+            reason: None,
+        };
+        let rcpt = |a: &str, route: Option<QueueKey>| Recipient {
+            address: Address::parse(a).unwrap(),
+            orcpt: None,
+            notify: 0,
+            route,
+        };
+        let envelope = Envelope {
+            message_id: "<m@test>".into(),
+            sender: Address::parse("s@test").unwrap(),
+            recipients: vec![
+                rcpt("a@one.test", Some(key.clone())),
+                rcpt("b@two.test", None),
+            ],
+            receive_connector: "In".into(),
+            client_ip: "127.0.0.1".into(),
+            client_helo: None,
+            auth_user: None,
+            env_id: None,
+            ret: None,
+            body_type: None,
+            smtputf8: false,
+            require_tls: false,
+            subject: None,
+            arrived_ms: None,
+        };
+        let body = MessageBody::from(b"Subject: x\r\n\r\nhi\r\n".to_vec());
+        let batch = Batch {
+            messages: vec![(&envelope, &body)],
+            ..Default::default()
+        };
+        let mut full = true;
+        let done = commit_batch(&mut conn, &mut full, true, 1_000, &batch).unwrap();
+        let id = done.ids[0];
+        let hops: Vec<(i64, Option<String>)> =
+            sqlx::query_as("SELECT idx, next_hop FROM recipients WHERE message = ? ORDER BY idx")
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let stored: String = rusqlite::types::ToSql::to_sql(&key.key)
+            .map(|v| match v {
+                rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Text(t)) => t,
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+        assert_eq!(hops, vec![(0, Some(stored.clone())), (1, None)]);
+        let queue: (String, String, Option<String>) = sqlx::query_as(
+            "SELECT delivery_type, display, connector FROM queues WHERE next_hop = ?",
+        )
+        .bind(&stored)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            queue,
+            (
+                "SmartHostConnectorDelivery".into(),
+                "smart.test".into(),
+                Some("Out".into())
+            )
+        );
+    }
 }

@@ -179,10 +179,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         prefix.extend_from_slice(added_id.as_bytes());
         stamped.prepend(&prefix);
         let size = stamped.len() as i64;
+        // Each recipient goes into its delivery queue in the commit that
+        // accepts it, routed by the configuration of this moment.
+        let mut recipients = tx.recipients.clone();
+        crate::queue::delivery::route_at_acceptance(
+            &self.shared.config.snapshot(),
+            &mut recipients,
+            size as u64,
+        );
         let envelope = Envelope {
             message_id: message_id.clone(),
             sender: tx.sender.clone(),
-            recipients: tx.recipients.clone(),
+            recipients,
             receive_connector: self.c().name.clone(),
             client_ip: self.remote.ip().to_string(),
             client_helo: self.helo.clone(),
@@ -195,6 +203,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             subject: subject.clone(),
             arrived_ms: tx.arrived_ms,
         };
+        // Kept for the ROUTE events the enqueue's commit makes true.
+        let routed: Vec<crate::queue::Recipient> = envelope
+            .recipients
+            .iter()
+            .filter(|r| r.route.is_some())
+            .cloned()
+            .collect();
         match self.shared.queue.enqueue(envelope, stamped).await {
             Ok(internal) => {
                 let ip = self.remote.ip();
@@ -223,7 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         .map(|r| r.address.to_string())
                         .collect(),
                     size: Some(size),
-                    subject,
+                    subject: subject.clone(),
                     connector: Some(self.connector.spec.name.clone()),
                     client_ip: Some(self.remote.ip().to_string()),
                     client_hostname: self.helo.clone(),
@@ -234,6 +249,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     session: Some(self.id.clone()),
                     ..Default::default()
                 });
+                for event in crate::queue::delivery::routed_at_acceptance(
+                    crate::queue::delivery::Routed {
+                        internal_id: internal,
+                        message_id: message_id.clone(),
+                        sender: tx.sender.to_string(),
+                        size,
+                        subject: subject.clone(),
+                    },
+                    &routed,
+                ) {
+                    observe.tracking.record(event);
+                }
                 // The client's Message-ID is echoed only as printable ASCII.
                 let echoed: String = message_id
                     .chars()

@@ -265,6 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 address,
                 orcpt,
                 notify,
+                route: None,
             });
         }
         self.reply(replies::RECIPIENT_OK).await

@@ -94,6 +94,7 @@ fn recipient(address: &str) -> Option<Recipient> {
         address,
         orcpt: None,
         notify: 0,
+        route: None,
     })
 }
 
