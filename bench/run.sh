@@ -1015,7 +1015,7 @@ relay_sections() {
   echo
   echo "## 2. Acceptance latency (end of DATA → reply, loadgen, ms)"
   echo
-  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session ended early) (target ≤ 0.5×)."
+  echo "Two loads, over reused sessions, each for at most ${LAT_BUDGET} s. *Same concurrency*: every session sends its next message as soon as the last is answered, so a faster server also carries more messages a second (msg/s in brackets). *Same rate*: every MTA is offered the same paced load, 80% of the best peer's rate at the same concurrency among the peers whose sessions all completed (\`LOADGEN_RATE\`); the ratio is Ferry's p99 over the lowest p99 among the peers that kept up (at least 95% of the offered rate, no session ended early) (target ≤ 0.5×)."
   echo
   echo "| size | sessions | Postfix p50 / p99 (msg/s) | Exim | OpenSMTPD | Haraka | Ferry |"
   echo "|---|---|---|---|---|---|---|"
@@ -1065,7 +1065,10 @@ for size in $SIZES; do
     # The same offered rate for all: 80% of what the best peer sustained
     # at this concurrency (the rate the targets compare at).
     best=0
+    # A peer whose sessions ended early did not sustain its rate: it does
+    # not set the pace.
     for m in $PEERS; do
+      [ "$(echo "${R[lat_${m}_$key]}" | jq .failed)" = 0 ] || continue
       r=$(echo "${R[lat_${m}_$key]}" | jq .msgs_per_s); [ "$r" -gt "$best" ] && best=$r
     done
     R[rate_$key]=$(( best * 8 / 10 )); [ "${R[rate_$key]}" -lt 1 ] && R[rate_$key]=1
