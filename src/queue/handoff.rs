@@ -7,12 +7,17 @@
 //! not found here (evicted, too large, or after a restart) is read from the
 //! database, and nothing here outlives the process.
 //!
-//! The bodies held are bounded in bytes; the oldest go first. An entry
-//! goes when the writer deletes its message after a delivery, or when it
-//! is evicted.
+//! The bodies held are bounded in bytes. An entry goes when the writer
+//! deletes its message after a delivery, or when it is evicted: when the
+//! bound is reached, entries held longer than `STALE` go, oldest first
+//! (their messages wait for a retry, a hop that is down); if none is that
+//! old, the new message is not held and delivery reads it from the
+//! database. A backlog is sent oldest first, so evicting the oldest young
+//! entries would drop exactly the messages about to be sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::store::queue::StoredMessage;
 
@@ -22,6 +27,9 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 /// The most body bytes kept at once.
 pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// An entry held this long may be evicted for a new one.
+pub const STALE: Duration = Duration::from_secs(10);
 
 /// A committed message as delivery needs it. Only the fields that never
 /// change after acceptance are meaningful: `suspended` and
@@ -35,8 +43,9 @@ pub struct Committed {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<i64, Arc<Committed>>,
-    /// Ids in the order they came; some may be gone from `entries` already.
-    order: VecDeque<i64>,
+    /// Ids in the order they came, with when; some may be gone from
+    /// `entries` already.
+    order: VecDeque<(i64, Instant)>,
     bytes: usize,
 }
 
@@ -47,8 +56,13 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    /// Keeps a committed message, evicting the oldest past the byte bound.
+    /// Keeps a committed message if there is room under the byte bound,
+    /// making room from entries older than `STALE`.
     pub fn put(&self, committed: Committed) {
+        self.put_at(committed, Instant::now());
+    }
+
+    fn put_at(&self, committed: Committed, now: Instant) {
         let len = committed.body.len();
         if len > MAX_BODY {
             return;
@@ -56,7 +70,13 @@ impl Handoff {
         let id = committed.message.id;
         let mut inner = self.inner.lock().expect("not poisoned");
         while inner.bytes + len > MAX_BYTES {
-            let Some(old) = inner.order.pop_front() else {
+            match inner.order.front() {
+                Some((old, _)) if !inner.entries.contains_key(old) => {}
+                Some((_, at)) if now.duration_since(*at) >= STALE => {}
+                // Everything held is young: it is about to be sent.
+                _ => return,
+            }
+            let Some((old, _)) = inner.order.pop_front() else {
                 break;
             };
             if let Some(gone) = inner.entries.remove(&old) {
@@ -66,13 +86,13 @@ impl Handoff {
         if let Some(previous) = inner.entries.insert(id, Arc::new(committed)) {
             inner.bytes -= previous.body.len();
         }
-        inner.order.push_back(id);
+        inner.order.push_back((id, now));
         inner.bytes += len;
         // Ids whose entries were removed (delivered) leave the order when
         // they reach its front; keep it from growing without bound.
         if inner.order.len() > 4 * inner.entries.len() + 1024 {
             let Inner { entries, order, .. } = &mut *inner;
-            order.retain(|id| entries.contains_key(id));
+            order.retain(|(id, _)| entries.contains_key(id));
         }
     }
 
@@ -133,16 +153,34 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_go_first_past_the_byte_bound() {
+    fn past_the_byte_bound_only_stale_entries_make_room() {
         let h = Handoff::default();
         let n = MAX_BYTES / MAX_BODY;
-        for id in 0..n as i64 + 2 {
-            h.put(committed(id, MAX_BODY));
+        let t0 = Instant::now();
+        for id in 0..n as i64 {
+            h.put_at(committed(id, MAX_BODY), t0);
         }
         assert_eq!(h.held(), (n, MAX_BYTES));
+        // Full of young entries (a backlog about to be sent oldest first):
+        // the newcomer is not held, and nothing held is dropped.
+        let young = t0 + STALE / 2;
+        h.put_at(committed(n as i64, MAX_BODY), young);
+        assert!(h.get(n as i64).is_none());
+        assert!(h.get(0).is_some() && h.get(n as i64 - 1).is_some());
+        // A delivered entry frees its room at once.
+        h.remove(&[5]);
+        h.put_at(committed(n as i64 + 1, MAX_BODY), young);
+        assert!(h.get(n as i64 + 1).is_some());
+        assert_eq!(h.held(), (n, MAX_BYTES));
+        // Once the oldest have waited past STALE (a hop that is down), they
+        // go first to make room.
+        let late = t0 + STALE;
+        h.put_at(committed(n as i64 + 2, MAX_BODY), late);
+        h.put_at(committed(n as i64 + 3, MAX_BODY), late);
         assert!(h.get(0).is_none() && h.get(1).is_none());
         assert_eq!(h.get(2).expect("held").body.len(), MAX_BODY);
-        assert!(h.get(n as i64 + 1).is_some());
+        assert!(h.get(n as i64 + 2).is_some() && h.get(n as i64 + 3).is_some());
+        assert_eq!(h.held(), (n, MAX_BYTES));
     }
 
     #[test]

@@ -403,13 +403,33 @@ impl DeliveryEngine {
     ) -> anyhow::Result<bool> {
         for window in batch.chunks(LOAD_WINDOW) {
             let loaded = self.load(hop, window).await?;
+            // A message's outcome is recorded while the next one is sent:
+            // the connection does not sit idle through the writer's
+            // commit. Every outcome is recorded before the batch ends, so
+            // the message stays carried (not dispatched again) until then;
+            // a crash in between sends it again, never loses it.
+            let mut previous: Option<Outcome<'_>> = None;
             for m in window {
-                if !self
-                    .send_one(snap, hop, client, remote, *m, &loaded)
-                    .await?
-                {
+                let record = async {
+                    match previous.take() {
+                        Some(o) => self.record(snap, o).await,
+                        None => Ok(()),
+                    }
+                };
+                let send = self.send_one(snap, hop, client, remote, *m, &loaded);
+                let (recorded, sent) = tokio::join!(record, send);
+                recorded?;
+                let (outcome, connected) = sent?;
+                if !connected {
+                    if let Some(o) = outcome {
+                        self.record(snap, o).await?;
+                    }
                     return Ok(false);
                 }
+                previous = outcome;
+            }
+            if let Some(o) = previous {
+                self.record(snap, o).await?;
             }
         }
         Ok(true)
@@ -509,26 +529,27 @@ impl DeliveryEngine {
         Ok(loaded)
     }
 
-    /// Sends one message over an open connection; false when the connection is lost.
-    async fn send_one(
+    /// Sends one message over an open connection: the outcome to record,
+    /// and false when the connection is lost.
+    async fn send_one<'a>(
         &self,
         snap: &Snapshot,
-        hop: &HopKey,
+        hop: &'a HopKey,
         client: &mut SmtpClient,
-        remote: &Remote,
+        remote: &'a Remote,
         id: i64,
-        loaded: &Loaded,
-    ) -> anyhow::Result<bool> {
+        loaded: &'a Loaded,
+    ) -> anyhow::Result<(Option<Outcome<'a>>, bool)> {
         let pool = self.queue.pool();
         if self.pending_action(id).is_some() {
-            return Ok(true);
+            return Ok((None, true));
         }
         let Some(stored) = loaded.messages.get(&id) else {
-            return Ok(true);
+            return Ok((None, true));
         };
         let m = stored.message();
         let Some(rcpts) = loaded.recipients.get(&id) else {
-            return Ok(true);
+            return Ok((None, true));
         };
         // Handed to another server as this one drains: the message keeps
         // its original arrival time there (its expiry and delay notices
@@ -611,7 +632,7 @@ impl DeliveryEngine {
                     },
                 )
                 .await?;
-                return Ok(true);
+                return Ok((None, true));
             }
         }
         let request = crate::smtp::client::MailOptions {
@@ -688,8 +709,7 @@ impl DeliveryEngine {
                 false
             }
         };
-        self.record(snap, outcome).await?;
-        Ok(connected)
+        Ok((Some(outcome), connected))
     }
 
     /// Records that a queue's next hop answered (Active again, failures
