@@ -41,6 +41,13 @@ pub(crate) fn now_ms() -> i64 {
 /// The most events one transaction writes.
 const BATCH: usize = 1000;
 
+/// How long the writer gathers events before it commits them, unless a
+/// reader asks for a flush: nobody waits on an event being written, and
+/// one transaction for a few hundred events writes each index page once
+/// instead of once for every few events (measured at 4 KB × 20 sessions:
+/// about 11 page writes a message when it committed whatever had come).
+const GATHER: Duration = Duration::from_millis(20);
+
 impl Tracker {
     /// Opens the log; its writer thread runs under `life` until `close`.
     pub async fn open(
@@ -171,6 +178,11 @@ fn writer(
         let mut tls = vec![];
         let mut flushes = vec![];
         let mut stop = false;
+        // Asleep, not waiting on the channel: a sender wakes a waiting
+        // receiver with a system call, which cost more than it saved.
+        if matches!(first, Msg::Event(_) | Msg::Dmarc(_) | Msg::Tls(_)) {
+            std::thread::sleep(GATHER);
+        }
         let mut next = Some(first);
         while let Some(m) = next {
             match m {
