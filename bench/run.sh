@@ -64,7 +64,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 QUICK=${1:-}
-N4K=5000; N100K=1000; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
+N4K=5000; N100K=3000; CEIL_N=10000; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
 DEPTHS="100000 500000 1000000"; DEPTH_WINDOW=20000; FANOUT_MESSAGES=20; SIZES_MB="1 10 50"
 # How long a load waits for a reply, and for the sink to receive what was
 # accepted: a slow peer is measured on what it did by then.
@@ -73,7 +73,7 @@ REPLY_WAIT=60; SINK_WAIT=180
 LAT_SAMPLES=1500
 RESULTS=$REPO/bench/RESULTS.md
 if [ "$QUICK" = --quick ]; then
-  N4K=600; N100K=150; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
+  N4K=600; N100K=150; CEIL_N=600; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
   DEPTHS="20000 50000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"
   mkdir -p "$REPO/target"; RESULTS=$REPO/target/RESULTS-quick.md
 fi
@@ -269,7 +269,7 @@ print(r.ru_utime + r.ru_stime, file=sys.stderr)
 sys.exit(rc)' "$@"
 }
 ceiling_round() { # pipe | ferry, round
-  local n=$N4K target=$SINK
+  local n=$CEIL_N target=$SINK
   if [ "$1" = ferry ]; then
     rm -rf "$W/ferry-ceiling"; start_ferry "$W/ferry-ceiling"; configure_relay; target=$IN
   fi
@@ -591,7 +591,7 @@ fi
 ceiling_section() {
   echo "## 12. The ceiling"
   echo
-  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
+  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (${CEIL_N} messages of 4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
   echo
   echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs**. A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message."
 }
