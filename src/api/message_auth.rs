@@ -335,7 +335,7 @@ pub struct DmarcReportsView {
 #[utoipa::path(get, path = "/api/v1/dmarc-reports", tag = "message-authentication",
     responses((status = 200, body = DmarcReportsView)))]
 pub async fn dmarc_reports(State(s): State<AppState>) -> Result<Json<DmarcReportsView>, ApiError> {
-    let pool = s.smtp.dmarc_reports_pool();
+    let pool = s.smtp.dmarc_reports_pool().await;
     let internal = |e| ApiError::from(ServiceError::Internal(e));
     Ok(Json(DmarcReportsView {
         enabled: s
@@ -400,7 +400,7 @@ pub struct TlsReportsView {
 #[utoipa::path(get, path = "/api/v1/tls-reports", tag = "message-authentication",
     responses((status = 200, body = TlsReportsView)))]
 pub async fn tls_reports(State(s): State<AppState>) -> Result<Json<TlsReportsView>, ApiError> {
-    let pool = s.smtp.dmarc_reports_pool();
+    let pool = s.smtp.dmarc_reports_pool().await;
     let internal = |e| ApiError::from(ServiceError::Internal(e));
     Ok(Json(TlsReportsView {
         enabled: s.config.snapshot().transport.spec.tls_reports_enabled,

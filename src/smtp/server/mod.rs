@@ -211,9 +211,12 @@ impl SmtpServer {
             .await
     }
 
-    /// The tracking database DMARC reports are listed from.
-    pub fn dmarc_reports_pool(&self) -> &sqlx::SqlitePool {
-        self.shared.observe.tracking.pool()
+    /// The tracking database DMARC and TLS reports are listed from, once everything counted so far is written
+    /// (the writer gathers events for a few milliseconds before committing).
+    pub async fn dmarc_reports_pool(&self) -> &sqlx::SqlitePool {
+        let tracking = &self.shared.observe.tracking;
+        tracking.flush().await;
+        tracking.pool()
     }
 
     /// The state of each binding of a connector.
