@@ -131,6 +131,12 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
     // A block that fails leaves no server it started in the background
     // (which would hold the output pipe open and this test with it).
     let mut script = String::from("set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
+    // Every swaks transcript is kept whole in swaks.log as well: a block
+    // that greps one line of it shows nothing else when that line is
+    // missing, and the failure below prints the transcripts and logs.
+    script.push_str(
+        "swaks() { command swaks \"$@\" 2>&1 | tee -a swaks.log; return \"${PIPESTATUS[0]}\"; }\n",
+    );
     for (i, b) in runnable.iter().enumerate() {
         // `cargo run --release --` in any block is the binary built here.
         // The repository's scripts, run from its root in the README.
@@ -169,10 +175,11 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
     let failed_at = parts.len().saturating_sub(1);
     assert!(
         status.success() && out.contains("@@@ end"),
-        "README block at line {} failed (exit {status:?}):\n{}\n--- output:\n{}\n--- stderr:\n{err}",
+        "README block at line {} failed (exit {status:?}):\n{}\n--- output:\n{}\n--- stderr:\n{err}{}",
         runnable[failed_at].line,
         runnable[failed_at].code,
-        parts.last().unwrap_or(&"")
+        parts.last().unwrap_or(&""),
+        log_tails(dir.path())
     );
     for (i, part) in parts.iter().enumerate() {
         let b = runnable[i];
@@ -194,4 +201,22 @@ fn the_readme_shell_blocks_run_in_order_against_a_fresh_instance() {
         runnable.len(),
         all.len()
     );
+}
+
+/// The last lines of every `*.log` the blocks left in `dir` (the servers
+/// they started, and swaks' transcripts).
+fn log_tails(dir: &std::path::Path) -> String {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    let mut out = String::new();
+    for p in logs {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        out.push_str(&format!("\n--- the end of {}:\n{tail}", p.display()));
+    }
+    out
 }
