@@ -800,24 +800,43 @@ impl DeliveryEngine {
             }])
             .await?;
         let connector = hop.connector_name(snap);
-        for id in batch {
-            let Some(m) = db::message(pool, *id).await? else {
-                continue;
-            };
-            let results =
-                pending_results(pool, *id, hop, RecipientStatus::Retry, error, next).await?;
-            self.record(
-                snap,
-                Outcome {
-                    hop: Some(hop),
-                    connector: Some(connector.clone()),
-                    attempt: Some(AttemptOutcome::Defer),
-                    metered: true,
-                    results,
-                    ..Outcome::new(&m, Source::Smtp)
-                },
-            )
-            .await?;
+        // The batch's outcomes go to the writer side by side, into one or
+        // two group commits. One after another, each waited for a commit
+        // of its own, and the attempt (with any administrator's action
+        // waiting for it to end) lasted as long as all of them together.
+        let connector = &connector;
+        let mut recording: FuturesUnordered<_> = batch
+            .iter()
+            .map(|id| async move {
+                let Some(m) = db::message(pool, *id).await? else {
+                    return anyhow::Ok(());
+                };
+                let results =
+                    pending_results(pool, *id, hop, RecipientStatus::Retry, error, next).await?;
+                self.record(
+                    snap,
+                    Outcome {
+                        hop: Some(hop),
+                        connector: Some(connector.clone()),
+                        attempt: Some(AttemptOutcome::Defer),
+                        metered: true,
+                        results,
+                        ..Outcome::new(&m, Source::Smtp)
+                    },
+                )
+                .await
+            })
+            .collect();
+        // Every one is waited for: the batch stays carried until each is
+        // recorded. The first error is returned once they are all done.
+        let mut first_error = None;
+        while let Some(r) = recording.next().await {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         tracing::info!(next_hop = %hop, failures, retry_in = %interval, error = %error, "queue in Retry");
         Ok(())

@@ -162,8 +162,14 @@ async fn ten_thousand_messages_removed_by_domain_in_one_call() {
         r.body["applied"].as_i64().unwrap() + r.body["whenAttemptEnds"].as_i64().unwrap(),
         10_000
     );
-    println!("bulk remove of 10,000 messages: {took:?} (debug build)");
-    eventually(30, "only northwind's five left", || async {
+    println!(
+        "bulk remove of 10,000 messages: {took:?} (debug build): {}",
+        r.text
+    );
+    // What was in flight is removed when its attempt ends: each attempt
+    // records its batch's outcomes through the writer, which the removal
+    // itself keeps busy (the call took 25 s in a loaded CI run).
+    eventually(90, "only northwind's five left", || async {
         total(&e, "").await == 5
     })
     .await;
