@@ -299,6 +299,7 @@ fn writer(
             }
         }
         let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
+        forget_changed_recipients(&handoff, &work);
         let now_ms = schedule::now_ms();
         let result =
             db::write::commit_batch(&mut conn, &mut synchronous_full, want_full, now_ms, &batch);
@@ -368,9 +369,40 @@ fn writer(
     }
 }
 
+/// Before a commit: the handed-off recipients of every message whose
+/// recipients it changes are forgotten (of every message, for a change to
+/// a whole queue), so delivery reads what the database holds from then on.
+/// Before, not after: a delivery that took a copy before this commit read
+/// what it would have read from the database then.
+fn forget_changed_recipients(handoff: &handoff::Handoff, work: &[Work]) {
+    let mut messages = vec![];
+    for w in work {
+        match w {
+            Work::Enqueue(_) | Work::Stop => {}
+            Work::Complete(c) => messages.push(c.completed.message),
+            Work::Route(r) => messages.extend(r.routes.iter().map(|(m, _, _)| *m)),
+            Work::Apply(c) => {
+                for change in &c.changes {
+                    match change.recipients_changed() {
+                        db::write::Changed::None => {}
+                        db::write::Changed::Message(m) => messages.push(m),
+                        db::write::Changed::Queue => {
+                            handoff.forget_recipients(None);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !messages.is_empty() {
+        handoff.forget_recipients(Some(&messages));
+    }
+}
+
 /// Keeps a committed message for the delivery engine: its row as written
-/// (`insert_messages`) and its body, moved, not copied. A body that spilled
-/// to a file is not kept.
+/// (`insert_messages`), its recipients as written, and its body, moved, not
+/// copied. A body that spilled to a file is not kept.
 fn hand_off(
     handoff: &handoff::Handoff,
     id: i64,
@@ -382,24 +414,45 @@ fn hand_off(
         return;
     }
     let e = envelope;
-    handoff.put(handoff::Committed {
-        message: db::StoredMessage {
-            id,
-            message_id: e.message_id,
-            sender: e.sender,
-            received_ms: e.arrived_ms.unwrap_or(now_ms),
-            size: body.head.len() as i64,
-            receive_connector: e.receive_connector,
-            client_ip: e.client_ip,
-            suspended: false,
-            delay_notified: false,
-            subject: e.subject,
-            env_id: e.env_id,
-            ret: e.ret,
-            require_tls: e.require_tls,
+    let recipients = e
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(idx, r)| db::StoredRecipient {
+            message: id,
+            idx: idx as i64,
+            address: r.address.clone(),
+            status: status::RecipientStatus::Ready.to_string(),
+            next_hop: r.route.as_ref().map(|k| k.key.to_string()),
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: r.route.as_ref().and_then(|k| k.reason.clone()),
+            remote_host: None,
+            orcpt: r.orcpt.clone(),
+            notify: r.notify as i64,
+        })
+        .collect();
+    handoff.put(
+        handoff::Committed {
+            message: db::StoredMessage {
+                id,
+                message_id: e.message_id,
+                sender: e.sender,
+                received_ms: e.arrived_ms.unwrap_or(now_ms),
+                size: body.head.len() as i64,
+                receive_connector: e.receive_connector,
+                client_ip: e.client_ip,
+                suspended: false,
+                delay_notified: false,
+                subject: e.subject,
+                env_id: e.env_id,
+                ret: e.ret,
+                require_tls: e.require_tls,
+            },
+            body: body.head,
         },
-        body: body.head,
-    });
+        recipients,
+    );
 }
 
 /// A commit answered fewer items than it was given (a bug, never expected).

@@ -497,17 +497,35 @@ impl DeliveryEngine {
 
     /// What a window of a batch needs to be sent: each message handed off
     /// in memory by the queue's writer, else read, and every pending
-    /// recipient in this queue; a query each for what was not handed off.
+    /// recipient in this queue: those it was committed with while nothing
+    /// has changed them (a first attempt), else read; a query each for
+    /// what was not handed off.
     async fn load(&self, hop: &HopKey, ids: &[i64]) -> anyhow::Result<Loaded> {
         let pool = self.queue.pool();
+        let handoff = self.queue.handoff();
         let mut loaded = Loaded::default();
         let mut missing = vec![];
+        let mut unknown = vec![];
+        let queue = hop.to_string();
         for id in ids {
-            match self.queue.handoff().get(*id) {
+            match handoff.get(*id) {
                 Some(held) => {
                     loaded.messages.insert(*id, Stored::Held(held));
                 }
                 None => missing.push(*id),
+            }
+            match handoff.recipients(*id) {
+                Some(committed) => {
+                    let here: Vec<db::StoredRecipient> = committed
+                        .iter()
+                        .filter(|r| r.next_hop.as_deref() == Some(queue.as_str()))
+                        .cloned()
+                        .collect();
+                    if !here.is_empty() {
+                        loaded.recipients.insert(*id, here);
+                    }
+                }
+                None => unknown.push(*id),
             }
         }
         if !missing.is_empty() {
@@ -529,8 +547,10 @@ impl DeliveryEngine {
                 );
             }
         }
-        for r in db::pending_for_batch(pool, ids, hop).await? {
-            loaded.recipients.entry(r.message).or_default().push(r);
+        if !unknown.is_empty() {
+            for r in db::pending_for_batch(pool, &unknown, hop).await? {
+                loaded.recipients.entry(r.message).or_default().push(r);
+            }
         }
         Ok(loaded)
     }

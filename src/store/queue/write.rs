@@ -99,6 +99,38 @@ pub enum Change {
     },
 }
 
+/// Which recipients a change rewrites (their status or queue), for the
+/// copies the writer hands off to delivery (`queue/handoff.rs`).
+pub(crate) enum Changed {
+    None,
+    Message(i64),
+    /// Recipients of any number of messages: those of a queue.
+    Queue,
+}
+
+impl Change {
+    /// Which recipients this change rewrites. Every variant is named, so a
+    /// new one has to say.
+    pub(crate) fn recipients_changed(&self) -> Changed {
+        match self {
+            Change::Recipient { message, .. }
+            | Change::Bounced { message, .. }
+            | Change::UnrouteMessage { message }
+            | Change::DeleteIfFinished { message }
+            | Change::MessageSuspended { message, .. }
+            | Change::RetryMessageNow { message } => Changed::Message(*message),
+            Change::QueueFailed { .. }
+            | Change::UnrouteQueue { .. }
+            | Change::RetryQueueNow { .. }
+            | Change::RetryConnectorQueues { .. } => Changed::Queue,
+            Change::Attempt { .. }
+            | Change::QueueConnected { .. }
+            | Change::DelayNotified { .. }
+            | Change::QueueSuspended { .. } => Changed::None,
+        }
+    }
+}
+
 /// What one group commit holds.
 #[derive(Default)]
 pub(crate) struct Batch<'a> {

@@ -1,10 +1,22 @@
 //! Retries, expiry, delay notices and NDRs (spec rules 20–25); NDRs land in
 //! the sender's Maildir on the Hub, so each test reads a real report.
 
-use crate::delivery::setup::{env, eventually};
+use crate::delivery::setup::{Env, env, eventually};
 use crate::support::sink::{Sink, SinkOptions};
 use ferry::model::Role;
 use serde_json::json;
+
+/// A Hub whose connector "Out" sends everything to a recording sink on
+/// its host `host`.
+async fn hub_to_sink(host: u8, opts: SinkOptions) -> Option<(Env, Sink)> {
+    let e = env(Role::Hub, &[]).await?;
+    let sink = Sink::start(&format!("{}:2525", e.ip(host)), opts).await;
+    e.connector(
+        json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": [e.ip(host)], "port": 2525}),
+    )
+    .await;
+    Some((e, sink))
+}
 
 #[tokio::test]
 async fn null_mx_and_nxdomain_are_permanent() {
@@ -41,14 +53,9 @@ async fn null_mx_and_nxdomain_are_permanent() {
 
 #[tokio::test]
 async fn a_5xx_for_one_recipient_bounces_that_recipient_only() {
-    let Some(e) = env(Role::Hub, &[]).await else {
+    let Some((e, sink)) = hub_to_sink(16, SinkOptions::default()).await else {
         return;
     };
-    let sink = Sink::start(&format!("{}:2525", e.ip(16)), SinkOptions::default()).await;
-    e.connector(
-        json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": [e.ip(16)], "port": 2525}),
-    )
-    .await;
     e.submit(
         "bob@contoso.test",
         &["good@fabrikam.test", "reject-me@fabrikam.test"],
@@ -85,21 +92,13 @@ async fn a_5xx_for_one_recipient_bounces_that_recipient_only() {
 
 #[tokio::test]
 async fn transient_replies_are_retried_until_accepted() {
-    let Some(e) = env(Role::Hub, &[]).await else {
+    let deferrals = SinkOptions {
+        deferrals: 2,
+        ..Default::default()
+    };
+    let Some((e, sink)) = hub_to_sink(17, deferrals).await else {
         return;
     };
-    let sink = Sink::start(
-        &format!("{}:2525", e.ip(17)),
-        SinkOptions {
-            deferrals: 2,
-            ..Default::default()
-        },
-    )
-    .await;
-    e.connector(
-        json!({"name": "Out", "addressSpaces": ["*"], "smartHosts": [e.ip(17)], "port": 2525}),
-    )
-    .await;
     let started = std::time::Instant::now();
     e.submit(
         "bob@contoso.test",
@@ -120,6 +119,49 @@ async fn transient_replies_are_retried_until_accepted() {
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(2),
         "messageRetryInterval (1 s) was waited twice"
+    );
+    assert!(e.maildir("bob@contoso.test").is_empty(), "no NDR");
+}
+
+/// The first attempt sends the recipients the message was committed with,
+/// handed to delivery in memory; once an outcome changes one of them, the
+/// retry reads them back: it carries only the recipient still pending, and
+/// the one delivered is never sent twice.
+#[tokio::test]
+async fn a_retry_after_a_partial_delivery_carries_only_the_recipient_still_pending() {
+    let deferral = SinkOptions {
+        deferrals: 1,
+        ..Default::default()
+    };
+    let Some((e, sink)) = hub_to_sink(17, deferral).await else {
+        return;
+    };
+    e.submit(
+        "bob@contoso.test",
+        &["good@fabrikam.test", "defer@fabrikam.test"],
+        "half deferred",
+    )
+    .await;
+    eventually(20, "both recipients delivered", || async {
+        sink.messages().len() == 2
+    })
+    .await;
+    let messages = sink.messages();
+    assert_eq!(messages[0].1, vec!["good@fabrikam.test"]);
+    assert_eq!(messages[1].1, vec!["defer@fabrikam.test"]);
+    let rcpts: Vec<String> = sink
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("RCPT"))
+        .collect();
+    assert_eq!(
+        rcpts,
+        vec![
+            "RCPT TO:<good@fabrikam.test>",
+            "RCPT TO:<defer@fabrikam.test>",
+            "RCPT TO:<defer@fabrikam.test>"
+        ],
+        "the retry carries the deferred recipient alone"
     );
     assert!(e.maildir("bob@contoso.test").is_empty(), "no NDR");
 }
