@@ -64,7 +64,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 QUICK=${1:-}
-N4K=5000; N100K=3000; CEIL_N=10000; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
+N4K=5000; N100K=3000; CEIL_N=10000; CEIL_ROUNDS=5; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
 DEPTHS="100000 500000 1000000"; DEPTH_WINDOW=20000; FANOUT_MESSAGES=20; SIZES_MB="1 10 50"
 # How long a load waits for a reply, and for the sink to receive what was
 # accepted: a slow peer is measured on what it did by then.
@@ -73,7 +73,7 @@ REPLY_WAIT=60; SINK_WAIT=180
 LAT_SAMPLES=1500
 RESULTS=$REPO/bench/RESULTS.md
 if [ "$QUICK" = --quick ]; then
-  N4K=600; N100K=150; CEIL_N=600; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
+  N4K=600; N100K=150; CEIL_N=600; CEIL_ROUNDS=2; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
   DEPTHS="20000 50000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"
   mkdir -p "$REPO/target"; RESULTS=$REPO/target/RESULTS-quick.md
 fi
@@ -245,7 +245,7 @@ PY
 }
 # Section 12, also run alone with --ceiling: the pipe's limit (smtp-source
 # straight into smtp-sink), the disk's fsync rate, and Ferry's relay of the
-# same load, alternating, twice each.
+# same load, alternating, CEIL_ROUNDS times each (each side its median).
 fsync_rate() { # fsyncs/s of 4 KB writes on the file system holding $W, for 3 s
   python3 - "$W/fsync-probe" <<'PY'
 import os, sys, time
@@ -268,6 +268,14 @@ r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(r.ru_utime + r.ru_stime, file=sys.stderr)
 sys.exit(rc)' "$@"
 }
+cpu_split() { # /proc/stat's cpu line before, after: "busy idle iowait steal" in % of all cores
+  python3 -c 'import sys
+a, b = ([int(v) for v in x.split()[1:9]] for x in sys.argv[1:3])
+d = [y - x for x, y in zip(a, b)]
+t = sum(d) or 1
+user, nice, system, idle, iowait, irq, softirq, steal = d
+print(*(round(v * 100 / t) for v in (user + nice + system + irq + softirq, idle, iowait, steal)))' "$1" "$2"
+}
 ceiling_round() { # pipe | ferry, round
   local n=$CEIL_N target=$SINK
   if [ "$1" = ferry ]; then
@@ -275,34 +283,48 @@ ceiling_round() { # pipe | ferry, round
   fi
   start_sink $SINK "$W/ceiling-sink.out"
   local f0=0; [ "$1" = ferry ] && f0=$(cpu_ticks "$FERRY_PID")
+  local stat0; stat0=$(head -n 1 /proc/stat)
   t0=$(now); cpu_of smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$target 2>"$W/source-cpu"
   wait_sink "$W/ceiling-sink.out" "$n" >/dev/null; t2=$(now)
   R[ceil_$1_$2]=$(rate "$(sink_count "$W/ceiling-sink.out")" "$(elapsed "$t0" "$t2")")
+  # The whole machine over the round: where the cores' time went.
+  R[ceil_split_$1_$2]=$(cpu_split "$stat0" "$(head -n 1 /proc/stat)")
   # CPU time per message, in microseconds: the pipe's two ends, and Ferry.
   local ends; ends=$(python3 -c "import sys; print(round((float(sys.argv[1]) + int(sys.argv[2]) / 100) * 1e6 / int(sys.argv[3])))" \
     "$(tail -n 1 "$W/source-cpu")" "$(cpu_ticks "$SINK_PID")" "$n")
   R[ceil_ends_$1_$2]=$ends; R[ceil_mta_$1_$2]=0
   [ "$1" = ferry ] && R[ceil_mta_$1_$2]=$(( ($(cpu_ticks "$FERRY_PID") - f0) * 10000 / n ))
-  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs"
+  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs; the machine's cores busy / idle / waiting on the disk / stolen: ${R[ceil_split_$1_$2]// / \/ } %"
   kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
   if [ "$1" = ferry ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; fi
 }
 ceiling_bench() {
-  for round in 1 2; do ceiling_round pipe "$round"; ceiling_round ferry "$round"; done
-  CEIL_PIPE=$(( (${R[ceil_pipe_1]} + ${R[ceil_pipe_2]}) / 2 ))
-  CEIL_FERRY=$(( (${R[ceil_ferry_1]} + ${R[ceil_ferry_2]}) / 2 ))
+  # Alternating rounds: the pipe's own rate swings by a sixth between
+  # rounds on a shared machine, so each side is its median over the rounds.
+  local round; for round in $(seq 1 "$CEIL_ROUNDS"); do ceiling_round pipe "$round"; ceiling_round ferry "$round"; done
+  med() { python3 -c 'import statistics, sys; print(round(statistics.median(map(int, sys.argv[1:]))))' "$@"; }
+  mean() { python3 -c 'import statistics, sys; print(round(statistics.mean(map(int, sys.argv[1:]))))' "$@"; }
+  pick() { local k=$1 r; for r in $(seq 1 "$CEIL_ROUNDS"); do echo "${R[${k}_$r]}"; done; }
+  CEIL_PIPE=$(med $(pick ceil_pipe)); CEIL_FERRY=$(med $(pick ceil_ferry))
   CEIL_FSYNC=$(fsync_rate)
-  CEIL_ENDS_PIPE=$(( (${R[ceil_ends_pipe_1]} + ${R[ceil_ends_pipe_2]}) / 2 ))
-  CEIL_ENDS_FERRY=$(( (${R[ceil_ends_ferry_1]} + ${R[ceil_ends_ferry_2]}) / 2 ))
-  CEIL_CPU_FERRY=$(( (${R[ceil_mta_ferry_1]} + ${R[ceil_mta_ferry_2]}) / 2 ))
+  CEIL_ENDS_PIPE=$(mean $(pick ceil_ends_pipe)); CEIL_ENDS_FERRY=$(mean $(pick ceil_ends_ferry))
+  CEIL_CPU_FERRY=$(mean $(pick ceil_mta_ferry))
+  # Ferry's rate over the pipe's in each pair of rounds run one after the other.
+  CEIL_PAIRS=$(for r in $(seq 1 "$CEIL_ROUNDS"); do ratio "${R[ceil_ferry_$r]}" "${R[ceil_pipe_$r]}"; done | sort -n | paste -sd' ')
+  local k i; for k in pipe ferry; do
+    for i in 1 2 3 4; do R[ceil_split${i}_$k]=$(mean $(for r in $(seq 1 "$CEIL_ROUNDS"); do cut -d' ' -f"$i" <<<"${R[ceil_split_${k}_$r]}"; done)); done
+    R[ceil_busy_$k]=${R[ceil_split1_$k]}; R[ceil_idle_$k]=${R[ceil_split2_$k]}
+    R[ceil_iowait_$k]=${R[ceil_split3_$k]}; R[ceil_steal_$k]=${R[ceil_split4_$k]}
+  done
   # At the pipe's limit both cores are busy (its rate × its CPU per message
   # ≈ cores): the most any relay between the same two ends could do is
   # cores ÷ (the ends' CPU + the relay's own CPU) per message.
   CEIL_CORES=$(nproc)
   CEIL_BUSY=$(python3 -c "import sys; print(f'{int(sys.argv[1]) * int(sys.argv[2]) / 1e6:.2f}')" "$CEIL_PIPE" "$CEIL_ENDS_PIPE")
+  CEIL_FERRY_CORES=$(python3 -c "import sys; print(f'{int(sys.argv[1]) * int(sys.argv[2]) / 1e6:.2f}')" "$CEIL_FERRY" "$CEIL_CPU_FERRY")
   # Half the pipe's rate on these cores leaves Ferry this much CPU a message.
   CEIL_BUDGET=$(python3 -c "import sys; c,p,e=map(int,sys.argv[1:]); print(max(0, round(c * 1e6 / (p / 2) - e)))" "$CEIL_CORES" "$CEIL_PIPE" "$CEIL_ENDS_FERRY")
-  echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit; the disk: ${CEIL_FSYNC} fsyncs/s"
+  echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s (medians of ${CEIL_ROUNDS} rounds) — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit (pair by pair: ${CEIL_PAIRS}); the disk: ${CEIL_FSYNC} fsyncs/s"
   echo "  CPU per message: the pipe's ends ${CEIL_ENDS_PIPE} µs (${CEIL_BUSY} of ${CEIL_CORES} cores busy at its limit); with Ferry between them the ends ${CEIL_ENDS_FERRY} µs and Ferry ${CEIL_CPU_FERRY} µs; half the pipe's rate would leave Ferry ${CEIL_BUDGET} µs"
 }
 # Section 13, also run alone with --connections.
@@ -591,9 +613,18 @@ fi
 ceiling_section() {
   echo "## 12. The ceiling"
   echo
-  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (${CEIL_N} messages of 4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, twice each). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
+  echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (${CEIL_N} messages of 4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, ${CEIL_ROUNDS} rounds each, the median of each side; Ferry over the pipe pair by pair, lowest to highest: ${CEIL_PAIRS// /, }). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
   echo
-  echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs**. A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message."
+  echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs** (at its rate Ferry alone kept ${CEIL_FERRY_CORES} of ${CEIL_CORES} cores busy). A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message."
+  echo
+  echo "Where the machine's time went (\`/proc/stat\` over each round, % of all ${CEIL_CORES} cores, the mean of the rounds):"
+  echo
+  echo "| round | busy | idle | idle, waiting on the disk | stolen by the hypervisor |"
+  echo "|---|---|---|---|---|"
+  echo "| the pipe | ${R[ceil_busy_pipe]} % | ${R[ceil_idle_pipe]} % | ${R[ceil_iowait_pipe]} % | ${R[ceil_steal_pipe]} % |"
+  echo "| Ferry between its ends | ${R[ceil_busy_ferry]} % | ${R[ceil_idle_ferry]} % | ${R[ceil_iowait_ferry]} % | ${R[ceil_steal_ferry]} % |"
+  echo
+  echo "Busy counts user, system and interrupt time, loopback TCP's included; *waiting on the disk* is idle time while some task waited for the disk (Linux's iowait). A round that leaves the cores idle is bound by its sessions' round trips and waits, not by the CPU: 20 sessions, each waiting for one reply at a time, did not keep ${CEIL_CORES} cores busy."
 }
 connections_section() {
   echo "## 13. Connections"
