@@ -242,10 +242,10 @@ async fn mta_sts_policies_are_enforced_tested_and_ignored_as_the_rfc_says() {
     tls_report_of_a_day_with_both_outcomes(&e, &reports).await;
 }
 
-/// The TLS report (RFC 8460) of g.test: one session failed on the wrong
-/// certificate of b.mx.test, one succeeded on a.mx.test. It goes to the
-/// address of g.test's `_smtp._tls` record, and its JSON validates against
-/// RFC 8460's format (`tests/schemas/rfc8460-tlsrpt.schema.json`, by
+/// The TLS report (RFC 8460) of g.test: each delivery attempt fails one
+/// session on the wrong certificate of b.mx.test and succeeds one on
+/// a.mx.test. It goes to the address of g.test's `_smtp._tls` record, and
+/// its JSON validates against RFC 8460's format (`tests/schemas/rfc8460-tlsrpt.schema.json`, by
 /// Python's jsonschema); the other domains publish no such record.
 async fn tls_report_of_a_day_with_both_outcomes(e: &Env, inbox: &crate::support::sink::Sink) {
     let Some(python) = crate::support::python::with(&["jsonschema", "rfc3339_validator"]) else {
@@ -253,15 +253,17 @@ async fn tls_report_of_a_day_with_both_outcomes(e: &Env, inbox: &crate::support:
     };
     let r = e.app.get("/api/v1/tls-reports").await;
     assert_eq!(r.body["enabled"], true, "{}", r.text);
-    assert!(
-        r.body["pending"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["policyDomain"] == "g.test" && p["sessions"] == 2),
-        "{}",
-        r.text
-    );
+    // Each delivery attempt to g.test makes both sessions. On a loaded
+    // machine an attempt may be made again (a clean-clone CI run counted
+    // 4), so the count is the attempts' and the report must carry it whole.
+    let sessions = r.body["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policyDomain"] == "g.test")
+        .and_then(|p| p["sessions"].as_i64())
+        .unwrap_or_else(|| panic!("{}", r.text));
+    assert!(sessions >= 2, "{}", r.text);
     let r = e.app.post("/api/v1/tls-reports/send", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let all = r.body["reports"].as_array().unwrap().clone();
@@ -270,11 +272,12 @@ async fn tls_report_of_a_day_with_both_outcomes(e: &Env, inbox: &crate::support:
         .find(|x| x["policyDomain"] == "g.test")
         .unwrap_or_else(|| panic!("{}", r.text));
     assert_eq!(g["status"], "Queued", "{g}");
-    assert_eq!(
-        (g["successes"].as_i64(), g["failures"].as_i64()),
-        (Some(1), Some(1)),
-        "{g}"
+    let (successes, failures) = (
+        g["successes"].as_i64().unwrap(),
+        g["failures"].as_i64().unwrap(),
     );
+    assert!(successes >= 1 && failures >= 1, "{g}");
+    assert_eq!(successes + failures, sessions, "{g}");
     assert_eq!(g["recipients"], json!(["tls@reports.test"]));
     let c = all.iter().find(|x| x["policyDomain"] == "c.test").unwrap();
     assert_eq!(c["status"], "NotSent", "{c}");
@@ -340,11 +343,11 @@ print(json.dumps(report))
     );
     assert_eq!(
         p["summary"],
-        json!({"total-successful-session-count": 1, "total-failure-session-count": 1})
+        json!({"total-successful-session-count": successes, "total-failure-session-count": failures})
     );
     let f = &p["failure-details"][0];
     assert_eq!(f["result-type"], "certificate-host-mismatch", "{f}");
     assert_eq!(f["receiving-mx-hostname"], "b.mx.test");
     assert_eq!(f["receiving-ip"], e.ip(22));
-    assert_eq!(f["failed-session-count"], 1);
+    assert_eq!(f["failed-session-count"], failures);
 }
