@@ -575,6 +575,26 @@ impl SmtpClient {
         self.command("RSET").await.map(|_| ())
     }
 
+    /// Whether a plain connection kept open has heard nothing since its
+    /// last reply: no byte waiting and no end of stream (a server that
+    /// timed the session out sends 421 or closes). A look at the socket,
+    /// no round trip: a kept connection so is reused without RSET. A TLS
+    /// connection is never called quiet (rustls may hold what the server
+    /// said), so it is checked with RSET.
+    pub fn quiet(&self) -> bool {
+        use crate::smtp::stream::MaybeTls;
+        let MaybeTls::Plain(tcp) = &self.stream else {
+            return false;
+        };
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // The socket is non-blocking: WouldBlock is silence.
+        matches!(socket2::SockRef::from(tcp).peek(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Whether the server still answers: RSET and a 2xx reply, within 10 s
     /// (a connection kept open between transactions is checked so).
     pub async fn rset_positive(&mut self) -> bool {

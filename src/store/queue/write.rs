@@ -171,25 +171,39 @@ pub(crate) fn commit_batch(
     now_ms: i64,
     batch: &Batch<'_>,
 ) -> anyhow::Result<Committed> {
+    // The statements that frame every commit are prepared once, not parsed
+    // again for each batch (issue 22: parsing them was 6% of the writer).
     if want_full != *synchronous_full {
-        conn.pragma_update(
-            None,
-            "synchronous",
-            if want_full { "FULL" } else { "NORMAL" },
-        )?;
+        conn.prepare_cached(if want_full {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        })?
+        .execute([])?;
         *synchronous_full = want_full;
     }
     // IMMEDIATE: the write lock is taken at BEGIN, so no snapshot taken
     // earlier in the transaction can go stale (SQLITE_BUSY_SNAPSHOT).
-    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let ids = insert_messages(&tx, now_ms, &batch.messages)?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let committed = write_batch(conn, now_ms, batch)
+        .and_then(|c| Ok(conn.prepare_cached("COMMIT")?.execute([]).map(|_| c)?));
+    if committed.is_err() && !conn.is_autocommit() {
+        // Nothing of a failed batch stays: its callers are told it failed.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    committed
+}
+
+/// The inside of `commit_batch`'s transaction.
+fn write_batch(tx: &mut Connection, now_ms: i64, batch: &Batch<'_>) -> anyhow::Result<Committed> {
+    let ids = insert_messages(tx, now_ms, &batch.messages)?;
     for routes in &batch.routes {
-        record_routes(&tx, routes)?;
+        record_routes(tx, routes)?;
     }
     let mut bounces = Vec::with_capacity(batch.completed.len());
     let mut deleted = vec![];
     for c in &batch.completed {
-        let (failed, gone) = record_transaction(&tx, c, now_ms)?;
+        let (failed, gone) = record_transaction(tx, c, now_ms)?;
         bounces.push(failed);
         if gone {
             deleted.push(c.message);
@@ -212,7 +226,6 @@ pub(crate) fn commit_batch(
             Err(e) => changes.push(Err(e)),
         }
     }
-    tx.commit()?;
     Ok(Committed {
         ids,
         bounces,
@@ -230,11 +243,9 @@ fn insert_messages(
     if messages.is_empty() {
         return Ok(ids);
     }
-    let end: i64 = tx.query_row(
-        "UPDATE id_counter SET last = last + ?1 WHERE one = 1 RETURNING last",
-        [messages.len() as i64],
-        |r| r.get(0),
-    )?;
+    let end: i64 = tx
+        .prepare_cached("UPDATE id_counter SET last = last + ?1 WHERE one = 1 RETURNING last")?
+        .query_row([messages.len() as i64], |r| r.get(0))?;
     let mut id = end - messages.len() as i64;
     let mut message = tx.prepare_cached(
         "INSERT INTO messages (id, message_id, sender, received_ms, size, receive_connector, client_ip, client_helo, \

@@ -18,6 +18,10 @@ pub struct SinkOptions {
     /// Close the connection (no QUIT asked) after each accepted message,
     /// as a server ending an idle session does.
     pub close_after_message: bool,
+    /// After each accepted message, say `421` at once but keep the
+    /// connection open: a server ending an idle session, heard before it
+    /// closes.
+    pub notice_after_message: bool,
 }
 
 #[derive(Default)]
@@ -146,6 +150,12 @@ async fn session(stream: tokio::net::TcpStream, rec: Arc<Mutex<Recorded>>, opts:
             if opts.close_after_message {
                 let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
                 return;
+            }
+            if opts.notice_after_message {
+                let _ = w
+                    .write_all(b"250 2.0.0 queued\r\n421 4.4.2 idle too long, closing\r\n")
+                    .await;
+                continue;
             }
             if opts.lmtp {
                 let replies: String = rcpts.iter().map(|_| "250 2.0.0 delivered\r\n").collect();

@@ -312,7 +312,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 l.info(&e.to_string(), "I/O error");
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.shutdown()).await;
+        // TLS ends with close_notify. A plain connection is simply closed
+        // when the session drops it (close sends the FIN after whatever is
+        // still queued): shutdown first would cost a system call and a
+        // timer per session for nothing (issue 22).
+        if matches!(self.conn, Conn::Tls(_)) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.shutdown()).await;
+        }
         if let Some(l) = &mut self.plog {
             l.disconnect();
         }
