@@ -281,88 +281,118 @@ fn writer(
                 break;
             }
         }
-        let mut batch = db::write::Batch::default();
-        let mut want_full = false;
-        for w in &work {
-            match w {
-                Work::Enqueue(j) => {
-                    batch.messages.push((&j.envelope, &j.body));
-                    want_full = true;
-                }
-                Work::Complete(c) => batch.completed.push(&c.completed),
-                Work::Route(r) => batch.routes.push(&r.routes),
-                Work::Apply(c) => {
-                    batch.changes.push(&c.changes);
-                    want_full |= c.durable;
-                }
-                Work::Stop => {}
+        // New messages are committed first, on their own, and answered at
+        // once: their 250 waits only for their own rows and fsync, not for
+        // the delivery results and changes that came in with them (issue
+        // 22). The rest follows in a second transaction, in the order a
+        // single one would have applied it (messages first).
+        let (enqueues, rest): (Vec<Work>, Vec<Work>) = work
+            .into_iter()
+            .partition(|w| matches!(w, Work::Enqueue(_)));
+        for part in [enqueues, rest] {
+            if !part.is_empty() {
+                commit_work(
+                    &mut conn,
+                    &mut synchronous_full,
+                    part,
+                    &committed,
+                    &health,
+                    &handoff,
+                );
             }
         }
-        let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
-        forget_changed_recipients(&handoff, &work);
-        let now_ms = schedule::now_ms();
-        let result =
-            db::write::commit_batch(&mut conn, &mut synchronous_full, want_full, now_ms, &batch);
-        drop(batch);
-        match result {
-            Ok(done) => {
-                handoff.remove(&done.deleted);
-                let (mut ids, mut bounces, mut changes) = (
-                    done.ids.into_iter(),
-                    done.bounces.into_iter(),
-                    done.changes.into_iter(),
-                );
-                for w in work {
-                    match w {
-                        Work::Enqueue(j) => {
-                            let id = ids.next();
-                            let Job {
-                                envelope,
-                                body,
-                                done,
-                            } = *j;
-                            if let Some(id) = id {
-                                hand_off(&handoff, id, now_ms, envelope, body);
-                            }
-                            let _ = done.send(id.ok_or_else(lost));
+    }
+}
+
+/// Commits one group of work in one transaction and answers each item.
+fn commit_work(
+    conn: &mut rusqlite::Connection,
+    synchronous_full: &mut bool,
+    work: Vec<Work>,
+    committed: &Notify,
+    health: &health::QueueHealth,
+    handoff: &handoff::Handoff,
+) {
+    let mut batch = db::write::Batch::default();
+    let mut want_full = false;
+    for w in &work {
+        match w {
+            Work::Enqueue(j) => {
+                batch.messages.push((&j.envelope, &j.body));
+                want_full = true;
+            }
+            Work::Complete(c) => batch.completed.push(&c.completed),
+            Work::Route(r) => batch.routes.push(&r.routes),
+            Work::Apply(c) => {
+                batch.changes.push(&c.changes);
+                want_full |= c.durable;
+            }
+            Work::Stop => {}
+        }
+    }
+    let wakes = !batch.messages.is_empty() || !batch.routes.is_empty();
+    forget_changed_recipients(handoff, &work);
+    let now_ms = schedule::now_ms();
+    let result = db::write::commit_batch(conn, synchronous_full, want_full, now_ms, &batch);
+    drop(batch);
+    match result {
+        Ok(done) => {
+            handoff.remove(&done.deleted);
+            let (mut ids, mut bounces, mut changes) = (
+                done.ids.into_iter(),
+                done.bounces.into_iter(),
+                done.changes.into_iter(),
+            );
+            for w in work {
+                match w {
+                    Work::Enqueue(j) => {
+                        let id = ids.next();
+                        let Job {
+                            envelope,
+                            body,
+                            done,
+                        } = *j;
+                        if let Some(id) = id {
+                            hand_off(handoff, id, now_ms, envelope, body);
                         }
-                        Work::Complete(c) => {
-                            let _ = c.done.send(bounces.next().ok_or_else(lost));
-                        }
-                        Work::Route(r) => {
-                            let _ = r.done.send(Ok(()));
-                        }
-                        Work::Apply(c) => {
-                            let _ = c.done.send(changes.next().unwrap_or_else(|| Err(lost())));
-                        }
-                        Work::Stop => {}
+                        let _ = done.send(id.ok_or_else(lost));
                     }
-                }
-                // After the hand-off, so delivery finds what was committed.
-                if wakes {
-                    committed.notify_one();
+                    Work::Complete(c) => {
+                        let _ = c.done.send(bounces.next().ok_or_else(lost));
+                    }
+                    Work::Route(r) => {
+                        let _ = r.done.send(Ok(()));
+                    }
+                    Work::Apply(c) => {
+                        let _ = c.done.send(changes.next().unwrap_or_else(|| Err(lost())));
+                    }
+                    Work::Stop => {}
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "queue commit failed");
-                health.check(&e, "queue.db");
-                let failed = || anyhow::anyhow!("queue commit failed: {e}");
-                for w in work {
-                    match w {
-                        Work::Enqueue(j) => {
-                            let _ = j.done.send(Err(failed()));
-                        }
-                        Work::Complete(c) => {
-                            let _ = c.done.send(Err(failed()));
-                        }
-                        Work::Route(r) => {
-                            let _ = r.done.send(Err(failed()));
-                        }
-                        Work::Apply(c) => {
-                            let _ = c.done.send(Err(failed()));
-                        }
-                        Work::Stop => {}
+            // After the hand-off, so delivery finds what was committed.
+            if wakes {
+                committed.notify_one();
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "queue commit failed");
+            health.check(&e, "queue.db");
+            let failed = || anyhow::anyhow!("queue commit failed: {e}");
+            for w in work {
+                match w {
+                    Work::Enqueue(j) => {
+                        let _ = j.done.send(Err(failed()));
                     }
+                    Work::Complete(c) => {
+                        let _ = c.done.send(Err(failed()));
+                    }
+                    Work::Route(r) => {
+                        let _ = r.done.send(Err(failed()));
+                    }
+                    Work::Apply(c) => {
+                        let _ = c.done.send(Err(failed()));
+                    }
+                    Work::Stop => {}
                 }
             }
         }
