@@ -108,7 +108,12 @@ impl Queue {
         let h = health.clone();
         let handoff = handoff::Handoff::default();
         let kept = handoff.clone();
-        life.spawn_thread("queue-writer", move || writer(conn, rx, notify, h, kept))?;
+        let checkpoints = db::open_checkpointer(path)?;
+        let (poke, pokes) = std::sync::mpsc::sync_channel(1);
+        life.spawn_thread("queue-writer", move || {
+            writer(conn, rx, notify, h, kept, poke)
+        })?;
+        life.spawn_thread("queue-checkpoint", move || checkpointer(checkpoints, pokes))?;
         Ok(Queue {
             jobs,
             pool,
@@ -261,6 +266,7 @@ fn writer(
     committed: Arc<Notify>,
     health: Arc<health::QueueHealth>,
     handoff: handoff::Handoff,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
 ) {
     let mut synchronous_full = true;
     let mut stopping = false;
@@ -301,6 +307,25 @@ fn writer(
                 );
             }
         }
+        // Pokes coalesce: one waiting is enough.
+        let _ = checkpoint.try_send(());
+    }
+}
+
+/// The least time between two of the checkpointer's checkpoints: each
+/// fsyncs the database file, so they are spaced, not run after every
+/// commit.
+const CHECKPOINT_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database file, on its own thread
+/// and connection, after the writer's commits (at most one checkpoint per
+/// `CHECKPOINT_SPACING`). Ends when the writer does.
+fn checkpointer(conn: rusqlite::Connection, pokes: std::sync::mpsc::Receiver<()>) {
+    while pokes.recv().is_ok() {
+        if let Err(e) = db::checkpoint(&conn) {
+            tracing::warn!(error = %e, "queue checkpoint failed; the writer checkpoints instead");
+        }
+        std::thread::sleep(CHECKPOINT_SPACING);
     }
 }
 

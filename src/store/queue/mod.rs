@@ -59,6 +59,11 @@ pub(crate) fn open_writer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The checkpoints are the checkpointer's (`open_checkpointer`), off the
+    // path to a 250; the writer checkpoints itself only when the WAL has
+    // grown this far, which bounds the WAL if the checkpointer falls behind
+    // (its checkpoint then copies only the frames not yet copied).
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     // Every statement the writer runs stays prepared: more than rusqlite's
     // default of 16, which made the busiest ones be parsed again.
     conn.set_prepared_statement_cache_capacity(64);
@@ -126,4 +131,42 @@ mod tests {
         // The dead column is gone.
         assert!(conn.prepare("SELECT status FROM messages").is_err());
     }
+}
+
+/// WAL pages after which the writer checkpoints on its own (SQLite's
+/// default is 1,000: 4 MB). 32 MB: at the relay rates measured in
+/// `bench/RESULTS.md` about a second of messages.
+pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 8_000;
+
+/// Opens the checkpointer's own connection: it copies committed WAL
+/// frames into the database file beside the writer, so a commit (and the
+/// 250 waiting on it) does not also carry a checkpoint's copy and fsync.
+pub(crate) fn open_checkpointer(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)
+        .with_context(|| format!("opening the queue checkpointer on {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// A checkpoint as SQLite reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// Another connection held a lock the checkpoint needed.
+    pub busy: bool,
+    /// Frames in the WAL, and how many of them are now in the database.
+    pub frames: i64,
+    pub copied: i64,
+}
+
+/// A PASSIVE checkpoint: copies what it can without blocking the writer
+/// or any reader.
+pub(crate) fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<Checkpoint> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Checkpoint {
+            busy: r.get::<_, i64>(0)? != 0,
+            frames: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
 }

@@ -8,7 +8,34 @@ use std::time::Duration;
 
 const TOKEN: &str = "crash-test-admin-token-0123456789";
 
-fn spawn_ferry(data: &std::path::Path, net: u8, api_port: u16) -> std::process::Child {
+/// A spawned Ferry, killed when dropped: a failing assertion leaves no
+/// server behind on the test's addresses.
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_ferry(data: &std::path::Path, net: u8, api_port: u16) -> Running {
+    // reqwest is built without a TLS provider of its own; the in-process
+    // apps install one, but these tests may run before any of them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--data-dir"])
         .arg(data)
@@ -24,6 +51,7 @@ fn spawn_ferry(data: &std::path::Path, net: u8, api_port: u16) -> std::process::
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Running)
         .expect("the ferry binary runs")
 }
 
@@ -162,4 +190,68 @@ async fn acknowledged_messages_survive_kill_9() {
     }
     child.kill().unwrap();
     panic!("ferry did not stop within 15 s of SIGTERM");
+}
+
+/// Messages' rows reach `queue.db` itself while Ferry runs, with the WAL
+/// far below the size at which the writer would checkpoint on its own:
+/// the checkpointer copies them beside the writer (issue 22), so a
+/// commit, and the 250 waiting on it, does not carry that copy.
+#[tokio::test]
+async fn the_checkpointer_copies_committed_messages_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let net = crate::support::net::next();
+    let base = format!("http://127.{net}.0.1:18251");
+    let mut child = spawn_ferry(&data, net, 18251);
+    wait_healthy(&base).await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/accepted-domains"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"domainName": "contoso.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut c = Client::connect(&format!("127.{net}.0.30"), &format!("127.{net}.0.2:2525"))
+        .await
+        .unwrap();
+    c.reply().await.unwrap();
+    c.cmd("EHLO checkpoint.test").await;
+    for i in 0..20 {
+        let body =
+            format!("Message-ID: <ckpt-{i}@checkpoint.test>\r\nSubject: {i}\r\n\r\nbody\r\n");
+        let r = c
+            .send_mail("sender@checkpoint.test", &["bob@contoso.test"], &body)
+            .await;
+        assert_eq!(r.code, 250, "{}", r.text);
+    }
+    // The database file alone, copied without its WAL, holds only what a
+    // checkpoint has copied into it.
+    let copy = tempfile::tempdir().unwrap();
+    let mut seen = -1;
+    for _ in 0..100 {
+        std::fs::copy(data.join("queue.db"), copy.path().join("alone.db")).unwrap();
+        let _ = std::fs::remove_file(copy.path().join("alone.db-wal"));
+        if let Ok(n) = rusqlite::Connection::open(copy.path().join("alone.db")).and_then(|db| {
+            db.query_row(
+                "SELECT count(*) FROM messages WHERE message_id LIKE '<ckpt-%'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        }) {
+            seen = n;
+            if n == 20 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wal = std::fs::metadata(data.join("queue.db-wal")).map_or(0, |m| m.len());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seen, 20, "the database file holds every committed message");
+    assert!(
+        wal < 4_000 * 4096,
+        "the WAL ({wal} bytes) is far from the writer's own checkpoint"
+    );
 }
