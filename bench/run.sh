@@ -230,15 +230,16 @@ relay_case() { # name size sessions n -> R[acc_name_key], R[rel_name_key]
 # --size) written into RESULTS.md in place of the same section of an
 # earlier run, dated; sections stay in numeric order.
 write_sections() { # text-with-"## N." headings, the flag
-  python3 - "$RESULTS" "$1" "$(date -u +%Y-%m-%d)" "$(nproc)" "$2" <<'PY'
+  python3 - "$RESULTS" "$1" "$(date -u +%Y-%m-%d)" "$(nproc)" "$2" "$(uname -r)" \
+    "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" "$(git -C "$REPO" rev-parse --short HEAD)" <<'PY'
 import re, sys
-path, new, day, cpus, flag = sys.argv[1:]
+path, new, day, cpus, flag, kernel, model, commit = sys.argv[1:]
 text = open(path).read()
 head, *rest = re.split(r"(?m)^(?=## \d+\. )", text)
 sections = {int(re.match(r"## (\d+)\.", s).group(1)): s.rstrip("\n") for s in rest}
 for s in re.split(r"(?m)^(?=## \d+\. )", new)[1:]:
     n = int(re.match(r"## (\d+)\.", s).group(1))
-    sections[n] = s.rstrip("\n") + f"\n\nRun alone (`bash bench/run.sh {flag}`) on {day}, on this machine ({cpus} cores)."
+    sections[n] = s.rstrip("\n") + f"\n\nRun alone (`bash bench/run.sh {flag}`) on {day}, on {model or 'this machine'} ({cpus} cores), Linux {kernel}, ferry {commit}."
 open(path, "w").write(head.rstrip("\n") + "\n\n" + "\n\n".join(sections[n] for n in sorted(sections)) + "\n")
 PY
   echo "wrote $(echo "$1" | grep -c '^## [0-9]*\. ') section(s) of $RESULTS"
