@@ -12,6 +12,9 @@ const TOKEN: &str = "json-logs-admin-token-0123456789";
 
 #[tokio::test]
 async fn json_logs_carry_the_session_and_message_ids() {
+    // reqwest is built without a TLS provider of its own; the in-process
+    // apps install one, but this test may run before any of them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let net = 247;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
