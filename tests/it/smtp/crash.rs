@@ -2,35 +2,12 @@
 //! 250 is in the queue after a restart.
 
 use crate::support::client::Client;
+use crate::support::process::Running;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TOKEN: &str = "crash-test-admin-token-0123456789";
-
-/// A spawned Ferry, killed when dropped: a failing assertion leaves no
-/// server behind on the test's addresses.
-struct Running(std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn_ferry(data: &std::path::Path, net: u8, api_port: u16) -> Running {
     // reqwest is built without a TLS provider of its own; the in-process

@@ -29,6 +29,7 @@ async fn json_logs_carry_the_session_and_message_ids() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(crate::support::process::Running)
         .expect("the ferry binary runs");
     let base = format!("http://127.{net}.0.1:18247");
     let http = reqwest::Client::new();
