@@ -45,6 +45,18 @@ async fn wait_healthy(base: &str) {
     panic!("ferry did not come up at {base}");
 }
 
+/// Makes contoso.test an accepted domain of the Ferry at `base`.
+async fn accept_contoso(client: &reqwest::Client, base: &str) {
+    let r = client
+        .post(format!("{base}/api/v1/accepted-domains"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"domainName": "contoso.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
 async fn stream(from: String, to: String, worker: u8, acked: Arc<Mutex<Vec<String>>>) {
     let Ok(mut c) = Client::connect(&from, &to).await else {
         return;
@@ -77,14 +89,7 @@ async fn acknowledged_messages_survive_kill_9() {
     let mut child = spawn_ferry(&data, net, 18250);
     wait_healthy(&base).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{base}/api/v1/accepted-domains"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"domainName": "contoso.test"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    accept_contoso(&client, &base).await;
     let r = client
         .patch(format!(
             "{base}/api/v1/receive-connectors/Default%20internal%20receive%20connector%20EDGE01"
@@ -181,14 +186,7 @@ async fn the_checkpointer_copies_committed_messages_into_the_database_file() {
     let base = format!("http://127.{net}.0.1:18251");
     let mut child = spawn_ferry(&data, net, 18251);
     wait_healthy(&base).await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/accepted-domains"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"domainName": "contoso.test"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    accept_contoso(&reqwest::Client::new(), &base).await;
     let mut c = Client::connect(&format!("127.{net}.0.30"), &format!("127.{net}.0.2:2525"))
         .await
         .unwrap();
