@@ -65,6 +65,16 @@ async fn a_login_sends_as_its_addresses_and_nothing_else() {
     let hub = hub().await;
     let submission = hub.bind(1, 2587);
     let client_ip = format!("127.{}.0.40", hub.net);
+    // Each refusal below would wait out the default 5 s tarpit; the
+    // refusals, not the tarpit, are what this test is about.
+    let r = hub
+        .patch(
+            "/api/v1/receive-connectors/Client%20HUB01",
+            json!({"tarpitInterval": "00:00:00"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     // Made as the README used to show: it can log in, but send as no one;
     // the answer says so.
