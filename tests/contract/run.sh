@@ -25,7 +25,9 @@ cd "$(dirname "$0")/../.."
 # each seed runs in a network namespace of its own with nothing but
 # loopback, so no generated address can ever be reached.
 if [ -z "${FERRY_CONTRACT_SEED:-}" ]; then
-  read -r -a seeds <<< "${SEEDS:-1 ${SEED:-$RANDOM}}"
+  # Each seed once (SEED=1 would name seed 1 twice, into one log).
+  # shellcheck disable=SC2086
+  read -r -a seeds <<< "$(printf '%s\n' ${SEEDS:-1 ${SEED:-$RANDOM}} | awk '!seen[$0]++' | xargs)"
   logs=$(mktemp -d)
   trap 'rm -rf "$logs"' EXIT
   pids=()
