@@ -32,7 +32,7 @@ printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:1638
 # No registry here: make debian:bookworm-slim locally when it is missing.
 bash .ci/base-image.sh
 
-echo "== build the image (prebuilt target, host binary)"
+echo "== build the image (prebuilt target, host binary) [${SECONDS} s]"
 cargo build --release --locked
 mkdir -p dist && cp target/release/ferry dist/ferry
 podman build --pull=never --format docker --target prebuilt --build-arg FERRY_BINARY=dist/ferry -t localhost/ferry:ci . >/dev/null
@@ -84,7 +84,7 @@ check() {
   if "$@"; then pass=$((pass + 1)); echo "ok: $what"; else echo "FAILED: $what" >&2; exit 1; fi
 }
 
-echo "== run the image"
+echo "== run the image [${SECONDS} s]"
 cid=$(podman run -d -p 127.0.0.1:18580:8080 -p 127.0.0.1:12625:25 \
   -e FERRY_FQDN=mail.contoso.test -e FERRY_ADMIN_TOKEN_FILE=/run/secrets/admin-token \
   -v "$secret":/run/secrets/admin-token:ro -v "$vol":/data localhost/ferry:ci 2>/dev/null)
@@ -103,7 +103,7 @@ check "SMTP message accepted on the default receive connector (port 25, unprivil
   swaks --server 127.0.0.1:12625 --from a@fabrikam.test --to bob@contoso.test --header "Subject: into the container" --silent 2
 check "the message is queued" test "$(api "$API/messages" | jq .total)" = 1
 
-echo "== stop within the timeout, start again on the same volume"
+echo "== stop within the timeout, start again on the same volume [${SECONDS} s]"
 start=$(date +%s)
 podman stop -t 10 "$cid" >/dev/null
 elapsed=$(( $(date +%s) - start ))
@@ -117,13 +117,13 @@ check "logs go to stdout" sh -c "podman logs $cid 2>&1 | grep -q 'Ferry API list
 podman rm -f "$cid" >/dev/null
 cid=""
 
-echo "== compose: Edge + Hub"
+echo "== compose: Edge + Hub [${SECONDS} s]"
 # Ports away from the Quick start's 127.0.0.1:8080/2525/2587, so both can run at once.
 check "a message sent to the Edge reached the Hub's mailbox (deploy/try-compose.sh)" \
   env FERRY_IMAGE=localhost/ferry:ci EDGE_SMTP_PORT=12526 EDGE_API_PORT=18581 HUB_SUBMISSION_PORT=12588 \
   HUB_API_PORT=18582 bash deploy/try-compose.sh "ferry-ci-$run"
 
-echo "== compose: a fleet (PostgreSQL, two Edges behind HAProxy, a Hub)"
+echo "== compose: a fleet (PostgreSQL, two Edges behind HAProxy, a Hub) [${SECONDS} s]"
 # The images of PostgreSQL and HAProxy are built from Debian's packages on
 # the local debian:bookworm-slim (no registry is reachable here).
 podman build --pull=never --format docker -t localhost/ferry-postgres:latest deploy/postgres >/dev/null
