@@ -224,27 +224,51 @@ impl DeliveryEngine {
         Ok(())
     }
 
-    /// Applies an action that waited for the attempt to end.
-    pub(super) async fn apply_pending(&self, snap: &Snapshot, message: i64) -> anyhow::Result<()> {
-        let action = self
+    /// Applies an action that waited for the attempt to end. The
+    /// administrator was told it would be applied, so a failure (a store
+    /// too busy to answer in time, say) is logged and tried again, and the
+    /// action waits once more if another attempt has taken the message
+    /// meanwhile; it is dropped, loudly, only after the last try.
+    pub(super) async fn apply_pending(&self, snap: &Snapshot, message: i64) {
+        const TRIES: u32 = 8;
+        let Some(action) = self
             .state
             .lock()
             .expect("not poisoned")
             .pending
-            .remove(&message);
-        match action {
-            Some(Pending::Suspend) => {
-                self.queue
+            .remove(&message)
+        else {
+            return;
+        };
+        let mut wait = std::time::Duration::from_millis(200);
+        for tried in 1..=TRIES {
+            let result = match action {
+                Pending::Suspend => self
+                    .queue
                     .apply(vec![Change::MessageSuspended {
                         message,
                         suspended: true,
                     }])
-                    .await?;
+                    .await
+                    .map(|_| ()),
+                Pending::Remove { ndr } => self.remove(snap, message, ndr).await,
+            };
+            let Err(e) = result else {
+                return;
+            };
+            if tried == TRIES {
+                tracing::error!(internal_id = message, ?action, error = %format!("{e:#}"),
+                    "an action held until the attempt ended could not be applied; giving up");
+                return;
             }
-            Some(Pending::Remove { ndr }) => self.remove(snap, message, ndr).await?,
-            None => {}
+            tracing::warn!(internal_id = message, ?action, tried, error = %format!("{e:#}"),
+                "an action held until the attempt ended failed; trying again");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            if self.defer_action(message, action) {
+                return;
+            }
         }
-        Ok(())
     }
 
     /// Records an administrator's action on a message (SUSPEND, RESUME,

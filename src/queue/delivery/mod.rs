@@ -338,7 +338,7 @@ impl DeliveryEngine {
                             done
                         };
                         for m in done {
-                            let _ = engine.apply_pending(&snap, m).await;
+                            engine.apply_pending(&snap, m).await;
                         }
                         engine.wake();
                     },
