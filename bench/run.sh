@@ -64,7 +64,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 QUICK=${1:-}
-N4K=5000; N100K=3000; CEIL_N=10000; CEIL_ROUNDS=5; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
+N4K=5000; N100K=3000; CEIL_N=10000; CEIL_ROUNDS=5; CEIL_PROBE=300; ROUNDS=20; IDLE=5000; RELAY_BUDGET=40; LAT_BUDGET=20
 DEPTHS="100000 500000 1000000"; DEPTH_WINDOW=20000; FANOUT_MESSAGES=20; SIZES_MB="1 10 50"
 # How long a load waits for a reply, and for the sink to receive what was
 # accepted: a slow peer is measured on what it did by then.
@@ -73,7 +73,7 @@ REPLY_WAIT=60; SINK_WAIT=180
 LAT_SAMPLES=1500
 RESULTS=$REPO/bench/RESULTS.md
 if [ "$QUICK" = --quick ]; then
-  N4K=600; N100K=150; CEIL_N=600; CEIL_ROUNDS=2; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
+  N4K=600; N100K=150; CEIL_N=600; CEIL_ROUNDS=2; CEIL_PROBE=50; ROUNDS=3; IDLE=1000; RELAY_BUDGET=3; LAT_BUDGET=2; REPLY_WAIT=3; SINK_WAIT=15; LAT_SAMPLES=600
   DEPTHS="20000 50000"; DEPTH_WINDOW=5000; FANOUT_MESSAGES=5; SIZES_MB="1 10"
   mkdir -p "$REPO/target"; RESULTS=$REPO/target/RESULTS-quick.md
 fi
@@ -277,6 +277,41 @@ t = sum(d) or 1
 user, nice, system, idle, iowait, irq, softirq, steal = d
 print(*(round(v * 100 / t) for v in (user + nice + system + irq + softirq, idle, iowait, steal)))' "$1" "$2"
 }
+# Where a session's time goes under the round's load: 19 smtp-source
+# sessions keep the load on while one probe session times each reply
+# (connect, then each command to its reply), CEIL_PROBE cycles; the means
+# in ms, as JSON. Run after the round's rate is measured: it does not
+# change the rate reported.
+reply_probe() { # port
+  smtp-source -s 19 -m 1000000 -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:"$1" >/dev/null 2>&1 &
+  local bg=$!; sleep 0.5
+  python3 - "$1" "$CEIL_PROBE" <<'PY'
+import json, socket, statistics, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+body = b"Subject: probe\r\n\r\n" + (b"a" * 76 + b"\r\n") * 52 + b".\r\n"
+steps = ["connect", "banner", "ehlo", "mail", "rcpt", "data", "dot", "quit"]
+took = {k: [] for k in steps}
+def reply(f):
+    while True:
+        line = f.readline()
+        if len(line) < 4 or line[3:4] != b"-":
+            return line
+for _ in range(n):
+    t = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    mark = time.perf_counter(); took["connect"].append(mark - t); t = mark
+    reply(f); mark = time.perf_counter(); took["banner"].append(mark - t); t = mark
+    for k, cmd in [("ehlo", b"EHLO probe.test\r\n"), ("mail", b"MAIL FROM:<probe@source.test>\r\n"),
+                   ("rcpt", b"RCPT TO:<rcpt@remote.test>\r\n"), ("data", b"DATA\r\n"), ("dot", body), ("quit", b"QUIT\r\n")]:
+        s.sendall(cmd); reply(f)
+        mark = time.perf_counter(); took[k].append(mark - t); t = mark
+    s.close()
+print(json.dumps({k: round(statistics.mean(v) * 1000, 3) for k, v in took.items()}))
+PY
+  kill "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true
+}
 ceiling_round() { # pipe | ferry, round
   local n=$CEIL_N target=$SINK
   if [ "$1" = ferry ]; then
@@ -296,6 +331,8 @@ ceiling_round() { # pipe | ferry, round
   R[ceil_ends_$1_$2]=$ends; R[ceil_mta_$1_$2]=0
   [ "$1" = ferry ] && R[ceil_mta_$1_$2]=$(( ($(cpu_ticks "$FERRY_PID") - f0) * 10000 / n ))
   echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs; the machine's cores busy / idle / waiting on the disk / stolen: ${R[ceil_split_$1_$2]// / \/ } %"
+  R[ceil_probe_$1_$2]=$(reply_probe "$target")
+  echo "  round $2, $1: one session's replies under the load (ms): $(echo "${R[ceil_probe_$1_$2]}" | jq -c .)"
   kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
   if [ "$1" = ferry ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; fi
 }
@@ -317,6 +354,19 @@ ceiling_bench() {
     R[ceil_busy_$k]=${R[ceil_split1_$k]}; R[ceil_idle_$k]=${R[ceil_split2_$k]}
     R[ceil_iowait_$k]=${R[ceil_split3_$k]}; R[ceil_steal_$k]=${R[ceil_split4_$k]}
   done
+  # One session's replies, the mean of the rounds, and each side's whole
+  # cycle: 20 sessions at the median rate take 20 / rate s a message each.
+  local k2; for k2 in pipe ferry; do
+    R[ceil_probe_$k2]=$(for r in $(seq 1 "$CEIL_ROUNDS"); do echo "${R[ceil_probe_${k2}_$r]}"; done | python3 -c '
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+out = {k: round(statistics.mean(r[k] for r in rows), 2) for k in rows[0]}
+out["replies"] = round(sum(out.values()), 2)
+print(json.dumps(out))')
+  done
+  CEIL_CYCLE_PIPE=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_PIPE")
+  CEIL_CYCLE_FERRY=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_FERRY")
+  echo "  a session's cycle: the pipe ${CEIL_CYCLE_PIPE} ms, of which its server's replies $(j "${R[ceil_probe_pipe]}" .replies) ms; Ferry ${CEIL_CYCLE_FERRY} ms, of which its replies $(j "${R[ceil_probe_ferry]}" .replies) ms"
   # At the pipe's limit both cores are busy (its rate × its CPU per message
   # ≈ cores): the most any relay between the same two ends could do is
   # cores ÷ (the ends' CPU + the relay's own CPU) per message.
@@ -626,6 +676,21 @@ ceiling_section() {
   echo "| Ferry between its ends | ${R[ceil_busy_ferry]} % | ${R[ceil_idle_ferry]} % | ${R[ceil_iowait_ferry]} % | ${R[ceil_steal_ferry]} % |"
   echo
   echo "Busy counts user, system and interrupt time, loopback TCP's included; *waiting on the disk* is idle time while some task waited for the disk (Linux's iowait). A round that leaves the cores idle is bound by its sessions' round trips and waits, not by the CPU: 20 sessions, each waiting for one reply at a time, did not keep ${CEIL_CORES} cores busy."
+  echo
+  echo "Where a session's time goes: after each round's rate was measured, 19 \`smtp-source\` sessions kept the same load on while one probe session (Python, on loopback) timed ${CEIL_PROBE} messages, each step from sending to the server's whole reply (mean ms, the mean of the rounds). Each of the 20 sessions sends one message a cycle, so a cycle lasts 20 ÷ the rate; what the server's replies do not account for is the client's own time between a reply and its next command, \`smtp-source\` waiting for a core among the others."
+  echo
+  echo "| step | the pipe | Ferry between its ends |"
+  echo "|---|---|---|"
+  local step label
+  for step in connect banner ehlo mail rcpt data dot quit replies; do
+    case $step in
+      connect) label="TCP connect" ;; banner) label="connect → 220" ;; ehlo) label="EHLO → 250" ;; mail) label="MAIL → 250" ;;
+      rcpt) label="RCPT → 250" ;; data) label="DATA → 354" ;; dot) label="the message and its end → 250 (Ferry: the commit and its fsync)" ;;
+      quit) label="QUIT → 221" ;; replies) label="**all of the server's replies**" ;;
+    esac
+    echo "| $label | $(j "${R[ceil_probe_pipe]}" ".$step") | $(j "${R[ceil_probe_ferry]}" ".$step") |"
+  done
+  echo "| **a whole cycle** (20 sessions ÷ the rate) | ${CEIL_CYCLE_PIPE} | ${CEIL_CYCLE_FERRY} |"
 }
 connections_section() {
   echo "## 13. Connections"
