@@ -281,36 +281,41 @@ print(*(round(v * 100 / t) for v in (user + nice + system + irq + softirq, idle,
 # sessions keep the load on while one probe session times each reply
 # (connect, then each command to its reply), CEIL_PROBE cycles; the means
 # in ms, as JSON. Run after the round's rate is measured: it does not
-# change the rate reported.
+# change the rate reported. Any reply but the expected one ends the run.
 reply_probe() { # port
   smtp-source -s 19 -m 1000000 -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:"$1" >/dev/null 2>&1 &
-  local bg=$!; sleep 0.5
-  python3 - "$1" "$CEIL_PROBE" <<'PY'
+  local bg=$! rc=0; sleep 0.5
+  python3 - "$1" "$CEIL_PROBE" <<'PY' || rc=$?
 import json, socket, statistics, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
 body = b"Subject: probe\r\n\r\n" + (b"a" * 76 + b"\r\n") * 52 + b".\r\n"
 steps = ["connect", "banner", "ehlo", "mail", "rcpt", "data", "dot", "quit"]
 took = {k: [] for k in steps}
-def reply(f):
+def reply(f, want):
     while True:
         line = f.readline()
         if len(line) < 4 or line[3:4] != b"-":
-            return line
+            break
+    # A refusal is not a timing: the run stops and says what came back.
+    if not line.startswith(want):
+        sys.exit(f"probe: expected {want.decode()}, got {line!r}")
 for _ in range(n):
     t = time.perf_counter()
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
     mark = time.perf_counter(); took["connect"].append(mark - t); t = mark
-    reply(f); mark = time.perf_counter(); took["banner"].append(mark - t); t = mark
-    for k, cmd in [("ehlo", b"EHLO probe.test\r\n"), ("mail", b"MAIL FROM:<probe@source.test>\r\n"),
-                   ("rcpt", b"RCPT TO:<rcpt@remote.test>\r\n"), ("data", b"DATA\r\n"), ("dot", body), ("quit", b"QUIT\r\n")]:
-        s.sendall(cmd); reply(f)
+    reply(f, b"220"); mark = time.perf_counter(); took["banner"].append(mark - t); t = mark
+    for k, cmd, want in [("ehlo", b"EHLO probe.test\r\n", b"250"), ("mail", b"MAIL FROM:<probe@source.test>\r\n", b"250"),
+                         ("rcpt", b"RCPT TO:<rcpt@remote.test>\r\n", b"250"), ("data", b"DATA\r\n", b"354"),
+                         ("dot", body, b"250"), ("quit", b"QUIT\r\n", b"221")]:
+        s.sendall(cmd); reply(f, want)
         mark = time.perf_counter(); took[k].append(mark - t); t = mark
     s.close()
 print(json.dumps({k: round(statistics.mean(v) * 1000, 3) for k, v in took.items()}))
 PY
   kill "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true
+  return "$rc"
 }
 ceiling_round() { # pipe | ferry, round
   local n=$CEIL_N target=$SINK
