@@ -24,7 +24,10 @@
 #  12. the ceiling: what this machine does with no MTA at all, measured in the same run —
 #      smtp-source straight into smtp-sink (the pipe's limit, 4 KB x 20 sessions) and the
 #      disk's fsync rate (4 KB written and fsynced, in a loop, on the file system of the
-#      data directories) — and Ferry's relay of the same load as a fraction of the pipe's limit
+#      data directories) — and Ferry's relay of the same load as a fraction of the pipe's limit,
+#      with its CPU and the bytes it wrote toward the disk a message, each step of one
+#      session timed under the load, and, when /dev/shm is a tmpfs, the same relay with
+#      Ferry's data directory there (no write or fsync reaches the disk: what the disk costs)
 #  13. connections: a fresh session's banner latency (p50/p99 of 200, connect -> 220) with
 #      no other session open, and with ~19,000 idle sessions held open (two loadgens; the
 #      file limit here is 20,000 a process and cannot be raised), and Ferry's RSS then
@@ -112,6 +115,9 @@ cleanup() {
   for p in exim opensmtpd haraka; do bash "$REPO/tests/peers/mta-private.sh" "$W/$p" stop 2>/dev/null || true; done
   bash "$REPO/tests/peers/rspamd-private.sh" "$W/rspamd" stop 2>/dev/null || true
   bash "$REPO/tests/peers/opendkim-private.sh" "$W/opendkim" stop 2>/dev/null || true
+  if [ -n "${CEIL_TMPFS:-}" ]; then
+    pkill -f "ferry serve --data-dir $CEIL_TMPFS" 2>/dev/null || true; rm -rf "$CEIL_TMPFS"
+  fi
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -262,6 +268,7 @@ print(f"{n / (time.time() - t0):.0f}")
 PY
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in 1/100 s
+disk_bytes() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }   # what it sent toward the disk
 cpu_of() { # command... : runs it; its CPU seconds (user + system) go to stderr's last line
   python3 -c 'import resource, subprocess, sys
 rc = subprocess.run(sys.argv[1:]).returncode
@@ -317,13 +324,14 @@ PY
   kill "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true
   return "$rc"
 }
-ceiling_round() { # pipe | ferry, round
-  local n=$CEIL_N target=$SINK
-  if [ "$1" = ferry ]; then
-    rm -rf "$W/ferry-ceiling"; start_ferry "$W/ferry-ceiling"; configure_relay; target=$IN
+ceiling_round() { # pipe | ferry | tmpfs (Ferry, its data directory in memory), round
+  local n=$CEIL_N target=$SINK dir="$W/ferry-ceiling"
+  [ "$1" = tmpfs ] && dir="$CEIL_TMPFS/ferry-ceiling"
+  if [ "$1" != pipe ]; then
+    rm -rf "$dir"; start_ferry "$dir"; configure_relay; target=$IN
   fi
   start_sink $SINK "$W/ceiling-sink.out"
-  local f0=0; [ "$1" = ferry ] && f0=$(cpu_ticks "$FERRY_PID")
+  local f0=0 d0=0; [ "$1" != pipe ] && { f0=$(cpu_ticks "$FERRY_PID"); d0=$(disk_bytes "$FERRY_PID"); }
   local stat0; stat0=$(head -n 1 /proc/stat)
   t0=$(now); cpu_of smtp-source -s 20 -m "$n" -l 4096 -f bench@source.test -t rcpt@remote.test 127.0.0.1:$target 2>"$W/source-cpu"
   wait_sink "$W/ceiling-sink.out" "$n" >/dev/null; t2=$(now)
@@ -333,18 +341,32 @@ ceiling_round() { # pipe | ferry, round
   # CPU time per message, in microseconds: the pipe's two ends, and Ferry.
   local ends; ends=$(python3 -c "import sys; print(round((float(sys.argv[1]) + int(sys.argv[2]) / 100) * 1e6 / int(sys.argv[3])))" \
     "$(tail -n 1 "$W/source-cpu")" "$(cpu_ticks "$SINK_PID")" "$n")
-  R[ceil_ends_$1_$2]=$ends; R[ceil_mta_$1_$2]=0
-  [ "$1" = ferry ] && R[ceil_mta_$1_$2]=$(( ($(cpu_ticks "$FERRY_PID") - f0) * 10000 / n ))
-  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs; the machine's cores busy / idle / waiting on the disk / stolen: ${R[ceil_split_$1_$2]// / \/ } %"
+  R[ceil_ends_$1_$2]=$ends; R[ceil_mta_$1_$2]=0; R[ceil_disk_$1_$2]=0
+  if [ "$1" != pipe ]; then
+    R[ceil_mta_$1_$2]=$(( ($(cpu_ticks "$FERRY_PID") - f0) * 10000 / n ))
+    # Bytes Ferry's writes sent toward the disk (the queue's and the
+    # tracking log's WAL frames and checkpoints), in KB a message.
+    R[ceil_disk_$1_$2]=$(python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / 1024 / int(sys.argv[3]):.1f}')" "$d0" "$(disk_bytes "$FERRY_PID")" "$n")
+  fi
+  echo "  round $2, $1: ${R[ceil_$1_$2]} msg/s; CPU per message: source and sink ${ends} µs, Ferry ${R[ceil_mta_$1_$2]} µs, Ferry's writes toward the disk ${R[ceil_disk_$1_$2]} KB; the machine's cores busy / idle / waiting on the disk / stolen: ${R[ceil_split_$1_$2]// / \/ } %"
   R[ceil_probe_$1_$2]=$(reply_probe "$target")
   echo "  round $2, $1: one session's replies under the load (ms): $(echo "${R[ceil_probe_$1_$2]}" | jq -c .)"
   kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true
-  if [ "$1" = ferry ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; fi
+  if [ "$1" != pipe ]; then kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true; rm -rf "$dir"; fi
 }
 ceiling_bench() {
   # Alternating rounds: the pipe's own rate swings by a sixth between
   # rounds on a shared machine, so each side is its median over the rounds.
-  local round; for round in $(seq 1 "$CEIL_ROUNDS"); do ceiling_round pipe "$round"; ceiling_round ferry "$round"; done
+  # A third side, when /dev/shm is a tmpfs: the same Ferry with its data
+  # directory in memory, where no write or fsync reaches a disk. Not a way
+  # to run (a power cut loses the queue): it measures what the disk costs.
+  CEIL_TMPFS=; local sides="pipe ferry"
+  if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && CEIL_TMPFS=$(mktemp -d /dev/shm/ferry-bench.XXXXXX 2>/dev/null); then
+    chmod 755 "$CEIL_TMPFS"; sides="pipe ferry tmpfs"
+  else
+    CEIL_TMPFS=; echo "  /dev/shm is not a writable tmpfs: no round with Ferry's data in memory"
+  fi
+  local round side; for round in $(seq 1 "$CEIL_ROUNDS"); do for side in $sides; do ceiling_round "$side" "$round"; done; done
   med() { python3 -c 'import statistics, sys; print(round(statistics.median(map(int, sys.argv[1:]))))' "$@"; }
   mean() { python3 -c 'import statistics, sys; print(round(statistics.mean(map(int, sys.argv[1:]))))' "$@"; }
   pick() { local k=$1 r; for r in $(seq 1 "$CEIL_ROUNDS"); do echo "${R[${k}_$r]}"; done; }
@@ -352,16 +374,20 @@ ceiling_bench() {
   CEIL_FSYNC=$(fsync_rate)
   CEIL_ENDS_PIPE=$(mean $(pick ceil_ends_pipe)); CEIL_ENDS_FERRY=$(mean $(pick ceil_ends_ferry))
   CEIL_CPU_FERRY=$(mean $(pick ceil_mta_ferry))
+  CEIL_DISK_FERRY=$(pick ceil_disk_ferry | python3 -c 'import statistics, sys; print(f"{statistics.mean(float(l) for l in sys.stdin):.1f}")')
+  if [ -n "$CEIL_TMPFS" ]; then
+    CEIL_TMPFS_RATE=$(med $(pick ceil_tmpfs)); CEIL_CPU_TMPFS=$(mean $(pick ceil_mta_tmpfs))
+  fi
   # Ferry's rate over the pipe's in each pair of rounds run one after the other.
   CEIL_PAIRS=$(for r in $(seq 1 "$CEIL_ROUNDS"); do ratio "${R[ceil_ferry_$r]}" "${R[ceil_pipe_$r]}"; done | sort -n | paste -sd' ')
-  local k i; for k in pipe ferry; do
+  local k i; for k in pipe ferry ${CEIL_TMPFS:+tmpfs}; do
     for i in 1 2 3 4; do R[ceil_split${i}_$k]=$(mean $(for r in $(seq 1 "$CEIL_ROUNDS"); do cut -d' ' -f"$i" <<<"${R[ceil_split_${k}_$r]}"; done)); done
     R[ceil_busy_$k]=${R[ceil_split1_$k]}; R[ceil_idle_$k]=${R[ceil_split2_$k]}
     R[ceil_iowait_$k]=${R[ceil_split3_$k]}; R[ceil_steal_$k]=${R[ceil_split4_$k]}
   done
   # One session's replies, the mean of the rounds, and each side's whole
   # cycle: 20 sessions at the median rate take 20 / rate s a message each.
-  local k2; for k2 in pipe ferry; do
+  local k2; for k2 in pipe ferry ${CEIL_TMPFS:+tmpfs}; do
     R[ceil_probe_$k2]=$(for r in $(seq 1 "$CEIL_ROUNDS"); do echo "${R[ceil_probe_${k2}_$r]}"; done | python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -382,6 +408,10 @@ print(json.dumps(out))')
   CEIL_BUDGET=$(python3 -c "import sys; c,p,e=map(int,sys.argv[1:]); print(max(0, round(c * 1e6 / (p / 2) - e)))" "$CEIL_CORES" "$CEIL_PIPE" "$CEIL_ENDS_FERRY")
   echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s (medians of ${CEIL_ROUNDS} rounds) — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit (pair by pair: ${CEIL_PAIRS}); the disk: ${CEIL_FSYNC} fsyncs/s"
   echo "  CPU per message: the pipe's ends ${CEIL_ENDS_PIPE} µs (${CEIL_BUSY} of ${CEIL_CORES} cores busy at its limit); with Ferry between them the ends ${CEIL_ENDS_FERRY} µs and Ferry ${CEIL_CPU_FERRY} µs; half the pipe's rate would leave Ferry ${CEIL_BUDGET} µs"
+  if [ -n "$CEIL_TMPFS" ]; then
+    CEIL_CYCLE_TMPFS=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_TMPFS_RATE")
+    echo "  Ferry with its data in memory (tmpfs): ${CEIL_TMPFS_RATE} msg/s, $(ratio "$CEIL_TMPFS_RATE" "$CEIL_PIPE")× the pipe; ${CEIL_CPU_TMPFS} µs of CPU a message; on the disk Ferry wrote ${CEIL_DISK_FERRY} KB a message"
+  fi
 }
 # Section 13, also run alone with --connections.
 banner_latency() { # addr n -> {"p50_ms":…,"p99_ms":…} of connect -> 220
@@ -671,21 +701,28 @@ ceiling_section() {
   echo
   echo "What this machine does with no MTA, in the same run: \`smtp-source\` straight into \`smtp-sink\` (${CEIL_N} messages of 4 KB × 20 sessions, the pipe's limit) **${CEIL_PIPE} msg/s**; Ferry relaying the same load between them **${CEIL_FERRY} msg/s — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit** (target ≥ 0.50×; alternating, ${CEIL_ROUNDS} rounds each, the median of each side; Ferry over the pipe pair by pair, lowest to highest: ${CEIL_PAIRS// /, }). The disk under the data directories does **${CEIL_FSYNC} fsyncs/s** of a 4 KB write: Ferry fsyncs once per group commit, so that bounds its commits a second, not its messages."
   echo
-  echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs** (at its rate Ferry alone kept ${CEIL_FERRY_CORES} of ${CEIL_CORES} cores busy). A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message."
+  echo "CPU time per message (user + system): the pipe's two ends **${CEIL_ENDS_PIPE} µs** (at its limit ${CEIL_BUSY} of ${CEIL_CORES} cores busy); with Ferry between them, the ends ${CEIL_ENDS_FERRY} µs and **Ferry ${CEIL_CPU_FERRY} µs** (at its rate Ferry alone kept ${CEIL_FERRY_CORES} of ${CEIL_CORES} cores busy). A relay does the work of both ends once more (it receives what smtp-sink receives and sends what smtp-source sends), and then stores and fsyncs. Half the pipe's rate on ${CEIL_CORES} cores would leave Ferry **${CEIL_BUDGET} µs** of CPU a message. Its writes sent **${CEIL_DISK_FERRY} KB a message** toward the disk (\`/proc/PID/io\`'s \`write_bytes\`, the mean of the rounds: the queue's and the tracking log's write-ahead logs and their checkpoints; the message itself is 4 KB)."
   echo
+  if [ -n "$CEIL_TMPFS" ]; then
+    echo "What the disk costs: the same relay, alternating with the two above, with Ferry's data directory on a tmpfs (\`/dev/shm\`: its writes and fsyncs stay in memory — a diagnosis, not a way to run, since a power cut would lose the queue) did **${CEIL_TMPFS_RATE} msg/s, $(ratio "$CEIL_TMPFS_RATE" "$CEIL_PIPE")× the pipe's limit**, Ferry at ${CEIL_CPU_TMPFS} µs of CPU a message against ${CEIL_CPU_FERRY} µs on the disk."
+    echo
+  fi
   echo "Where the machine's time went (\`/proc/stat\` over each round, % of all ${CEIL_CORES} cores, the mean of the rounds):"
   echo
   echo "| round | busy | idle | idle, waiting on the disk | stolen by the hypervisor |"
   echo "|---|---|---|---|---|"
   echo "| the pipe | ${R[ceil_busy_pipe]} % | ${R[ceil_idle_pipe]} % | ${R[ceil_iowait_pipe]} % | ${R[ceil_steal_pipe]} % |"
   echo "| Ferry between its ends | ${R[ceil_busy_ferry]} % | ${R[ceil_idle_ferry]} % | ${R[ceil_iowait_ferry]} % | ${R[ceil_steal_ferry]} % |"
+  [ -n "$CEIL_TMPFS" ] && echo "| Ferry, its data on tmpfs | ${R[ceil_busy_tmpfs]} % | ${R[ceil_idle_tmpfs]} % | ${R[ceil_iowait_tmpfs]} % | ${R[ceil_steal_tmpfs]} % |"
   echo
   echo "Busy counts user, system and interrupt time, loopback TCP's included; *waiting on the disk* is idle time while some task waited for the disk (Linux's iowait). A round that leaves the cores idle is bound by its sessions' round trips and waits, not by the CPU: 20 sessions, each waiting for one reply at a time, did not keep ${CEIL_CORES} cores busy."
   echo
   echo "Where a session's time goes: after each round's rate was measured, 19 \`smtp-source\` sessions kept the same load on while one probe session (Python, on loopback) timed ${CEIL_PROBE} messages, each step from sending to the server's whole reply (mean ms, the mean of the rounds). Each of the 20 sessions sends one message a cycle, so a cycle lasts 20 ÷ the rate; what the server's replies do not account for is the client's own time between a reply and its next command, \`smtp-source\` waiting for a core among the others."
   echo
-  echo "| step | the pipe | Ferry between its ends |"
-  echo "|---|---|---|"
+  local tmpfs_head="" tmpfs_rule=""
+  [ -n "$CEIL_TMPFS" ] && { tmpfs_head=" Ferry, its data on tmpfs |"; tmpfs_rule="---|"; }
+  echo "| step | the pipe | Ferry between its ends |$tmpfs_head"
+  echo "|---|---|---|$tmpfs_rule"
   local step label
   for step in connect banner ehlo mail rcpt data dot quit replies; do
     case $step in
@@ -693,9 +730,9 @@ ceiling_section() {
       rcpt) label="RCPT → 250" ;; data) label="DATA → 354" ;; dot) label="the message and its end → 250 (Ferry: the commit and its fsync)" ;;
       quit) label="QUIT → 221" ;; replies) label="**all of the server's replies**" ;;
     esac
-    echo "| $label | $(j "${R[ceil_probe_pipe]}" ".$step") | $(j "${R[ceil_probe_ferry]}" ".$step") |"
+    echo "| $label | $(j "${R[ceil_probe_pipe]}" ".$step") | $(j "${R[ceil_probe_ferry]}" ".$step") |${CEIL_TMPFS:+ $(j "${R[ceil_probe_tmpfs]:-}" ".$step") |}"
   done
-  echo "| **a whole cycle** (20 sessions ÷ the rate) | ${CEIL_CYCLE_PIPE} | ${CEIL_CYCLE_FERRY} |"
+  echo "| **a whole cycle** (20 sessions ÷ the rate) | ${CEIL_CYCLE_PIPE} | ${CEIL_CYCLE_FERRY} |${CEIL_TMPFS:+ ${CEIL_CYCLE_TMPFS} |}"
 }
 connections_section() {
   echo "## 13. Connections"
