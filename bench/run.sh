@@ -395,8 +395,8 @@ out = {k: round(statistics.mean(r[k] for r in rows), 2) for k in rows[0]}
 out["replies"] = round(sum(out.values()), 2)
 print(json.dumps(out))')
   done
-  CEIL_CYCLE_PIPE=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_PIPE")
-  CEIL_CYCLE_FERRY=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_FERRY")
+  cycle_ms() { python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$1"; }   # rate -> 20 sessions' cycle
+  CEIL_CYCLE_PIPE=$(cycle_ms "$CEIL_PIPE"); CEIL_CYCLE_FERRY=$(cycle_ms "$CEIL_FERRY")
   echo "  a session's cycle: the pipe ${CEIL_CYCLE_PIPE} ms, of which its server's replies $(j "${R[ceil_probe_pipe]}" .replies) ms; Ferry ${CEIL_CYCLE_FERRY} ms, of which its replies $(j "${R[ceil_probe_ferry]}" .replies) ms"
   # At the pipe's limit both cores are busy (its rate × its CPU per message
   # ≈ cores): the most any relay between the same two ends could do is
@@ -409,7 +409,7 @@ print(json.dumps(out))')
   echo "  the pipe ${CEIL_PIPE} msg/s; Ferry relaying ${CEIL_FERRY} msg/s (medians of ${CEIL_ROUNDS} rounds) — $(ratio "$CEIL_FERRY" "$CEIL_PIPE")× the pipe's limit (pair by pair: ${CEIL_PAIRS}); the disk: ${CEIL_FSYNC} fsyncs/s"
   echo "  CPU per message: the pipe's ends ${CEIL_ENDS_PIPE} µs (${CEIL_BUSY} of ${CEIL_CORES} cores busy at its limit); with Ferry between them the ends ${CEIL_ENDS_FERRY} µs and Ferry ${CEIL_CPU_FERRY} µs; half the pipe's rate would leave Ferry ${CEIL_BUDGET} µs"
   if [ -n "$CEIL_TMPFS" ]; then
-    CEIL_CYCLE_TMPFS=$(python3 -c "import sys; print(f'{20e3 / int(sys.argv[1]):.2f}')" "$CEIL_TMPFS_RATE")
+    CEIL_CYCLE_TMPFS=$(cycle_ms "$CEIL_TMPFS_RATE")
     echo "  Ferry with its data in memory (tmpfs): ${CEIL_TMPFS_RATE} msg/s, $(ratio "$CEIL_TMPFS_RATE" "$CEIL_PIPE")× the pipe; ${CEIL_CPU_TMPFS} µs of CPU a message; on the disk Ferry wrote ${CEIL_DISK_FERRY} KB a message"
   fi
 }
